@@ -1,0 +1,1 @@
+//! Forge-neutral domain events parsed from GitLab and GitHub webhook payloads.

@@ -1,0 +1,3 @@
+//! GitHub: REST client on octocrab, and its webhook payloads.
+
+pub mod payload;

@@ -1,0 +1,224 @@
+//! The forge seam: everything nbforge asks of GitLab, GitHub or a plain git server.
+//!
+//! Handlers talk to a [`Forge`] behind `Arc<dyn Forge>`; the implementations are
+//! [`gitlab`] (the `gitlab` crate's REST endpoints), [`github`] (octocrab) and
+//! [`local`] (plain git repositories; statuses and notes kept in nbforge's own
+//! database). Wire payload structs live in the implementation modules; the rest of
+//! the crate sees only the types below and [`crate::events`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// State of a commit status, as GitLab names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusState {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Canceled,
+}
+
+impl StatusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Pending => "pending",
+            StatusState::Running => "running",
+            StatusState::Success => "success",
+            StatusState::Failed => "failed",
+            StatusState::Canceled => "canceled",
+        }
+    }
+}
+
+/// A commit status to set on a commit (GitLab: `POST /projects/:id/statuses/:sha`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitStatus {
+    pub state: StatusState,
+    /// The status context, e.g. `nbforge/environment`.
+    pub name: String,
+    /// Branch or tag the commit belongs to, when known.
+    pub ref_name: Option<String>,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A note (comment) on a merge request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: i64,
+    pub body: String,
+    /// Username of the author, when the forge says.
+    pub author: Option<String>,
+}
+
+/// A branch or tag and the commit it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitRef {
+    pub name: String,
+    pub commit: String,
+}
+
+/// A member of a project or group with its GitLab access level (10 guest … 50 owner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: i64,
+    pub username: String,
+    pub access_level: i64,
+}
+
+/// A project as the forge describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    pub id: i64,
+    /// `namespace/project`.
+    pub path_with_namespace: String,
+    pub web_url: String,
+    pub http_url_to_repo: String,
+    pub default_branch: Option<String>,
+}
+
+/// A merge request as created or read from the forge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRequestInfo {
+    pub iid: i64,
+    pub web_url: String,
+}
+
+/// Parameters for opening a merge request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMergeRequest {
+    pub source_branch: String,
+    pub target_branch: String,
+    pub title: String,
+    pub description: Option<String>,
+    /// Target project when it differs from the source (a fork's upstream).
+    pub target_project_id: Option<i64>,
+}
+
+/// What went wrong talking to a forge.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    /// The object does not exist (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The token lacks the rights (401/403).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    /// The forge could not be reached or answered 5xx; worth retrying.
+    #[error("forge unavailable: {0}")]
+    Unavailable(String),
+    /// The forge cannot do this (e.g. a plain git server has no merge requests).
+    #[error("not supported by this forge: {0}")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ForgeError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ForgeError::Unavailable(_))
+    }
+}
+
+pub type ForgeResult<T> = Result<T, ForgeError>;
+
+/// A project is named by its numeric id where the forge has one, else by its path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProjectId {
+    Id(i64),
+    Path(String),
+}
+
+impl std::fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProjectId::Id(id) => write!(f, "{id}"),
+            ProjectId::Path(p) => f.write_str(p),
+        }
+    }
+}
+
+/// Everything nbforge asks of a forge.
+#[async_trait]
+pub trait Forge: Send + Sync {
+    /// Short name for logs and metrics: `gitlab`, `github`, `local`.
+    fn kind(&self) -> &'static str;
+
+    async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo>;
+
+    async fn set_commit_status(
+        &self,
+        project: &ProjectId,
+        sha: &str,
+        status: &CommitStatus,
+    ) -> ForgeResult<()>;
+
+    async fn list_merge_request_notes(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+    ) -> ForgeResult<Vec<Note>>;
+
+    async fn create_merge_request_note(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+        body: &str,
+    ) -> ForgeResult<Note>;
+
+    async fn edit_merge_request_note(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+        note_id: i64,
+        body: &str,
+    ) -> ForgeResult<Note>;
+
+    async fn list_branches(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>>;
+
+    async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>>;
+
+    /// The raw bytes of `path` at `git_ref`.
+    async fn read_file(&self, project: &ProjectId, git_ref: &str, path: &str)
+    -> ForgeResult<Vec<u8>>;
+
+    /// Members with their effective access level (inherited members included).
+    async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>>;
+
+    async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>>;
+
+    async fn create_fork(&self, project: &ProjectId, namespace: &str) -> ForgeResult<ProjectInfo>;
+
+    async fn create_merge_request(
+        &self,
+        project: &ProjectId,
+        mr: &NewMergeRequest,
+    ) -> ForgeResult<MergeRequestInfo>;
+
+    /// URL git can fetch the project from, and the credentials to use (username, token).
+    async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource>;
+}
+
+/// Where and how to fetch a project's git objects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FetchSource {
+    pub url: String,
+    /// `(username, password)` for HTTPS basic auth; GitLab takes `oauth2` + token.
+    pub credentials: Option<(String, crate::config::Secret)>,
+}
+
+impl std::fmt::Debug for FetchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchSource")
+            .field("url", &self.url)
+            .field("credentials", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+pub mod github;
+pub mod gitlab;
+pub mod local;

@@ -1,0 +1,1 @@
+//! Launch specs: repo2docker-compatible detection, `launch.toml`, environment key, Dockerfile.

@@ -1,0 +1,1 @@
+//! Worksheets: the notebook model, parameters, and rendering without code.

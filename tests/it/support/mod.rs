@@ -1,0 +1,1 @@
+//! Test harness: the app under test, a fake GitLab, payload builders.
