@@ -2,8 +2,17 @@
 //!
 //! One crate, one binary. See `docs/architecture.md` for the map of modules and flows.
 
+pub mod app;
+pub mod bench;
+pub mod cli;
 pub mod config;
+pub mod db;
+pub mod doctor;
 pub mod events;
 pub mod forge;
+pub mod ingest;
+pub mod jobs;
+pub mod metrics;
 pub mod spec;
+pub mod web;
 pub mod worksheet;

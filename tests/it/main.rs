@@ -1,3 +1,7 @@
 //! Integration tests: one binary, modules by area.
 
 mod support;
+
+mod ingest;
+mod jobs;
+mod serve;

@@ -1,0 +1,87 @@
+//! The application state shared by the HTTP routes and the job workers.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::events::ForgeKind;
+use crate::forge::Forge;
+use crate::metrics::Metrics;
+
+/// The forges nbforge talks to. GitLab-shaped events go to GitLab when it is
+/// configured and to the local forge (plain git, `hooks/post-receive`) otherwise.
+#[derive(Clone)]
+pub struct Forges {
+    pub gitlab: Option<Arc<dyn Forge>>,
+    pub github: Option<Arc<dyn Forge>>,
+    pub local: Arc<dyn Forge>,
+}
+
+impl Forges {
+    /// The forge that answers for events from `kind`.
+    pub fn for_kind(&self, kind: &ForgeKind) -> Arc<dyn Forge> {
+        match kind {
+            ForgeKind::GitLab => self.gitlab.clone().unwrap_or_else(|| self.local.clone()),
+            ForgeKind::GitHub => self.github.clone().unwrap_or_else(|| self.local.clone()),
+        }
+    }
+}
+
+/// Everything a request or a job needs; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub forges: Forges,
+    pub metrics: Arc<Metrics>,
+    /// Wakes idle workers in this process when a delivery enqueues jobs.
+    pub jobs_ready: Arc<Notify>,
+}
+
+impl App {
+    /// Connects to the database (applying migrations) and builds the configured forges.
+    pub async fn new(settings: Settings) -> anyhow::Result<App> {
+        let db = Db::connect(&settings.database_url).await?;
+        let forges = build_forges(&settings, &db)?;
+        Ok(Self::with_parts(settings, db, forges))
+    }
+
+    pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> App {
+        App {
+            settings: Arc::new(settings),
+            db,
+            forges,
+            metrics: Arc::new(Metrics::new()),
+            jobs_ready: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The forges the settings call for.
+pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
+    let gitlab: Option<Arc<dyn Forge>> = match (&settings.gitlab_url, &settings.gitlab_token) {
+        (Some(url), Some(token)) => {
+            let _f = crate::forge::gitlab::GitLabForge::new(url, token.clone())?;
+            None
+        }
+        _ => None,
+    };
+    let github: Option<Arc<dyn Forge>> = match &settings.github_token {
+        Some(token) => {
+            let _f = crate::forge::github::GitHubForge::new(
+                settings.github_api_url.clone(),
+                token.clone(),
+            )?;
+            None
+        }
+        None => None,
+    };
+    let local: Arc<dyn Forge> = Arc::new(crate::forge::local::LocalForge::new(db.clone()));
+    Ok(Forges {
+        gitlab,
+        github,
+        local,
+    })
+}

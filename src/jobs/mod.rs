@@ -1,0 +1,272 @@
+//! The durable job queue and its workers.
+//!
+//! A delivery's jobs are inserted in the same transaction as the delivery (see
+//! [`crate::ingest`]). Workers claim one job at a time with a lease that a heartbeat
+//! extends; a job whose worker died is claimed again once its lease runs out. Failures
+//! caused by the input are recorded and not retried; other failures are retried with
+//! exponential backoff and dead-lettered after `job_max_attempts` tries. A newer job
+//! with the same supersede key cancels older pending ones (and asks running ones to
+//! stop). On shutdown, workers stop claiming, give running jobs a grace period, then
+//! release what is left so another process picks it up at once.
+
+pub mod handlers;
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::db::{Heartbeat, JobId, JobRow, NewJob};
+use crate::events::{Event, ForgeKind};
+
+/// What a job row carries: the event and the forge it came from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobPayload {
+    pub forge: ForgeKind,
+    pub event: Event,
+}
+
+/// How a job ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The input is wrong (a bad launch spec, a missing file): shown to the user, not retried.
+    #[error("{0}")]
+    User(String),
+    /// Something outside nbforge failed (forge down, Docker engine down): retried.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+    /// The job was superseded or the lease was lost while it ran.
+    #[error("canceled")]
+    Canceled,
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Transient(e)
+    }
+}
+
+impl From<crate::db::DbError> for JobError {
+    fn from(e: crate::db::DbError) -> Self {
+        JobError::Transient(e.into())
+    }
+}
+
+impl From<crate::forge::ForgeError> for JobError {
+    fn from(e: crate::forge::ForgeError) -> Self {
+        JobError::Transient(e.into())
+    }
+}
+
+/// What a running job can see of its circumstances.
+#[derive(Clone)]
+pub struct JobContext {
+    pub id: JobId,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    /// Cancelled when the job is superseded, its lease is lost, or the process stops for good.
+    pub cancel: CancellationToken,
+}
+
+/// The jobs a domain event causes. The supersede key makes a newer event about the
+/// same branch or merge request replace older pending work.
+pub fn plan(forge: ForgeKind, event: &Event, max_attempts: u32) -> Vec<NewJob> {
+    let (kind, supersede_key) = match event {
+        Event::Push(p) => (
+            "push",
+            Some(format!("push:{}:{}", p.project.path, p.branch)),
+        ),
+        Event::TagPush(t) => (
+            "tag_push",
+            Some(format!("tag:{}:{}", t.project.path, t.tag)),
+        ),
+        Event::MergeRequest(m) => (
+            "merge_request",
+            Some(format!("mr:{}:{}", m.project.path, m.iid)),
+        ),
+        Event::Member(_) => ("member", None),
+        Event::Project(_) => ("project", None),
+    };
+    let payload = serde_json::to_string(&JobPayload {
+        forge,
+        event: event.clone(),
+    })
+    .expect("events serialize");
+    vec![NewJob {
+        kind: kind.to_owned(),
+        payload,
+        supersede_key,
+        max_attempts: i64::from(max_attempts),
+    }]
+}
+
+/// A unique name for this process's workers, used as the lease owner.
+pub fn worker_owner(index: usize) -> String {
+    format!(
+        "{}-{}-{index}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Delay before try number `attempt + 1`: `base * 2^(attempt-1)`, at most an hour.
+pub fn backoff(base: Duration, attempt: i64) -> Duration {
+    let exp = attempt.clamp(1, 20) - 1;
+    base.saturating_mul(1u32 << exp)
+        .min(Duration::from_secs(3600))
+}
+
+/// Runs `workers` job loops until `shutdown` is cancelled, then waits for them.
+pub async fn run_workers(app: App, shutdown: CancellationToken) {
+    let mut tasks = Vec::new();
+    for i in 0..app.settings.workers {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            worker_loop(app, worker_owner(i), shutdown).await
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn worker_loop(app: App, owner: String, shutdown: CancellationToken) {
+    let lease = app.settings.job_lease;
+    while !shutdown.is_cancelled() {
+        match app.db.claim_job(&owner, lease).await {
+            Ok(Some(job)) => {
+                run_claimed(&app, &owner, job, &shutdown).await;
+            }
+            Ok(None) => {
+                let notified = app.jobs_ready.notified();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(app.settings.poll_interval) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a job failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(app.settings.poll_interval * 4) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Claims and runs jobs in this task until none is ready. For tests and one-shot tools.
+pub async fn run_until_idle(app: &App) -> anyhow::Result<usize> {
+    let owner = worker_owner(0);
+    let never = CancellationToken::new();
+    let mut n = 0;
+    while let Some(job) = app.db.claim_job(&owner, app.settings.job_lease).await? {
+        run_claimed(app, &owner, job, &never).await;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Runs one claimed job with a heartbeat, and records how it ended.
+async fn run_claimed(app: &App, owner: &str, job: JobRow, shutdown: &CancellationToken) {
+    let id = job.id();
+    let span =
+        tracing::info_span!("job", job.id = id.0, job.kind = %job.kind, job.attempt = job.attempts);
+    async {
+        if job.attempts > job.max_attempts {
+            // Claimed again after its worker died too often.
+            let _ = app
+                .db
+                .dead_letter_job(id, owner, job.last_error.as_deref().unwrap_or("lease expired too often"))
+                .await;
+            tracing::warn!("job dead-lettered: out of attempts");
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let ctx = JobContext { id, attempt: job.attempts, max_attempts: job.max_attempts, cancel: cancel.clone() };
+        let heartbeat = spawn_heartbeat(app.clone(), owner.to_owned(), id, cancel.clone());
+        let started = Instant::now();
+
+        let work = handlers::dispatch(app, &ctx, &job);
+        tokio::pin!(work);
+        let result = tokio::select! {
+            r = &mut work => Some(r),
+            _ = shutdown.cancelled() => {
+                // Give the job its grace period, then release it.
+                match tokio::time::timeout(app.settings.shutdown_grace, &mut work).await {
+                    Ok(r) => Some(r),
+                    Err(_) => None,
+                }
+            }
+        };
+        heartbeat.abort();
+        let secs = started.elapsed().as_secs_f64();
+
+        let outcome = match result {
+            None => {
+                let _ = app.db.release_job(id, owner).await;
+                tracing::info!("job released at shutdown");
+                "released"
+            }
+            Some(Ok(())) => {
+                if app.db.complete_job(id, owner).await.unwrap_or(false) {
+                    "done"
+                } else {
+                    tracing::warn!("job finished after its lease was lost");
+                    "lost"
+                }
+            }
+            Some(Err(JobError::Canceled)) => {
+                let _ = app.db.cancel_job(id, owner).await;
+                "canceled"
+            }
+            Some(Err(JobError::User(msg))) => {
+                tracing::info!(error = %msg, "job failed on its input");
+                let _ = app.db.fail_job(id, owner, &msg).await;
+                "failed"
+            }
+            Some(Err(JobError::Transient(e))) => {
+                let msg = format!("{e:#}");
+                if job.attempts >= job.max_attempts {
+                    tracing::error!(error = %msg, "job dead-lettered");
+                    let _ = app.db.dead_letter_job(id, owner, &msg).await;
+                    "dead"
+                } else {
+                    let delay = backoff(app.settings.job_backoff, job.attempts);
+                    tracing::warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "job will be retried");
+                    let run_at = crate::db::now_ms() + delay.as_millis() as i64;
+                    let _ = app.db.retry_job(id, owner, &msg, run_at).await;
+                    "retry"
+                }
+            }
+        };
+        app.metrics.job_ran(&job.kind, outcome, secs);
+    }
+    .instrument(span)
+    .await
+}
+
+fn spawn_heartbeat(
+    app: App,
+    owner: String,
+    id: JobId,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let every = app.settings.job_lease / 3;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match app.db.heartbeat(id, &owner, app.settings.job_lease).await {
+                Ok(Heartbeat::Held { cancel: false }) => {}
+                Ok(Heartbeat::Held { cancel: true }) | Ok(Heartbeat::Lost) => {
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    })
+}
