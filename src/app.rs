@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::build::{Builder, BuilderSettings, LogHub};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::events::ForgeKind;
@@ -38,6 +39,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Wakes idle workers in this process when a delivery enqueues jobs.
     pub jobs_ready: Arc<Notify>,
+    /// The Docker engine for image builds.
+    pub builder: Builder,
+    /// Logs of the builds running in this process.
+    pub build_logs: Arc<LogHub>,
 }
 
 impl App {
@@ -49,14 +54,42 @@ impl App {
     }
 
     pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> App {
+        let builder = builder_for(&settings).expect("the Docker client is created lazily");
         App {
             settings: Arc::new(settings),
             db,
             forges,
             metrics: Arc::new(Metrics::new()),
             jobs_ready: Arc::new(Notify::new()),
+            builder,
+            build_logs: Arc::new(LogHub::new()),
         }
     }
+
+    /// Launch-spec options from the settings.
+    pub fn spec_options(&self) -> crate::spec::Options {
+        spec_options(&self.settings)
+    }
+}
+
+/// Launch-spec options from the settings.
+pub fn spec_options(settings: &Settings) -> crate::spec::Options {
+    crate::spec::Options {
+        default_python: settings.default_python.clone(),
+        base_image: settings.base_image.clone(),
+        extra_ca: settings.extra_ca.clone(),
+        ..crate::spec::Options::default()
+    }
+}
+
+/// The image builder the settings call for.
+pub fn builder_for(settings: &Settings) -> Result<Builder, crate::build::BuildError> {
+    Builder::connect(BuilderSettings {
+        prefix: settings.image_prefix.clone(),
+        concurrency: settings.build_concurrency,
+        timeout: settings.build_timeout,
+        registry: settings.registry.clone(),
+    })
 }
 
 /// The forges the settings call for.

@@ -30,6 +30,16 @@ pub enum Command {
     Migrate,
     /// Check the database, the Docker engine and GitLab, and say how to fix what is wrong.
     Doctor,
+    /// Make the base image environments start from, with no registry: debootstrap, import,
+    /// then Python, a Jupyter server and ipykernel from Debian's packages.
+    BaseImage {
+        /// Make it again even if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Debian suite.
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+    },
     /// Measure nbforge on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -75,6 +85,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => crate::doctor::run(&settings).await,
+        Command::BaseImage { force, suite } => {
+            let builder = crate::app::builder_for(&settings)?;
+            let spec = crate::build::base::BaseImageSpec {
+                name: settings.base_image.clone(),
+                suite,
+                mirror: settings.debian_mirror.clone(),
+                extra_ca: settings.extra_ca.clone(),
+            };
+            crate::build::base::ensure_base_image(&builder, &spec, force, &|line| {
+                println!("{line}")
+            })
+            .await?;
+            println!("base image {} is ready", settings.base_image);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
     }
 }

@@ -175,6 +175,30 @@ pub struct SettingsArgs {
     /// Log format.
     #[arg(long, env = "NBFORGE_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Image every environment starts from (`nbforge base-image` makes it) [default: nbforge/base:bookworm].
+    #[arg(long, env = "NBFORGE_BASE_IMAGE", global = true)]
+    pub base_image: Option<String>,
+    /// PEM file of extra CA certificates to trust in builds and images (TLS-intercepting networks).
+    #[arg(long, env = "NBFORGE_EXTRA_CA_CERTS", global = true)]
+    pub extra_ca_certs: Option<PathBuf>,
+    /// Prefix of environment image names: `<prefix>/env:<key>` [default: nbforge].
+    #[arg(long, env = "NBFORGE_IMAGE_PREFIX", global = true)]
+    pub image_prefix: Option<String>,
+    /// Container registry to push environment images to, e.g. registry.example.org.
+    #[arg(long, env = "NBFORGE_REGISTRY", global = true)]
+    pub registry: Option<String>,
+    /// Image builds allowed at once [default: 1].
+    #[arg(long, env = "NBFORGE_BUILD_CONCURRENCY", global = true)]
+    pub build_concurrency: Option<usize>,
+    /// Longest an image build may take, in seconds [default: 3600].
+    #[arg(long, env = "NBFORGE_BUILD_TIMEOUT_SECS", global = true)]
+    pub build_timeout_secs: Option<u64>,
+    /// Python version assumed when a repository names none [default: 3.10, as repo2docker].
+    #[arg(long, env = "NBFORGE_DEFAULT_PYTHON", global = true)]
+    pub default_python: Option<String>,
+    /// Debian mirror used to make the base image [default: http://deb.debian.org/debian].
+    #[arg(long, env = "NBFORGE_DEBIAN_MIRROR", global = true)]
+    pub debian_mirror: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags, with `_` for `-`.
@@ -200,6 +224,14 @@ struct FileSettings {
     shutdown_grace_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
+    base_image: Option<String>,
+    extra_ca_certs: Option<PathBuf>,
+    image_prefix: Option<String>,
+    registry: Option<String>,
+    build_concurrency: Option<usize>,
+    build_timeout_secs: Option<u64>,
+    default_python: Option<String>,
+    debian_mirror: Option<String>,
 }
 
 /// Validated settings, read once at start-up and passed in.
@@ -224,6 +256,15 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    pub base_image: String,
+    /// Contents of the extra CA bundle, read at start-up.
+    pub extra_ca: Option<Vec<u8>>,
+    pub image_prefix: String,
+    pub registry: Option<String>,
+    pub build_concurrency: usize,
+    pub build_timeout: Duration,
+    pub default_python: String,
+    pub debian_mirror: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -329,6 +370,65 @@ impl Settings {
         if max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());
         }
+        let extra_ca = match args.extra_ca_certs.clone().or(file.extra_ca_certs) {
+            None => None,
+            Some(path) => match std::fs::read(&path) {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    problems.push(format!(
+                        "extra_ca_certs: {} holds no PEM certificate",
+                        path.display()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!(
+                        "extra_ca_certs: cannot read {}: {e}",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+        };
+        let image_prefix = args
+            .image_prefix
+            .clone()
+            .or(file.image_prefix)
+            .unwrap_or_else(|| "nbforge".into());
+        let base_image = args
+            .base_image
+            .clone()
+            .or(file.base_image)
+            .unwrap_or_else(|| "nbforge/base:bookworm".into());
+        for (name, value) in [("image_prefix", &image_prefix), ("base_image", &base_image)] {
+            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems.push(format!("{name}: `{value}` is not an image reference"));
+            }
+        }
+        let build_concurrency = args
+            .build_concurrency
+            .or(file.build_concurrency)
+            .unwrap_or(1);
+        if build_concurrency == 0 {
+            problems.push("build_concurrency: must be at least 1".into());
+        }
+        let default_python = args
+            .default_python
+            .clone()
+            .or(file.default_python)
+            .unwrap_or_else(|| "3.10".into());
+        if !default_python
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            problems.push(format!(
+                "default_python: `{default_python}` is not a version like 3.10"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -370,6 +470,22 @@ impl Settings {
             ),
             max_body_bytes,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            base_image,
+            extra_ca,
+            image_prefix,
+            registry: args.registry.clone().or(file.registry),
+            build_concurrency,
+            build_timeout: Duration::from_secs(
+                args.build_timeout_secs
+                    .or(file.build_timeout_secs)
+                    .unwrap_or(3600),
+            ),
+            default_python,
+            debian_mirror: args
+                .debian_mirror
+                .clone()
+                .or(file.debian_mirror)
+                .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
         })
     }
 

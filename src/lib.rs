@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod db;

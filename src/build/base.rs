@@ -1,0 +1,177 @@
+//! `nbforge base-image`: makes the base image every environment starts from, without any
+//! image registry. A minimal Debian root file system is made with `debootstrap`, imported
+//! into the engine (`docker import`), and a Python, a Jupyter server and ipykernel are
+//! installed on top from Debian's packages. Extra CA certificates, when configured, are
+//! installed into the image the Debian way (`update-ca-certificates`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{BuildError, BuildRequest, Builder};
+
+/// Debian packages every base image has.
+pub const BASE_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "python3",
+    "python3-venv",
+    "python3-pip",
+    "jupyter-notebook",
+    "python3-jupyter-server",
+    "python3-ipykernel",
+    "python3-nbclient",
+];
+
+/// File name of the extra CA bundle inside build contexts.
+pub const EXTRA_CA_FILE: &str = crate::spec::EXTRA_CA_FILE;
+
+/// How to make a base image.
+#[derive(Debug, Clone)]
+pub struct BaseImageSpec {
+    /// The image to make, e.g. `nbforge/base:bookworm`.
+    pub name: String,
+    /// Debian suite for debootstrap.
+    pub suite: String,
+    /// Debian mirror for debootstrap and apt.
+    pub mirror: String,
+    /// PEM bundle to trust in the image.
+    pub extra_ca: Option<Vec<u8>>,
+}
+
+/// The name of the imported root file system image for a base image name.
+pub fn rootfs_name(base: &str) -> String {
+    let (repo, tag) = base.rsplit_once(':').unwrap_or((base, "latest"));
+    format!("{repo}-rootfs:{tag}")
+}
+
+/// The Dockerfile that turns the imported root file system into the base image.
+pub fn dockerfile(rootfs: &str, extra_ca: bool) -> String {
+    let mut d = format!("FROM {rootfs}\n");
+    if extra_ca {
+        d.push_str(&format!(
+            "COPY {EXTRA_CA_FILE} /usr/local/share/ca-certificates/{EXTRA_CA_FILE}\n"
+        ));
+    }
+    d.push_str(
+        "RUN apt-get update \\\n    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\\n       ",
+    );
+    d.push_str(&BASE_PACKAGES.join(" \\\n       "));
+    d.push_str(" \\\n    && update-ca-certificates \\\n    && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
+    d.push_str("ENV LANG=C.UTF-8 LC_ALL=C.UTF-8\n");
+    d.push_str("LABEL org.nbforge.base=\"1\"\n");
+    d
+}
+
+/// Makes the base image (skipped when it exists, unless `force`). Progress goes to `log`.
+pub async fn ensure_base_image(
+    builder: &Builder,
+    spec: &BaseImageSpec,
+    force: bool,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), BuildError> {
+    if !force && builder.image_exists(&spec.name).await? {
+        log(&format!("{} already exists", spec.name));
+        return Ok(());
+    }
+    let rootfs = rootfs_name(&spec.name);
+    if force || !builder.image_exists(&rootfs).await? {
+        let dir = tempfile::Builder::new()
+            .prefix("nbforge-rootfs-")
+            .tempdir()
+            .map_err(|e| BuildError::Internal(format!("temporary directory: {e}")))?;
+        debootstrap(&spec.suite, dir.path(), &spec.mirror, log).await?;
+        log(&format!("importing the root file system as {rootfs}"));
+        import_rootfs(builder, dir.path(), &rootfs).await?;
+    }
+    let mut context = vec![(
+        "Dockerfile".to_owned(),
+        dockerfile(&rootfs, spec.extra_ca.is_some()).into_bytes(),
+    )];
+    if let Some(ca) = &spec.extra_ca {
+        context.push((EXTRA_CA_FILE.to_owned(), ca.clone()));
+    }
+    let req = BuildRequest {
+        tag: spec.name.clone(),
+        dockerfile: "Dockerfile".into(),
+        context,
+        labels: HashMap::from([(
+            super::LABEL_VERSION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )]),
+    };
+    log(&format!(
+        "installing {} into {}",
+        BASE_PACKAGES.join(", "),
+        spec.name
+    ));
+    builder.build(&req, log, &CancellationToken::new()).await
+}
+
+async fn debootstrap(
+    suite: &str,
+    dir: &Path,
+    mirror: &str,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), BuildError> {
+    log(&format!(
+        "debootstrap --variant=minbase {suite} {} {mirror}",
+        dir.display()
+    ));
+    let out = tokio::process::Command::new("debootstrap")
+        .arg("--variant=minbase")
+        .arg(suite)
+        .arg(dir)
+        .arg(mirror)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            BuildError::Internal(format!(
+                "cannot run debootstrap ({e}); install it (apt-get install debootstrap) and run as root"
+            ))
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        return Err(BuildError::Internal(format!(
+            "debootstrap failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        )));
+    }
+    Ok(())
+}
+
+/// `tar -C dir -c . | docker import - name`, through the Engine API.
+async fn import_rootfs(builder: &Builder, dir: &Path, name: &str) -> Result<(), BuildError> {
+    let dir = dir.to_owned();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        b.append_dir_all(".", &dir)?;
+        b.into_inner()
+    })
+    .await
+    .map_err(|e| BuildError::Internal(e.to_string()))?
+    .map_err(|e| BuildError::Internal(format!("packing the root file system: {e}")))?;
+    let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+    let opts = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(tag)
+        .build();
+    let mut stream =
+        builder
+            .docker()
+            .create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| BuildError::Engine(e.to_string()))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(BuildError::Engine(format!("import failed: {err}")));
+        }
+    }
+    Ok(())
+}
