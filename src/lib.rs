@@ -5,5 +5,6 @@
 pub mod config;
 pub mod events;
 pub mod forge;
+pub mod mirror;
 pub mod spec;
 pub mod worksheet;
