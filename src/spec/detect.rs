@@ -624,12 +624,7 @@ fn add_package(
     for (name, kind) in c.src.list_dir(&dir)? {
         let path = join(&dir, &name);
         let take = match kind {
-            EntryKind::Dir => {
-                name == "src"
-                    || (name != "binder"
-                        && name != ".binder"
-                        && c.is_file(&join(&path, "__init__.py"))?)
-            }
+            EntryKind::Dir => name != "binder" && name != ".binder" && holds_package(c, &path)?,
             EntryKind::File | EntryKind::Symlink => {
                 meta.contains(&name.as_str())
                     || name == "MANIFEST.in"
@@ -659,6 +654,20 @@ fn add_package(
         }
     }
     Ok(())
+}
+
+/// True for a package folder (`__init__.py`) or a layout folder such as `src/` or `lib/`
+/// holding package folders.
+fn holds_package(c: &Ctx, dir: &str) -> Result<bool, SpecError> {
+    if c.is_file(&join(dir, "__init__.py"))? {
+        return Ok(true);
+    }
+    for (name, kind) in c.src.list_dir(dir)? {
+        if kind == EntryKind::Dir && c.is_file(&join(&join(dir, &name), "__init__.py"))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str, version: &mut Option<String>) {
