@@ -75,7 +75,11 @@ pub fn run(args: &SpecArgs) -> anyhow::Result<ExitCode> {
     let target = args.path_or_git_url.clone().unwrap_or_else(|| ".".into());
     let mut tmp_cache = None;
     let repo = if is_url(&target) {
-        let dir = std::env::temp_dir().join(format!("nbforge-spec-{}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("nbforge-spec-{}-{nanos}", std::process::id()));
         tmp_cache = Some(dir.clone());
         Some(
             crate::mirror::fetch_mirror(&dir, "remote", &target, None, &[])

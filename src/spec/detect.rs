@@ -714,3 +714,45 @@ fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str, version: &mut O
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_options() {
+        assert_eq!(split_option("-r base.txt"), (Some("-r"), Some("base.txt")));
+        assert_eq!(split_option("-rbase.txt"), (Some("-r"), Some("base.txt")));
+        assert_eq!(
+            split_option("--requirement=base.txt"),
+            (Some("--requirement"), Some("base.txt"))
+        );
+        assert_eq!(split_option("-e ."), (Some("-e"), Some(".")));
+        assert_eq!(split_option("numpy>=1"), (None, None));
+        assert_eq!(
+            split_option("--index-url https://x"),
+            (Some("--index-url"), Some("https://x"))
+        );
+    }
+
+    #[test]
+    fn local_requirements() {
+        for l in [".", "./pkg", "./pkg[extra]", "../x", "/abs", "file:./x"] {
+            assert!(is_local(l), "{l}");
+        }
+        for r in ["numpy", "git+https://x/y.git", "pkg @ https://x/y.whl"] {
+            assert!(!is_local(r), "{r}");
+        }
+        assert_eq!(strip_comment("numpy  # fast"), "numpy ");
+        assert_eq!(strip_comment("# all"), "");
+        assert_eq!(strip_comment("https://x/#egg=y"), "https://x/#egg=y");
+    }
+
+    #[test]
+    fn copyable_paths() {
+        assert!(copyable("lib/growth"));
+        for bad in ["a\"b", "a$b", "a*b", "-x", "a\nb", "a\\b", ""] {
+            assert!(!copyable(bad), "{bad:?}");
+        }
+    }
+}

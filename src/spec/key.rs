@@ -31,7 +31,7 @@ pub(super) fn compute(
     };
     for root in a.plan.package_roots.iter().chain(&a.plan.r_roots) {
         match resolve(src, root)? {
-            Some((_, EntryKind::Dir)) => inputs.extend(walk_files(src, root)?),
+            Some((real, EntryKind::Dir)) => inputs.extend(walk_files(src, &real)?),
             Some((_, EntryKind::File)) => {
                 inputs.insert(root.clone());
             }
@@ -46,7 +46,7 @@ pub(super) fn compute(
         .unwrap_or_default();
     if !build_inputs.is_empty() {
         let files = all_files(src)?;
-        let mut errors = Vec::new();
+        let mut unmatched = Vec::new();
         for pattern in &build_inputs {
             let matcher = globset::GlobBuilder::new(pattern)
                 .literal_separator(true)
@@ -58,24 +58,22 @@ pub(super) fn compute(
                     )])
                 })?
                 .compile_matcher();
-            let before = inputs.len();
             let trimmed = pattern.trim_end_matches('/');
-            for f in &files {
-                if matcher.is_match(f) || under(trimmed, f) {
-                    inputs.insert(f.clone());
-                }
-            }
-            if inputs.len() == before
-                && !files
-                    .iter()
-                    .any(|f| matcher.is_match(f) || under(trimmed, f))
+            let mut matched = false;
+            for f in files
+                .iter()
+                .filter(|f| matcher.is_match(f) || under(trimmed, f))
             {
-                errors.push(format!(
+                inputs.insert(f.clone());
+                matched = true;
+            }
+            if !matched {
+                unmatched.push(format!(
                     "launch.toml: build input {pattern:?} matches no file"
                 ));
             }
         }
-        a.warnings.extend(errors);
+        a.warnings.extend(unmatched);
     }
 
     let scripts: Vec<&str> = [&a.plan.post_build, &a.plan.start]

@@ -218,11 +218,14 @@ pub fn walk_files(src: &dyn SpecSource, dir: &str) -> Result<Vec<String>, Source
             match kind {
                 EntryKind::Dir => stack.push(path),
                 EntryKind::File => out.push(path),
-                EntryKind::Symlink => {
-                    if let Some((_, EntryKind::File)) = resolve(src, &path)? {
-                        out.push(path);
-                    }
-                }
+                // Links to files inside the repository count; links leaving it are skipped
+                // here (they are an error only where a spec file is read through them).
+                EntryKind::Symlink => match resolve(src, &path) {
+                    Ok(Some((_, EntryKind::File))) => out.push(path),
+                    Ok(_) => {}
+                    Err(e) if e.is_user_error() => {}
+                    Err(e) => return Err(e),
+                },
                 EntryKind::Other => {}
             }
         }
@@ -431,5 +434,53 @@ impl SpecSource for DirSource {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(normalize("a/./b//c").as_deref(), Some("a/b/c"));
+        assert_eq!(normalize("a/../b").as_deref(), Some("b"));
+        assert_eq!(normalize("a/..").as_deref(), Some(""));
+        assert_eq!(normalize("../a"), None);
+        assert_eq!(normalize("a/../../b"), None);
+        assert_eq!(normalize("/etc/passwd"), None);
+        assert_eq!(normalize("a\\b"), None);
+    }
+
+    #[test]
+    fn resolve_through_symlinked_folder_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("real")).unwrap();
+        std::fs::write(tmp.path().join("real/f.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("../..", tmp.path().join("real/up")).unwrap();
+        let src = DirSource::new(tmp.path());
+        assert_eq!(
+            resolve(&src, "link/f.txt").unwrap(),
+            Some(("real/f.txt".into(), EntryKind::File))
+        );
+        assert_eq!(resolve(&src, "link/nope").unwrap(), None);
+        assert!(matches!(
+            resolve(&src, "real/up/x"),
+            Err(SourceError::Escape { .. })
+        ));
+        assert_eq!(
+            read_text(&src, "link/f.txt", 10).unwrap().as_deref(),
+            Some("x")
+        );
+        assert!(matches!(
+            read_text(&src, "link/f.txt", 0),
+            Err(SourceError::TooLarge { size: 1, .. })
+        ));
+        assert!(matches!(
+            read_text(&src, "real", 10),
+            Err(SourceError::NotAFile { .. })
+        ));
+        assert_eq!(walk_files(&src, "").unwrap(), ["real/f.txt"]);
     }
 }
