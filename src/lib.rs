@@ -14,6 +14,7 @@ pub mod forge;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
+pub mod mirror;
 pub mod spec;
 pub mod web;
 pub mod worksheet;

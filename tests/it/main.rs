@@ -1,5 +1,6 @@
 //! Integration tests: one binary, modules by area.
 
+mod spec;
 mod support;
 
 mod ingest;

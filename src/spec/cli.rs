@@ -1,0 +1,269 @@
+//! `nbforge spec [PATH | GIT-URL] [--ref REF] [--json] [--dockerfile]`: analyze a launch spec
+//! from a folder, a local repository at a commit, or a remote repository, and print the result.
+//!
+//! Exit status: 0 valid and buildable; 1 invalid spec (diagnostics printed as
+//! `file:line:column: message`); 2 nbforge could not read the repository; 3 valid, but a kind
+//! nbforge cannot build. Inside a git `pre-receive` hook, objects still in quarantine
+//! (`GIT_QUARANTINE_PATH`) are read too.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::{Analysis, DirSource, GitSource, Options, SpecError, SpecSource, analyze};
+
+/// Arguments of `nbforge spec`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// Repository folder (working tree or bare), or a git URL. Defaults to the current folder.
+    pub path_or_git_url: Option<String>,
+    /// Read the spec at this commit, branch or tag from git objects instead of the files on disk.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Print the analysis as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the generated Dockerfile (in JSON output: a `dockerfile` field).
+    #[arg(long)]
+    pub dockerfile: bool,
+    /// Base image of generated Dockerfiles.
+    #[arg(
+        long,
+        env = "NBFORGE_BASE_IMAGE",
+        default_value = "nbforge/base:bookworm"
+    )]
+    pub base_image: String,
+    /// Python version of the base image.
+    #[arg(long, env = "NBFORGE_BASE_PYTHON", default_value = "3.11")]
+    pub base_python: String,
+    /// Python version assumed when the repository names none.
+    #[arg(long, default_value = "3.10")]
+    pub default_python: String,
+    /// Largest spec file read, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_file_size: u64,
+    /// PEM file of extra CA certificates to trust in built images.
+    #[arg(long, env = "NBFORGE_EXTRA_CA", value_name = "PEM")]
+    pub extra_ca: Option<PathBuf>,
+}
+
+const EXIT_INVALID: u8 = 1;
+const EXIT_INTERNAL: u8 = 2;
+const EXIT_UNSUPPORTED: u8 = 3;
+
+fn is_url(s: &str) -> bool {
+    s.contains("://") || (s.contains('@') && s.contains(':') && !s.starts_with('/'))
+}
+
+/// Runs `nbforge spec`.
+pub fn run(args: &SpecArgs) -> anyhow::Result<ExitCode> {
+    let extra_ca = match &args.extra_ca {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let opts = Options {
+        default_python: args.default_python.clone(),
+        base_image: args.base_image.clone(),
+        base_python: args.base_python.clone(),
+        max_file_size: args.max_file_size,
+        extra_ca,
+    };
+    let target = args.path_or_git_url.clone().unwrap_or_else(|| ".".into());
+    let mut tmp_cache = None;
+    let repo = if is_url(&target) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("nbforge-spec-{}-{nanos}", std::process::id()));
+        tmp_cache = Some(dir.clone());
+        Some(
+            crate::mirror::fetch_mirror(&dir, "remote", &target, None, &[])
+                .map_err(anyhow::Error::from),
+        )
+    } else if args.git_ref.is_some() {
+        Some(
+            git2::Repository::open(&target)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| {
+                    if let Some(q) = std::env::var_os("GIT_QUARANTINE_PATH") {
+                        r.odb()?.add_disk_alternate(&q.to_string_lossy())?;
+                    }
+                    Ok(r)
+                }),
+        )
+    } else {
+        None
+    };
+    let result = match repo {
+        Some(Ok(repo)) => {
+            let rev = match &args.git_ref {
+                Some(r) => r.clone(),
+                None => ["HEAD", "refs/heads/main", "refs/heads/master"]
+                    .into_iter()
+                    .find(|r| repo.revparse_single(r).is_ok())
+                    .unwrap_or("HEAD")
+                    .to_owned(),
+            };
+            match GitSource::open(&repo, &rev) {
+                Ok(src) => report(args, &src, &opts),
+                Err(e) => internal(args, &format!("{rev}: {e}")),
+            }
+        }
+        Some(Err(e)) => internal(args, &e.to_string()),
+        None => report(args, &DirSource::new(&target), &opts),
+    };
+    if let Some(dir) = tmp_cache {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn internal(args: &SpecArgs, message: &str) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!(
+            "{}",
+            json!({ "kind": null, "errors": [], "internal_error": message })
+        );
+    } else {
+        eprintln!("error: nbforge could not read the repository: {message}");
+    }
+    Ok(ExitCode::from(EXIT_INTERNAL))
+}
+
+fn report(args: &SpecArgs, src: &dyn SpecSource, opts: &Options) -> anyhow::Result<ExitCode> {
+    let analysis = match analyze(src, opts) {
+        Ok(a) => a,
+        Err(SpecError::Internal(m)) => return internal(args, &m),
+        Err(e) => {
+            let diags = e.diagnostics();
+            if args.json {
+                let errors: Vec<_> = diags
+                    .iter()
+                    .map(|d| json!({"file": d.file, "line": d.line, "column": d.column, "message": d.message, "text": d.to_string()}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"kind": null, "python_version": null, "files": [], "environment_key": null,
+                           "inputs": [], "warnings": [], "errors": errors})
+                );
+            } else {
+                let mut out = std::io::stdout().lock();
+                for d in &diags {
+                    writeln!(out, "error: {d}")?;
+                }
+            }
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let dockerfile = if args.dockerfile {
+        Some(analysis.dockerfile(opts))
+    } else {
+        None
+    };
+    let code = if analysis.unsupported.is_some() {
+        EXIT_UNSUPPORTED
+    } else {
+        0
+    };
+    if args.json {
+        let mut v = json_of(&analysis);
+        if let Some(d) = &dockerfile {
+            v["dockerfile"] = d
+                .as_ref()
+                .map(|s| json!(s))
+                .unwrap_or(serde_json::Value::Null);
+        }
+        println!("{v}");
+    } else if let Some(d) = dockerfile {
+        match d {
+            Ok(text) => print!("{text}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+        for w in &analysis.warnings {
+            eprintln!("warning: {w}");
+        }
+    } else {
+        print_human(&analysis)?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The JSON form printed by `nbforge spec --json`.
+pub fn json_of(a: &Analysis) -> serde_json::Value {
+    let errors: Vec<serde_json::Value> = a
+        .unsupported
+        .iter()
+        .map(|m| json!({"file": "", "line": null, "column": null, "message": format!("cannot build yet: {m}"), "text": format!("cannot build yet: {m}")}))
+        .collect();
+    json!({
+        "kind": a.kind,
+        "spec_dir": a.spec_dir,
+        "python_version": a.python_version,
+        "image_python": a.image_python,
+        "runtime": a.runtime,
+        "files": a.files,
+        "environment_key": a.environment_key,
+        "inputs": a.inputs,
+        "whole_tree": a.whole_tree,
+        "apt_packages": a.apt_packages,
+        "warnings": a.warnings,
+        "buildable": a.unsupported.is_none(),
+        "errors": errors,
+        "launch": a.launch,
+    })
+}
+
+fn print_human(a: &Analysis) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let dir = a
+        .spec_dir
+        .as_deref()
+        .map(|d| format!(" (from {d}/)"))
+        .unwrap_or_default();
+    writeln!(out, "kind: {}{dir}", a.kind)?;
+    if let Some(v) = &a.python_version {
+        writeln!(
+            out,
+            "python: {v}{}",
+            a.image_python
+                .as_deref()
+                .map(|i| format!(" (image has {i})"))
+                .unwrap_or_default()
+        )?;
+    }
+    writeln!(out, "files: {}", a.files.join(", "))?;
+    writeln!(out, "environment key: {}", a.environment_key)?;
+    writeln!(
+        out,
+        "inputs: {} file(s){}",
+        a.inputs.len(),
+        if a.whole_tree {
+            " (whole repository)"
+        } else {
+            ""
+        }
+    )?;
+    if let Some(l) = &a.launch {
+        writeln!(
+            out,
+            "launch: {:?}{}",
+            l.kind,
+            l.default
+                .as_deref()
+                .map(|d| format!(", default {d}"))
+                .unwrap_or_default()
+        )?;
+    }
+    for w in &a.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    if let Some(u) = &a.unsupported {
+        writeln!(out, "error: cannot build yet: {u}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! `launch.toml`, nbforge's own optional project file: what kind of project this is, its
+//! default file, worksheets, resources and extra build inputs. Parsing is strict: unknown keys
+//! and bad values are errors carrying `launch.toml:line:column`.
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::Diagnostic;
+
+/// The file name, at the repository root.
+pub const LAUNCH_FILE: &str = "launch.toml";
+
+/// How the project is presented when launched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectKind {
+    #[default]
+    Notebook,
+    Worksheet,
+    Dashboard,
+    Shell,
+}
+
+/// One published worksheet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorksheetEntry {
+    pub path: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Resource requests for sessions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Resources {
+    /// Memory in bytes (written `"2G"`, `"512M"` in the file; suffixes are powers of 1024).
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// A parsed, validated `launch.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LaunchConfig {
+    pub kind: ProjectKind,
+    pub default: Option<String>,
+    pub title: Option<String>,
+    pub area: Option<String>,
+    pub worksheets: Vec<WorksheetEntry>,
+    pub resources: Resources,
+    /// Extra paths or globs the environment depends on (`[build] inputs`).
+    pub build_inputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLaunch {
+    kind: Option<ProjectKind>,
+    default: Option<Spanned<String>>,
+    title: Option<String>,
+    area: Option<String>,
+    #[serde(default)]
+    worksheet: Vec<RawWorksheet>,
+    resources: Option<RawResources>,
+    build: Option<RawBuild>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorksheet {
+    path: Spanned<String>,
+    title: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    memory: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    #[serde(default)]
+    inputs: Vec<Spanned<String>>,
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+fn diag_at(file: &str, text: &str, offset: usize, message: impl Into<String>) -> Diagnostic {
+    let (line, column) = line_col(text, offset);
+    Diagnostic {
+        file: file.to_owned(),
+        line: Some(line),
+        column: Some(column),
+        message: message.into(),
+    }
+}
+
+/// Parses a memory size: digits with an optional `K`, `M`, `G` or `T` suffix (powers of 1024).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|&n| n > 0)
+}
+
+/// Checks a repository-relative path (or glob) written by a user: relative, no `..`, no
+/// backslashes or control characters.
+pub fn check_repo_path(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("empty path".into());
+    }
+    if p.starts_with('/') {
+        return Err(format!(
+            "{p:?} is absolute; paths are relative to the repository root"
+        ));
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(format!("{p:?} leaves the repository ('..' is not allowed)"));
+    }
+    if p.contains('\\') || p.chars().any(char::is_control) {
+        return Err(format!("{p:?} contains a backslash or control character"));
+    }
+    Ok(())
+}
+
+/// Parses and validates `launch.toml` text. All problems found are returned, each with
+/// line:column.
+pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
+    let raw: RawLaunch = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let msg = e.message().trim().to_owned();
+            return Err(vec![diag_at(LAUNCH_FILE, text, offset, msg)]);
+        }
+    };
+    let mut errors = Vec::new();
+    let path_field = |errors: &mut Vec<Diagnostic>, sp: &Spanned<String>, what: &str| {
+        if let Err(m) = check_repo_path(sp.get_ref()) {
+            errors.push(diag_at(
+                LAUNCH_FILE,
+                text,
+                sp.span().start,
+                format!("{what}: {m}"),
+            ));
+        }
+    };
+    if let Some(d) = &raw.default {
+        path_field(&mut errors, d, "default");
+    }
+    for w in &raw.worksheet {
+        path_field(&mut errors, &w.path, "worksheet path");
+    }
+    for i in raw.build.iter().flat_map(|b| &b.inputs) {
+        path_field(&mut errors, i, "build input");
+        if let Err(e) = globset::Glob::new(i.get_ref()) {
+            errors.push(diag_at(
+                LAUNCH_FILE,
+                text,
+                i.span().start,
+                format!("build input: bad glob: {e}"),
+            ));
+        }
+    }
+    let mut resources = Resources::default();
+    if let Some(r) = &raw.resources {
+        if let Some(m) = &r.memory {
+            match parse_memory(m.get_ref()) {
+                Some(n) => resources.memory = Some(n),
+                None => errors.push(diag_at(
+                    LAUNCH_FILE,
+                    text,
+                    m.span().start,
+                    format!(
+                        "resources.memory: {:?} is not a size like \"512M\" or \"2G\"",
+                        m.get_ref()
+                    ),
+                )),
+            }
+        }
+        if let Some(c) = &r.cpus {
+            let v = *c.get_ref();
+            if v.is_finite() && v > 0.0 && v <= 1024.0 {
+                resources.cpus = Some(v);
+            } else {
+                errors.push(diag_at(
+                    LAUNCH_FILE,
+                    text,
+                    c.span().start,
+                    "resources.cpus: must be a number above 0 and at most 1024",
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(LaunchConfig {
+        kind: raw.kind.unwrap_or_default(),
+        default: raw.default.map(Spanned::into_inner),
+        title: raw.title,
+        area: raw.area,
+        worksheets: raw
+            .worksheet
+            .into_iter()
+            .map(|w| WorksheetEntry {
+                path: w.path.into_inner(),
+                title: w.title,
+                description: w.description,
+            })
+            .collect(),
+        resources,
+        build_inputs: raw
+            .build
+            .map(|b| b.inputs.into_iter().map(Spanned::into_inner).collect())
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = parse(
+            r#"kind = "worksheet"
+default = "index.ipynb"
+title = "Growth curves"
+area = "microbiology"
+
+[[worksheet]]
+path = "growth.ipynb"
+title = "Fit a growth curve"
+
+[resources]
+memory = "2G"
+cpus = 1.5
+
+[build]
+inputs = ["data/schema.json", "lib/**/*.py"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.kind, ProjectKind::Worksheet);
+        assert_eq!(cfg.worksheets[0].path, "growth.ipynb");
+        assert_eq!(cfg.resources.memory, Some(2 << 30));
+        assert_eq!(cfg.resources.cpus, Some(1.5));
+        assert_eq!(cfg.build_inputs.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let errs = parse("kind = \"notebook\"\n\n[resources]\nmemroy = \"2G\"\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].line, errs[0].column), (Some(4), Some(1)));
+        assert!(errs[0].message.contains("memroy"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let errs = parse(
+            "[resources]\nmemory = \"lots\"\ncpus = -1.0\n[build]\ninputs = [\"../secret\"]\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("launch.toml:5:") && t.contains(".."))
+        );
+        assert!(text.iter().any(|t| t.starts_with("launch.toml:2:10")));
+    }
+
+    #[test]
+    fn wrong_kind_value() {
+        let errs = parse("kind = \"webapp\"\n").unwrap_err();
+        assert_eq!(errs[0].line, Some(1));
+        assert!(errs[0].message.contains("webapp") || errs[0].message.contains("variant"));
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512M"), Some(512 << 20));
+        assert_eq!(parse_memory("1024"), Some(1024));
+        assert_eq!(parse_memory("2.5G"), None);
+        assert_eq!(parse_memory("G"), None);
+        assert_eq!(parse_memory("0"), None);
+        assert_eq!(parse_memory("99999999999999T"), None);
+    }
+}
