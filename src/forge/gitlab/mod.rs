@@ -214,6 +214,11 @@ fn state(state: StatusState) -> glapi::projects::repository::commits::CommitStat
     }
 }
 
+fn already_in_state(msg: &str, state: StatusState) -> bool {
+    msg.contains("Cannot transition status via")
+        && msg.contains(&format!("from :{}", state.as_str()))
+}
+
 /// Cut `s` to at most `max` bytes on a character boundary, ending with `…` when cut.
 fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
@@ -380,8 +385,14 @@ impl Forge for GitLabForge {
             builder.description(truncate(d, STATUS_FIELD_MAX));
         }
         let endpoint = builder.build().map_err(|e| builder_error(&what, e))?;
-        let _: Ignored = self.query(&what, endpoint).await?;
-        Ok(())
+        match self.query::<_, Ignored>(&what, endpoint).await {
+            Ok(_) => Ok(()),
+            // GitLab refuses to move a pending/running status to the state it is
+            // already in ("Cannot transition status via :run from :running"): the
+            // status is already what was asked, so that is success.
+            Err(ForgeError::Other(msg)) if already_in_state(&msg, status.state) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn list_merge_request_notes(
