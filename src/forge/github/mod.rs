@@ -630,4 +630,182 @@ mod tests {
         let cut = truncate_chars(&"x".repeat(200), DESCRIPTION_MAX);
         assert_eq!(cut.chars().count(), DESCRIPTION_MAX);
     }
+
+    /// A few GitHub endpoints, in process, recording what they were sent.
+    mod fake {
+        use std::sync::{Arc, Mutex};
+
+        use axum::Json;
+        use axum::Router;
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, patch, post};
+        use serde_json::{Value, json};
+
+        pub const TOKEN: &str = "ghp-fake-token";
+
+        #[derive(Default)]
+        pub struct Seen {
+            pub statuses: Vec<(String, Value)>,
+            pub comments: Vec<(i64, String)>,
+        }
+
+        pub type Shared = Arc<Mutex<Seen>>;
+
+        fn authorized(h: &HeaderMap) -> bool {
+            h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+        }
+
+        fn denied() -> (StatusCode, Json<Value>) {
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Bad credentials"})),
+            )
+        }
+
+        pub async fn start() -> (String, Shared) {
+            let seen: Shared = Arc::default();
+            let app = Router::new()
+                .route(
+                    "/repos/{owner}/{repo}/statuses/{sha}",
+                    post(
+                        |State(s): State<Shared>, h: HeaderMap, Path((_o, _r, sha)): Path<(String, String, String)>, Json(body): Json<Value>| async move {
+                            if !authorized(&h) {
+                                return denied();
+                            }
+                            s.lock().unwrap().statuses.push((sha, body.clone()));
+                            (StatusCode::CREATED, Json(body))
+                        },
+                    ),
+                )
+                .route(
+                    "/repos/{owner}/{repo}/issues/{n}/comments",
+                    post(
+                        |State(s): State<Shared>, h: HeaderMap, Json(body): Json<Value>| async move {
+                            if !authorized(&h) {
+                                return denied();
+                            }
+                            let mut seen = s.lock().unwrap();
+                            let id = seen.comments.len() as i64 + 100;
+                            let text = body["body"].as_str().unwrap_or("").to_owned();
+                            seen.comments.push((id, text.clone()));
+                            (StatusCode::CREATED, Json(json!({"id": id, "body": text, "user": {"login": "nbforge-bot"}})))
+                        },
+                    )
+                    .get(|State(s): State<Shared>| async move {
+                        let seen = s.lock().unwrap();
+                        let list: Vec<Value> = seen
+                            .comments
+                            .iter()
+                            .map(|(id, b)| json!({"id": id, "body": b, "user": {"login": "nbforge-bot"}}))
+                            .collect();
+                        (StatusCode::OK, Json(Value::Array(list)))
+                    }),
+                )
+                .route(
+                    "/repos/{owner}/{repo}/issues/comments/{id}",
+                    patch(
+                        |State(s): State<Shared>, Path((_o, _r, id)): Path<(String, String, i64)>, Json(body): Json<Value>| async move {
+                            let mut seen = s.lock().unwrap();
+                            let text = body["body"].as_str().unwrap_or("").to_owned();
+                            match seen.comments.iter_mut().find(|(cid, _)| *cid == id) {
+                                Some(c) => {
+                                    c.1 = text.clone();
+                                    (StatusCode::OK, Json(json!({"id": id, "body": text, "user": {"login": "nbforge-bot"}})))
+                                }
+                                None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))),
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/repos/{owner}/{repo}/contents/{*path}",
+                    get(|| async {
+                        Json(json!({"type": "file", "sha": "abc", "encoding": "base64", "content": "bnVt\ncHkK\n"}))
+                    }),
+                )
+                .with_state(seen.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            (format!("http://{addr}/"), seen)
+        }
+    }
+
+    fn status() -> CommitStatus {
+        CommitStatus {
+            state: StatusState::Failed,
+            name: "nbforge/environment".into(),
+            ref_name: None,
+            target_url: Some("https://nbforge.example.org/build/1".into()),
+            description: Some("y".repeat(300)),
+        }
+    }
+
+    #[tokio::test]
+    async fn statuses_comments_and_files_against_a_fake_github() {
+        let (base, seen) = fake::start().await;
+        let forge =
+            GitHubForge::new(Some(Url::parse(&base).unwrap()), Secret::new(fake::TOKEN)).unwrap();
+        let repo = ProjectId::Path("octo/cells".into());
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+
+        forge
+            .set_commit_status(&repo, sha, &status())
+            .await
+            .expect("status");
+        {
+            let seen = seen.lock().unwrap();
+            let (got_sha, body) = &seen.statuses[0];
+            assert_eq!(got_sha, sha);
+            assert_eq!(body["state"], "failure");
+            assert_eq!(body["context"], "nbforge/environment");
+            assert_eq!(body["target_url"], "https://nbforge.example.org/build/1");
+            assert_eq!(
+                body["description"].as_str().unwrap().chars().count(),
+                DESCRIPTION_MAX
+            );
+        }
+
+        let note = forge
+            .create_merge_request_note(&repo, 7, "building")
+            .await
+            .unwrap();
+        let edited = forge
+            .edit_merge_request_note(&repo, 7, note.id, "ready")
+            .await
+            .unwrap();
+        assert_eq!(edited.id, note.id);
+        let notes = forge.list_merge_request_notes(&repo, 7).await.unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].body, "ready");
+        assert_eq!(notes[0].author.as_deref(), Some("nbforge-bot"));
+
+        let bytes = forge
+            .read_file(&repo, "main", "requirements.txt")
+            .await
+            .unwrap();
+        assert_eq!(bytes, b"numpy\n");
+
+        let err = forge
+            .edit_merge_request_note(&repo, 7, 9999, "x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
+        assert!(matches!(
+            forge.list_group_members("octo").await,
+            Err(ForgeError::Unsupported(_))
+        ));
+
+        let wrong =
+            GitHubForge::new(Some(Url::parse(&base).unwrap()), Secret::new("ghp-wrong")).unwrap();
+        let err = wrong
+            .set_commit_status(&repo, sha, &status())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForgeError::Forbidden(_)), "{err}");
+        assert!(!err.to_string().contains("ghp-wrong"));
+    }
 }
