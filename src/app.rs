@@ -95,10 +95,10 @@ pub fn builder_for(settings: &Settings) -> Result<Builder, crate::build::BuildEr
 /// The forges the settings call for.
 pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
     let gitlab: Option<Arc<dyn Forge>> = match (&settings.gitlab_url, &settings.gitlab_token) {
-        (Some(url), Some(token)) => {
-            let _f = crate::forge::gitlab::GitLabForge::new(url, token.clone())?;
-            None
-        }
+        (Some(url), Some(token)) => Some(Arc::new(crate::forge::gitlab::GitLabForge::new(
+            url,
+            token.clone(),
+        )?)),
         _ => None,
     };
     let github: Option<Arc<dyn Forge>> = match &settings.github_token {

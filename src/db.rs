@@ -933,13 +933,15 @@ impl Db {
 
     /// Records the key and image once the spec is read.
     pub async fn set_build_environment(&self, id: i64, key: &str, image: &str) -> DbResult<()> {
-        sqlx::query("UPDATE builds SET environment_key = $1, image = $2, updated_at = $3 WHERE id = $4")
-            .bind(key)
-            .bind(image)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE builds SET environment_key = $1, image = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(key)
+        .bind(image)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -973,7 +975,10 @@ impl Db {
 
     pub async fn get_build(&self, id: i64) -> DbResult<Option<BuildRow>> {
         let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1");
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub async fn build_log(&self, id: i64) -> DbResult<Option<String>> {
@@ -985,7 +990,12 @@ impl Db {
     }
 
     /// Builds of a commit, newest first.
-    pub async fn builds_for_commit(&self, forge: &str, project: &str, commit: &str) -> DbResult<Vec<BuildRow>> {
+    pub async fn builds_for_commit(
+        &self,
+        forge: &str,
+        project: &str,
+        commit: &str,
+    ) -> DbResult<Vec<BuildRow>> {
         let sql = format!(
             "SELECT {BUILD_COLUMNS} FROM builds WHERE forge = $1 AND project = $2 AND commit_sha = $3 ORDER BY id DESC"
         );
@@ -1000,7 +1010,10 @@ impl Db {
     /// Recent builds, newest first.
     pub async fn list_builds(&self, limit: i64) -> DbResult<Vec<BuildRow>> {
         let sql = format!("SELECT {BUILD_COLUMNS} FROM builds ORDER BY id DESC LIMIT $1");
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The newest finished, successful build for an environment key, if any.
@@ -1016,17 +1029,24 @@ impl Db {
 
     /// The note nbforge keeps on a merge request, if it made one.
     pub async fn mr_note(&self, forge: &str, project: &str, iid: i64) -> DbResult<Option<i64>> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT note_id FROM mr_notes WHERE forge = $1 AND project = $2 AND iid = $3")
-                .bind(forge)
-                .bind(project)
-                .bind(iid)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT note_id FROM mr_notes WHERE forge = $1 AND project = $2 AND iid = $3",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(iid)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.0))
     }
 
-    pub async fn set_mr_note(&self, forge: &str, project: &str, iid: i64, note_id: i64) -> DbResult<()> {
+    pub async fn set_mr_note(
+        &self,
+        forge: &str,
+        project: &str,
+        iid: i64,
+        note_id: i64,
+    ) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO mr_notes (forge, project, iid, note_id, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (forge, project, iid) DO UPDATE SET note_id = excluded.note_id, updated_at = excluded.updated_at",

@@ -149,8 +149,11 @@ async fn gitlab(settings: &Settings) -> Check {
     };
     match tokio::time::timeout(Duration::from_secs(15), forge.check_token()).await {
         Ok(Ok(info)) => {
-            let scopes = info.scopes.join(", ");
-            if info.scopes.is_empty() || info.scopes.iter().any(|s| s == "api") {
+            let scopes = info
+                .scopes
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), |s| s.join(", "));
+            if info.is_ok() {
                 Check::ok(
                     "gitlab",
                     format!(
@@ -161,11 +164,8 @@ async fn gitlab(settings: &Settings) -> Check {
             } else {
                 Check::problem(
                     "gitlab",
-                    format!(
-                        "token of {} lacks the `api` scope (has: {scopes})",
-                        info.username
-                    ),
-                    "create a token with the `api` scope: commit statuses and merge request notes need it",
+                    format!("token of {}: {}", info.username, info.problems.join("; ")),
+                    "create a token with the `api` scope (statuses and notes need it) for an active user",
                 )
             }
         }

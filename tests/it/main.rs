@@ -1,8 +1,9 @@
 //! Integration tests: one binary, modules by area.
 
-mod spec;
 mod support;
 
+mod forge_gitlab;
 mod ingest;
 mod jobs;
 mod serve;
+mod spec;

@@ -1,17 +1,600 @@
-//! GitLab: REST client on the `gitlab` crate, and the webhook payloads it sends.
+//! GitLab: the [`Forge`] implementation on the `gitlab` crate's REST endpoint
+//! builders, the token check behind `nbforge doctor`, and the webhook payloads
+//! GitLab sends ([`payload`]).
+//!
+//! Every call goes through [`client::GitLabClient`], which owns the HTTP transport,
+//! timeouts and the mapping of failures onto [`ForgeError`] (404 → `NotFound`,
+//! 401/403 → `Forbidden`, no answer / 5xx / 429 → `Unavailable`). Lists are read
+//! page by page until GitLab runs out. The token never appears in an error.
 
+pub mod client;
+pub mod endpoints;
 pub mod payload;
-// TEMP-STUB
-pub struct TokenInfo {
-    pub username: String,
-    pub scopes: Vec<String>,
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use gitlab::api::common::NameOrId;
+use gitlab::api::{self as glapi, AsyncQuery, Pagination};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use self::client::GitLabClient;
+use crate::config::Secret;
+use crate::forge::{
+    CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, GitRef, Member, MergeRequestInfo,
+    NewMergeRequest, Note, ProjectId, ProjectInfo, StatusState,
+};
+
+/// GitLab keeps commit status `description`, `ref` and `target_url` to 255 characters.
+const STATUS_FIELD_MAX: usize = 255;
+
+/// Items asked for per page when listing (GitLab's maximum is 100).
+const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The scope nbforge needs to set commit statuses and write merge request notes.
+pub const REQUIRED_SCOPE: &str = "api";
+
+/// A GitLab instance reached with one token.
+#[derive(Debug, Clone)]
+pub struct GitLabForge {
+    client: GitLabClient,
+    page_size: usize,
 }
-pub struct GitLabForge;
-impl GitLabForge {
-    pub fn new(_u: &url::Url, _t: crate::config::Secret) -> Result<Self, super::ForgeError> {
-        Err(super::ForgeError::Unsupported("x"))
+
+/// What `doctor` reports about the configured token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub user_id: i64,
+    pub username: String,
+    /// Whether the token's user is a GitLab administrator (only admins are told).
+    pub is_admin: Option<bool>,
+    /// The token's name, when GitLab describes the token itself.
+    pub token_name: Option<String>,
+    /// The token's scopes; `None` when GitLab would not describe the token
+    /// (e.g. an OAuth token), in which case only the user is known.
+    pub scopes: Option<Vec<String>>,
+    /// Expiry date (`YYYY-MM-DD`), when there is one.
+    pub expires_at: Option<String>,
+    /// Plain-language problems an administrator should fix; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+impl TokenInfo {
+    /// Whether nothing is known to be wrong with the token.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
     }
-    pub async fn check_token(&self) -> Result<TokenInfo, super::ForgeError> {
-        Err(super::ForgeError::Unsupported("x"))
+}
+
+#[derive(Deserialize)]
+struct ProjectResp {
+    id: i64,
+    path_with_namespace: String,
+    web_url: String,
+    http_url_to_repo: String,
+    default_branch: Option<String>,
+}
+
+impl From<ProjectResp> for ProjectInfo {
+    fn from(p: ProjectResp) -> Self {
+        ProjectInfo {
+            id: p.id,
+            path_with_namespace: p.path_with_namespace,
+            web_url: p.web_url,
+            http_url_to_repo: p.http_url_to_repo,
+            default_branch: p.default_branch,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Author {
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct NoteResp {
+    id: i64,
+    body: String,
+    author: Option<Author>,
+}
+
+impl From<NoteResp> for Note {
+    fn from(n: NoteResp) -> Self {
+        Note {
+            id: n.id,
+            body: n.body,
+            author: n.author.map(|a| a.username),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RefCommit {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct RefResp {
+    name: String,
+    commit: RefCommit,
+}
+
+impl From<RefResp> for GitRef {
+    fn from(r: RefResp) -> Self {
+        GitRef {
+            name: r.name,
+            commit: r.commit.id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberResp {
+    id: i64,
+    username: String,
+    access_level: i64,
+}
+
+impl From<MemberResp> for Member {
+    fn from(m: MemberResp) -> Self {
+        Member {
+            user_id: m.id,
+            username: m.username,
+            access_level: m.access_level,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MergeRequestResp {
+    iid: i64,
+    web_url: String,
+}
+
+#[derive(Deserialize)]
+struct UserResp {
+    id: i64,
+    username: String,
+    #[serde(default)]
+    is_admin: Option<bool>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenSelfResp {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    revoked: Option<bool>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// Minimal body for endpoints whose answer is not read.
+#[derive(Deserialize)]
+struct Ignored {}
+
+fn builder_error(what: &str, err: impl std::fmt::Display) -> ForgeError {
+    ForgeError::Other(format!("{what}: {err}"))
+}
+
+fn name_or_id(project: &ProjectId) -> ForgeResult<NameOrId<'_>> {
+    match project {
+        ProjectId::Id(id) => u64::try_from(*id)
+            .map(NameOrId::from)
+            .map_err(|_| ForgeError::Other(format!("invalid GitLab project id {id}"))),
+        ProjectId::Path(path) if path.trim_matches('/').is_empty() => {
+            Err(ForgeError::Other("empty GitLab project path".into()))
+        }
+        ProjectId::Path(path) => Ok(NameOrId::from(path.trim_matches('/'))),
+    }
+}
+
+fn positive(what: &str, value: i64) -> ForgeResult<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ForgeError::Other(format!("invalid {what} {value}")))
+}
+
+fn state(state: StatusState) -> glapi::projects::repository::commits::CommitStatusState {
+    use glapi::projects::repository::commits::CommitStatusState as S;
+    match state {
+        StatusState::Pending => S::Pending,
+        StatusState::Running => S::Running,
+        StatusState::Success => S::Success,
+        StatusState::Failed => S::Failed,
+        StatusState::Canceled => S::Canceled,
+    }
+}
+
+fn already_in_state(msg: &str, state: StatusState) -> bool {
+    msg.contains("Cannot transition status via")
+        && msg.contains(&format!("from :{}", state.as_str()))
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary, ending with `…` when cut.
+fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let ellipsis = '…';
+    let mut end = max - ellipsis.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{ellipsis}", &s[..end]))
+}
+
+impl GitLabForge {
+    /// A client for the instance at `base_url` (`https://gitlab.example.com`, or
+    /// `http://127.0.0.1:PORT`; a path prefix is kept). Does no I/O: a bad token
+    /// shows up on the first call, or through [`GitLabForge::check_token`].
+    pub fn new(base_url: &Url, token: Secret) -> Result<Self, ForgeError> {
+        Ok(GitLabForge {
+            client: GitLabClient::new(base_url, token)?,
+            page_size: DEFAULT_PAGE_SIZE,
+        })
+    }
+
+    /// Ask for `size` items per page when listing (1..=100).
+    pub fn with_page_size(mut self, size: usize) -> Self {
+        self.page_size = size.clamp(1, 100);
+        self
+    }
+
+    fn pagination(&self) -> Pagination {
+        Pagination::AllPerPageLimit(self.page_size)
+    }
+
+    async fn query<E, T>(&self, what: &str, endpoint: E) -> ForgeResult<T>
+    where
+        E: AsyncQuery<T, GitLabClient> + Sync,
+        T: Send,
+    {
+        endpoint
+            .query_async(&self.client)
+            .await
+            .map_err(|e| self.client.map_error(what, e))
+    }
+
+    async fn list<E, T>(&self, what: &str, endpoint: E) -> ForgeResult<Vec<T>>
+    where
+        E: glapi::Endpoint + glapi::Pageable + Sync,
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        glapi::paged(endpoint, self.pagination())
+            .query_async(&self.client)
+            .await
+            .map_err(|e| self.client.map_error(what, e))
+    }
+
+    /// Who the token belongs to and what it may do, with the problems an
+    /// administrator should fix (missing `api` scope, expired or revoked token,
+    /// blocked user). Fails with `Forbidden` when GitLab refuses the token outright.
+    pub async fn check_token(&self) -> Result<TokenInfo, ForgeError> {
+        let user: UserResp = self
+            .query(
+                "reading the token's user",
+                glapi::users::CurrentUser::builder()
+                    .build()
+                    .map_err(|e| builder_error("reading the token's user", e))?,
+            )
+            .await?;
+        let token = self
+            .query::<_, TokenSelfResp>(
+                "reading the token's scopes",
+                glapi::personal_access_tokens::PersonalAccessTokenSelf::builder()
+                    .build()
+                    .map_err(|e| builder_error("reading the token's scopes", e))?,
+            )
+            .await;
+        let token = match token {
+            Ok(t) => Some(t),
+            // Not a personal access token, or an older GitLab: scopes stay unknown.
+            Err(ForgeError::NotFound(_) | ForgeError::Forbidden(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut problems = Vec::new();
+        if let Some(state) = user.state.as_deref().filter(|s| *s != "active") {
+            problems.push(format!("the token's user `{}` is {state}", user.username));
+        }
+        if let Some(t) = &token {
+            if t.revoked == Some(true) {
+                problems.push("the token is revoked".into());
+            } else if t.active == Some(false) {
+                problems.push("the token is no longer active (expired?)".into());
+            }
+            if !t.scopes.iter().any(|s| s == REQUIRED_SCOPE) {
+                problems.push(format!(
+                    "the token lacks the `{REQUIRED_SCOPE}` scope (it has: {}); GitLab will refuse \
+                     commit statuses, merge request notes, forks and merge requests",
+                    if t.scopes.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        t.scopes.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(TokenInfo {
+            user_id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+            token_name: token.as_ref().map(|t| t.name.clone()),
+            expires_at: token.as_ref().and_then(|t| t.expires_at.clone()),
+            scopes: token.map(|t| t.scopes),
+            problems,
+        })
+    }
+}
+
+#[async_trait]
+impl Forge for GitLabForge {
+    fn kind(&self) -> &'static str {
+        "gitlab"
+    }
+
+    async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
+        let what = format!("reading project {project}");
+        let endpoint = glapi::projects::Project::builder()
+            .project(name_or_id(project)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let p: ProjectResp = self.query(&what, endpoint).await?;
+        Ok(p.into())
+    }
+
+    async fn set_commit_status(
+        &self,
+        project: &ProjectId,
+        sha: &str,
+        status: &CommitStatus,
+    ) -> ForgeResult<()> {
+        let what = format!("setting status `{}` on {project}@{sha}", status.name);
+        if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ForgeError::Other(format!("{what}: not a commit sha")));
+        }
+        let mut builder = glapi::projects::repository::commits::CreateCommitStatus::builder();
+        builder
+            .project(name_or_id(project)?)
+            .commit(sha)
+            .state(state(status.state))
+            .name(status.name.as_str());
+        if let Some(r) = &status.ref_name {
+            if r.len() > STATUS_FIELD_MAX {
+                return Err(ForgeError::Other(format!("{what}: ref name too long")));
+            }
+            builder.ref_(r.as_str());
+        }
+        if let Some(url) = &status.target_url {
+            if url.len() > STATUS_FIELD_MAX {
+                return Err(ForgeError::Other(format!(
+                    "{what}: target URL longer than {STATUS_FIELD_MAX} characters"
+                )));
+            }
+            builder.target_url(url.as_str());
+        }
+        if let Some(d) = &status.description {
+            builder.description(truncate(d, STATUS_FIELD_MAX));
+        }
+        let endpoint = builder.build().map_err(|e| builder_error(&what, e))?;
+        match self.query::<_, Ignored>(&what, endpoint).await {
+            Ok(_) => Ok(()),
+            // GitLab refuses to move a pending/running status to the state it is
+            // already in ("Cannot transition status via :run from :running"): the
+            // status is already what was asked, so that is success.
+            Err(ForgeError::Other(msg)) if already_in_state(&msg, status.state) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_merge_request_notes(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+    ) -> ForgeResult<Vec<Note>> {
+        let what = format!("listing notes of {project}!{mr_iid}");
+        let endpoint = glapi::projects::merge_requests::notes::MergeRequestNotes::builder()
+            .project(name_or_id(project)?)
+            .merge_request(positive("merge request iid", mr_iid)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let notes: Vec<NoteResp> = self.list(&what, endpoint).await?;
+        Ok(notes.into_iter().map(Note::from).collect())
+    }
+
+    async fn create_merge_request_note(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+        body: &str,
+    ) -> ForgeResult<Note> {
+        let what = format!("commenting on {project}!{mr_iid}");
+        let endpoint = glapi::projects::merge_requests::notes::CreateMergeRequestNote::builder()
+            .project(name_or_id(project)?)
+            .merge_request(positive("merge request iid", mr_iid)?)
+            .body(body)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let note: NoteResp = self.query(&what, endpoint).await?;
+        Ok(note.into())
+    }
+
+    async fn edit_merge_request_note(
+        &self,
+        project: &ProjectId,
+        mr_iid: i64,
+        note_id: i64,
+        body: &str,
+    ) -> ForgeResult<Note> {
+        let what = format!("editing note {note_id} on {project}!{mr_iid}");
+        let endpoint = glapi::projects::merge_requests::notes::EditMergeRequestNote::builder()
+            .project(name_or_id(project)?)
+            .merge_request(positive("merge request iid", mr_iid)?)
+            .note(positive("note id", note_id)?)
+            .body(body)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let note: NoteResp = self.query(&what, endpoint).await?;
+        Ok(note.into())
+    }
+
+    async fn list_branches(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
+        let what = format!("listing branches of {project}");
+        let endpoint = glapi::projects::repository::branches::Branches::builder()
+            .project(name_or_id(project)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let refs: Vec<RefResp> = self.list(&what, endpoint).await?;
+        Ok(refs.into_iter().map(GitRef::from).collect())
+    }
+
+    async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
+        let what = format!("listing tags of {project}");
+        let endpoint = glapi::projects::repository::tags::Tags::builder()
+            .project(name_or_id(project)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let refs: Vec<RefResp> = self.list(&what, endpoint).await?;
+        Ok(refs.into_iter().map(GitRef::from).collect())
+    }
+
+    async fn read_file(
+        &self,
+        project: &ProjectId,
+        git_ref: &str,
+        path: &str,
+    ) -> ForgeResult<Vec<u8>> {
+        let what = format!("reading {path} at {git_ref} in {project}");
+        let path = path.trim_start_matches('/');
+        if path.is_empty() {
+            return Err(ForgeError::Other(format!("{what}: empty file path")));
+        }
+        let endpoint = glapi::projects::repository::files::FileRaw::builder()
+            .project(name_or_id(project)?)
+            .file_path(path)
+            .ref_(git_ref)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        self.query(&what, glapi::raw(endpoint)).await
+    }
+
+    async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>> {
+        let what = format!("listing members of {project}");
+        let endpoint = glapi::projects::members::AllProjectMembers::builder()
+            .project(name_or_id(project)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let members: Vec<MemberResp> = self.list(&what, endpoint).await?;
+        Ok(members.into_iter().map(Member::from).collect())
+    }
+
+    async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>> {
+        let what = format!("listing members of group {group}");
+        let group = group.trim_matches('/');
+        if group.is_empty() {
+            return Err(ForgeError::Other(format!("{what}: empty group path")));
+        }
+        let endpoint = glapi::groups::members::AllGroupMembers::builder()
+            .group(group)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let members: Vec<MemberResp> = self.list(&what, endpoint).await?;
+        Ok(members.into_iter().map(Member::from).collect())
+    }
+
+    async fn create_fork(&self, project: &ProjectId, namespace: &str) -> ForgeResult<ProjectInfo> {
+        let what = format!("forking {project} into {namespace}");
+        let namespace = namespace.trim_matches('/');
+        if namespace.is_empty() {
+            return Err(ForgeError::Other(format!("{what}: empty namespace")));
+        }
+        let endpoint = endpoints::ForkProject {
+            project: name_or_id(project)?,
+            namespace_path: namespace.into(),
+        };
+        let p: ProjectResp = self.query(&what, endpoint).await?;
+        Ok(p.into())
+    }
+
+    async fn create_merge_request(
+        &self,
+        project: &ProjectId,
+        mr: &NewMergeRequest,
+    ) -> ForgeResult<MergeRequestInfo> {
+        let what = format!(
+            "opening a merge request {} → {} in {project}",
+            mr.source_branch, mr.target_branch
+        );
+        let mut builder = glapi::projects::merge_requests::CreateMergeRequest::builder();
+        builder
+            .project(name_or_id(project)?)
+            .source_branch(mr.source_branch.as_str())
+            .target_branch(mr.target_branch.as_str())
+            .title(mr.title.as_str());
+        if let Some(d) = &mr.description {
+            builder.description(d.as_str());
+        }
+        if let Some(target) = mr.target_project_id {
+            builder.target_project_id(positive("target project id", target)?);
+        }
+        let endpoint = builder.build().map_err(|e| builder_error(&what, e))?;
+        let created: MergeRequestResp = self.query(&what, endpoint).await?;
+        Ok(MergeRequestInfo {
+            iid: created.iid,
+            web_url: created.web_url,
+        })
+    }
+
+    async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource> {
+        let info = self.project(project).await?;
+        Ok(FetchSource {
+            url: info.http_url_to_repo,
+            credentials: Some(("oauth2".to_owned(), self.client.token().clone())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "é".repeat(200); // 400 bytes
+        let cut = truncate(&long, STATUS_FIELD_MAX);
+        assert!(cut.len() <= STATUS_FIELD_MAX);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn project_ids_are_checked() {
+        assert!(name_or_id(&ProjectId::Id(-1)).is_err());
+        assert!(name_or_id(&ProjectId::Path("/".into())).is_err());
+        assert_eq!(
+            name_or_id(&ProjectId::Path("/g/p/".into()))
+                .unwrap()
+                .to_string(),
+            "g%2Fp"
+        );
+        assert_eq!(name_or_id(&ProjectId::Id(7)).unwrap().to_string(), "7");
+    }
+
+    #[test]
+    fn debug_hides_token() {
+        let forge = GitLabForge::new(
+            &Url::parse("https://gitlab.example.com").unwrap(),
+            Secret::new("glpat-do-not-print"),
+        )
+        .unwrap();
+        assert!(!format!("{forge:?}").contains("glpat-do-not-print"));
     }
 }

@@ -10,6 +10,7 @@
     reason = "each test module uses a different part of the harness"
 )]
 
+pub mod fake_gitlab;
 pub mod process;
 
 use axum::body::Body;
