@@ -2,6 +2,7 @@
 
 mod support;
 
+mod events;
 mod forge_gitlab;
 mod ingest;
 mod jobs;
