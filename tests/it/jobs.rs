@@ -40,7 +40,7 @@ on_both_databases!(
         let ids = enqueue(&t, "d1", &[job("push", None, 5)]).await;
         let db = t.db();
         let a = db
-            .claim_job("worker-a", Duration::from_millis(50))
+            .claim_job("worker-a", Duration::from_millis(1000))
             .await
             .unwrap()
             .expect("claimed");
@@ -53,7 +53,7 @@ on_both_databases!(
                 .unwrap()
                 .is_none()
         );
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let b = db
             .claim_job("worker-b", Duration::from_secs(60))
             .await
