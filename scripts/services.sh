@@ -58,3 +58,11 @@ fi
 
 echo "export NBFORGE_TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:$pg_port/postgres"
 echo "export NBFORGE_TEST_CHROMIUM=$(command -v chromium)"
+
+# Extra CA certificates of this machine (TLS-intercepting networks): trusted in images.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    ca_dir="${XDG_CACHE_HOME:-$HOME/.cache}/nbforge"
+    mkdir -p "$ca_dir"
+    cat /usr/local/share/ca-certificates/*.crt > "$ca_dir/extra-ca.pem"
+    echo "export NBFORGE_EXTRA_CA_CERTS=$ca_dir/extra-ca.pem"
+fi

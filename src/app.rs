@@ -1,5 +1,6 @@
 //! The application state shared by the HTTP routes and the job workers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -43,6 +44,8 @@ pub struct App {
     pub builder: Builder,
     /// Logs of the builds running in this process.
     pub build_logs: Arc<LogHub>,
+    /// One lock per git mirror, so that fetches into it do not overlap.
+    mirror_locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl App {
@@ -63,7 +66,22 @@ impl App {
             jobs_ready: Arc::new(Notify::new()),
             builder,
             build_logs: Arc::new(LogHub::new()),
+            mirror_locks: Arc::default(),
         }
+    }
+
+    /// Which jobs events cause, from the settings.
+    pub fn planning(&self) -> crate::jobs::Planning {
+        crate::jobs::Planning {
+            max_attempts: self.settings.job_max_attempts,
+            environments: self.settings.environments,
+        }
+    }
+
+    /// The lock of the git mirror named `key`.
+    pub fn mirror_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.mirror_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
     }
 
     /// Launch-spec options from the settings.
@@ -89,6 +107,7 @@ pub fn builder_for(settings: &Settings) -> Result<Builder, crate::build::BuildEr
         concurrency: settings.build_concurrency,
         timeout: settings.build_timeout,
         registry: settings.registry.clone(),
+        docker_host: settings.docker_host.clone(),
     })
 }
 

@@ -199,6 +199,12 @@ pub struct SettingsArgs {
     /// Debian mirror used to make the base image [default: http://deb.debian.org/debian].
     #[arg(long, env = "NBFORGE_DEBIAN_MIRROR", global = true)]
     pub debian_mirror: Option<String>,
+    /// Docker engine address, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST or the local socket].
+    #[arg(long, env = "NBFORGE_DOCKER_HOST", global = true)]
+    pub docker_host: Option<String>,
+    /// Prepare environment images on pushes and merge requests (`false`: record events only) [default: true].
+    #[arg(long, env = "NBFORGE_ENVIRONMENTS", global = true)]
+    pub environments: Option<bool>,
 }
 
 /// The TOML file: the same keys as the flags, with `_` for `-`.
@@ -232,6 +238,8 @@ struct FileSettings {
     build_timeout_secs: Option<u64>,
     default_python: Option<String>,
     debian_mirror: Option<String>,
+    environments: Option<bool>,
+    docker_host: Option<String>,
 }
 
 /// Validated settings, read once at start-up and passed in.
@@ -265,6 +273,8 @@ pub struct Settings {
     pub build_timeout: Duration,
     pub default_python: String,
     pub debian_mirror: String,
+    pub environments: bool,
+    pub docker_host: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -486,6 +496,8 @@ impl Settings {
                 .clone()
                 .or(file.debian_mirror)
                 .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
+            environments: args.environments.or(file.environments).unwrap_or(true),
+            docker_host: args.docker_host.clone().or(file.docker_host),
         })
     }
 

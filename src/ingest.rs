@@ -125,7 +125,7 @@ async fn receive(app: App, source: Source, headers: HeaderMap, body: Body) -> Re
         .unwrap_or_else(|| format!("nbforge-{}", uuid::Uuid::new_v4()));
 
     let jobs = match &parsed.event {
-        Some(event) => crate::jobs::plan(source.kind(), event, app.settings.job_max_attempts),
+        Some(event) => crate::jobs::plan(source.kind(), event, app.planning()),
         None => Vec::new(),
     };
     let result = if parsed.event.is_some() {

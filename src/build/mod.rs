@@ -7,6 +7,7 @@
 //! again; Docker's layer cache is shared across keys.
 
 pub mod base;
+pub mod flow;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ pub struct BuilderSettings {
     /// Registry to push to, e.g. `registry.example.org`; images are then named
     /// `<registry>/<namespace>/<project>/env:<key>` as GitLab's container registry expects.
     pub registry: Option<String>,
+    /// Docker engine address (`unix:///…` or `tcp://…`); default: `DOCKER_HOST` or the local socket.
+    pub docker_host: Option<String>,
 }
 
 /// The Docker engine, with a limit on concurrent builds.
@@ -97,7 +100,16 @@ impl Builder {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket). Nothing is sent
     /// until the first call, so a stopped engine shows up as [`BuildError::Engine`] then.
     pub fn connect(settings: BuilderSettings) -> Result<Builder, BuildError> {
-        let docker = Docker::connect_with_local_defaults().map_err(engine)?;
+        let docker = match settings.docker_host.as_deref() {
+            None => Docker::connect_with_local_defaults(),
+            Some(h) if h.starts_with("unix://") || h.starts_with('/') => Docker::connect_with_unix(
+                h.trim_start_matches("unix://"),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(engine)?;
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Ok(Builder {
             docker,

@@ -4,11 +4,13 @@
 use crate::app::App;
 use crate::db::{JobRow, MembershipRow, MergeRequestRow, ProjectRow, RefUpdateRow};
 use crate::events::{
-    Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestEvent, ProjectAction,
-    ProjectEvent, ProjectRef, PushEvent, TagPushEvent,
+    Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
+    MergeRequestEvent, ProjectAction, ProjectEvent, ProjectRef, PushEvent, TagPushEvent,
 };
 
 use super::{JobContext, JobError, JobPayload};
+use crate::build::flow::{self, EnvironmentRequest};
+use crate::forge::ForgeError;
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -19,10 +21,16 @@ pub async fn dispatch(app: &App, ctx: &JobContext, job: &JobRow) -> Result<(), J
     if ctx.cancel.is_cancelled() {
         return Err(JobError::Canceled);
     }
+    match job.kind.as_str() {
+        "environment" => return environment(app, ctx, &forge, &event).await,
+        // Its only effect is superseding the environment job it shares a key with.
+        "cancel" => return Ok(()),
+        _ => {}
+    }
     match &event {
         Event::Push(p) => push(app, ctx, p).await,
         Event::TagPush(t) => tag_push(app, ctx, t).await,
-        Event::MergeRequest(m) => merge_request(app, m).await,
+        Event::MergeRequest(m) => merge_request(app, &forge, m).await,
         Event::Member(m) => member(app, &forge, m).await,
         Event::Project(p) => project(app, p).await,
     }
@@ -99,7 +107,139 @@ async fn tag_push(app: &App, ctx: &JobContext, t: &TagPushEvent) -> Result<(), J
     Ok(())
 }
 
-async fn merge_request(app: &App, m: &MergeRequestEvent) -> Result<(), JobError> {
+/// The environment an event asks for: the pushed commit, a merge request's head in its
+/// source project, or the merged result on the target branch.
+pub fn environment_request(forge: &ForgeKind, event: &Event) -> Option<EnvironmentRequest> {
+    let forge_name = forge_name(forge).to_owned();
+    match event {
+        Event::Push(p) if !p.deleted => Some(EnvironmentRequest {
+            forge_name,
+            project: p.project.clone(),
+            ref_name: Some(p.branch.clone()),
+            commit: p.after.clone(),
+        }),
+        Event::MergeRequest(m) if m.action == MergeRequestAction::Merge => {
+            Some(EnvironmentRequest {
+                forge_name,
+                project: m.project.clone(),
+                ref_name: Some(m.target_branch.clone()),
+                commit: m
+                    .merge_commit_sha
+                    .clone()
+                    .unwrap_or_else(|| m.head_sha.clone()),
+            })
+        }
+        Event::MergeRequest(m) => Some(EnvironmentRequest {
+            forge_name,
+            project: m.source_project.clone(),
+            ref_name: Some(m.source_branch.clone()),
+            commit: m.head_sha.clone(),
+        }),
+        _ => None,
+    }
+}
+
+async fn environment(
+    app: &App,
+    ctx: &JobContext,
+    forge: &ForgeKind,
+    event: &Event,
+) -> Result<(), JobError> {
+    let Some(req) = environment_request(forge, event) else {
+        return Err(JobError::User(format!(
+            "no environment for a {} event",
+            event.kind()
+        )));
+    };
+    match flow::prepare(app, ctx, &req).await {
+        Ok(_) => Ok(()),
+        Err(JobError::Transient(e)) => {
+            let message = format!("{e:#}");
+            if ctx.attempt < ctx.max_attempts {
+                flow::report_retry(app, &req, &message, ctx.attempt, ctx.max_attempts).await;
+            } else {
+                flow::report_gave_up(app, &req, &message).await;
+            }
+            Err(JobError::Transient(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks nbforge's note on a merge request, so it is found again and edited, never repeated.
+pub const NOTE_MARKER: &str = "<!-- nbforge:environment -->";
+
+fn note_body(app: &App, m: &MergeRequestEvent) -> String {
+    let short = &m.head_sha[..m.head_sha.len().min(8)];
+    match m.action {
+        MergeRequestAction::Merge => format!(
+            "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",
+            badge = flow::badge_url(app),
+            launch = flow::launch_url(app, &m.project.path, &m.target_branch),
+            target = m.target_branch,
+        ),
+        MergeRequestAction::Close => {
+            format!(
+                "{NOTE_MARKER}\n**nbforge**: this merge request is closed; its environment is no longer prepared.\n"
+            )
+        }
+        _ => format!(
+            "{NOTE_MARKER}\n**nbforge**: [![Launch]({badge})]({launch}) this merge request at `{short}` \
+             (from `{source}:{branch}`).\n\nThe environment's progress is the `{status}` status of the commit; \
+             this note follows new commits.\n",
+            badge = flow::badge_url(app),
+            launch = flow::launch_url(app, &m.source_project.path, &m.head_sha),
+            source = m.source_project.path,
+            branch = m.source_branch,
+            status = flow::STATUS_NAME,
+        ),
+    }
+}
+
+/// Creates nbforge's note on a merge request, or edits the one it made before.
+async fn upsert_note(
+    app: &App,
+    forge_kind: &ForgeKind,
+    m: &MergeRequestEvent,
+    body: &str,
+) -> Result<(), JobError> {
+    let forge = app.forges.for_kind(forge_kind);
+    let name = forge_name(forge_kind);
+    let project = flow::forge_project_id(&m.project);
+    if let Some(id) = app.db.mr_note(name, &m.project.path, m.iid).await? {
+        match forge
+            .edit_merge_request_note(&project, m.iid, id, body)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(ForgeError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let existing = forge.list_merge_request_notes(&project, m.iid).await?;
+    let note = match existing.iter().find(|n| n.body.contains(NOTE_MARKER)) {
+        Some(n) => {
+            forge
+                .edit_merge_request_note(&project, m.iid, n.id, body)
+                .await?
+        }
+        None => {
+            forge
+                .create_merge_request_note(&project, m.iid, body)
+                .await?
+        }
+    };
+    app.db
+        .set_mr_note(name, &m.project.path, m.iid, note.id)
+        .await?;
+    Ok(())
+}
+
+async fn merge_request(
+    app: &App,
+    forge: &ForgeKind,
+    m: &MergeRequestEvent,
+) -> Result<(), JobError> {
     app.db.upsert_project(&project_row(&m.project)).await?;
     if m.source_project.path != m.project.path {
         let mut fork = project_row(&m.source_project);
@@ -119,6 +259,24 @@ async fn merge_request(app: &App, m: &MergeRequestEvent) -> Result<(), JobError>
             title: m.title.clone(),
         })
         .await?;
+    let wants_note = match &m.action {
+        MergeRequestAction::Open | MergeRequestAction::Reopen => true,
+        MergeRequestAction::Update => m.new_commits,
+        MergeRequestAction::Close | MergeRequestAction::Merge => app
+            .db
+            .mr_note(forge_name(forge), &m.project.path, m.iid)
+            .await?
+            .is_some(),
+        _ => false,
+    };
+    if wants_note && app.settings.environments {
+        match upsert_note(app, forge, m, &note_body(app, m)).await {
+            Err(JobError::Transient(e))
+                if e.downcast_ref::<ForgeError>()
+                    .is_some_and(|f| matches!(f, ForgeError::Unsupported(_))) => {}
+            other => other?,
+        }
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::db::{Heartbeat, JobId, JobRow, NewJob};
-use crate::events::{Event, ForgeKind};
+use crate::events::{Event, ForgeKind, MergeRequestAction};
 
 /// What a job row carries: the event and the forge it came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -69,36 +69,81 @@ pub struct JobContext {
     pub cancel: CancellationToken,
 }
 
+/// What decides which jobs an event causes.
+#[derive(Debug, Clone, Copy)]
+pub struct Planning {
+    pub max_attempts: u32,
+    /// Prepare environment images for pushes and merge requests.
+    pub environments: bool,
+}
+
 /// The jobs a domain event causes. The supersede key makes a newer event about the
-/// same branch or merge request replace older pending work.
-pub fn plan(forge: ForgeKind, event: &Event, max_attempts: u32) -> Vec<NewJob> {
-    let (kind, supersede_key) = match event {
-        Event::Push(p) => (
-            "push",
-            Some(format!("push:{}:{}", p.project.path, p.branch)),
-        ),
-        Event::TagPush(t) => (
+/// same branch or merge request replace older pending work (and stop running work).
+///
+/// - push: `push` (record the ref) and, unless the branch was deleted, `environment`;
+/// - merge request opened, reopened or updated with new commits: `merge_request`
+///   (record it, keep its note) and `environment` for the source branch; closed:
+///   `merge_request` plus a `cancel` that supersedes its environment job; merged:
+///   `merge_request` and `environment` for the target branch;
+/// - tag push, member and project events: one job each.
+pub fn plan(forge: ForgeKind, event: &Event, planning: Planning) -> Vec<NewJob> {
+    let job = |kind: &str, key: Option<String>| NewJob {
+        kind: kind.to_owned(),
+        payload: serde_json::to_string(&JobPayload {
+            forge: forge.clone(),
+            event: event.clone(),
+        })
+        .expect("events serialize"),
+        supersede_key: key,
+        max_attempts: i64::from(planning.max_attempts),
+    };
+    let envs = planning.environments;
+    match event {
+        Event::Push(p) => {
+            let mut jobs = vec![job(
+                "push",
+                Some(format!("push:{}:{}", p.project.path, p.branch)),
+            )];
+            let key = Some(format!("env:{}:{}", p.project.path, p.branch));
+            if envs && !p.deleted {
+                jobs.push(job("environment", key));
+            } else if envs {
+                jobs.push(job("cancel", key));
+            }
+            jobs
+        }
+        Event::TagPush(t) => vec![job(
             "tag_push",
             Some(format!("tag:{}:{}", t.project.path, t.tag)),
-        ),
-        Event::MergeRequest(m) => (
-            "merge_request",
-            Some(format!("mr:{}:{}", m.project.path, m.iid)),
-        ),
-        Event::Member(_) => ("member", None),
-        Event::Project(_) => ("project", None),
-    };
-    let payload = serde_json::to_string(&JobPayload {
-        forge,
-        event: event.clone(),
-    })
-    .expect("events serialize");
-    vec![NewJob {
-        kind: kind.to_owned(),
-        payload,
-        supersede_key,
-        max_attempts: i64::from(max_attempts),
-    }]
+        )],
+        Event::MergeRequest(m) => {
+            let mut jobs = vec![job(
+                "merge_request",
+                Some(format!("mr:{}:{}", m.project.path, m.iid)),
+            )];
+            let mr_env = Some(format!("env:mr:{}:{}", m.project.path, m.iid));
+            match &m.action {
+                MergeRequestAction::Open | MergeRequestAction::Reopen if envs => {
+                    jobs.push(job("environment", mr_env));
+                }
+                MergeRequestAction::Update if envs && m.new_commits => {
+                    jobs.push(job("environment", mr_env))
+                }
+                MergeRequestAction::Close if envs => jobs.push(job("cancel", mr_env)),
+                MergeRequestAction::Merge if envs => {
+                    jobs.push(job("cancel", mr_env));
+                    jobs.push(job(
+                        "environment",
+                        Some(format!("env:{}:{}", m.project.path, m.target_branch)),
+                    ));
+                }
+                _ => {}
+            }
+            jobs
+        }
+        Event::Member(_) => vec![job("member", None)],
+        Event::Project(_) => vec![job("project", None)],
+    }
 }
 
 /// A unique name for this process's workers, used as the lease owner.
@@ -168,6 +213,18 @@ pub async fn run_until_idle(app: &App) -> anyhow::Result<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// Claims and runs at most one ready job in this task; returns whether one ran.
+pub async fn run_one(app: &App) -> anyhow::Result<bool> {
+    let owner = worker_owner(0);
+    match app.db.claim_job(&owner, app.settings.job_lease).await? {
+        Some(job) => {
+            run_claimed(app, &owner, job, &CancellationToken::new()).await;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Runs one claimed job with a heartbeat, and records how it ended.

@@ -23,6 +23,10 @@ pub fn router(app: App) -> Router {
         .route("/api/deliveries/{key}", get(get_delivery))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(get_job))
+        .route("/api/builds", get(builds::list))
+        .route("/api/builds/{id}", get(builds::get))
+        .route("/api/builds/{id}/log", get(builds::log))
+        .route("/badge_logo.svg", get(badge))
         .route("/noop", post(noop))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -34,7 +38,23 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Answers 204 without reading its body: the baseline for `nbforge bench ingest`.
+pub mod builds;
+
+/// The launch badge, as BinderHub serves `badge_logo.svg`.
+async fn badge() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        BADGE_SVG,
+    )
+        .into_response()
+}
+
+const BADGE_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: nbforge"><linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient><rect width="109" height="20" rx="3" fill="#555"/><rect x="48" width="61" height="20" rx="3" fill="#2e7d32"/><rect width="109" height="20" rx="3" fill="url(#s)"/><g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"><text x="24" y="14">launch</text><text x="77.5" y="14">nbforge</text></g></svg>"##;
+
+/// Answers 204 after reading its body: the baseline for `nbforge bench ingest`.
 async fn noop(_body: axum::body::Bytes) -> StatusCode {
     StatusCode::NO_CONTENT
 }
@@ -96,7 +116,7 @@ pub fn api_error(code: StatusCode, message: &str) -> Response {
     (code, Json(json!({ "error": message }))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+pub fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "admin API request failed");
     api_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,9 +125,9 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-    state: Option<String>,
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub state: Option<String>,
 }
 
 async fn list_deliveries(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>) -> Response {

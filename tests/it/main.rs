@@ -2,6 +2,7 @@
 
 mod support;
 
+mod environments;
 mod events;
 mod forge_gitlab;
 mod ingest;

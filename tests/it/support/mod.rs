@@ -104,6 +104,13 @@ impl TestApp {
         settings.admin_token = Some(Secret::new(ADMIN_TOKEN));
         settings.data_dir = dir.path().join("data");
         settings.job_backoff = std::time::Duration::from_millis(1);
+        // Environment builds need Docker; the tests that want them turn them on.
+        settings.environments = false;
+        settings.image_prefix = "nbforge-test".into();
+        if let Ok(path) = std::env::var("NBFORGE_EXTRA_CA_CERTS") {
+            settings.extra_ca =
+                Some(std::fs::read(&path).expect("NBFORGE_EXTRA_CA_CERTS is readable"));
+        }
         tweak(&mut settings);
         let db = Db::connect(&settings.database_url)
             .await

@@ -45,6 +45,7 @@ impl Server {
             .env("NBFORGE_JOB_LEASE_SECS", "2")
             .env("NBFORGE_JOB_BACKOFF_MS", "10")
             .env("NBFORGE_SHUTDOWN_GRACE_SECS", "2")
+            .env("NBFORGE_ENVIRONMENTS", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,402 @@
+//! Environment images on push and merge request, against the fake GitLab and the real
+//! Docker engine: builds, the cache, statuses, retries, and the merge request note.
+
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    CreateContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use nbforge::config::Secret;
+
+use crate::support::fake_gitlab::{FakeGitLab, FakeProject, MrAction};
+use crate::support::{Backend, TestApp, missing_service};
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// A test app wired to `fake`, with environments on.
+async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Settings)) -> TestApp {
+    let url = fake.url();
+    let token = fake.token();
+    TestApp::with_settings(Backend::Sqlite, move |s| {
+        s.gitlab_url = Some(url);
+        s.gitlab_token = Some(token);
+        s.environments = true;
+        s.public_url = "http://nbforge.test/".parse().unwrap();
+        tweak(s);
+    })
+    .await
+    .expect("SQLite app")
+}
+
+/// Whether the engine and the base image are there (else skip or fail, as configured).
+async fn docker_ready(t: &TestApp) -> bool {
+    match t.app.builder.image_exists(&t.app.settings.base_image).await {
+        Ok(true) => true,
+        Ok(false) => {
+            missing_service(&format!(
+                "the base image {} (nbforge base-image)",
+                t.app.settings.base_image
+            ));
+            false
+        }
+        Err(e) => {
+            missing_service(&format!("the Docker engine ({e})"));
+            false
+        }
+    }
+}
+
+async fn deliver_push(t: &TestApp, fake: &FakeGitLab, p: &FakeProject, before: &str, after: &str) {
+    let hook = fake.push_payload(p, "main", before, after);
+    let res = t
+        .gitlab(hook.event, &format!("push-{after}"), hook.bytes())
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+}
+
+/// Runs `cmd` in a container of `image`; returns its exit code and output.
+async fn run_in_image(t: &TestApp, image: &str, cmd: &[&str]) -> (i64, String) {
+    let docker = t.app.builder.docker();
+    let config = bollard::models::ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        entrypoint: Some(vec![]),
+        ..Default::default()
+    };
+    let c = docker
+        .create_container(None::<CreateContainerOptions>, config)
+        .await
+        .expect("create container");
+    docker
+        .start_container(
+            &c.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start");
+    let mut wait = docker.wait_container(
+        &c.id,
+        None::<bollard::query_parameters::WaitContainerOptions>,
+    );
+    let mut code = -1;
+    while let Some(r) = wait.next().await {
+        match r {
+            Ok(w) => code = w.status_code,
+            Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+            Err(e) => panic!("wait: {e}"),
+        }
+    }
+    let mut logs = docker.logs(
+        &c.id,
+        Some(
+            LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .build(),
+        ),
+    );
+    let mut out = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        out.push_str(&chunk.to_string());
+    }
+    let _ = docker
+        .remove_container(
+            &c.id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+    (code, out)
+}
+
+fn states(fake: &FakeGitLab, sha: &str) -> Vec<String> {
+    fake.statuses_for(sha)
+        .into_iter()
+        .filter(|s| s.name == "nbforge/environment")
+        .map(|s| s.state)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |_| {}).await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let p = fake.add_project("lab/pip-demo");
+    // A unique comment makes this run's environment key new, so it really builds.
+    let requirements = format!("# run {}\ntomli-w\n", uuid::Uuid::new_v4());
+    let first = fake.commit(
+        &p,
+        "main",
+        &[
+            ("requirements.txt", requirements.as_bytes()),
+            (
+                "analysis.ipynb",
+                br#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#,
+            ),
+        ],
+        "environment and notebook",
+    );
+    deliver_push(&t, &fake, &p, ZERO, &first).await;
+    t.run_jobs().await;
+    t.assert_queue_empty().await;
+
+    let s = states(&fake, &first);
+    assert_eq!(s.first().map(String::as_str), Some("pending"), "{s:?}");
+    assert!(s.contains(&"running".to_owned()), "{s:?}");
+    assert_eq!(s.last().map(String::as_str), Some("success"), "{s:?}");
+    let last = fake.statuses_for(&first).pop().unwrap();
+    assert_eq!(
+        last.target_url.as_deref(),
+        Some(format!("http://nbforge.test/v2/gl/lab%2Fpip%2Ddemo/{first}").as_str())
+    );
+    let build = t
+        .db()
+        .builds_for_commit("gitlab", "lab/pip-demo", &first)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((build.phase.as_str(), build.cached), ("built", 0));
+    let image = build.image.clone().unwrap();
+    assert!(image.starts_with("nbforge-test/env:"), "{image}");
+
+    // The package is importable inside, from the environment's own venv, as uid 1000.
+    let (code, out) = run_in_image(
+        &t,
+        &image,
+        &[
+            "python",
+            "-c",
+            "import os, tomli_w; print(tomli_w.__file__); print(os.getuid())",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("/srv/venv/") && out.trim_end().ends_with("1000"),
+        "{out}"
+    );
+
+    // The log is kept as plain text after the build.
+    let log = t.get(&format!("/api/builds/{}/log", build.id)).await;
+    assert_eq!(log.status, 200);
+    assert!(log.text().contains("tomli"), "{}", log.text());
+
+    // A push that changes only the notebook keeps the key: no build.
+    let second = fake.commit(
+        &p,
+        "main",
+        &[(
+            "analysis.ipynb",
+            br#"{"cells": [], "metadata": {"x": 1}, "nbformat": 4, "nbformat_minor": 5}"#,
+        )],
+        "notebook only",
+    );
+    deliver_push(&t, &fake, &p, &first, &second).await;
+    t.run_jobs().await;
+    let s = states(&fake, &second);
+    assert_eq!(
+        s,
+        vec!["pending", "success"],
+        "no running phase: nothing was built"
+    );
+    let again = t
+        .db()
+        .builds_for_commit("gitlab", "lab/pip-demo", &second)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(again.cached, 1);
+    assert_eq!(again.image.as_deref(), Some(image.as_str()));
+    assert_eq!(again.environment_key, build.environment_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_error_fails_the_status_with_the_users_message() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |_| {}).await;
+    let p = fake.add_project("lab/broken");
+    let sha = fake.commit(
+        &p,
+        "main",
+        &[
+            ("launch.toml", b"kind = \"notebook\"\ncolour = \"blue\"\n"),
+            ("requirements.txt", b"numpy\n"),
+        ],
+        "typo",
+    );
+    deliver_push(&t, &fake, &p, ZERO, &sha).await;
+    t.run_jobs().await;
+    t.assert_queue_empty().await;
+    let last = fake.statuses_for(&sha).pop().expect("a status");
+    assert_eq!(last.state, "failed");
+    let description = last.description.unwrap_or_default();
+    assert!(description.contains("launch.toml:2:1"), "{description}");
+    assert!(description.contains("colour"), "{description}");
+    // Not retried: the spec is the user's to fix.
+    let jobs = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].attempts),
+        ("environment", 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_engine_is_retried_and_the_status_recovers() {
+    let fake = FakeGitLab::start().await;
+    let mut t = app_for(&fake, |s| {
+        s.docker_host = Some("unix:///nonexistent/docker.sock".into());
+    })
+    .await;
+    let p = fake.add_project("lab/retry");
+    let sha = fake.commit(&p, "main", &[("requirements.txt", b"tomli-w\n")], "env");
+    deliver_push(&t, &fake, &p, ZERO, &sha).await;
+    // The push job, then the environment job, which finds no engine.
+    while t
+        .db()
+        .list_jobs(Some("pending"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|j| j.kind == "push")
+    {
+        nbforge::jobs::run_one(&t.app).await.unwrap();
+    }
+    assert!(nbforge::jobs::run_one(&t.app).await.unwrap());
+    let env_job = t
+        .db()
+        .list_jobs(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == "environment")
+        .unwrap();
+    assert_eq!(
+        (env_job.state.as_str(), env_job.attempts),
+        ("pending", 1),
+        "{env_job:?}"
+    );
+    assert!(
+        env_job
+            .last_error
+            .unwrap_or_default()
+            .contains("Docker engine unavailable")
+    );
+    let last = fake.statuses_for(&sha).pop().unwrap();
+    assert_eq!(last.state, "pending");
+    assert!(
+        last.description.unwrap_or_default().contains("retrying"),
+        "the status says so"
+    );
+
+    // The engine is back.
+    let mut settings = (*t.app.settings).clone();
+    settings.docker_host = None;
+    t.app.builder = nbforge::app::builder_for(&settings).unwrap();
+    if !docker_ready(&t).await {
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    t.run_jobs().await;
+    t.assert_queue_empty().await;
+    let job = t
+        .db()
+        .get_job(nbforge::db::JobId(env_job.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.state.as_str(), job.attempts), ("done", 2));
+    assert_eq!(fake.statuses_for(&sha).pop().unwrap().state, "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_request_gets_exactly_one_note_across_pushes() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |_| {}).await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let upstream = fake.add_project("lab/mr-demo");
+    fake.commit(
+        &upstream,
+        "main",
+        &[("requirements.txt", b"tomli-w\n")],
+        "env",
+    );
+    let mut head = fake.commit(&upstream, "feature", &[("a.ipynb", b"{}")], "work");
+    let mr = fake.open_merge_request(&upstream, "feature", &upstream, "main", "My analysis");
+    let hook = fake.merge_request_payload(&mr, MrAction::Open, None);
+    assert_eq!(
+        t.gitlab(hook.event, "mr-open", hook.bytes()).await.status,
+        202
+    );
+    t.run_jobs().await;
+    for i in 0..3 {
+        let before = head.clone();
+        head = fake.commit(
+            &upstream,
+            "feature",
+            &[("a.ipynb", format!("{{\"v\": {i}}}").as_bytes())],
+            "more",
+        );
+        let hook = fake.merge_request_payload(&mr, MrAction::Update, Some(&before));
+        assert_eq!(
+            t.gitlab(hook.event, &format!("mr-update-{i}"), hook.bytes())
+                .await
+                .status,
+            202
+        );
+        t.run_jobs().await;
+    }
+    t.assert_queue_empty().await;
+    let notes = fake.notes_for(&upstream, mr.iid);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].body.contains(&head[..8]),
+        "the note follows the newest commit: {}",
+        notes[0].body
+    );
+    assert!(notes[0].body.contains("badge_logo.svg"));
+    assert_eq!(fake.statuses_for(&head).pop().unwrap().state, "success");
+
+    // Merged: the same note says so.
+    let hook = fake.merge_request_payload(&mr, MrAction::Merge, None);
+    t.gitlab(hook.event, "mr-merge", hook.bytes()).await;
+    t.run_jobs().await;
+    let notes = fake.notes_for(&upstream, mr.iid);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].body.contains("merged"), "{}", notes[0].body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_merge_request_cancels_its_pending_environment() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |s| s.gitlab_token = Some(Secret::new("unused"))).await;
+    let upstream = fake.add_project("lab/close-demo");
+    fake.commit(
+        &upstream,
+        "main",
+        &[("requirements.txt", b"tomli-w\n")],
+        "env",
+    );
+    fake.commit(&upstream, "feature", &[("a.ipynb", b"{}")], "work");
+    let mr = fake.open_merge_request(&upstream, "feature", &upstream, "main", "Draft");
+    let open = fake.merge_request_payload(&mr, MrAction::Open, None);
+    t.gitlab(open.event, "o", open.bytes()).await;
+    let closed = fake.set_merge_request_state(&mr, "closed");
+    let close = fake.merge_request_payload(&closed, MrAction::Close, None);
+    t.gitlab(close.event, "c", close.bytes()).await;
+    let jobs = t.db().list_jobs(None, 10).await.unwrap();
+    let env = jobs
+        .iter()
+        .find(|j| j.kind == "environment")
+        .expect("an environment job");
+    assert_eq!(env.state, "superseded");
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == "cancel" && j.state == "pending")
+    );
+}
