@@ -466,6 +466,25 @@ fn spec_launch_toml_errors_have_positions() {
         "kind = \"dashboard\"\ndefault = \"app.ipynb\"\n",
     )]);
     assert_eq!(a.launch.unwrap().kind, spec::ProjectKind::Dashboard);
+    let w = ok(&[
+        ("requirements.txt", "x\n"),
+        ("data/a.csv", "1"),
+        (
+            "launch.toml",
+            "[build]\ninputs = [\"nothere.txt\", \"*.tsv\", \"data/*.csv\"]\n",
+        ),
+    ]);
+    assert!(
+        w.inputs.contains(&"data/a.csv".to_owned()),
+        "{:?}",
+        w.inputs
+    );
+    let unmatched = w
+        .warnings
+        .iter()
+        .filter(|m| m.contains("matches no file"))
+        .count();
+    assert_eq!(unmatched, 2, "{:?}", w.warnings);
 }
 
 #[test]
@@ -931,7 +950,7 @@ fn spec_examples_and_bench() {
         ("r", Kind::R),
         ("worksheet", Kind::Python),
     ];
-    let report = spec::bench::bench(&examples(), 20);
+    let report = spec::bench::bench(&examples(), 300);
     println!("{report}");
     let got: Vec<(String, Option<Kind>)> = report
         .repos
