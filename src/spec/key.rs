@@ -10,10 +10,6 @@ use sha2::{Digest, Sha256};
 use super::source::{EntryKind, SpecSource, resolve, walk_files};
 use super::{Analysis, Diagnostic, GENERATOR_VERSION, Kind, Options, SpecError};
 
-fn under(dir: &str, file: &str) -> bool {
-    dir.is_empty() || file == dir || file.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-}
-
 pub(super) fn compute(
     src: &dyn SpecSource,
     opts: &Options,
@@ -45,27 +41,34 @@ pub(super) fn compute(
         .map(|l| l.build_inputs.clone())
         .unwrap_or_default();
     if !build_inputs.is_empty() {
-        let files = all_files(src)?;
         let mut unmatched = Vec::new();
         for pattern in &build_inputs {
-            let matcher = globset::GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| {
-                    SpecError::Invalid(vec![Diagnostic::file(
-                        "launch.toml",
-                        format!("build input: {e}"),
-                    )])
-                })?
-                .compile_matcher();
-            let trimmed = pattern.trim_end_matches('/');
-            let mut matched = false;
-            for f in files
-                .iter()
-                .filter(|f| matcher.is_match(f) || under(trimmed, f))
-            {
-                inputs.insert(f.clone());
-                matched = true;
+            let mut matched = true;
+            let plain = !pattern.contains(['*', '?', '[', '{']);
+            if plain {
+                // A plain path names a file or a folder: no need to walk the whole tree.
+                match resolve(src, pattern.trim_end_matches('/'))? {
+                    Some((real, EntryKind::Dir)) => inputs.extend(walk_files(src, &real)?),
+                    Some((_, EntryKind::File)) => {
+                        inputs.insert(pattern.trim_end_matches('/').to_owned());
+                    }
+                    _ => matched = false,
+                }
+            } else {
+                let matcher = globset::GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| {
+                        SpecError::Invalid(vec![Diagnostic::file(
+                            "launch.toml",
+                            format!("build input: {e}"),
+                        )])
+                    })?
+                    .compile_matcher();
+                let files = all_files(src)?;
+                let before = inputs.len();
+                inputs.extend(files.iter().filter(|f| matcher.is_match(f)).cloned());
+                matched = inputs.len() > before || files.iter().any(|f| matcher.is_match(f));
             }
             if !matched {
                 unmatched.push(format!(
