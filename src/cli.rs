@@ -40,6 +40,10 @@ pub enum Command {
         #[arg(long, default_value = "bookworm")]
         suite: String,
     },
+    /// Analyze a repository's launch spec: kind, files, environment key, Dockerfile.
+    Spec(crate::spec::cli::SpecArgs),
+    /// Build a repository folder's environment image with the local Docker engine.
+    Build(crate::build::cli::BuildArgs),
     /// Measure nbforge on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -50,6 +54,16 @@ pub enum BenchCommand {
     /// Webhook ingest: deliveries/s and answer times for signed push deliveries,
     /// next to a no-op route in the same run.
     Ingest(crate::bench::IngestArgs),
+    /// Launch specs: detection, environment key and Dockerfile per repository of
+    /// `binder-specs/`, read from git objects at a commit.
+    Spec {
+        /// Folder of example repositories.
+        #[arg(default_value = "binder-specs")]
+        dir: std::path::PathBuf,
+        /// Runs per repository.
+        #[arg(long, default_value_t = 1000)]
+        iterations: usize,
+    },
 }
 
 /// Sets up logging once: `RUST_LOG` filters (default `info`), text or JSON lines.
@@ -101,6 +115,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
+        Command::Bench(BenchCommand::Spec { dir, iterations }) => {
+            let report = crate::spec::bench::bench(&dir, iterations);
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Spec(args) => crate::spec::cli::run(&args, &crate::app::spec_options(&settings)),
+        Command::Build(args) => crate::build::cli::run(&settings, &args).await,
     }
 }
 

@@ -163,10 +163,8 @@ async fn import_rootfs(builder: &Builder, dir: &Path, name: &str) -> Result<(), 
         .repo(repo)
         .tag(tag)
         .build();
-    let mut stream =
-        builder
-            .docker()
-            .create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
+    let docker = builder.docker()?;
+    let mut stream = docker.create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| BuildError::Engine(e.to_string()))?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {

@@ -363,7 +363,8 @@ fn infrastructure(e: BuildError, build_id: i64, app: &App) -> JobError {
     JobError::Transient(anyhow::anyhow!("{e}"))
 }
 
-/// Tells the forge that the environment is waiting for an infrastructure retry.
+/// Tells the forge that the environment is waiting for an infrastructure retry. The state
+/// is `running` (GitLab refuses a second `pending`, so its description could not change).
 pub async fn report_retry(
     app: &App,
     req: &EnvironmentRequest,
@@ -373,7 +374,7 @@ pub async fn report_retry(
 ) {
     let forge = app.forges.for_kind(&req.project.forge);
     let status = CommitStatus {
-        state: StatusState::Pending,
+        state: StatusState::Running,
         name: STATUS_NAME.to_owned(),
         ref_name: req.ref_name.clone(),
         target_url: Some(launch_url(app, &req.project.path, &req.commit)),

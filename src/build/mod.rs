@@ -7,6 +7,7 @@
 //! again; Docker's layer cache is shared across keys.
 
 pub mod base;
+pub mod cli;
 pub mod flow;
 pub mod logs;
 
@@ -91,35 +92,48 @@ pub struct BuilderSettings {
 /// The Docker engine, with a limit on concurrent builds.
 #[derive(Clone)]
 pub struct Builder {
-    docker: Docker,
+    docker: Arc<std::sync::Mutex<Option<Docker>>>,
     settings: BuilderSettings,
     slots: Arc<Semaphore>,
 }
 
+fn connect_engine(settings: &BuilderSettings) -> Result<Docker, BuildError> {
+    match settings.docker_host.as_deref() {
+        None => Docker::connect_with_local_defaults(),
+        Some(h) if h.starts_with("unix://") || h.starts_with('/') => Docker::connect_with_unix(
+            h.trim_start_matches("unix://"),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
+    }
+    .map_err(engine)
+}
+
 impl Builder {
-    /// Connects to the local engine (`DOCKER_HOST` or the default socket). Nothing is sent
-    /// until the first call, so a stopped engine shows up as [`BuildError::Engine`] then.
+    /// A builder for the engine at `settings.docker_host` (`DOCKER_HOST` or the local socket
+    /// by default). Nothing is sent, and a missing engine is not an error, until the first
+    /// call: a stopped engine then shows up as [`BuildError::Engine`], and is connected to
+    /// again on the next call.
     pub fn connect(settings: BuilderSettings) -> Result<Builder, BuildError> {
-        let docker = match settings.docker_host.as_deref() {
-            None => Docker::connect_with_local_defaults(),
-            Some(h) if h.starts_with("unix://") || h.starts_with('/') => Docker::connect_with_unix(
-                h.trim_start_matches("unix://"),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
-        }
-        .map_err(engine)?;
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let docker = connect_engine(&settings).ok();
         Ok(Builder {
-            docker,
+            docker: Arc::new(std::sync::Mutex::new(docker)),
             settings,
             slots,
         })
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// The engine client, connecting now if the last try failed.
+    pub fn docker(&self) -> Result<Docker, BuildError> {
+        let mut guard = self.docker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = connect_engine(&self.settings)?;
+        *guard = Some(d.clone());
+        Ok(d)
     }
 
     /// The image reference for an environment key of a project (`namespace/project`).
@@ -136,7 +150,7 @@ impl Builder {
 
     /// Whether the engine already has `image`.
     pub async fn image_exists(&self, image: &str) -> Result<bool, BuildError> {
-        match self.docker.inspect_image(image).await {
+        match self.docker()?.inspect_image(image).await {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -163,6 +177,7 @@ impl Builder {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        let docker = self.docker()?;
         let opts = BuildImageOptionsBuilder::default()
             .dockerfile(&req.dockerfile)
             .t(&req.tag)
@@ -172,9 +187,7 @@ impl Builder {
             .build();
         let timeout = self.settings.timeout;
         let run = async {
-            let mut stream =
-                self.docker
-                    .build_image(opts, None, Some(bollard::body_full(tar.into())));
+            let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
             let mut last_lines: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
                 let info = item.map_err(|e| match e {
@@ -216,7 +229,8 @@ impl Builder {
         }
         let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
         let opts = PushImageOptionsBuilder::default().tag(tag).build();
-        let mut stream = self.docker.push_image(repo, Some(opts), None);
+        let docker = self.docker()?;
+        let mut stream = docker.push_image(repo, Some(opts), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(engine)?;
             if let Some(status) = info.status {
@@ -236,7 +250,7 @@ impl Builder {
             .repo(repo)
             .tag(tag)
             .build();
-        self.docker
+        self.docker()?
             .tag_image(image, Some(opts))
             .await
             .map_err(engine)

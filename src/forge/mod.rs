@@ -182,8 +182,12 @@ pub trait Forge: Send + Sync {
     async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>>;
 
     /// The raw bytes of `path` at `git_ref`.
-    async fn read_file(&self, project: &ProjectId, git_ref: &str, path: &str)
-    -> ForgeResult<Vec<u8>>;
+    async fn read_file(
+        &self,
+        project: &ProjectId,
+        git_ref: &str,
+        path: &str,
+    ) -> ForgeResult<Vec<u8>>;
 
     /// Members with their effective access level (inherited members included).
     async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>>;
@@ -214,7 +218,10 @@ impl std::fmt::Debug for FetchSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FetchSource")
             .field("url", &self.url)
-            .field("credentials", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

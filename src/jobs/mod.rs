@@ -90,7 +90,7 @@ pub fn plan(forge: ForgeKind, event: &Event, planning: Planning) -> Vec<NewJob> 
     let job = |kind: &str, key: Option<String>| NewJob {
         kind: kind.to_owned(),
         payload: serde_json::to_string(&JobPayload {
-            forge: forge.clone(),
+            forge,
             event: event.clone(),
         })
         .expect("events serialize"),
@@ -253,10 +253,7 @@ async fn run_claimed(app: &App, owner: &str, job: JobRow, shutdown: &Cancellatio
             r = &mut work => Some(r),
             _ = shutdown.cancelled() => {
                 // Give the job its grace period, then release it.
-                match tokio::time::timeout(app.settings.shutdown_grace, &mut work).await {
-                    Ok(r) => Some(r),
-                    Err(_) => None,
-                }
+                tokio::time::timeout(app.settings.shutdown_grace, &mut work).await.ok()
             }
         };
         heartbeat.abort();

@@ -28,25 +28,16 @@ pub struct SpecArgs {
     /// Print the generated Dockerfile (in JSON output: a `dockerfile` field).
     #[arg(long)]
     pub dockerfile: bool,
-    /// Base image of generated Dockerfiles.
-    #[arg(
-        long,
-        env = "NBFORGE_BASE_IMAGE",
-        default_value = "nbforge/base:bookworm"
-    )]
-    pub base_image: String,
     /// Python version of the base image.
     #[arg(long, env = "NBFORGE_BASE_PYTHON", default_value = "3.11")]
     pub base_python: String,
-    /// Python version assumed when the repository names none.
-    #[arg(long, default_value = "3.10")]
-    pub default_python: String,
     /// Largest spec file read, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_file_size: u64,
-    /// PEM file of extra CA certificates to trust in built images.
-    #[arg(long, env = "NBFORGE_EXTRA_CA", value_name = "PEM")]
-    pub extra_ca: Option<PathBuf>,
+    /// Write the image build context (the Dockerfile and only the environment inputs) into
+    /// this folder, for `docker build DIR` elsewhere (e.g. on a GitLab runner).
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -57,20 +48,12 @@ fn is_url(s: &str) -> bool {
     s.contains("://") || (s.contains('@') && s.contains(':') && !s.starts_with('/'))
 }
 
-/// Runs `nbforge spec`.
-pub fn run(args: &SpecArgs) -> anyhow::Result<ExitCode> {
-    let extra_ca = match &args.extra_ca {
-        Some(p) => {
-            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?)
-        }
-        None => None,
-    };
+/// Runs `nbforge spec` with the base image, default Python and extra CA of `settings`.
+pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
     let opts = Options {
-        default_python: args.default_python.clone(),
-        base_image: args.base_image.clone(),
         base_python: args.base_python.clone(),
         max_file_size: args.max_file_size,
-        extra_ca,
+        ..settings.clone()
     };
     let target = args.path_or_git_url.clone().unwrap_or_else(|| ".".into());
     let mut tmp_cache = None;
@@ -160,6 +143,19 @@ fn report(args: &SpecArgs, src: &dyn SpecSource, opts: &Options) -> anyhow::Resu
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
+    if let Some(dir) = &args.context {
+        match analysis.build_context(src, opts) {
+            Ok(files) => write_context(dir, &files)?,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(if e.is_user_error() {
+                    EXIT_UNSUPPORTED
+                } else {
+                    EXIT_INTERNAL
+                }));
+            }
+        }
+    }
     let dockerfile = if args.dockerfile {
         Some(analysis.dockerfile(opts))
     } else {
@@ -191,6 +187,26 @@ fn report(args: &SpecArgs, src: &dyn SpecSource, opts: &Options) -> anyhow::Resu
         print_human(&analysis)?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Writes build-context files under `dir` (paths come from the analysis, never `..`).
+fn write_context(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    for (path, bytes) in files {
+        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+            anyhow::bail!("refusing context path {path}");
+        }
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, bytes)?;
+        #[cfg(unix)]
+        if path.ends_with("postBuild") || path.ends_with("start") || path.contains("entrypoint") {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
 }
 
 /// The JSON form printed by `nbforge spec --json`.

@@ -752,11 +752,9 @@ fn args(path: &Path, git_ref: Option<&str>) -> SpecArgs {
         git_ref: git_ref.map(String::from),
         json: true,
         dockerfile: true,
-        base_image: "nbforge/base:bookworm".into(),
         base_python: "3.11".into(),
-        default_python: "3.10".into(),
         max_file_size: 1 << 20,
-        extra_ca: None,
+        context: None,
     }
 }
 
@@ -765,29 +763,41 @@ fn spec_cli_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), &[("requirements.txt", "numpy\n")]);
     commit(tmp.path());
-    assert_eq!(run(&args(tmp.path(), None)).unwrap(), ExitCode::SUCCESS);
     assert_eq!(
-        run(&args(tmp.path(), Some("HEAD"))).unwrap(),
+        run(&args(tmp.path(), None), &Options::default()).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&args(tmp.path(), Some("HEAD")), &Options::default()).unwrap(),
         ExitCode::SUCCESS
     );
     let url = format!("file://{}", tmp.path().display());
     let mut remote = args(tmp.path(), None);
     remote.path_or_git_url = Some(url);
-    assert_eq!(run(&remote).unwrap(), ExitCode::SUCCESS);
-    write(tmp.path(), &[("apt.txt", "bad;name\n")]);
-    assert_eq!(run(&args(tmp.path(), None)).unwrap(), ExitCode::from(1));
     assert_eq!(
-        run(&args(tmp.path(), Some("HEAD"))).unwrap(),
+        run(&remote, &Options::default()).unwrap(),
+        ExitCode::SUCCESS
+    );
+    write(tmp.path(), &[("apt.txt", "bad;name\n")]);
+    assert_eq!(
+        run(&args(tmp.path(), None), &Options::default()).unwrap(),
+        ExitCode::from(1)
+    );
+    assert_eq!(
+        run(&args(tmp.path(), Some("HEAD")), &Options::default()).unwrap(),
         ExitCode::SUCCESS,
         "HEAD has no apt.txt yet"
     );
     assert_eq!(
-        run(&args(tmp.path(), Some("no-such-ref"))).unwrap(),
+        run(&args(tmp.path(), Some("no-such-ref")), &Options::default()).unwrap(),
         ExitCode::from(2)
     );
     std::fs::remove_file(tmp.path().join("apt.txt")).unwrap();
     write(tmp.path(), &[("default.nix", "{}")]);
-    assert_eq!(run(&args(tmp.path(), None)).unwrap(), ExitCode::from(3));
+    assert_eq!(
+        run(&args(tmp.path(), None), &Options::default()).unwrap(),
+        ExitCode::from(3)
+    );
 }
 
 fn git(dir: &Path, a: &[&str]) -> std::process::Output {

@@ -1,0 +1,103 @@
+//! `nbforge build [PATH]`: builds a folder's environment image with the local Docker
+//! engine through the same spec analysis, context and builder the service uses.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{BuildRequest, LABEL_KEY, LABEL_REPO, LABEL_VERSION};
+use crate::config::Settings;
+use crate::spec::{DirSource, analyze};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Repository folder.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Also tag the image with this name.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Print every line of the build's output, not only the steps.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let stamp = move || format!("[{:>6.1}s]", started.elapsed().as_secs_f64());
+    let opts = crate::app::spec_options(settings);
+    let src = DirSource::new(&args.path);
+    let analysis = match analyze(&src, &opts) {
+        Ok(a) => a,
+        Err(e) => {
+            for d in e.diagnostics() {
+                eprintln!("error: {d}");
+            }
+            if e.diagnostics().is_empty() {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for w in &analysis.warnings {
+        eprintln!("warning: {w}");
+    }
+    let context = match analysis.build_context(&src, &opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let builder = crate::app::builder_for(settings)?;
+    let project = args
+        .path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "local".into());
+    let image = builder.image_for(&format!("local/{project}"), &analysis.environment_key);
+    println!(
+        "{} {} environment, key {}",
+        stamp(),
+        analysis.kind,
+        analysis.short_key()
+    );
+    if builder.image_exists(&image).await? {
+        println!("{} {image} is already built (cache)", stamp());
+    } else {
+        println!("{} building {image}", stamp());
+        let req = BuildRequest {
+            tag: image.clone(),
+            dockerfile: analysis.dockerfile_path(),
+            context,
+            labels: HashMap::from([
+                (LABEL_REPO.to_owned(), args.path.display().to_string()),
+                (LABEL_KEY.to_owned(), analysis.environment_key.clone()),
+                (
+                    LABEL_VERSION.to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned(),
+                ),
+            ]),
+        };
+        let verbose = args.verbose;
+        let show = move |line: &str| {
+            if verbose || line.starts_with("Step ") {
+                println!("{} {line}", stamp());
+            }
+        };
+        if let Err(e) = builder.build(&req, &show, &CancellationToken::new()).await {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(if e.is_infrastructure() { 2 } else { 1 }));
+        }
+    }
+    if let Some(tag) = &args.tag {
+        builder.tag(&image, tag).await?;
+        println!("{} tagged {tag}", stamp());
+    }
+    println!("{} ready: {image}", stamp());
+    Ok(ExitCode::SUCCESS)
+}
