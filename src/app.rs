@@ -42,6 +42,8 @@ pub struct App {
     pub jobs_ready: Arc<Notify>,
     /// The Docker engine for image builds.
     pub builder: Builder,
+    /// Stores webhook deliveries, several per transaction under load.
+    pub deliveries: crate::ingest::writer::DeliveryWriter,
     /// Logs of the builds running in this process.
     pub build_logs: Arc<LogHub>,
     /// One lock per git mirror, so that fetches into it do not overlap.
@@ -60,6 +62,7 @@ impl App {
         let builder = builder_for(&settings).expect("the Docker client is created lazily");
         App {
             settings: Arc::new(settings),
+            deliveries: crate::ingest::writer::DeliveryWriter::spawn(db.clone()),
             db,
             forges,
             metrics: Arc::new(Metrics::new()),
@@ -108,6 +111,7 @@ pub fn builder_for(settings: &Settings) -> Result<Builder, crate::build::BuildEr
         timeout: settings.build_timeout,
         registry: settings.registry.clone(),
         docker_host: settings.docker_host.clone(),
+        no_cache: false,
     })
 }
 

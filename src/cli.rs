@@ -54,6 +54,9 @@ pub enum BenchCommand {
     /// Webhook ingest: deliveries/s and answer times for signed push deliveries,
     /// next to a no-op route in the same run.
     Ingest(crate::bench::IngestArgs),
+    /// Push to `success` status for a notebook-only change, a requirements change with a
+    /// warm layer cache, and a cold build (needs Docker and the base image).
+    Environments(crate::bench::environments::EnvironmentsArgs),
     /// Launch specs: detection, environment key and Dockerfile per repository of
     /// `binder-specs/`, read from git objects at a commit.
     Spec {
@@ -115,6 +118,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
+        Command::Bench(BenchCommand::Environments(args)) => {
+            crate::bench::environments::run(&settings, &args).await
+        }
         Command::Bench(BenchCommand::Spec { dir, iterations }) => {
             let report = crate::spec::bench::bench(&dir, iterations);
             println!("{report}");

@@ -87,6 +87,8 @@ pub struct BuilderSettings {
     pub registry: Option<String>,
     /// Docker engine address (`unix:///…` or `tcp://…`); default: `DOCKER_HOST` or the local socket.
     pub docker_host: Option<String>,
+    /// Ignore Docker's layer cache (cold builds, for measurements).
+    pub no_cache: bool,
 }
 
 /// The Docker engine, with a limit on concurrent builds.
@@ -123,6 +125,10 @@ impl Builder {
             settings,
             slots,
         })
+    }
+
+    pub fn settings(&self) -> &BuilderSettings {
+        &self.settings
     }
 
     /// The engine client, connecting now if the last try failed.
@@ -183,6 +189,7 @@ impl Builder {
             .t(&req.tag)
             .rm(true)
             .forcerm(true)
+            .nocache(self.settings.no_cache)
             .labels(&labels)
             .build();
         let timeout = self.settings.timeout;

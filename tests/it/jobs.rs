@@ -280,3 +280,63 @@ on_both_databases!(
         t.assert_queue_empty().await;
     }
 );
+
+on_both_databases!(
+    a_batch_stores_in_order_supersedes_and_dedupes,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let big = vec![b'x'; 20_000];
+        let d = |key: &'static str, body: &'static [u8]| NewDelivery {
+            dedupe_key: key,
+            forge: "gitlab",
+            event: "push",
+            result: "queued",
+            body,
+        };
+        let body: &'static [u8] = Box::leak(big.into_boxed_slice());
+        let a = [job("push", Some("k"), 5)];
+        let b = [job("push", Some("k"), 5), job("other", None, 5)];
+        let c = [job("push", Some("k"), 5)];
+        let batch = vec![
+            (d("b1", body), &a[..]),
+            (d("b2", b"{}"), &b[..]),
+            (d("b1", b"{}"), &c[..]),
+            (d("b3", body), &c[..]),
+        ];
+        let out = t.db().store_deliveries(&batch).await.unwrap();
+        assert!(
+            matches!(out[0], nbforge::db::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 1)
+        );
+        assert!(
+            matches!(out[1], nbforge::db::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 2)
+        );
+        assert_eq!(
+            out[2],
+            nbforge::db::StoreOutcome::Duplicate,
+            "a key repeated in the batch"
+        );
+        let nbforge::db::StoreOutcome::Stored { jobs: last, .. } = &out[3] else {
+            panic!("{:?}", out[3])
+        };
+        // Only the newest job with key `k` is pending.
+        let pending = t.db().list_jobs(Some("pending"), 10).await.unwrap();
+        let pending_k: Vec<_> = pending
+            .iter()
+            .filter(|j| j.supersede_key.as_deref() == Some("k"))
+            .collect();
+        assert_eq!(pending_k.len(), 1);
+        assert_eq!(pending_k[0].id(), last[0]);
+        assert_eq!(t.job_counts().await.get("superseded"), Some(&2));
+        // A later batch supersedes across batches, and a stored key stays a duplicate.
+        let again = t
+            .db()
+            .store_deliveries(&[(d("b3", b"{}"), &c[..]), (d("b4", b"{}"), &c[..])])
+            .await
+            .unwrap();
+        assert_eq!(again[0], nbforge::db::StoreOutcome::Duplicate);
+        assert_eq!(t.job_counts().await.get("superseded"), Some(&3));
+        assert_eq!(t.db().count_deliveries().await.unwrap(), 4);
+    }
+);

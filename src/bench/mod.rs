@@ -6,6 +6,8 @@
 //! first as fast as `--concurrency` connections allow (throughput), then open-loop at
 //! `--rate` deliveries/s (answer times at that load).
 
+pub mod environments;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -18,8 +18,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+pub mod writer;
+
 use crate::app::App;
-use crate::db::{NewDelivery, StoreOutcome};
+use crate::db::StoreOutcome;
 use crate::events::{ForgeKind, Parsed, PayloadError};
 
 /// Which forge a delivery claims to come from.
@@ -133,14 +135,15 @@ async fn receive(app: App, source: Source, headers: HeaderMap, body: Body) -> Re
     } else {
         "ignored"
     };
-    let delivery = NewDelivery {
-        dedupe_key: &dedupe_key,
+    let delivery = writer::Delivery {
+        dedupe_key: dedupe_key.clone(),
         forge,
-        event: &parsed.kind,
+        event: parsed.kind.clone(),
         result,
-        body: &body,
+        body,
+        jobs,
     };
-    match app.db.store_delivery(&delivery, &jobs).await {
+    match app.deliveries.store(delivery).await {
         Ok(StoreOutcome::Stored { jobs, .. }) => {
             app.metrics.delivery(forge, &parsed.kind, result);
             if !jobs.is_empty() {

@@ -1,0 +1,239 @@
+//! `nbforge bench environments`: push → `success` status, end to end, for
+//! (a) a change to a notebook only (the environment key is kept: no build),
+//! (b) a change to `requirements.txt` with Docker's layer cache warm, and
+//! (c) a cold build (Docker's layer cache ignored).
+//!
+//! It runs the real service in this process (router, job workers, spec reading from a
+//! git mirror, the Docker engine) against a plain bare repository through the local
+//! forge, and times each push from the delivery to the `success` status.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::app::{App, build_forges};
+use crate::build::{Builder, BuilderSettings};
+use crate::config::{Secret, Settings};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvironmentsArgs {
+    /// Notebook-only pushes to time.
+    #[arg(long, default_value_t = 10)]
+    pub code_only: usize,
+    /// Requirements changes to time (each downloads its packages again).
+    #[arg(long, default_value_t = 3)]
+    pub requirements: usize,
+    /// Cold builds to time.
+    #[arg(long, default_value_t = 1)]
+    pub cold: usize,
+    /// Package the example environment installs with pip.
+    #[arg(long, default_value = "tomli-w")]
+    pub package: String,
+}
+
+const SECRET: &str = "bench-secret";
+const ZERO: &str = "0000000000000000000000000000000000000000";
+const PROJECT: &str = "bench/env";
+
+/// Commits `files` on top of `branch` of the bare repository; returns the new commit.
+fn commit(
+    repo: &git2::Repository,
+    branch: &str,
+    files: &[(&str, &[u8])],
+) -> anyhow::Result<String> {
+    let refname = format!("refs/heads/{branch}");
+    let parent = repo
+        .find_reference(&refname)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+    let mut builder = repo.treebuilder(parent_tree.as_ref())?;
+    for (path, bytes) in files {
+        let blob = repo.blob(bytes)?;
+        builder.insert(path, blob, 0o100644)?;
+    }
+    let tree = repo.find_tree(builder.write()?)?;
+    let sig = git2::Signature::now("nbforge bench", "bench@nbforge.invalid")?;
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let id = repo.commit(Some(&refname), &sig, &sig, "bench", &tree, &parents)?;
+    Ok(id.to_string())
+}
+
+fn push_body(repo_path: &Path, before: &str, after: &str) -> Vec<u8> {
+    let url = format!("file://{}", repo_path.display());
+    serde_json::json!({
+        "object_kind": "push", "event_name": "push", "before": before, "after": after,
+        "ref": "refs/heads/main", "checkout_sha": after, "user_username": "bench",
+        "project_id": null,
+        "project": { "id": null, "name": "env", "path_with_namespace": PROJECT,
+                     "web_url": url, "git_http_url": url, "default_branch": "main" },
+        "commits": [], "total_commits_count": 1
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends the push and waits for the environment status of `after` to end.
+async fn time_push(
+    app: &App,
+    repo_path: &Path,
+    before: &str,
+    after: &str,
+) -> anyhow::Result<(Duration, bool)> {
+    let started = Instant::now();
+    let req = Request::post("/hooks/gitlab")
+        .header("content-type", "application/json")
+        .header("x-gitlab-event", "Push Hook")
+        .header("x-gitlab-token", SECRET)
+        .header("x-gitlab-event-uuid", format!("bench-{after}"))
+        .body(Body::from(push_body(repo_path, before, after)))?;
+    let res = crate::web::router(app.clone()).oneshot(req).await?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "delivery refused: {}",
+        res.status()
+    );
+    loop {
+        let statuses = app.db.local_statuses(PROJECT, after).await?;
+        if let Some(last) = statuses.last()
+            && matches!(last.state.as_str(), "success" | "failed")
+        {
+            return Ok((started.elapsed(), last.state == "success"));
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "no result after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn summary(name: &str, times: &[(Duration, bool)]) {
+    let mut ms: Vec<f64> = times
+        .iter()
+        .map(|(d, _)| d.as_secs_f64() * 1000.0)
+        .collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let ok = times.iter().filter(|(_, s)| *s).count();
+    if ms.is_empty() {
+        return;
+    }
+    println!(
+        "{name:<38} {:>3} runs {:>3} ok   min {:>9.1} ms   p50 {:>9.1} ms   max {:>9.1} ms",
+        ms.len(),
+        ok,
+        ms[0],
+        ms[ms.len() / 2],
+        ms[ms.len() - 1]
+    );
+}
+
+async fn start_workers(app: &App) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(crate::jobs::run_workers(app.clone(), shutdown.clone()));
+    (shutdown, handle)
+}
+
+pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<ExitCode> {
+    let tmp = tempfile::Builder::new()
+        .prefix("nbforge-bench-env-")
+        .tempdir()?;
+    let mut settings = Settings::for_database(&format!(
+        "sqlite://{}",
+        tmp.path().join("bench.db").display()
+    ));
+    settings.gitlab_webhook_secrets = vec![Secret::new(SECRET)];
+    settings.data_dir = tmp.path().join("data");
+    settings.base_image = base.base_image.clone();
+    settings.extra_ca = base.extra_ca.clone();
+    settings.docker_host = base.docker_host.clone();
+    settings.image_prefix = "nbforge-bench".into();
+    settings.poll_interval = Duration::from_millis(5);
+    settings.workers = 2;
+    let db = crate::db::Db::connect(&settings.database_url).await?;
+    let forges = build_forges(&settings, &db)?;
+    let mut app = App::with_parts(settings.clone(), db, forges);
+    if !app.builder.image_exists(&settings.base_image).await? {
+        eprintln!(
+            "the base image {} is missing: run `nbforge base-image` first",
+            settings.base_image
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let repo_path = tmp.path().join("bench").join("env.git");
+    let repo = git2::Repository::init_bare(&repo_path)?;
+    let (shutdown, workers) = start_workers(&app).await;
+
+    // The first environment: built once, not timed.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let requirements = |n: usize| format!("# bench {run_id} {n}\n{}\n", args.package);
+    let mut head = commit(
+        &repo,
+        "main",
+        &[
+            ("requirements.txt", requirements(0).as_bytes()),
+            ("analysis.ipynb", b"{}"),
+        ],
+    )?;
+    let (t, ok) = time_push(&app, &repo_path, ZERO, &head).await?;
+    anyhow::ensure!(
+        ok,
+        "the first build failed; try `nbforge build` on a copy of the repository"
+    );
+    println!("first build (not counted): {:.1} s", t.as_secs_f64());
+
+    let mut code_only = Vec::new();
+    for i in 0..args.code_only {
+        let before = head.clone();
+        head = commit(
+            &repo,
+            "main",
+            &[("analysis.ipynb", format!("{{\"v\": {i}}}").as_bytes())],
+        )?;
+        code_only.push(time_push(&app, &repo_path, &before, &head).await?);
+    }
+    let mut requirement_changes = Vec::new();
+    for i in 0..args.requirements {
+        let before = head.clone();
+        head = commit(
+            &repo,
+            "main",
+            &[("requirements.txt", requirements(i + 1).as_bytes())],
+        )?;
+        requirement_changes.push(time_push(&app, &repo_path, &before, &head).await?);
+    }
+    shutdown.cancel();
+    let _ = workers.await;
+
+    let mut cold = Vec::new();
+    if args.cold > 0 {
+        app.builder = Builder::connect(BuilderSettings {
+            no_cache: true,
+            ..app.builder.settings().clone()
+        })?;
+        let (shutdown, workers) = start_workers(&app).await;
+        for i in 0..args.cold {
+            let before = head.clone();
+            head = commit(
+                &repo,
+                "main",
+                &[("requirements.txt", requirements(1000 + i).as_bytes())],
+            )?;
+            cold.push(time_push(&app, &repo_path, &before, &head).await?);
+        }
+        shutdown.cancel();
+        let _ = workers.await;
+    }
+    println!(
+        "\npush -> `success` status, end to end (ingest, queue, git fetch, spec, cache or build):"
+    );
+    summary("(a) notebook-only change", &code_only);
+    summary("(b) requirements change, warm cache", &requirement_changes);
+    summary("(c) cold build (no layer cache)", &cold);
+    Ok(ExitCode::SUCCESS)
+}
