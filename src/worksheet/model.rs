@@ -132,11 +132,17 @@ pub struct Output {
 }
 
 /// nbformat's "multiline string": a string, or a list of strings to be concatenated.
-/// The form read is the form written back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The form read is the form written back; both forms of the same text are equal.
+#[derive(Debug, Clone, Eq)]
 pub enum MultilineString {
     One(String),
     Lines(Vec<String>),
+}
+
+impl PartialEq for MultilineString {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
 }
 
 impl Default for MultilineString {

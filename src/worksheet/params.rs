@@ -265,8 +265,9 @@ impl<'a> Parser<'a> {
                 '\n' if depth <= 0 => return,
                 '#' => self.skip_to_eol(),
                 '\'' | '"' => {
+                    let start = self.pos;
                     if self.string_literal().is_err() {
-                        self.pos += 1;
+                        self.pos = start + 1;
                     }
                 }
                 '(' | '[' | '{' => {
@@ -396,8 +397,9 @@ impl<'a> Parser<'a> {
                 '#' if depth <= 0 => return,
                 '#' => self.skip_to_eol(),
                 '\'' | '"' => {
+                    let start = self.pos;
                     if self.string_literal().is_err() {
-                        self.pos += 1;
+                        self.pos = start + 1;
                     }
                 }
                 '(' | '[' | '{' => {

@@ -1,3 +1,4 @@
 //! Integration tests: one binary, modules by area.
 
 mod support;
+mod worksheet;
