@@ -17,8 +17,10 @@ pub struct BenchRow {
     pub html_bytes: usize,
     /// Mean time to parse, render and wrap the page.
     pub nbforge: Duration,
-    /// Time of one `jupyter nbconvert --to html --no-input` run.
+    /// Time of one successful `jupyter nbconvert --to html --no-input` run.
     pub nbconvert: Option<Duration>,
+    /// Why nbconvert failed on this notebook (the last line of its error output).
+    pub nbconvert_error: Option<String>,
 }
 
 /// Result of [`bench`].
@@ -34,18 +36,27 @@ impl BenchReport {
         mean(self.rows.iter().map(|r| r.nbforge), self.rows.len())
     }
 
-    /// Mean nbconvert time per notebook, when it was measured.
+    /// Mean nbconvert time per notebook it converted, when it was run.
     pub fn nbconvert_per_notebook(&self) -> Option<Duration> {
-        let times: Option<Vec<Duration>> = self.rows.iter().map(|r| r.nbconvert).collect();
-        times.map(|t| mean(t.into_iter(), self.rows.len()))
+        let times: Vec<Duration> = self.rows.iter().filter_map(|r| r.nbconvert).collect();
+        (!times.is_empty()).then(|| mean(times.iter().copied(), times.len()))
     }
 
-    /// How many times faster nbforge is per notebook.
+    /// How many times faster nbforge is per notebook, over the notebooks both converted.
     pub fn speedup(&self) -> Option<f64> {
-        let ours = self.nbforge_per_notebook().as_secs_f64();
-        self.nbconvert_per_notebook()
-            .filter(|_| ours > 0.0)
-            .map(|theirs| theirs.as_secs_f64() / ours)
+        let both: Vec<&BenchRow> = self.rows.iter().filter(|r| r.nbconvert.is_some()).collect();
+        let ours = mean(both.iter().map(|r| r.nbforge), both.len()).as_secs_f64();
+        let theirs = mean(both.iter().filter_map(|r| r.nbconvert), both.len()).as_secs_f64();
+        (ours > 0.0 && !both.is_empty()).then(|| theirs / ours)
+    }
+
+    /// Notebooks nbconvert failed on, with its reason.
+    pub fn nbconvert_failures(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.rows.iter().filter_map(|r| {
+            r.nbconvert_error
+                .as_deref()
+                .map(|e| (r.notebook.as_path(), e))
+        })
     }
 }
 
@@ -69,9 +80,11 @@ impl fmt::Display for BenchReport {
                 .file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default();
-            let theirs = r
-                .nbconvert
-                .map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
+            let theirs = match (&r.nbconvert, &r.nbconvert_error) {
+                (Some(d), _) => format!("{:.1} ms", ms(*d)),
+                (None, Some(_)) => "failed".to_string(),
+                (None, None) => "-".to_string(),
+            };
             let speed = r.nbconvert.map_or("-".to_string(), |d| {
                 format!(
                     "{:.0}x",
@@ -99,9 +112,12 @@ impl fmt::Display for BenchReport {
         if let (Some(theirs), Some(speedup)) = (self.nbconvert_per_notebook(), self.speedup()) {
             write!(
                 f,
-                ", nbconvert {:.1} ms per notebook, {speedup:.0}x faster",
+                ", nbconvert {:.1} ms per notebook it converted, nbforge {speedup:.0}x faster",
                 ms(theirs)
             )?;
+        }
+        for (path, err) in self.nbconvert_failures() {
+            write!(f, "\nnbconvert failed on {}: {err}", path.display())?;
         }
         Ok(())
     }
@@ -113,7 +129,8 @@ fn ms(d: Duration) -> f64 {
 
 /// Render every `.ipynb` in `corpus_dir` `iterations` times (each render reads, parses,
 /// renders and builds the page) and, when `compare_nbconvert`, convert each once with
-/// `jupyter nbconvert --to html --no-input`. Every notebook must render and convert.
+/// `jupyter nbconvert --to html --no-input`. Every notebook must render with nbforge;
+/// notebooks nbconvert fails on are reported and left out of the speedup.
 pub fn bench(
     corpus_dir: &Path,
     iterations: usize,
@@ -152,10 +169,13 @@ pub fn bench(
                 html_bytes = std::hint::black_box(page).len();
             }
             let nbforge = start.elapsed() / iterations as u32;
-            let nbconvert = if compare_nbconvert {
-                Some(run_nbconvert(path, &out_dir)?)
+            let (nbconvert, nbconvert_error) = if compare_nbconvert {
+                match run_nbconvert(path, &out_dir)? {
+                    Ok(d) => (Some(d), None),
+                    Err(e) => (None, Some(e)),
+                }
             } else {
-                None
+                (None, None)
             };
             rows.push(BenchRow {
                 notebook: path.clone(),
@@ -163,6 +183,7 @@ pub fn bench(
                 html_bytes,
                 nbforge,
                 nbconvert,
+                nbconvert_error,
             });
         }
         Ok(())
@@ -174,7 +195,8 @@ pub fn bench(
     Ok(BenchReport { iterations, rows })
 }
 
-fn run_nbconvert(path: &Path, out_dir: &Path) -> anyhow::Result<Duration> {
+/// Time one nbconvert run; `Ok(Err(reason))` when nbconvert ran but failed on the notebook.
+fn run_nbconvert(path: &Path, out_dir: &Path) -> anyhow::Result<Result<Duration, String>> {
     let start = Instant::now();
     let output = Command::new("jupyter")
         .args(["nbconvert", "--to", "html", "--no-input", "--output-dir"])
@@ -184,14 +206,8 @@ fn run_nbconvert(path: &Path, out_dir: &Path) -> anyhow::Result<Duration> {
         .context("cannot run `jupyter nbconvert` (install jupyter-nbconvert)")?;
     let elapsed = start.elapsed();
     if !output.status.success() {
-        bail!(
-            "jupyter nbconvert failed on {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Ok(Err(stderr.lines().last().unwrap_or("").to_string()));
     }
-    Ok(elapsed)
+    Ok(Ok(elapsed))
 }

@@ -736,3 +736,47 @@ fn bench_compares_with_nbconvert_when_installed() {
     assert!(report.rows[0].nbconvert.is_some());
     assert!(report.speedup().is_some());
 }
+
+/// `papermill/growth_curve.prepared.ipynb` was written by papermill 2.7.0:
+/// `papermill growth_curve.ipynb out.ipynb --prepare-only -y 'replicates: [1, -2, 2.5]'
+/// -p rate 1.0 -p strain 'K-12 "wild" type\n é😀' -p log_scale True -p capacity 1e-05 -p hours 3`.
+#[test]
+fn injected_cell_is_identical_to_papermills() {
+    let prepared = Notebook::from_slice(
+        &std::fs::read(corpus_dir().join("papermill/growth_curve.prepared.ipynb")).unwrap(),
+    )
+    .unwrap();
+    let theirs = &prepared.cells[prepared.find_tagged(INJECTED_TAG).unwrap()];
+
+    let mut values = Values::default();
+    values.insert(
+        "replicates",
+        ParamValue::List(vec![
+            ParamValue::Int(1),
+            ParamValue::Int(-2),
+            ParamValue::Float(2.5),
+        ]),
+    );
+    values.insert("rate", ParamValue::Float(1.0));
+    values.insert("strain", ParamValue::Str("K-12 \"wild\" type\\n é😀".into()));
+    values.insert("log_scale", ParamValue::Bool(true));
+    values.insert("capacity", ParamValue::Float(1e-5));
+    values.insert("hours", ParamValue::Int(3));
+    let ours = worksheet::parameterize(&load("growth_curve.ipynb"), &values);
+    let at = ours.find_tagged(INJECTED_TAG).unwrap();
+    assert_eq!(Some(at), prepared.find_tagged(INJECTED_TAG));
+    let mine = &ours.cells[at];
+    assert_eq!(mine.source.text(), theirs.source.text());
+    assert_eq!(mine.metadata, theirs.metadata);
+    assert_eq!(mine.extra, theirs.extra);
+    assert_eq!(mine.outputs, theirs.outputs);
+    assert_eq!(
+        ours.metadata["papermill"]["parameters"],
+        prepared.metadata["papermill"]["parameters"]
+    );
+
+    // Parameterizing papermill's output replaces its injected cell.
+    let again = worksheet::parameterize(&prepared, &values);
+    assert_eq!(again.cells.len(), prepared.cells.len());
+    assert_eq!(again.cells[at].source.text(), theirs.source.text());
+}
