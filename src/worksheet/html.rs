@@ -88,9 +88,9 @@ pub fn form_html(
     } else {
         "post"
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<form class=\"parameters\" action=\"{}\" method=\"{method}\">\n",
+        "<form class=\"parameters\" action=\"{}\" method=\"{method}\">",
         escape(action)
     );
     let _ = writeln!(
@@ -140,7 +140,7 @@ fn field_html(out: &mut String, p: &Parameter, current: Option<&String>, errors:
     } else {
         "field invalid"
     };
-    let _ = write!(out, "<div class=\"{class}\">\n");
+    let _ = writeln!(out, "<div class=\"{class}\">");
     let value = current
         .cloned()
         .unwrap_or_else(|| p.default.to_form_string());

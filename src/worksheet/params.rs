@@ -504,12 +504,10 @@ impl<'a> Parser<'a> {
         }
         let body_start = self.pos;
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-                self.pos += 1;
-            } else if (c == '-' || c == '+')
+            let exponent_sign = (c == '-' || c == '+')
                 && self.src[body_start..self.pos].ends_with(['e', 'E'])
-                && !self.src[body_start..self.pos].starts_with("0x")
-            {
+                && !self.src[body_start..self.pos].starts_with("0x");
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || exponent_sign {
                 self.pos += 1;
             } else {
                 break;

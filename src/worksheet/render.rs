@@ -42,9 +42,9 @@ pub fn render(nb: &Notebook, options: &RenderOptions) -> Rendered {
     let mut body = String::with_capacity(16 * 1024);
     match &grid {
         Some(g) => {
-            let _ = write!(
+            let _ = writeln!(
                 body,
-                "<article class=\"worksheet dashboard-grid\" style=\"--cols: {}; --row-height: {}px\">\n",
+                "<article class=\"worksheet dashboard-grid\" style=\"--cols: {}; --row-height: {}px\">",
                 g.max_columns, g.row_height
             );
         }

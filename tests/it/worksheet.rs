@@ -758,7 +758,10 @@ fn injected_cell_is_identical_to_papermills() {
         ]),
     );
     values.insert("rate", ParamValue::Float(1.0));
-    values.insert("strain", ParamValue::Str("K-12 \"wild\" type\\n é😀".into()));
+    values.insert(
+        "strain",
+        ParamValue::Str("K-12 \"wild\" type\\n é😀".into()),
+    );
     values.insert("log_scale", ParamValue::Bool(true));
     values.insert("capacity", ParamValue::Float(1e-5));
     values.insert("hours", ParamValue::Int(3));
