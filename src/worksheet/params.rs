@@ -127,7 +127,18 @@ pub fn parameters(nb: &Notebook) -> Vec<Parameter> {
     let Some(index) = nb.find_tagged(PARAMETERS_TAG) else {
         return Vec::new();
     };
-    parse_parameters_source(&nb.cells[index].source.text())
+    let mut params = parse_parameters_source(&nb.cells[index].source.text());
+    // The injected cell is written in Python; other kernels' notebooks are shown read-only.
+    if let Some(language) = nb.language()
+        && !language.eq_ignore_ascii_case("python")
+    {
+        for p in &mut params {
+            p.supported = Err(format!(
+                "only Python notebooks can be run with new values (this one is {language})"
+            ));
+        }
+    }
+    params
 }
 
 /// Parse the source of a parameters cell.
@@ -676,6 +687,9 @@ impl<'a> Parser<'a> {
 
     fn hex_escape(&mut self, len: usize) -> Result<char, String> {
         let digits = self.rest().get(..len).ok_or("truncated escape")?;
+        if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("bad escape `{digits}`"));
+        }
         let v = u32::from_str_radix(digits, 16).map_err(|_| format!("bad escape `{digits}`"))?;
         self.pos += len;
         char::from_u32(v).ok_or_else(|| format!("escape `{digits}` is not a character"))

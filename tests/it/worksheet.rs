@@ -783,3 +783,22 @@ fn injected_cell_is_identical_to_papermills() {
     assert_eq!(again.cells.len(), prepared.cells.len());
     assert_eq!(again.cells[at].source.text(), theirs.source.text());
 }
+
+#[test]
+fn truncated_or_foreign_notebooks_never_panic() {
+    let bytes = std::fs::read(corpus_dir().join("hidden_cells.ipynb")).unwrap();
+    for end in (0..bytes.len()).step_by(7) {
+        let err = Notebook::from_slice(&bytes[..end]).unwrap_err();
+        assert!(
+            matches!(err, NotebookError::Json { line, .. } if line >= 1),
+            "{err}"
+        );
+    }
+
+    // An R notebook's parameters are read but cannot be set: the injected cell is Python.
+    let r = Notebook::from_json(r#"{"nbformat":4,"nbformat_minor":5,"metadata":{"kernelspec":{"name":"ir","language":"R","display_name":"R"}},"cells":[{"cell_type":"code","id":"p","metadata":{"tags":["parameters"]},"execution_count":null,"outputs":[],"source":"alpha = 0.05"}]}"#).unwrap();
+    let params = worksheet::parameters(&r);
+    assert_eq!(params.len(), 1);
+    assert!(params[0].supported.as_ref().unwrap_err().contains("R"));
+    assert!(worksheet::validate(&params, &form(&[("alpha", "0.1")])).is_err());
+}
