@@ -802,3 +802,65 @@ fn truncated_or_foreign_notebooks_never_panic() {
     assert!(params[0].supported.as_ref().unwrap_err().contains("R"));
     assert!(worksheet::validate(&params, &form(&[("alpha", "0.1")])).is_err());
 }
+
+/// The parameterized notebook runs unchanged under `jupyter execute` and the kernel sees
+/// exactly the submitted values (needs Debian's jupyter-nbconvert/python3-nbclient and
+/// python3-ipykernel; skipped with a message when they are missing).
+#[test]
+fn parameterized_notebook_executes_with_the_new_values() {
+    let available = std::process::Command::new("jupyter")
+        .args(["execute", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!(
+            "skipping: `jupyter execute` is not installed (apt-get install python3-nbclient python3-ipykernel)"
+        );
+        return;
+    }
+    let check = "assert hours == 6 and isinstance(hours, int), hours\n\
+        assert rate == 1e-05, rate\n\
+        assert strain == 'K-12 \"wild\"\\\\n \\u00e9\\U0001F600\\t', repr(strain)\n\
+        assert replicates == [1, -2, 3], replicates\n\
+        assert log_scale is True\n\
+        assert note is None\n";
+    let nb = Notebook::from_json(&serde_json::json!({
+        "nbformat": 4, "nbformat_minor": 4,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": null, "outputs": [],
+             "source": "hours = 24\nrate = 0.8\nstrain = 'x'\nreplicates = [1]\nlog_scale = False\nnote: str | None = 'n'\n"},
+            {"cell_type": "code", "metadata": {}, "execution_count": null, "outputs": [], "source": check}
+        ]
+    }).to_string()).unwrap();
+    let submitted = form(&[
+        ("hours", "6"),
+        ("rate", "0.00001"),
+        ("strain", "K-12 \"wild\"\\n é😀\t"),
+        ("replicates", "1, -2\n3"),
+        ("log_scale", "on"),
+        ("note", ""),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_nb = |nb: &Notebook, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, nb.to_json_pretty()).unwrap();
+        std::process::Command::new("jupyter")
+            .arg("execute")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let original = run_nb(&nb, "original.ipynb");
+    assert!(
+        !original.status.success(),
+        "the check cell fails with the defaults"
+    );
+    let parameterized = worksheet::parameterize_with(&nb, &submitted).unwrap();
+    let out = run_nb(&parameterized, "parameterized.ipynb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
