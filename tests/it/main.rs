@@ -9,3 +9,4 @@ mod ingest;
 mod jobs;
 mod serve;
 mod spec;
+mod worksheet;
