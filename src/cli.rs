@@ -42,6 +42,9 @@ pub enum Command {
     },
     /// Analyze a repository's launch spec: kind, files, environment key, Dockerfile.
     Spec(crate::spec::cli::SpecArgs),
+    /// Render a notebook as a worksheet (no code, a parameter form), optionally with
+    /// parameters set, and write the parameterized notebook.
+    Render(crate::worksheet::cli::RenderArgs),
     /// Build a repository folder's environment image with the local Docker engine.
     Build(crate::build::cli::BuildArgs),
     /// Measure nbforge on this machine.
@@ -57,6 +60,19 @@ pub enum BenchCommand {
     /// Push to `success` status for a notebook-only change, a requirements change with a
     /// warm layer cache, and a cold build (needs Docker and the base image).
     Environments(crate::bench::environments::EnvironmentsArgs),
+    /// Worksheet rendering over a folder of notebooks, next to
+    /// `jupyter nbconvert --to html --no-input` on the same files.
+    Worksheets {
+        /// Folder of notebooks (searched recursively).
+        #[arg(default_value = "tests/data/notebooks")]
+        dir: std::path::PathBuf,
+        /// Renders per notebook.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Skip nbconvert.
+        #[arg(long)]
+        no_nbconvert: bool,
+    },
     /// Launch specs: detection, environment key and Dockerfile per repository of
     /// `binder-specs/`, read from git objects at a commit.
     Spec {
@@ -126,6 +142,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Worksheets {
+            dir,
+            iterations,
+            no_nbconvert,
+        }) => {
+            let report = crate::worksheet::bench::bench(&dir, iterations, !no_nbconvert)?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render(args) => crate::worksheet::cli::run(&args),
         Command::Spec(args) => crate::spec::cli::run(&args, &crate::app::spec_options(&settings)),
         Command::Build(args) => crate::build::cli::run(&settings, &args).await,
     }
