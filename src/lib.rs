@@ -5,6 +5,7 @@
 pub mod app;
 pub mod bench;
 pub mod build;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;

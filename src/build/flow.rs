@@ -139,6 +139,29 @@ fn fnv(s: &str) -> u32 {
     })
 }
 
+/// Fetches a project into its bare mirror under the data directory. The returned guard
+/// keeps other fetches of the same mirror out while the caller reads from it.
+pub async fn fetch_project(
+    app: &App,
+    forge_name: &str,
+    project: &ProjectRef,
+) -> Result<(std::path::PathBuf, tokio::sync::OwnedMutexGuard<()>), JobError> {
+    let forge = app.forges.for_kind(&project.forge);
+    let source = forge.fetch_source(&forge_project_id(project)).await?;
+    let mirrors = app.settings.data_dir.join("mirrors");
+    let key = mirror_key(forge_name, &project.path);
+    let guard = app.mirror_lock(&key).lock_owned().await;
+    let repo_path = tokio::task::spawn_blocking(move || {
+        let creds = source.credentials.as_ref().map(|(u, t)| (u.as_str(), t));
+        crate::mirror::fetch_mirror(&mirrors, &key, &source.url, creds, &[])
+            .map(|r| r.path().to_owned())
+    })
+    .await
+    .map_err(|e| JobError::Transient(anyhow::anyhow!("fetch task: {e}")))?
+    .map_err(|e| JobError::Transient(anyhow::anyhow!("{e}")))?;
+    Ok((repo_path, guard))
+}
+
 /// Prepares the environment of `req`, reporting progress as commit statuses.
 pub async fn prepare(
     app: &App,
@@ -202,20 +225,8 @@ async fn run(
         Phase::Fetching,
         &format!("fetching {} at {short}", req.project.path),
     );
-    let source = reporter.forge.fetch_source(&reporter.project).await?;
-    let mirrors = app.settings.data_dir.join("mirrors");
-    let key = mirror_key(&req.forge_name, &req.project.path);
-    let lock = app.mirror_lock(&key);
-    let _guard = lock.lock().await;
+    let (repo_path, _guard) = fetch_project(app, &req.forge_name, &req.project).await?;
     let commit = req.commit.clone();
-    let repo_path = tokio::task::spawn_blocking(move || {
-        let creds = source.credentials.as_ref().map(|(u, t)| (u.as_str(), t));
-        crate::mirror::fetch_mirror(&mirrors, &key, &source.url, creds, &[])
-            .map(|r| r.path().to_owned())
-    })
-    .await
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("fetch task: {e}")))?
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("{e}")))?;
 
     // Read the launch spec at the commit.
     let opts = app.spec_options();

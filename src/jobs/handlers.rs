@@ -104,7 +104,7 @@ async fn tag_push(app: &App, ctx: &JobContext, t: &TagPushEvent) -> Result<(), J
             },
         )
         .await?;
-    Ok(())
+    crate::catalog::publish(app, ctx, forge, t).await
 }
 
 /// The environment an event asks for: the pushed commit, a merge request's head in its

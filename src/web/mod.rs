@@ -27,10 +27,29 @@ pub fn router(app: App) -> Router {
         .route("/api/builds/{id}", get(builds::get))
         .route("/api/builds/{id}/log", get(builds::log))
         .route("/badge_logo.svg", get(badge))
+        .route("/", get(pages::landing))
+        .route("/w", get(pages::index))
+        .route("/w/{*rest}", get(pages::get).post(pages::post))
+        .route(
+            "/api/projects/{project}/official",
+            axum::routing::put(pages::set_official),
+        )
         .route("/noop", post(noop))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::worksheet::CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
             app.settings.max_body_bytes,
@@ -39,6 +58,7 @@ pub fn router(app: App) -> Router {
 }
 
 pub mod builds;
+pub mod pages;
 
 /// The launch badge, as BinderHub serves `badge_logo.svg`.
 async fn badge() -> Response {

@@ -44,6 +44,18 @@ form.parameters { border: 1px solid var(--line); border-radius: 6px; padding: 1r
 .field .help { margin: .2rem 0 0; color: var(--muted); font-size: .9rem; }
 .field .field-error { margin: .2rem 0 0; color: var(--err); font-weight: 600; }
 .field.invalid input, .field.invalid textarea { border-color: var(--err); }
+header.site { padding: .6rem 1rem; border-bottom: 1px solid var(--line); }
+header.site .brand { font-weight: 700; text-decoration: none; }
+nav.crumbs { color: var(--muted); font-size: .9rem; margin: .4rem 0; }
+form.search { margin: 0 0 1.5rem; }
+form.search input[type=search] { padding: .45rem; font: inherit; width: 100%; max-width: 24rem; border: 1px solid var(--line); border-radius: 4px; background: var(--bg); color: var(--fg); }
+ul.cards { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .8rem; }
+li.card { border: 1px solid var(--line); border-radius: 6px; padding: .8rem; }
+li.card > a { font-weight: 600; }
+li.card p { margin: .3rem 0; color: var(--muted); font-size: .9rem; }
+li.card .version { font-size: .8rem; color: var(--muted); }
+p.error { color: var(--err); font-weight: 600; }
+p.ok { font-weight: 600; }
 button[type=submit] { font: inherit; padding: .55rem 1.4rem; border: 0; border-radius: 4px; background: var(--accent); color: var(--bg); cursor: pointer; }
 "#;
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod catalog;
 mod environments;
 mod events;
 mod forge_gitlab;

@@ -1,0 +1,188 @@
+//! The catalog of published worksheets. A tag push publishes the project's worksheets at
+//! that tag: the `[[worksheet]]` entries of `launch.toml`, or else every notebook with a
+//! `parameters` cell. Each is rendered without code and stored with its notebook, under
+//! `/w/<namespace>/<project>/<tag>/<path>`. A broken notebook fails that worksheet with
+//! its reason; the rest of the release is published.
+
+use crate::app::App;
+use crate::db::{NewWorksheet, ReleaseRow};
+use crate::events::TagPushEvent;
+use crate::jobs::{JobContext, JobError};
+use crate::spec::SpecSource;
+use crate::spec::source::{read_limited, read_text, walk_files};
+use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
+
+/// Largest notebook published.
+pub const MAX_NOTEBOOK_BYTES: u64 = 50 * 1024 * 1024;
+
+/// What a release holds.
+#[derive(Debug, Clone, Default)]
+pub struct Publication {
+    pub title: Option<String>,
+    pub area: Option<String>,
+    /// A problem with the release as a whole (e.g. an invalid `launch.toml`).
+    pub error: Option<String>,
+    pub sheets: Vec<NewWorksheet>,
+}
+
+fn file_name(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_suffix(".ipynb")
+        .unwrap_or(name)
+        .replace(['_', '-'], " ")
+}
+
+/// Renders one notebook as a worksheet; a notebook that cannot be read is kept with its reason.
+fn sheet(
+    src: &dyn SpecSource,
+    path: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> NewWorksheet {
+    let failed = |reason: String| NewWorksheet {
+        path: path.to_owned(),
+        title: title.map(str::to_owned).unwrap_or_else(|| file_name(path)),
+        description: description.map(str::to_owned),
+        body_html: String::new(),
+        notebook: Vec::new(),
+        error: Some(reason),
+    };
+    let bytes = match read_limited(src, path, MAX_NOTEBOOK_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return failed(format!("{path}: no such notebook at this tag")),
+        Err(e) => return failed(e.to_string()),
+    };
+    let nb = match Notebook::from_slice(&bytes) {
+        Ok(nb) => nb,
+        Err(e) => return failed(format!("{path}: {e}")),
+    };
+    let rendered = render(&nb, &RenderOptions::default());
+    NewWorksheet {
+        path: path.to_owned(),
+        title: title
+            .map(str::to_owned)
+            .or(rendered.title)
+            .unwrap_or_else(|| file_name(path)),
+        description: description.map(str::to_owned),
+        body_html: rendered.body_html,
+        notebook: bytes,
+        error: None,
+    }
+}
+
+/// Whether `path` is a notebook to consider when no worksheets are listed.
+fn is_candidate(path: &str) -> bool {
+    path.ends_with(".ipynb")
+        && !path
+            .split('/')
+            .any(|c| c.starts_with('.') || c == "__pycache__")
+}
+
+/// Collects the worksheets of a tree.
+pub fn collect(src: &dyn SpecSource) -> Publication {
+    let mut p = Publication::default();
+    let launch = match read_text(src, "launch.toml", 1 << 20) {
+        Ok(Some(text)) => match crate::spec::launch::parse(&text) {
+            Ok(cfg) => Some(cfg),
+            Err(diags) => {
+                let text: Vec<String> = diags
+                    .iter()
+                    .map(|d| {
+                        let mut d = d.clone();
+                        d.file = "launch.toml".into();
+                        d.to_string()
+                    })
+                    .collect();
+                p.error = Some(text.join("; "));
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            p.error = Some(e.to_string());
+            None
+        }
+    };
+    if let Some(cfg) = &launch {
+        p.title = cfg.title.clone();
+        p.area = cfg.area.clone();
+        if !cfg.worksheets.is_empty() {
+            p.sheets = cfg
+                .worksheets
+                .iter()
+                .map(|w| sheet(src, &w.path, w.title.as_deref(), w.description.as_deref()))
+                .collect();
+            return p;
+        }
+    }
+    let files = match walk_files(src, "") {
+        Ok(f) => f,
+        Err(e) => {
+            p.error = Some(e.to_string());
+            return p;
+        }
+    };
+    for path in files.iter().filter(|f| is_candidate(f)) {
+        let s = sheet(src, path, None, None);
+        let keep = match &s.error {
+            Some(_) => true,
+            None => Notebook::from_slice(&s.notebook)
+                .is_ok_and(|nb| nb.find_tagged(PARAMETERS_TAG).is_some()),
+        };
+        if keep {
+            p.sheets.push(s);
+        }
+    }
+    p
+}
+
+/// Publishes (or, for a deleted tag, withdraws) the worksheets of a tag push.
+pub async fn publish(
+    app: &App,
+    _ctx: &JobContext,
+    forge_name: &str,
+    t: &TagPushEvent,
+) -> Result<(), JobError> {
+    let commit = match (&t.commit, t.deleted) {
+        (Some(c), false) => c.clone(),
+        _ => {
+            app.db
+                .delete_release(forge_name, &t.project.path, &t.tag)
+                .await?;
+            return Ok(());
+        }
+    };
+    let (repo_path, guard) = crate::build::flow::fetch_project(app, forge_name, &t.project).await?;
+    let at = commit.clone();
+    let publication = tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
+            JobError::Transient(anyhow::anyhow!("opening the mirror: {}", e.message()))
+        })?;
+        let src = crate::spec::GitSource::open(&repo, &at)
+            .map_err(|e| JobError::User(format!("tag commit {at}: {e}")))?;
+        Ok::<_, JobError>(collect(&src))
+    })
+    .await
+    .map_err(|e| JobError::Transient(anyhow::anyhow!("publish task: {e}")))??;
+    drop(guard);
+    let release = ReleaseRow {
+        forge: forge_name.to_owned(),
+        project: t.project.path.clone(),
+        tag: t.tag.clone(),
+        commit_sha: commit,
+        title: publication.title,
+        area: publication.area,
+        error: publication.error,
+        published_at: 0,
+    };
+    app.db
+        .publish_release(&release, &publication.sheets)
+        .await?;
+    tracing::info!(
+        forge.project = %t.project.path,
+        tag = %t.tag,
+        worksheets = publication.sheets.len(),
+        "release published"
+    );
+    Ok(())
+}
