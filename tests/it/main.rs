@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod catalog;
 mod environments;
 mod events;

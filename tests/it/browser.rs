@@ -1,0 +1,206 @@
+//! The worksheet flow in a real headless Chromium: a tag is pushed through the fake
+//! GitLab, the landing page lists the worksheet, its card leads to the worksheet with
+//! its outputs and parameter form, and an invalid value comes back with its error.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+
+use crate::catalog::{app_for, make_official, publish, release_files};
+use crate::support::fake_gitlab::FakeGitLab;
+use crate::support::process::free_port;
+use crate::support::{Backend, missing_service};
+
+/// A chromedriver process, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Option<Driver> {
+    let chromium =
+        std::env::var("NBFORGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        missing_service("Chromium (NBFORGE_TEST_CHROMIUM)");
+        return None;
+    }
+    let port = free_port();
+    let child = match Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            missing_service(&format!("chromedriver ({e})"));
+            return None;
+        }
+    };
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if client
+            .get(format!("{}/status", driver.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Some(driver);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_card_worksheet_form_and_error_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, Backend::Sqlite).await.unwrap();
+    let p = fake.add_project("lab/growth");
+    publish(&t, &fake, &p, "v1", &release_files()).await;
+    make_official(&t, "lab/growth").await;
+
+    // Serve the app on a real port for the browser.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server =
+        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.clone())).into_future());
+
+    let profile = tempfile::tempdir().unwrap();
+    let chromium =
+        std::env::var("NBFORGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=412,915",
+                format!("--user-data-dir={}", profile.path().display())
+            ]
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session");
+
+    // The landing page lists the official worksheet under its area.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let area = c
+        .find(Locator::Css("section.area h2"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(area, "Microbiology");
+    let card = c.find(Locator::LinkText("Growth curve")).await.unwrap();
+    card.click().await.unwrap();
+
+    // The worksheet: its outputs (the plot) and its form, and no code.
+    let url = c.current_url().await.unwrap();
+    assert!(
+        url.as_str().ends_with("/w/lab/growth/v1/growth.ipynb"),
+        "{url}"
+    );
+    let plots = c.find_all(Locator::Css("article img")).await.unwrap();
+    assert!(!plots.is_empty(), "the growth curve plot is shown");
+    let source = c.source().await.unwrap();
+    assert!(!source.contains("import numpy"), "no code on the page");
+
+    // An invalid value (the browser accepts any text in a list field; the server checks
+    // the numbers) comes back with its error next to the field.
+    let replicates = c
+        .find(Locator::Css("textarea[name=replicates]"))
+        .await
+        .unwrap();
+    replicates.clear().await.unwrap();
+    replicates.send_keys("1, two, 3").await.unwrap();
+    c.find(Locator::Css("form.parameters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = c
+        .find(Locator::Css(".field.invalid .field-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!error.is_empty(), "an error message");
+    let field = c
+        .find(Locator::Css(".field.invalid"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        field.contains("replicates"),
+        "the error is on the replicates field: {field}"
+    );
+    let kept = c
+        .find(Locator::Css("textarea[name=replicates]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("1, two, 3"),
+        "the submitted value is kept for correction"
+    );
+    std::fs::write(
+        std::env::temp_dir().join("nbforge-worksheet-error.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // Corrected values are accepted.
+    let replicates = c
+        .find(Locator::Css("textarea[name=replicates]"))
+        .await
+        .unwrap();
+    replicates.clear().await.unwrap();
+    replicates.send_keys("1, 2, 3").await.unwrap();
+    c.find(Locator::Css("form.parameters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = c
+        .find(Locator::Css("p.ok"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains("valid"), "{status}");
+
+    c.close().await.unwrap();
+    server.abort();
+}
