@@ -1449,3 +1449,31 @@ impl Db {
         .await?)
     }
 }
+
+impl Db {
+    /// The newest build of any of `commits` of a project (a branch may have moved on).
+    pub async fn latest_build(&self, project: &str, commit: &str) -> DbResult<Option<BuildRow>> {
+        let sql = format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE project = $1 AND commit_sha = $2 ORDER BY id DESC LIMIT 1"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project)
+            .bind(commit)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The commit a branch or tag of a project points to, whichever forge it is on.
+    pub async fn resolve_ref(&self, project: &str, name: &str) -> DbResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT sha FROM refs WHERE project = $1 AND (ref_name = $2 OR ref_name = $3)
+             ORDER BY CASE WHEN ref_name = $2 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(project)
+        .bind(format!("refs/heads/{name}"))
+        .bind(format!("refs/tags/{name}"))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+}

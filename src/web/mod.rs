@@ -28,6 +28,7 @@ pub fn router(app: App) -> Router {
         .route("/api/builds/{id}/log", get(builds::log))
         .route("/badge_logo.svg", get(badge))
         .route("/", get(pages::landing))
+        .route("/v2/{provider}/{project}/{git_ref}", get(launch::launch))
         .route("/w", get(pages::index))
         .route("/w/{*rest}", get(pages::get).post(pages::post))
         .route(
@@ -58,6 +59,7 @@ pub fn router(app: App) -> Router {
 }
 
 pub mod builds;
+pub mod launch;
 pub mod pages;
 
 /// The launch badge, as BinderHub serves `badge_logo.svg`.

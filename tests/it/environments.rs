@@ -179,6 +179,15 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
         "{out}"
     );
 
+    // The status's link is the launch page, which names the ready image.
+    let launch = t.get(&format!("/v2/gl/lab%2Fpip%2Ddemo/{first}")).await;
+    assert_eq!(launch.status, 200);
+    assert!(
+        launch.text().contains("is ready") && launch.text().contains(&image),
+        "{}",
+        launch.text()
+    );
+
     // The log is kept as plain text after the build.
     let log = t.get(&format!("/api/builds/{}/log", build.id)).await;
     assert_eq!(log.status, 200);
@@ -211,6 +220,13 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
     assert_eq!(again.cached, 1);
     assert_eq!(again.image.as_deref(), Some(image.as_str()));
     assert_eq!(again.environment_key, build.environment_key);
+    // A branch name resolves to its newest commit.
+    let by_branch = t.get("/v2/gl/lab%2Fpip-demo/main").await.text();
+    assert!(
+        by_branch.contains("from the cache") && by_branch.contains(&second),
+        "{by_branch}"
+    );
+    assert_eq!(t.get("/v2/gl/lab%2Fpip-demo/nope").await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -272,3 +272,90 @@ async fn post_receive_hook_drives_a_plain_git_repository() {
         HashSet::from(["push".to_owned(), "tag_push".to_owned()])
     );
 }
+
+fn doctor(dir: &std::path::Path, gitlab: &str, token: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nbforge"))
+        .arg("doctor")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "NBFORGE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("doctor.db").display()),
+        )
+        .env("NBFORGE_GITLAB_URL", gitlab)
+        .env("NBFORGE_GITLAB_TOKEN", token)
+        .env("NBFORGE_GITLAB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("NBFORGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .expect("nbforge doctor runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_gitlab_and_the_token_without_printing_it() {
+    let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url().to_string();
+    let token = fake.token_str().to_owned();
+    let (_, text) = tokio::task::spawn_blocking({
+        let (dir, url, token) = (dir.path().to_owned(), url.clone(), token.clone());
+        move || doctor(&dir, &url, &token)
+    })
+    .await
+    .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("gitlab"))
+        .unwrap_or_default();
+    assert!(line.starts_with("ok"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("database")),
+        "{text}"
+    );
+    assert!(!text.contains(&token), "the token was printed");
+
+    fake.set_token_scopes(Some(&["read_api"]));
+    let (ok, text) = tokio::task::spawn_blocking({
+        let (dir, url, token) = (dir.path().to_owned(), url.clone(), token.clone());
+        move || doctor(&dir, &url, &token)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("PROBLEM gitlab") && text.contains("api"),
+        "{text}"
+    );
+    assert!(text.contains("fix:"), "{text}");
+
+    let (ok, text) = tokio::task::spawn_blocking({
+        let (dir, url) = (dir.path().to_owned(), url.clone());
+        move || doctor(&dir, &url, "glpat-wrong-token-value")
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(text.contains("PROBLEM gitlab"), "{text}");
+    assert!(!text.contains("glpat-wrong-token-value"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.unwrap();
+    let mut server = Server::start(&url, dir.path(), &[("NBFORGE_LOG_FORMAT", "json")]).await;
+    assert!(server.terminate().success());
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{l}"
+        );
+    }
+}
