@@ -416,3 +416,127 @@ async fn closing_a_merge_request_cancels_its_pending_environment() {
             .any(|j| j.kind == "cancel" && j.state == "pending")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_build_log_streams_as_server_sent_events() {
+    use nbforge::build::Phase;
+    let t = TestApp::sqlite().await;
+    let id = t
+        .db()
+        .create_build("gitlab", "lab/x", Some("main"), &"a".repeat(40), None)
+        .await
+        .unwrap();
+    let logs = t.app.build_logs.clone();
+    logs.start(id, Phase::Building);
+    logs.line(id, "Step 1/3 : FROM nbforge/base:bookworm");
+    let feeder = {
+        let logs = logs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            logs.line(id, "Step 2/3 : RUN pip install -r requirements.txt");
+            logs.phase(id, Phase::Built, "image built");
+            let text = logs.finish(id);
+            assert!(text.contains("Step 2/3"));
+        })
+    };
+    let res = t.get(&format!("/api/builds/{id}/log")).await;
+    feeder.await.unwrap();
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.headers.get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let events: Vec<serde_json::Value> = res
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        events.first().unwrap()["message"],
+        "Step 1/3 : FROM nbforge/base:bookworm"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "Step 2/3 : RUN pip install -r requirements.txt")
+    );
+    assert_eq!(events.last().unwrap()["phase"], "built");
+
+    // Once ended, the stored log is plain text.
+    t.db()
+        .set_build_phase(id, "built", Some("image built"), false, Some("all of it\n"))
+        .await
+        .unwrap();
+    let res = t.get(&format!("/api/builds/{id}/log")).await;
+    assert!(
+        res.headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(res.text(), "all of it\n");
+    assert_eq!(t.get("/api/builds/999999/log").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nbforge_build_builds_a_folder() {
+    let t = TestApp::sqlite().await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("requirements.txt"),
+        format!("# {}\ntomli-w\n", uuid::Uuid::new_v4()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("apt.txt"), "bad;name\n").unwrap();
+    let run = |dir: std::path::PathBuf| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nbforge"));
+        cmd.arg("build")
+            .arg(&dir)
+            .env("NBFORGE_IMAGE_PREFIX", "nbforge-test");
+        if let Ok(ca) = std::env::var("NBFORGE_EXTRA_CA_CERTS") {
+            cmd.env("NBFORGE_EXTRA_CA_CERTS", ca);
+        }
+        cmd.output().unwrap()
+    };
+    let bad = tokio::task::spawn_blocking({
+        let d = dir.path().to_owned();
+        move || run(d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("apt.txt:1:"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    std::fs::remove_file(dir.path().join("apt.txt")).unwrap();
+    let good = tokio::task::spawn_blocking({
+        let d = dir.path().to_owned();
+        move || run(d)
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&good.stdout).into_owned();
+    assert!(
+        good.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let image = out
+        .lines()
+        .last()
+        .unwrap()
+        .split("ready: ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(t.app.builder.image_exists(&image).await.unwrap(), "{image}");
+}
