@@ -2,6 +2,7 @@
 
 mod support;
 
+mod ci_template;
 mod environments;
 mod events;
 mod forge_gitlab;
