@@ -18,6 +18,7 @@ command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
+command -v docker-registry >/dev/null 2>&1 || packages+=(docker-registry)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v git >/dev/null 2>&1 || packages+=(git)
 if [ "${#packages[@]}" -gt 0 ]; then

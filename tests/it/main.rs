@@ -4,6 +4,7 @@ mod support;
 
 mod browser;
 mod catalog;
+mod ci_template;
 mod environments;
 mod events;
 mod forge_gitlab;
