@@ -154,13 +154,28 @@ impl Builder {
         }
     }
 
-    /// Whether the engine already has `image`.
+    /// Whether `image` is already built: in the engine, or in the registry when one is
+    /// configured (the image is then pulled when a session needs it).
     pub async fn image_exists(&self, image: &str) -> Result<bool, BuildError> {
-        match self.docker()?.inspect_image(image).await {
-            Ok(_) => Ok(true),
+        let docker = self.docker()?;
+        match docker.inspect_image(image).await {
+            Ok(_) => return Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(false),
+            }) => {}
+            Err(e) => return Err(engine(e)),
+        }
+        if self.settings.registry.is_none() {
+            return Ok(false);
+        }
+        match docker.inspect_registry_image(image, None).await {
+            Ok(_) => Ok(true),
+            // The registry answers "unknown manifest" (a 4xx through the engine) for a new key.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code, .. })
+                if status_code < 500 =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(engine(e)),
         }
     }

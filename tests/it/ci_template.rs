@@ -514,22 +514,21 @@ fn docker_ready() -> bool {
 }
 
 /// A local registry (`docker-registry serve`) on a free port, stopped on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Option<Registry> {
+    pub(crate) fn start() -> Option<Registry> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()
             .is_err()
         {
-            println!(
-                "SKIPPED: the registry steps of the build job: docker-registry is not installed \
-                 (apt-get install docker-registry); building without them"
+            crate::support::missing_service(
+                "docker-registry, for the registry steps of the build job (apt-get install docker-registry)",
             );
             return None;
         }
@@ -569,7 +568,7 @@ impl Registry {
     }
 
     /// The HTTP status of a HEAD request to the registry's API.
-    fn status(&self, path: &str) -> Option<u16> {
+    pub(crate) fn status(&self, path: &str) -> Option<u16> {
         use std::io::{Read as _, Write as _};
         let mut s = TcpStream::connect(&self.address).ok()?;
         let request = format!(

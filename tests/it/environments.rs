@@ -540,3 +540,86 @@ async fn nbforge_build_builds_a_folder() {
         .to_owned();
     assert!(t.app.builder.image_exists(&image).await.unwrap(), "{image}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_pushed_to_the_registry_and_found_there_again() {
+    let Some(registry) = tokio::task::spawn_blocking(crate::ci_template::Registry::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let fake = FakeGitLab::start().await;
+    let address = registry.address.clone();
+    let t = app_for(&fake, move |s| s.registry = Some(address)).await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let p = fake.add_project("lab/registry-demo");
+    let requirements = format!("# run {}\ntomli-w\n", uuid::Uuid::new_v4());
+    let first = fake.commit(
+        &p,
+        "main",
+        &[("requirements.txt", requirements.as_bytes())],
+        "env",
+    );
+    deliver_push(&t, &fake, &p, ZERO, &first).await;
+    t.run_jobs().await;
+    assert_eq!(
+        states(&fake, &first).last().map(String::as_str),
+        Some("success")
+    );
+    let build = t
+        .db()
+        .builds_for_commit("gitlab", "lab/registry-demo", &first)
+        .await
+        .unwrap()
+        .remove(0);
+    let image = build.image.clone().unwrap();
+    let key = build.environment_key.clone().unwrap();
+    assert_eq!(
+        image,
+        format!("{}/lab/registry-demo/env:{key}", registry.address)
+    );
+    let manifest = format!("/v2/lab/registry-demo/env/manifests/{key}");
+    let registry = std::sync::Arc::new(registry);
+    let status = tokio::task::spawn_blocking({
+        let registry = registry.clone();
+        move || registry_status(&registry, &manifest)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(200), "the image is in the registry");
+
+    // Gone from the engine, still in the registry: a notebook-only push builds nothing.
+    let docker = t.app.builder.docker().unwrap();
+    docker
+        .remove_image(
+            &image,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let second = fake.commit(&p, "main", &[("analysis.ipynb", b"{}")], "notebook");
+    deliver_push(&t, &fake, &p, &first, &second).await;
+    t.run_jobs().await;
+    assert_eq!(states(&fake, &second), vec!["pending", "success"]);
+    assert_eq!(
+        t.db()
+            .builds_for_commit("gitlab", "lab/registry-demo", &second)
+            .await
+            .unwrap()[0]
+            .cached,
+        1
+    );
+    drop(registry);
+}
+
+fn registry_status(registry: &crate::ci_template::Registry, path: &str) -> Option<u16> {
+    registry.status(path)
+}
