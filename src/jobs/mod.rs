@@ -87,13 +87,15 @@ pub struct Planning {
 ///   `merge_request` and `environment` for the target branch;
 /// - tag push, member and project events: one job each.
 pub fn plan(forge: ForgeKind, event: &Event, planning: Planning) -> Vec<NewJob> {
+    // One serialization, shared by every job of the event.
+    let payload = serde_json::to_string(&JobPayload {
+        forge,
+        event: event.clone(),
+    })
+    .expect("events serialize");
     let job = |kind: &str, key: Option<String>| NewJob {
         kind: kind.to_owned(),
-        payload: serde_json::to_string(&JobPayload {
-            forge,
-            event: event.clone(),
-        })
-        .expect("events serialize"),
+        payload: payload.clone(),
         supersede_key: key,
         max_attempts: i64::from(planning.max_attempts),
     };
