@@ -623,3 +623,67 @@ async fn images_are_pushed_to_the_registry_and_found_there_again() {
 fn registry_status(registry: &crate::ci_template::Registry, path: &str) -> Option<u16> {
     registry.status(path)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_push_cancels_a_running_build() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |s| {
+        s.job_lease = Duration::from_secs(3);
+        s.poll_interval = Duration::from_millis(20);
+    })
+    .await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let p = fake.add_project("lab/slow");
+    let slow = format!(
+        "FROM {}\nRUN echo {} && sleep 120\n",
+        t.app.settings.base_image,
+        uuid::Uuid::new_v4()
+    );
+    let first = fake.commit(&p, "main", &[("Dockerfile", slow.as_bytes())], "slow");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = tokio::spawn(nbforge::jobs::run_workers(t.app.clone(), shutdown.clone()));
+    deliver_push(&t, &fake, &p, ZERO, &first).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !states(&fake, &first).contains(&"running".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow build never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let quick = format!(
+        "FROM {}\nRUN echo {}\n",
+        t.app.settings.base_image,
+        uuid::Uuid::new_v4()
+    );
+    let second = fake.commit(&p, "main", &[("Dockerfile", quick.as_bytes())], "quick");
+    let pushed = std::time::Instant::now();
+    deliver_push(&t, &fake, &p, &first, &second).await;
+    while states(&fake, &first).last().map(String::as_str) != Some("canceled")
+        || states(&fake, &second).last().map(String::as_str) != Some("success")
+    {
+        assert!(
+            pushed.elapsed() < Duration::from_secs(90),
+            "first: {:?} second: {:?}",
+            states(&fake, &first),
+            states(&fake, &second)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Canceled well before its two minutes of sleep were over.
+    assert!(
+        pushed.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        pushed.elapsed()
+    );
+    shutdown.cancel();
+    workers.await.unwrap();
+    let jobs = t.db().list_jobs(None, 20).await.unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == "environment" && j.state == "canceled"),
+        "{jobs:#?}"
+    );
+}
