@@ -45,6 +45,23 @@ impl LocalForge {
             })
     }
 
+    /// Members recorded from member events for a scope (`project:<path>` or `group:<path>`).
+    async fn members(&self, scope: &str) -> ForgeResult<Vec<Member>> {
+        let rows = self
+            .db
+            .memberships(FORGE, scope)
+            .await
+            .map_err(|e| ForgeError::Unavailable(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|m| Member {
+                user_id: m.user_id.unwrap_or(0),
+                username: m.username,
+                access_level: m.access_level,
+            })
+            .collect())
+    }
+
     async fn refs(&self, project: &ProjectId, prefix: &str) -> ForgeResult<Vec<GitRef>> {
         let repo = self.repo(project).await?;
         let mut out = Vec::new();
@@ -154,35 +171,11 @@ impl Forge for LocalForge {
 
     async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>> {
         let path = self.row(project).await?.path;
-        let rows = self
-            .db
-            .memberships(FORGE, &format!("project:{path}"))
-            .await
-            .map_err(|e| ForgeError::Unavailable(e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|m| Member {
-                user_id: m.user_id.unwrap_or(0),
-                username: m.username,
-                access_level: m.access_level,
-            })
-            .collect())
+        self.members(&format!("project:{path}")).await
     }
 
     async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>> {
-        let rows = self
-            .db
-            .memberships(FORGE, &format!("group:{group}"))
-            .await
-            .map_err(|e| ForgeError::Unavailable(e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|m| Member {
-                user_id: m.user_id.unwrap_or(0),
-                username: m.username,
-                access_level: m.access_level,
-            })
-            .collect())
+        self.members(&format!("group:{group}")).await
     }
 
     async fn create_fork(&self, _: &ProjectId, _: &str) -> ForgeResult<ProjectInfo> {

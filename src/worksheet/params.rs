@@ -270,10 +270,17 @@ impl<'a> Parser<'a> {
 
     /// Skip the rest of a logical line: brackets and strings may span lines.
     fn skip_logical_line(&mut self) {
+        self.skip_code(false);
+    }
+
+    /// Skips code to the end of the logical line (or to a trailing comment, with
+    /// `stop_at_comment`), stepping over strings and bracketed spans that cross lines.
+    fn skip_code(&mut self, stop_at_comment: bool) {
         let mut depth = 0i32;
         while let Some(c) = self.peek() {
             match c {
                 '\n' if depth <= 0 => return,
+                '#' if depth <= 0 && stop_at_comment => return,
                 '#' => self.skip_to_eol(),
                 '\'' | '"' => {
                     let start = self.pos;
@@ -401,31 +408,7 @@ impl<'a> Parser<'a> {
 
     /// After a failed literal: skip the rest of the value up to a trailing comment.
     fn skip_code_until_comment(&mut self) {
-        let mut depth = 0i32;
-        while let Some(c) = self.peek() {
-            match c {
-                '\n' if depth <= 0 => return,
-                '#' if depth <= 0 => return,
-                '#' => self.skip_to_eol(),
-                '\'' | '"' => {
-                    let start = self.pos;
-                    if self.string_literal().is_err() {
-                        self.pos = start + 1;
-                    }
-                }
-                '(' | '[' | '{' => {
-                    depth += 1;
-                    self.pos += 1;
-                }
-                ')' | ']' | '}' => {
-                    depth -= 1;
-                    self.pos += 1;
-                }
-                _ => {
-                    self.bump();
-                }
-            }
-        }
+        self.skip_code(true);
     }
 
     fn literal(&mut self) -> Result<Lit, String> {

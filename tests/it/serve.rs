@@ -199,14 +199,14 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_receive_hook_drives_a_plain_git_repository() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database(Backend::Sqlite, dir.path()).await.unwrap();
-    let server = Server::start(&url, dir.path(), &[]).await;
-
-    // A bare repository with nbforge's hook, configured through git config.
-    let bare = dir.path().join("lab").join("rnaseq.git");
+/// A bare repository `lab/rnaseq.git` with nbforge's post-receive hook pointing at
+/// `server_url`, and a clone that pushed a first commit with `requirements`.
+fn plain_repository(
+    dir: &std::path::Path,
+    server_url: &str,
+    requirements: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let bare = dir.join("lab").join("rnaseq.git");
     std::fs::create_dir_all(&bare).unwrap();
     git(&bare, &["init", "--bare", "-b", "main"]);
     let hook = bare.join("hooks").join("post-receive");
@@ -215,17 +215,83 @@ async fn post_receive_hook_drives_a_plain_git_repository() {
         &hook,
     )
     .unwrap();
-    git(&bare, &["config", "nbforge.url", &server.url]);
+    git(&bare, &["config", "nbforge.url", server_url]);
     git(&bare, &["config", "nbforge.secret", WEBHOOK_SECRET]);
 
-    let work = dir.path().join("work");
+    let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-b", "main"]);
-    std::fs::write(work.join("requirements.txt"), "numpy\n").unwrap();
+    std::fs::write(work.join("requirements.txt"), requirements).unwrap();
     git(&work, &["add", "."]);
     git(&work, &["commit", "-m", "first"]);
     git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
     git(&work, &["push", "origin", "main"]);
+    (bare, work)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_receive_prepares_the_environment_with_local_statuses() {
+    let ready = std::process::Command::new("docker")
+        .args(["image", "inspect", "nbforge/base:bookworm"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        crate::support::missing_service(
+            "the Docker engine with the base image nbforge/base:bookworm",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.unwrap();
+    let ca = std::env::var("NBFORGE_EXTRA_CA_CERTS").unwrap_or_default();
+    let mut env = vec![
+        ("NBFORGE_ENVIRONMENTS", "true"),
+        ("NBFORGE_IMAGE_PREFIX", "nbforge-test"),
+    ];
+    if !ca.is_empty() {
+        env.push(("NBFORGE_EXTRA_CA_CERTS", ca.as_str()));
+    }
+    let server = Server::start(&url, dir.path(), &env).await;
+    let requirements = format!("# {}\ntomli-w\n", uuid::Uuid::new_v4());
+    let (_bare, work) = plain_repository(dir.path(), &server.url, &requirements);
+    let head = git(&work, &["rev-parse", "HEAD"]);
+    let db = Db::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let statuses = db.local_statuses("lab/rnaseq", &head).await.unwrap();
+        match statuses.last().map(|s| s.state.as_str()) {
+            Some("success") => break,
+            Some("failed") => panic!("{statuses:?}\n{}", server.log_text()),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result; log:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let statuses = db.local_statuses("lab/rnaseq", &head).await.unwrap();
+    assert_eq!(statuses[0].state, "pending");
+    assert_eq!(statuses[0].name, "nbforge/environment");
+    assert!(
+        statuses
+            .last()
+            .unwrap()
+            .target_url
+            .as_deref()
+            .unwrap()
+            .contains("/v2/gl/lab%2Frnaseq/")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_receive_hook_drives_a_plain_git_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.unwrap();
+    let server = Server::start(&url, dir.path(), &[]).await;
+
+    let (bare, work) = plain_repository(dir.path(), &server.url, "numpy\n");
     git(&work, &["tag", "v1"]);
     git(&work, &["push", "origin", "v1"]);
     let head = git(&work, &["rev-parse", "HEAD"]);
