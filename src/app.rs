@@ -59,7 +59,7 @@ impl App {
     }
 
     pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> App {
-        let builder = builder_for(&settings).expect("the Docker client is created lazily");
+        let builder = builder_for(&settings);
         App {
             settings: Arc::new(settings),
             deliveries: crate::ingest::writer::DeliveryWriter::spawn(db.clone()),
@@ -104,7 +104,7 @@ pub fn spec_options(settings: &Settings) -> crate::spec::Options {
 }
 
 /// The image builder the settings call for.
-pub fn builder_for(settings: &Settings) -> Result<Builder, crate::build::BuildError> {
+pub fn builder_for(settings: &Settings) -> Builder {
     Builder::connect(BuilderSettings {
         prefix: settings.image_prefix.clone(),
         concurrency: settings.build_concurrency,

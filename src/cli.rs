@@ -120,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor => crate::doctor::run(&settings).await,
         Command::BaseImage { force, suite } => {
-            let builder = crate::app::builder_for(&settings)?;
+            let builder = crate::app::builder_for(&settings);
             let spec = crate::build::base::BaseImageSpec {
                 name: settings.base_image.clone(),
                 suite,

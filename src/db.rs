@@ -221,8 +221,9 @@ impl Db {
     }
 
     /// Stores several deliveries with their jobs in one transaction (group commit): all
-    /// are stored or none is. Outcomes come back in order. A batch takes three statements
-    /// whatever its size: insert the deliveries, supersede older jobs, insert the jobs.
+    /// are stored or none is. Outcomes come back in order. A batch takes a few multi-row
+    /// statements whatever its size: insert the deliveries, supersede older jobs, insert
+    /// the jobs (each insert split to stay under a size budget on PostgreSQL).
     pub async fn store_deliveries(
         &self,
         batch: &[(NewDelivery<'_>, &[NewJob])],

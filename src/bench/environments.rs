@@ -215,7 +215,7 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
         app.builder = Builder::connect(BuilderSettings {
             no_cache: true,
             ..app.builder.settings().clone()
-        })?;
+        });
         let (shutdown, workers) = start_workers(&app).await;
         for i in 0..args.cold {
             let before = head.clone();

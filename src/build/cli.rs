@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
             return Ok(ExitCode::from(1));
         }
     };
-    let builder = crate::app::builder_for(settings)?;
+    let builder = crate::app::builder_for(settings);
     let project = args
         .path
         .canonicalize()

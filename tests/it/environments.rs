@@ -311,7 +311,7 @@ async fn a_stopped_engine_is_retried_and_the_status_recovers() {
     // The engine is back.
     let mut settings = (*t.app.settings).clone();
     settings.docker_host = None;
-    t.app.builder = nbforge::app::builder_for(&settings).unwrap();
+    t.app.builder = nbforge::app::builder_for(&settings);
     if !docker_ready(&t).await {
         return;
     }
