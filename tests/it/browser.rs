@@ -118,6 +118,11 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
     card.click().await.unwrap();
 
     // The worksheet: its outputs (the plot) and its form, and no code.
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("form.parameters"))
+        .await
+        .unwrap();
     let url = c.current_url().await.unwrap();
     assert!(
         url.as_str().ends_with("/w/lab/growth/v1/growth.ipynb"),
@@ -143,7 +148,9 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
         .await
         .unwrap();
     let error = c
-        .find(Locator::Css(".field.invalid .field-error"))
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".field.invalid .field-error"))
         .await
         .unwrap()
         .text()
@@ -193,7 +200,9 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
         .await
         .unwrap();
     let status = c
-        .find(Locator::Css("p.ok"))
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("p.ok"))
         .await
         .unwrap()
         .text()
