@@ -151,6 +151,9 @@ async fn environment(
             event.kind()
         )));
     };
+    // The push or merge request job records the project too, but may run after this one;
+    // the local forge finds repositories through this row.
+    app.db.upsert_project(&project_row(&req.project)).await?;
     match flow::prepare(app, ctx, &req).await {
         Ok(_) => Ok(()),
         Err(JobError::Transient(e)) => {
