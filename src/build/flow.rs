@@ -47,6 +47,11 @@ pub struct Environment {
     pub launch_url: String,
 }
 
+/// The first 8 characters of a commit id, for messages; a malformed id is shown whole.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..8).unwrap_or(sha)
+}
+
 /// The project id the forge understands for an event's project.
 pub fn forge_project_id(p: &ProjectRef) -> ProjectId {
     match p.id {
@@ -210,7 +215,7 @@ async fn run(
 ) -> Result<Environment, JobError> {
     let logs = app.build_logs.clone();
     let log_link = log_url(app, build_id);
-    let short = &req.commit[..req.commit.len().min(8)];
+    let short = short_sha(&req.commit);
     reporter
         .status(
             StatusState::Pending,

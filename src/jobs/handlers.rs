@@ -173,7 +173,7 @@ async fn environment(
 pub const NOTE_MARKER: &str = "<!-- nbforge:environment -->";
 
 fn note_body(app: &App, m: &MergeRequestEvent) -> String {
-    let short = &m.head_sha[..m.head_sha.len().min(8)];
+    let short = flow::short_sha(&m.head_sha);
     match m.action {
         MergeRequestAction::Merge => format!(
             "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",

@@ -249,15 +249,29 @@ async fn run_claimed(app: &App, owner: &str, job: JobRow, shutdown: &Cancellatio
         let heartbeat = spawn_heartbeat(app.clone(), owner.to_owned(), id, cancel.clone());
         let started = Instant::now();
 
-        let work = handlers::dispatch(app, &ctx, &job);
-        tokio::pin!(work);
-        let result = tokio::select! {
+        // The handler runs in its own task, so that a bug that panics fails the job (and
+        // dead-letters it after its tries) instead of taking the worker down.
+        let mut work = tokio::spawn({
+            let (app, ctx, job) = (app.clone(), ctx.clone(), job.clone());
+            async move { handlers::dispatch(&app, &ctx, &job).await }
+                .instrument(tracing::Span::current())
+        });
+        let joined = tokio::select! {
             r = &mut work => Some(r),
             _ = shutdown.cancelled() => {
                 // Give the job its grace period, then release it.
-                tokio::time::timeout(app.settings.shutdown_grace, &mut work).await.ok()
+                match tokio::time::timeout(app.settings.shutdown_grace, &mut work).await {
+                    Ok(r) => Some(r),
+                    Err(_) => {
+                        work.abort();
+                        None
+                    }
+                }
             }
         };
+        let result = joined.map(|r| {
+            r.unwrap_or_else(|e| Err(JobError::Transient(anyhow::anyhow!("the job's handler failed: {e}"))))
+        });
         heartbeat.abort();
         let secs = started.elapsed().as_secs_f64();
 

@@ -60,7 +60,7 @@ pub async fn launch(
     match build {
         None => body.push_str(&format!(
             "<p>No environment has been prepared for commit <code>{}</code> yet.</p>\n",
-            escape(&commit[..12.min(commit.len())])
+            escape(crate::build::flow::short_sha(&commit))
         )),
         Some(b) if b.phase == "built" => {
             let image = b.image.unwrap_or_default();
