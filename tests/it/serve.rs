@@ -206,6 +206,15 @@ fn plain_repository(
     server_url: &str,
     requirements: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    plain_repository_with(dir, server_url, &[("requirements.txt", requirements)])
+}
+
+/// The same, with the first commit holding `files`.
+fn plain_repository_with(
+    dir: &std::path::Path,
+    server_url: &str,
+    files: &[(&str, &str)],
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let bare = dir.join("lab").join("rnaseq.git");
     std::fs::create_dir_all(&bare).unwrap();
     git(&bare, &["init", "--bare", "-b", "main"]);
@@ -221,7 +230,9 @@ fn plain_repository(
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-b", "main"]);
-    std::fs::write(work.join("requirements.txt"), requirements).unwrap();
+    for (name, text) in files {
+        std::fs::write(work.join(name), text).unwrap();
+    }
     git(&work, &["add", "."]);
     git(&work, &["commit", "-m", "first"]);
     git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
@@ -424,4 +435,63 @@ async fn json_logs_are_one_object_per_line() {
             "{l}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
+    let ready = std::process::Command::new("docker")
+        .args(["image", "inspect", "nbforge/base:bookworm"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        crate::support::missing_service(
+            "the Docker engine with the base image nbforge/base:bookworm",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Sqlite, dir.path()).await.unwrap();
+    let env = [
+        ("NBFORGE_ENVIRONMENTS", "true"),
+        ("NBFORGE_IMAGE_PREFIX", "nbforge-test"),
+        ("NBFORGE_SHUTDOWN_GRACE_SECS", "1"),
+    ];
+    let mut server = Server::start(&url, dir.path(), &env).await;
+    // A build that takes minutes: still running when the grace period ends.
+    let dockerfile = format!(
+        "FROM nbforge/base:bookworm\nRUN echo {} && sleep 300\n",
+        uuid::Uuid::new_v4()
+    );
+    let (_bare, _work) =
+        plain_repository_with(dir.path(), &server.url, &[("Dockerfile", &dockerfile)]);
+    let db = Db::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = db.list_jobs(Some("running"), 10).await.unwrap();
+        if running.iter().any(|j| j.kind == "environment") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the build never started; log:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = Instant::now();
+    assert!(server.terminate().success(), "log:\n{}", server.log_text());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "shutdown took {:?}",
+        stopped.elapsed()
+    );
+    let jobs = db.list_jobs(None, 10).await.unwrap();
+    let env_job = jobs.iter().find(|j| j.kind == "environment").unwrap();
+    assert_eq!(
+        env_job.state, "pending",
+        "released for another process: {env_job:?}"
+    );
+    assert_eq!(env_job.attempts, 0, "a released try is not counted");
+    assert!(env_job.lease_owner.is_none());
+    assert!(server.log_text().contains("job released at shutdown"));
 }
