@@ -19,6 +19,16 @@ pub enum ForgeKind {
     GitHub,
 }
 
+impl ForgeKind {
+    /// The name used in nbforge's tables, metrics and routes: `gitlab`, `github`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::GitLab => "gitlab",
+            ForgeKind::GitHub => "github",
+        }
+    }
+}
+
 /// A project (GitLab) or repository (GitHub) as an event names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectRef {

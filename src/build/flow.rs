@@ -379,49 +379,34 @@ fn infrastructure(e: BuildError, build_id: i64, app: &App) -> JobError {
     JobError::Transient(anyhow::anyhow!("{e}"))
 }
 
-/// Tells the forge that the environment is waiting for an infrastructure retry. The state
-/// is `running` (GitLab refuses a second `pending`, so its description could not change).
-pub async fn report_retry(
+/// Tells the forge that an infrastructure problem stopped try `attempt` of `max`: the
+/// status says it will be retried (as `running`: GitLab refuses a second `pending`, so its
+/// description could not change), or, after the last try, that nbforge gave up.
+pub async fn report_infrastructure(
     app: &App,
     req: &EnvironmentRequest,
     error: &str,
     attempt: i64,
     max: i64,
 ) {
-    let forge = app.forges.for_kind(&req.project.forge);
-    let status = CommitStatus {
-        state: StatusState::Running,
-        name: STATUS_NAME.to_owned(),
-        ref_name: req.ref_name.clone(),
-        target_url: Some(launch_url(app, &req.project.path, &req.commit)),
-        description: Some(truncate(&format!(
-            "infrastructure problem, retrying (try {attempt} of {max}): {error}"
-        ))),
+    let reporter = Reporter {
+        forge: app.forges.for_kind(&req.project.forge),
+        project: forge_project_id(&req.project),
+        req,
     };
-    if let Err(e) = forge
-        .set_commit_status(&forge_project_id(&req.project), &req.commit, &status)
-        .await
-    {
-        tracing::warn!(error = %e, "could not report the retry on the commit");
-    }
-}
-
-/// Tells the forge that the environment could not be prepared after every try.
-pub async fn report_gave_up(app: &App, req: &EnvironmentRequest, error: &str) {
-    let forge = app.forges.for_kind(&req.project.forge);
-    let status = CommitStatus {
-        state: StatusState::Failed,
-        name: STATUS_NAME.to_owned(),
-        ref_name: req.ref_name.clone(),
-        target_url: Some(launch_url(app, &req.project.path, &req.commit)),
-        description: Some(truncate(&format!(
-            "infrastructure problem, gave up: {error}"
-        ))),
+    let (state, description) = if attempt < max {
+        (
+            StatusState::Running,
+            format!("infrastructure problem, retrying (try {attempt} of {max}): {error}"),
+        )
+    } else {
+        (
+            StatusState::Failed,
+            format!("infrastructure problem, gave up: {error}"),
+        )
     };
-    if let Err(e) = forge
-        .set_commit_status(&forge_project_id(&req.project), &req.commit, &status)
-        .await
-    {
-        tracing::warn!(error = %e, "could not report the failure on the commit");
+    let target = launch_url(app, &req.project.path, &req.commit);
+    if let Err(e) = reporter.status(state, &description, &target).await {
+        tracing::warn!(error = %e, "could not report the infrastructure problem on the commit");
     }
 }

@@ -24,29 +24,6 @@ use crate::app::App;
 use crate::db::StoreOutcome;
 use crate::events::{ForgeKind, Parsed, PayloadError};
 
-/// Which forge a delivery claims to come from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    GitLab,
-    GitHub,
-}
-
-impl Source {
-    fn name(self) -> &'static str {
-        match self {
-            Source::GitLab => "gitlab",
-            Source::GitHub => "github",
-        }
-    }
-
-    fn kind(self) -> ForgeKind {
-        match self {
-            Source::GitLab => ForgeKind::GitLab,
-            Source::GitHub => ForgeKind::GitHub,
-        }
-    }
-}
-
 /// An answer with a JSON body `{"status": …, …}`.
 fn answer(code: StatusCode, status: &str, extra: serde_json::Value) -> Response {
     let mut body = json!({ "status": status });
@@ -65,18 +42,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub async fn gitlab(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    receive(app, Source::GitLab, headers, body).await
+    receive(app, ForgeKind::GitLab, headers, body).await
 }
 
 pub async fn github(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    receive(app, Source::GitHub, headers, body).await
+    receive(app, ForgeKind::GitHub, headers, body).await
 }
 
-async fn receive(app: App, source: Source, headers: HeaderMap, body: Body) -> Response {
+async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) -> Response {
     let forge = source.name();
     let event_header = match source {
-        Source::GitLab => header(&headers, "x-gitlab-event"),
-        Source::GitHub => header(&headers, "x-github-event"),
+        ForgeKind::GitLab => header(&headers, "x-gitlab-event"),
+        ForgeKind::GitHub => header(&headers, "x-github-event"),
     };
     let event_label = event_header
         .map(label)
@@ -105,8 +82,8 @@ async fn receive(app: App, source: Source, headers: HeaderMap, body: Body) -> Re
     }
 
     let parsed: Result<Parsed, PayloadError> = match source {
-        Source::GitLab => crate::forge::gitlab::payload::parse(event_header, &body),
-        Source::GitHub => crate::forge::github::payload::parse(event_header, &body),
+        ForgeKind::GitLab => crate::forge::gitlab::payload::parse(event_header, &body),
+        ForgeKind::GitHub => crate::forge::github::payload::parse(event_header, &body),
     };
     let parsed = match parsed {
         Ok(p) => p,
@@ -127,7 +104,7 @@ async fn receive(app: App, source: Source, headers: HeaderMap, body: Body) -> Re
         .unwrap_or_else(|| format!("nbforge-{}", uuid::Uuid::new_v4()));
 
     let jobs = match &parsed.event {
-        Some(event) => crate::jobs::plan(source.kind(), event, app.planning()),
+        Some(event) => crate::jobs::plan(source, event, app.planning()),
         None => Vec::new(),
     };
     let result = if parsed.event.is_some() {
@@ -190,9 +167,14 @@ fn label(header: &str) -> String {
         .collect()
 }
 
-fn verify(app: &App, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+fn verify(
+    app: &App,
+    source: ForgeKind,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
     match source {
-        Source::GitLab => {
+        ForgeKind::GitLab => {
             let secrets = &app.settings.gitlab_webhook_secrets;
             if secrets.is_empty() {
                 return Err("no GitLab webhook secret is configured on this server");
@@ -210,7 +192,7 @@ fn verify(app: &App, source: Source, headers: &HeaderMap, body: &[u8]) -> Result
                 Err("wrong X-Gitlab-Token")
             }
         }
-        Source::GitHub => {
+        ForgeKind::GitHub => {
             let secret = app
                 .settings
                 .github_webhook_secret

@@ -36,16 +36,9 @@ pub async fn dispatch(app: &App, ctx: &JobContext, job: &JobRow) -> Result<(), J
     }
 }
 
-pub fn forge_name(kind: &ForgeKind) -> &'static str {
-    match kind {
-        ForgeKind::GitLab => "gitlab",
-        ForgeKind::GitHub => "github",
-    }
-}
-
 fn project_row(p: &ProjectRef) -> ProjectRow {
     ProjectRow {
-        forge: forge_name(&p.forge).to_owned(),
+        forge: p.forge.name().to_owned(),
         path: p.path.clone(),
         forge_id: p.id,
         web_url: p.web_url.clone(),
@@ -67,7 +60,7 @@ async fn push(app: &App, ctx: &JobContext, p: &PushEvent) -> Result<(), JobError
             ctx.id,
             &RefUpdateRow {
                 job_id: ctx.id.0,
-                forge: forge_name(&p.project.forge).to_owned(),
+                forge: p.project.forge.name().to_owned(),
                 project: p.project.path.clone(),
                 ref_name: format!("refs/heads/{}", p.branch),
                 before_sha: p.before.clone(),
@@ -85,7 +78,7 @@ async fn tag_push(app: &App, ctx: &JobContext, t: &TagPushEvent) -> Result<(), J
         _ => ZERO_SHA.to_owned(),
     };
     let ref_name = format!("refs/tags/{}", t.tag);
-    let forge = forge_name(&t.project.forge);
+    let forge = t.project.forge.name();
     let before = app
         .db
         .ref_sha(forge, &t.project.path, &ref_name)
@@ -110,7 +103,7 @@ async fn tag_push(app: &App, ctx: &JobContext, t: &TagPushEvent) -> Result<(), J
 /// The environment an event asks for: the pushed commit, a merge request's head in its
 /// source project, or the merged result on the target branch.
 pub fn environment_request(forge: &ForgeKind, event: &Event) -> Option<EnvironmentRequest> {
-    let forge_name = forge_name(forge).to_owned();
+    let forge_name = forge.name().to_owned();
     match event {
         Event::Push(p) if !p.deleted => Some(EnvironmentRequest {
             forge_name,
@@ -157,12 +150,14 @@ async fn environment(
     match flow::prepare(app, ctx, &req).await {
         Ok(_) => Ok(()),
         Err(JobError::Transient(e)) => {
-            let message = format!("{e:#}");
-            if ctx.attempt < ctx.max_attempts {
-                flow::report_retry(app, &req, &message, ctx.attempt, ctx.max_attempts).await;
-            } else {
-                flow::report_gave_up(app, &req, &message).await;
-            }
+            flow::report_infrastructure(
+                app,
+                &req,
+                &format!("{e:#}"),
+                ctx.attempt,
+                ctx.max_attempts,
+            )
+            .await;
             Err(JobError::Transient(e))
         }
         Err(e) => Err(e),
@@ -207,7 +202,7 @@ async fn upsert_note(
     body: &str,
 ) -> Result<(), JobError> {
     let forge = app.forges.for_kind(forge_kind);
-    let name = forge_name(forge_kind);
+    let name = forge_kind.name();
     let project = flow::forge_project_id(&m.project);
     if let Some(id) = app.db.mr_note(name, &m.project.path, m.iid).await? {
         match forge
@@ -251,7 +246,7 @@ async fn merge_request(
     }
     app.db
         .upsert_merge_request(&MergeRequestRow {
-            forge: forge_name(&m.project.forge).to_owned(),
+            forge: m.project.forge.name().to_owned(),
             project: m.project.path.clone(),
             iid: m.iid,
             source_project: m.source_project.path.clone(),
@@ -267,7 +262,7 @@ async fn merge_request(
         MergeRequestAction::Update => m.new_commits,
         MergeRequestAction::Close | MergeRequestAction::Merge => app
             .db
-            .mr_note(forge_name(forge), &m.project.path, m.iid)
+            .mr_note(forge.name(), &m.project.path, m.iid)
             .await?
             .is_some(),
         _ => false,
@@ -292,7 +287,7 @@ pub fn scope_key(scope: &MemberScope) -> String {
 }
 
 async fn member(app: &App, forge: &ForgeKind, m: &MemberEvent) -> Result<(), JobError> {
-    let forge = forge_name(forge);
+    let forge = forge.name();
     let Some(username) = m.user.username.clone() else {
         return Err(JobError::User("member event without a username".into()));
     };
@@ -321,7 +316,7 @@ async fn member(app: &App, forge: &ForgeKind, m: &MemberEvent) -> Result<(), Job
 }
 
 async fn project(app: &App, p: &ProjectEvent) -> Result<(), JobError> {
-    let forge = forge_name(&p.project.forge);
+    let forge = p.project.forge.name();
     match &p.action {
         ProjectAction::Created => app.db.upsert_project(&project_row(&p.project)).await?,
         ProjectAction::Destroyed => app.db.delete_project(forge, &p.project.path).await?,

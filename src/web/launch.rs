@@ -5,18 +5,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 
+use super::html_page as page;
 use crate::app::App;
-use crate::worksheet::page_html;
 use crate::worksheet::render::escape;
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let full = format!(
-        "<header class=\"site\"><a href=\"/\" class=\"brand\">nbforge</a></header>\n{body}"
-    );
-    (status, Html(page_html(title, &full))).into_response()
-}
 
 fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())

@@ -133,6 +133,19 @@ impl FromRequestParts<App> for Admin {
     }
 }
 
+/// A server-rendered page: the site header and `body`, with the stylesheet and CSP of
+/// [`crate::worksheet::page_html`].
+pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let full = format!(
+        "<header class=\"site\"><a href=\"/\" class=\"brand\">nbforge</a></header>\n{body}"
+    );
+    (
+        status,
+        axum::response::Html(crate::worksheet::page_html(title, &full)),
+    )
+        .into_response()
+}
+
 /// A JSON error answer; the message must be safe to show.
 pub fn api_error(code: StatusCode, message: &str) -> Response {
     (code, Json(json!({ "error": message }))).into_response()

@@ -8,18 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Admin, api_error, internal};
+use super::{Admin, api_error, html_page, internal};
 use crate::app::App;
 use crate::db::CardRow;
 use crate::worksheet::render::escape;
-use crate::worksheet::{
-    FieldError, Notebook, form_html, page_html, parameterize, parameters, validate,
-};
+use crate::worksheet::{FieldError, Notebook, form_html, parameterize, parameters, validate};
 
 /// Characters escaped in one path segment of a URL.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -50,29 +48,29 @@ pub fn worksheet_url(project: &str, tag: Option<&str>, path: Option<&str>) -> St
 }
 
 fn page(title: &str, body: &str) -> Response {
-    let full = format!(
-        "<header class=\"site\"><a href=\"/\" class=\"brand\">nbforge</a></header>\n{body}"
-    );
-    Html(page_html(title, &full)).into_response()
+    html_page(StatusCode::OK, title, body)
 }
 
 fn not_found(what: &str) -> Response {
-    let mut r = page(
+    html_page(
+        StatusCode::NOT_FOUND,
         "Not found",
-        &format!("<h1>Not found</h1>\n<p>{}</p>\n", escape(what)),
-    );
-    *r.status_mut() = StatusCode::NOT_FOUND;
-    r
+        &format!(
+            "<h1>Not found</h1>
+<p>{}</p>
+",
+            escape(what)
+        ),
+    )
 }
 
 fn server_error(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "page failed");
-    let mut r = page(
+    html_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
         "Error",
         "<h1>Something went wrong</h1>\n<p>Please try again later.</p>\n",
-    );
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r
+    )
 }
 
 #[derive(Deserialize)]
@@ -352,9 +350,7 @@ async fn worksheet_page(
         }
         body.push_str(&body_html);
     }
-    let mut r = page(&sheet.title, &body);
-    *r.status_mut() = status;
-    r
+    html_page(status, &sheet.title, &body)
 }
 
 async fn download(

@@ -199,6 +199,20 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Whether the Docker engine has the base image (else skip, or fail where services are required).
+fn base_image_ready() -> bool {
+    let ready = std::process::Command::new("docker")
+        .args(["image", "inspect", "nbforge/base:bookworm"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        crate::support::missing_service(
+            "the Docker engine with the base image nbforge/base:bookworm",
+        );
+    }
+    ready
+}
+
 /// A bare repository `lab/rnaseq.git` with nbforge's post-receive hook pointing at
 /// `server_url`, and a clone that pushed a first commit with `requirements`.
 fn plain_repository(
@@ -242,14 +256,7 @@ fn plain_repository_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_receive_prepares_the_environment_with_local_statuses() {
-    let ready = std::process::Command::new("docker")
-        .args(["image", "inspect", "nbforge/base:bookworm"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        crate::support::missing_service(
-            "the Docker engine with the base image nbforge/base:bookworm",
-        );
+    if !base_image_ready() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -439,14 +446,7 @@ async fn json_logs_are_one_object_per_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
-    let ready = std::process::Command::new("docker")
-        .args(["image", "inspect", "nbforge/base:bookworm"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        crate::support::missing_service(
-            "the Docker engine with the base image nbforge/base:bookworm",
-        );
+    if !base_image_ready() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
