@@ -561,25 +561,17 @@ impl<'a> Parser<'a> {
 
     /// A quoted string at the cursor (no prefix), escapes processed.
     fn string_literal(&mut self) -> Result<String, String> {
-        let (quote, triple) = self.open_quote()?;
-        let mut out = String::new();
-        loop {
-            let Some(c) = self.bump() else {
-                return Err("unterminated string".into());
-            };
-            if c == quote && (!triple || self.close_triple(quote)) {
-                return Ok(out);
-            }
-            match c {
-                '\n' if !triple => return Err("unterminated string".into()),
-                '\\' => self.escape(&mut out)?,
-                _ => out.push(c),
-            }
-        }
+        self.quoted(false)
     }
 
     /// A raw string `r'...'` (cursor on the quote).
     fn raw_string(&mut self) -> Result<String, String> {
+        self.quoted(true)
+    }
+
+    /// A single- or triple-quoted string; in a raw one a backslash is kept with the
+    /// character after it (which cannot end the string).
+    fn quoted(&mut self, raw: bool) -> Result<String, String> {
         let (quote, triple) = self.open_quote()?;
         let mut out = String::new();
         loop {
@@ -591,12 +583,13 @@ impl<'a> Parser<'a> {
             }
             match c {
                 '\n' if !triple => return Err("unterminated string".into()),
-                '\\' => {
+                '\\' if raw => {
                     out.push('\\');
                     if let Some(next) = self.bump() {
                         out.push(next);
                     }
                 }
+                '\\' => self.escape(&mut out)?,
                 _ => out.push(c),
             }
         }
