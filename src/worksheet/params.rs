@@ -1232,6 +1232,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn raw_and_escaped_strings() {
+        let params = parse_parameters_source(
+            "raw = r'C:\\data\\n'  # a raw path\nplain = 'a\\tb'\nquote = r'it\\'s'\n",
+        );
+        let value = |n: &str| {
+            params
+                .iter()
+                .find(|p| p.name == n)
+                .map(|p| p.default.clone())
+        };
+        assert_eq!(value("raw"), Some(ParamValue::Str("C:\\data\\n".into())));
+        assert_eq!(value("plain"), Some(ParamValue::Str("a\tb".into())));
+        // In a raw string, \' does not end it and the backslash stays.
+        assert_eq!(value("quote"), Some(ParamValue::Str("it\\'s".into())));
+        assert_eq!(
+            params
+                .iter()
+                .find(|p| p.name == "raw")
+                .unwrap()
+                .help
+                .as_deref(),
+            Some("a raw path")
+        );
+    }
+
+    #[test]
     fn python_float_matches_repr() {
         let cases = [
             (1.0, "1.0"),
