@@ -19,6 +19,8 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || packages+=(docker-registry)
+command -v jupyter-nbconvert >/dev/null 2>&1 || packages+=(jupyter-nbconvert)
+command -v jupyter-execute >/dev/null 2>&1 || packages+=(python3-nbclient python3-ipykernel)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v git >/dev/null 2>&1 || packages+=(git)
 if [ "${#packages[@]}" -gt 0 ]; then

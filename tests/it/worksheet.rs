@@ -721,9 +721,7 @@ fn bench_compares_with_nbconvert_when_installed() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
-        eprintln!(
-            "skipping: `jupyter nbconvert` is not installed (apt-get install jupyter-nbconvert)"
-        );
+        crate::support::missing_service("`jupyter nbconvert` (apt-get install jupyter-nbconvert)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -805,7 +803,7 @@ fn truncated_or_foreign_notebooks_never_panic() {
 
 /// The parameterized notebook runs unchanged under `jupyter execute` and the kernel sees
 /// exactly the submitted values (needs Debian's jupyter-nbconvert/python3-nbclient and
-/// python3-ipykernel; skipped with a message when they are missing).
+/// python3-ipykernel; skipped with a message when they are missing, a failure in CI).
 #[test]
 fn parameterized_notebook_executes_with_the_new_values() {
     let available = std::process::Command::new("jupyter")
@@ -813,8 +811,8 @@ fn parameterized_notebook_executes_with_the_new_values() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
-        eprintln!(
-            "skipping: `jupyter execute` is not installed (apt-get install python3-nbclient python3-ipykernel)"
+        crate::support::missing_service(
+            "`jupyter execute` (apt-get install python3-nbclient python3-ipykernel)",
         );
         return;
     }
