@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::build::{Builder, BuilderSettings, LogHub};
 use crate::config::Settings;
-use crate::db::Db;
+use crate::environment::{Builder, BuilderSettings, LogHub};
 use crate::events::ForgeKind;
 use crate::forge::Forge;
 use crate::metrics::Metrics;
+use crate::storage::Db;
 
 /// The forges nbforge talks to. GitLab-shaped events go to GitLab when it is
 /// configured and to the local forge (plain git, `hooks/post-receive`) otherwise.
@@ -76,8 +76,8 @@ impl App {
     /// Which jobs events cause, from the settings.
     pub fn planning(&self) -> crate::jobs::Planning {
         crate::jobs::Planning {
-            max_attempts: self.settings.job_max_attempts,
-            environments: self.settings.environments,
+            max_attempts: self.settings.jobs.max_attempts,
+            environments: self.settings.environments.enabled,
         }
     }
 
@@ -96,9 +96,9 @@ impl App {
 /// Launch-spec options from the settings.
 pub fn spec_options(settings: &Settings) -> crate::spec::Options {
     crate::spec::Options {
-        default_python: settings.default_python.clone(),
-        base_image: settings.base_image.clone(),
-        extra_ca: settings.extra_ca.clone(),
+        default_python: settings.environments.default_python.clone(),
+        base_image: settings.environments.base_image.clone(),
+        extra_ca: settings.environments.extra_ca.clone(),
         ..crate::spec::Options::default()
     }
 }
@@ -106,28 +106,29 @@ pub fn spec_options(settings: &Settings) -> crate::spec::Options {
 /// The image builder the settings call for.
 pub fn builder_for(settings: &Settings) -> Builder {
     Builder::connect(BuilderSettings {
-        prefix: settings.image_prefix.clone(),
-        concurrency: settings.build_concurrency,
-        timeout: settings.build_timeout,
-        registry: settings.registry.clone(),
-        docker_host: settings.docker_host.clone(),
+        prefix: settings.environments.image_prefix.clone(),
+        concurrency: settings.environments.build_concurrency,
+        timeout: settings.environments.build_timeout,
+        registry: settings.environments.registry.clone(),
+        docker_host: settings.environments.docker_host.clone(),
         no_cache: false,
     })
 }
 
 /// The forges the settings call for.
 pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
-    let gitlab: Option<Arc<dyn Forge>> = match (&settings.gitlab_url, &settings.gitlab_token) {
-        (Some(url), Some(token)) => Some(Arc::new(crate::forge::gitlab::GitLabForge::new(
-            url,
-            token.clone(),
-        )?)),
-        _ => None,
-    };
-    let github: Option<Arc<dyn Forge>> = match &settings.github_token {
+    let gitlab: Option<Arc<dyn Forge>> =
+        match (&settings.forges.gitlab_url, &settings.forges.gitlab_token) {
+            (Some(url), Some(token)) => Some(Arc::new(crate::forge::gitlab::GitLabForge::new(
+                url,
+                token.clone(),
+            )?)),
+            _ => None,
+        };
+    let github: Option<Arc<dyn Forge>> = match &settings.forges.github_token {
         Some(token) => {
             let _f = crate::forge::github::GitHubForge::new(
-                settings.github_api_url.clone(),
+                settings.forges.github_api_url.clone(),
                 token.clone(),
             )?;
             None

@@ -5,11 +5,11 @@
 //! its reason; the rest of the release is published.
 
 use crate::app::App;
-use crate::db::{NewWorksheet, ReleaseRow};
 use crate::events::TagPushEvent;
 use crate::jobs::{JobContext, JobError};
-use crate::spec::SpecSource;
-use crate::spec::source::{read_limited, read_text, walk_files};
+use crate::repo::FileTree;
+use crate::repo::tree::{read_limited, read_text, walk_files};
+use crate::storage::{NewWorksheet, ReleaseRow};
 use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 
 /// Largest notebook published.
@@ -34,7 +34,7 @@ fn file_name(path: &str) -> String {
 
 /// Renders one notebook as a worksheet; a notebook that cannot be read is kept with its reason.
 fn sheet(
-    src: &dyn SpecSource,
+    src: &dyn FileTree,
     path: &str,
     title: Option<&str>,
     description: Option<&str>,
@@ -79,7 +79,7 @@ fn is_candidate(path: &str) -> bool {
 }
 
 /// Collects the worksheets of a tree.
-pub fn collect(src: &dyn SpecSource) -> Publication {
+pub fn collect(src: &dyn FileTree) -> Publication {
     let mut p = Publication::default();
     let launch = match read_text(src, "launch.toml", 1 << 20) {
         Ok(Some(text)) => match crate::spec::launch::parse(&text) {
@@ -152,13 +152,14 @@ pub async fn publish(
             return Ok(());
         }
     };
-    let (repo_path, guard) = crate::build::flow::fetch_project(app, forge_name, &t.project).await?;
+    let (repo_path, guard) =
+        crate::environment::flow::fetch_project(app, forge_name, &t.project).await?;
     let at = commit.clone();
     let publication = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
             JobError::Transient(anyhow::anyhow!("opening the mirror: {}", e.message()))
         })?;
-        let src = crate::spec::GitSource::open(&repo, &at)
+        let src = crate::repo::CommitTree::open(&repo, &at)
             .map_err(|e| JobError::User(format!("tag commit {at}: {e}")))?;
         Ok::<_, JobError>(collect(&src))
     })

@@ -6,30 +6,54 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::config::{LogFormat, Settings, SettingsArgs};
+use crate::config::{
+    BaseImageArgs, BuilderArgs, DockerArgs, FileArgs, ForgeArgs, ImageArgs, LogArgs, LogFormat,
+    ServerArgs, Settings, SettingsArgs, StorageArgs,
+};
 
 /// nbforge: a git-native Jupyter platform driven by GitLab events.
 ///
 /// Settings come from flags, NBFORGE_* environment variables and an optional TOML
-/// file (--config), in that order of precedence. With none at all, `nbforge serve`
-/// listens on 127.0.0.1:8080 with SQLite in ./nbforge.db.
+/// file (--config), in that order of precedence; each command lists the settings it uses
+/// in its own `--help`. With none at all, `nbforge serve` listens on 127.0.0.1:8080 with
+/// SQLite in ./nbforge.db.
 #[derive(Debug, Parser)]
 #[command(name = "nbforge", version, propagate_version = true)]
 pub struct Cli {
-    #[command(flatten)]
-    pub settings: SettingsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; the size does not matter"
+)]
 pub enum Command {
     /// Run the HTTP service and the job workers in one process.
-    Serve,
+    Serve(SettingsArgs),
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Check the database, the Docker engine and GitLab, and say how to fix what is wrong.
-    Doctor,
+    Doctor {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
+    },
     /// Make the base image environments start from, with no registry: debootstrap, import,
     /// then Python, a Jupyter server and ipykernel from Debian's packages.
     BaseImage {
@@ -39,14 +63,44 @@ pub enum Command {
         /// Debian suite.
         #[arg(long, default_value = "bookworm")]
         suite: String,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+        #[command(flatten)]
+        base: BaseImageArgs,
     },
     /// Analyze a repository's launch spec: kind, files, environment key, Dockerfile.
-    Spec(crate::spec::cli::SpecArgs),
+    Spec {
+        #[command(flatten)]
+        args: crate::spec::cli::SpecArgs,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+    },
     /// Render a notebook as a worksheet (no code, a parameter form), optionally with
     /// parameters set, and write the parameterized notebook.
     Render(crate::worksheet::cli::RenderArgs),
     /// Build a repository folder's environment image with the local Docker engine.
-    Build(crate::build::cli::BuildArgs),
+    Build {
+        #[command(flatten)]
+        args: crate::environment::cli::BuildArgs,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+        #[command(flatten)]
+        build: BuilderArgs,
+    },
     /// Measure nbforge on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -59,7 +113,16 @@ pub enum BenchCommand {
     Ingest(crate::bench::IngestArgs),
     /// Push to `success` status for a notebook-only change, a requirements change with a
     /// warm layer cache, and a cold build (needs Docker and the base image).
-    Environments(crate::bench::environments::EnvironmentsArgs),
+    Environments {
+        #[command(flatten)]
+        args: crate::bench::environments::EnvironmentsArgs,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+    },
     /// Worksheet rendering over a folder of notebooks, next to
     /// `jupyter nbconvert --to html --no-input` on the same files.
     Worksheets {
@@ -85,6 +148,83 @@ pub enum BenchCommand {
     },
 }
 
+impl Command {
+    /// The settings this command was given: its own groups of flags, the rest unset.
+    fn settings_args(&self) -> SettingsArgs {
+        let none = SettingsArgs::default;
+        match self {
+            Command::Serve(all) => all.clone(),
+            Command::Migrate { file, log, storage } => SettingsArgs {
+                file: file.clone(),
+                log: log.clone(),
+                storage: storage.clone(),
+                ..none()
+            },
+            Command::Doctor {
+                file,
+                storage,
+                server,
+                forge,
+                docker,
+            } => SettingsArgs {
+                file: file.clone(),
+                storage: storage.clone(),
+                server: server.clone(),
+                forge: forge.clone(),
+                docker: docker.clone(),
+                ..none()
+            },
+            Command::BaseImage {
+                file,
+                log,
+                docker,
+                image,
+                base,
+                ..
+            } => SettingsArgs {
+                file: file.clone(),
+                log: log.clone(),
+                docker: docker.clone(),
+                image: image.clone(),
+                base: base.clone(),
+                ..none()
+            },
+            Command::Spec { file, image, .. } => SettingsArgs {
+                file: file.clone(),
+                image: image.clone(),
+                ..none()
+            },
+            Command::Build {
+                file,
+                log,
+                docker,
+                image,
+                build,
+                ..
+            } => SettingsArgs {
+                file: file.clone(),
+                log: log.clone(),
+                docker: docker.clone(),
+                image: image.clone(),
+                build: build.clone(),
+                ..none()
+            },
+            Command::Bench(BenchCommand::Environments {
+                file,
+                docker,
+                image,
+                ..
+            }) => SettingsArgs {
+                file: file.clone(),
+                docker: docker.clone(),
+                image: image.clone(),
+                ..none()
+            },
+            Command::Render(_) | Command::Bench(_) => none(),
+        }
+    }
+}
+
 /// Sets up logging once: `RUST_LOG` filters (default `info`), text or JSON lines.
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -100,7 +240,7 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = match Settings::load(&cli.settings) {
+    let settings = match Settings::load(&cli.command.settings_args()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -109,33 +249,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     init_tracing(settings.log_format);
     match cli.command {
-        Command::Serve => serve(settings).await.map(|()| ExitCode::SUCCESS),
-        Command::Migrate => {
-            crate::db::Db::connect(&settings.database_url).await?;
+        Command::Serve(_) => serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate { .. } => {
+            crate::storage::Db::connect(&settings.database_url).await?;
             println!(
                 "migrations applied to {}",
                 crate::config::redact_url(&settings.database_url)
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor => crate::doctor::run(&settings).await,
-        Command::BaseImage { force, suite } => {
+        Command::Doctor { .. } => crate::doctor::run(&settings).await,
+        Command::BaseImage { force, suite, .. } => {
             let builder = crate::app::builder_for(&settings);
-            let spec = crate::build::base::BaseImageSpec {
-                name: settings.base_image.clone(),
+            let spec = crate::environment::base::BaseImageSpec {
+                name: settings.environments.base_image.clone(),
                 suite,
-                mirror: settings.debian_mirror.clone(),
-                extra_ca: settings.extra_ca.clone(),
+                mirror: settings.environments.debian_mirror.clone(),
+                extra_ca: settings.environments.extra_ca.clone(),
             };
-            crate::build::base::ensure_base_image(&builder, &spec, force, &|line| {
+            crate::environment::base::ensure_base_image(&builder, &spec, force, &|line| {
                 println!("{line}")
             })
             .await?;
-            println!("base image {} is ready", settings.base_image);
+            println!("base image {} is ready", settings.environments.base_image);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
-        Command::Bench(BenchCommand::Environments(args)) => {
+        Command::Bench(BenchCommand::Environments { args, .. }) => {
             crate::bench::environments::run(&settings, &args).await
         }
         Command::Bench(BenchCommand::Spec { dir, iterations }) => {
@@ -153,8 +293,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(args) => crate::worksheet::cli::run(&args),
-        Command::Spec(args) => crate::spec::cli::run(&args, &crate::app::spec_options(&settings)),
-        Command::Build(args) => crate::build::cli::run(&settings, &args).await,
+        Command::Spec { args, .. } => {
+            crate::spec::cli::run(&args, &crate::app::spec_options(&settings))
+        }
+        Command::Build { args, .. } => crate::environment::cli::run(&settings, &args).await,
     }
 }
 
@@ -162,18 +304,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// the listener stops accepting, workers stop claiming, running jobs get the grace
 /// period and are released after it.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let app = App::new(settings).await?;
-    if app.settings.gitlab_webhook_secrets.is_empty() {
+    if app.settings.forges.gitlab_webhook_secrets.is_empty() {
         tracing::warn!("no NBFORGE_GITLAB_WEBHOOK_SECRET: GitLab deliveries will be refused");
     }
     let addr = listener.local_addr()?;
     tracing::info!(
         listen = %addr,
         database = %crate::config::redact_url(&app.settings.database_url),
-        workers = app.settings.workers,
+        workers = app.settings.jobs.workers,
         "nbforge serving"
     );
     let shutdown = CancellationToken::new();
@@ -215,5 +357,57 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn options_of(path: &[&str]) -> Vec<String> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut cur = &cmd;
+        for name in path {
+            cur = cur.find_subcommand(name).expect("subcommand exists");
+        }
+        cur.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn each_command_lists_only_its_own_settings() {
+        let render = options_of(&["render"]);
+        assert!(
+            !render
+                .iter()
+                .any(|o| o.contains("secret") || o.contains("job"))
+        );
+        let spec = options_of(&["spec"]);
+        assert!(spec.contains(&"base-image".to_owned()));
+        assert!(
+            !spec
+                .iter()
+                .any(|o| o.contains("webhook") || o == "database-url")
+        );
+        let migrate = options_of(&["migrate"]);
+        assert!(migrate.contains(&"database-url".to_owned()));
+        assert!(
+            !migrate
+                .iter()
+                .any(|o| o.contains("gitlab") || o == "workers")
+        );
+        let serve = options_of(&["serve"]);
+        for o in [
+            "database-url",
+            "gitlab-webhook-secret",
+            "workers",
+            "base-image",
+        ] {
+            assert!(serve.contains(&o.to_owned()), "serve lacks --{o}");
+        }
     }
 }

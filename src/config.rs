@@ -81,130 +81,188 @@ fn split_secrets(s: &str) -> Vec<Secret> {
         .collect()
 }
 
-/// Settings as given by flags or `NBFORGE_*` variables; every field optional so that
-/// the TOML file and the defaults can fill the gaps.
+/// The TOML settings file, accepted by every command that reads settings.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct SettingsArgs {
-    /// TOML file with the same settings (keys are the flag names with `_`).
-    #[arg(long, env = "NBFORGE_CONFIG", global = true)]
+pub struct FileArgs {
+    /// TOML file with the settings (keys are the flag names with `_`).
+    #[arg(long, env = "NBFORGE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "NBFORGE_LISTEN", global = true)]
-    pub listen: Option<SocketAddr>,
+}
+
+/// How the process logs.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "NBFORGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where nbforge keeps its state.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct StorageArgs {
     /// `sqlite://FILE` or `postgres://…` [default: sqlite://nbforge.db].
-    #[arg(
-        long,
-        env = "NBFORGE_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NBFORGE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Directory for git mirrors and other working files [default: ./nbforge-data].
+    #[arg(long, env = "NBFORGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The HTTP service.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "HTTP service")]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "NBFORGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// URL users reach nbforge at, for links in statuses and comments [default: http://LISTEN].
-    #[arg(long, env = "NBFORGE_PUBLIC_URL", global = true)]
+    #[arg(long, env = "NBFORGE_PUBLIC_URL")]
     pub public_url: Option<Url>,
+    /// Largest webhook body accepted, in bytes [default: 26214400].
+    #[arg(long, env = "NBFORGE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Bearer token for the admin API (`/api/...`); without it the admin API is closed.
+    #[arg(long, env = "NBFORGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+}
+
+/// The forges nbforge hears from and answers to.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Forges")]
+pub struct ForgeArgs {
     /// Base URL of the GitLab instance, e.g. https://gitlab.example.org.
-    #[arg(long, env = "NBFORGE_GITLAB_URL", global = true)]
+    #[arg(long, env = "NBFORGE_GITLAB_URL")]
     pub gitlab_url: Option<Url>,
     /// GitLab access token (scope `api`); prefer the environment variable.
-    #[arg(
-        long,
-        env = "NBFORGE_GITLAB_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NBFORGE_GITLAB_TOKEN", hide_env_values = true)]
     pub gitlab_token: Option<Secret>,
     /// Secret token(s) GitLab sends in `X-Gitlab-Token`; comma-separated for rotation.
-    #[arg(
-        long,
-        env = "NBFORGE_GITLAB_WEBHOOK_SECRET",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NBFORGE_GITLAB_WEBHOOK_SECRET", hide_env_values = true)]
     pub gitlab_webhook_secret: Option<String>,
     /// Secret GitHub signs deliveries with (`X-Hub-Signature-256`).
-    #[arg(
-        long,
-        env = "NBFORGE_GITHUB_WEBHOOK_SECRET",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NBFORGE_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<Secret>,
     /// GitHub token for statuses and comments.
-    #[arg(
-        long,
-        env = "NBFORGE_GITHUB_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "NBFORGE_GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<Secret>,
     /// GitHub API base URL (GitHub Enterprise) [default: https://api.github.com].
-    #[arg(long, env = "NBFORGE_GITHUB_API_URL", global = true)]
+    #[arg(long, env = "NBFORGE_GITHUB_API_URL")]
     pub github_api_url: Option<Url>,
-    /// Bearer token for the admin API (`/api/...`); without it the admin API is closed.
-    #[arg(
-        long,
-        env = "NBFORGE_ADMIN_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub admin_token: Option<Secret>,
-    /// Directory for git mirrors and other working files [default: ./nbforge-data].
-    #[arg(long, env = "NBFORGE_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+}
+
+/// The job workers and their queue.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Jobs")]
+pub struct JobArgs {
     /// Job workers in this process; 0 makes an ingest-only process [default: 2].
-    #[arg(long, env = "NBFORGE_WORKERS", global = true)]
+    #[arg(long, env = "NBFORGE_WORKERS")]
     pub workers: Option<usize>,
     /// Tries before a job is dead-lettered [default: 5].
-    #[arg(long, env = "NBFORGE_JOB_MAX_ATTEMPTS", global = true)]
+    #[arg(long, env = "NBFORGE_JOB_MAX_ATTEMPTS")]
     pub job_max_attempts: Option<u32>,
     /// Seconds a claimed job's lease lasts without a heartbeat [default: 60].
-    #[arg(long, env = "NBFORGE_JOB_LEASE_SECS", global = true)]
+    #[arg(long, env = "NBFORGE_JOB_LEASE_SECS")]
     pub job_lease_secs: Option<u64>,
     /// First retry delay in milliseconds; doubles each try [default: 2000].
-    #[arg(long, env = "NBFORGE_JOB_BACKOFF_MS", global = true)]
+    #[arg(long, env = "NBFORGE_JOB_BACKOFF_MS")]
     pub job_backoff_ms: Option<u64>,
     /// How often idle workers look for jobs queued by other processes, in ms [default: 500].
-    #[arg(long, env = "NBFORGE_POLL_INTERVAL_MS", global = true)]
+    #[arg(long, env = "NBFORGE_POLL_INTERVAL_MS")]
     pub poll_interval_ms: Option<u64>,
     /// Seconds running jobs get to finish on shutdown before they are released [default: 20].
-    #[arg(long, env = "NBFORGE_SHUTDOWN_GRACE_SECS", global = true)]
+    #[arg(long, env = "NBFORGE_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
-    /// Largest webhook body accepted, in bytes [default: 26214400].
-    #[arg(long, env = "NBFORGE_MAX_BODY_BYTES", global = true)]
-    pub max_body_bytes: Option<usize>,
-    /// Log format.
-    #[arg(long, env = "NBFORGE_LOG_FORMAT", global = true, value_enum)]
-    pub log_format: Option<LogFormat>,
+}
+
+/// The Docker engine images are built and run on.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Docker engine")]
+pub struct DockerArgs {
+    /// Docker engine address, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST or the local socket].
+    #[arg(long, env = "NBFORGE_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+}
+
+/// What an environment is made from: the inputs of the environment key and the Dockerfile.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Environment images")]
+pub struct ImageArgs {
     /// Image every environment starts from (`nbforge base-image` makes it) [default: nbforge/base:bookworm].
-    #[arg(long, env = "NBFORGE_BASE_IMAGE", global = true)]
+    #[arg(long, env = "NBFORGE_BASE_IMAGE")]
     pub base_image: Option<String>,
     /// PEM file of extra CA certificates to trust in builds and images (TLS-intercepting networks).
-    #[arg(long, env = "NBFORGE_EXTRA_CA_CERTS", global = true)]
+    #[arg(long, env = "NBFORGE_EXTRA_CA_CERTS")]
     pub extra_ca_certs: Option<PathBuf>,
+    /// Python version assumed when a repository names none [default: 3.10, as repo2docker].
+    #[arg(long, env = "NBFORGE_DEFAULT_PYTHON")]
+    pub default_python: Option<String>,
+}
+
+/// How environment images are built, named and stored.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Environment builds")]
+pub struct BuilderArgs {
     /// Prefix of environment image names: `<prefix>/env:<key>` [default: nbforge].
-    #[arg(long, env = "NBFORGE_IMAGE_PREFIX", global = true)]
+    #[arg(long, env = "NBFORGE_IMAGE_PREFIX")]
     pub image_prefix: Option<String>,
     /// Container registry to push environment images to, e.g. registry.example.org.
-    #[arg(long, env = "NBFORGE_REGISTRY", global = true)]
+    #[arg(long, env = "NBFORGE_REGISTRY")]
     pub registry: Option<String>,
     /// Image builds allowed at once [default: 1].
-    #[arg(long, env = "NBFORGE_BUILD_CONCURRENCY", global = true)]
+    #[arg(long, env = "NBFORGE_BUILD_CONCURRENCY")]
     pub build_concurrency: Option<usize>,
     /// Longest an image build may take, in seconds [default: 3600].
-    #[arg(long, env = "NBFORGE_BUILD_TIMEOUT_SECS", global = true)]
+    #[arg(long, env = "NBFORGE_BUILD_TIMEOUT_SECS")]
     pub build_timeout_secs: Option<u64>,
-    /// Python version assumed when a repository names none [default: 3.10, as repo2docker].
-    #[arg(long, env = "NBFORGE_DEFAULT_PYTHON", global = true)]
-    pub default_python: Option<String>,
-    /// Debian mirror used to make the base image [default: http://deb.debian.org/debian].
-    #[arg(long, env = "NBFORGE_DEBIAN_MIRROR", global = true)]
-    pub debian_mirror: Option<String>,
-    /// Docker engine address, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST or the local socket].
-    #[arg(long, env = "NBFORGE_DOCKER_HOST", global = true)]
-    pub docker_host: Option<String>,
+}
+
+/// Whether pushes and merge requests prepare environments.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Environment builds")]
+pub struct EnvironmentArgs {
     /// Prepare environment images on pushes and merge requests (`false`: record events only) [default: true].
-    #[arg(long, env = "NBFORGE_ENVIRONMENTS", global = true)]
+    #[arg(long, env = "NBFORGE_ENVIRONMENTS")]
     pub environments: Option<bool>,
+}
+
+/// Making the base image.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Base image")]
+pub struct BaseImageArgs {
+    /// Debian mirror used to make the base image [default: http://deb.debian.org/debian].
+    #[arg(long, env = "NBFORGE_DEBIAN_MIRROR")]
+    pub debian_mirror: Option<String>,
+}
+
+/// Settings as given by flags or `NBFORGE_*` variables, grouped by concern. Every field is
+/// optional so that the TOML file and the defaults fill the gaps; each command flattens
+/// only the groups it uses, so its `--help` lists only its own options.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub build: BuilderArgs,
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    #[command(flatten)]
+    pub base: BaseImageArgs,
 }
 
 /// The TOML file: the same keys as the flags, with `_` for `-`.
@@ -242,66 +300,128 @@ struct FileSettings {
     docker_host: Option<String>,
 }
 
-/// Validated settings, read once at start-up and passed in.
+/// Validated settings, read once at start-up and passed in, grouped by concern.
 #[derive(Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
     pub database_url: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub server: ServerSettings,
+    pub forges: ForgeSettings,
+    pub jobs: JobSettings,
+    pub environments: EnvironmentSettings,
+}
+
+/// The HTTP service.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
     pub public_url: Url,
+    pub max_body_bytes: usize,
+    pub admin_token: Option<Secret>,
+}
+
+/// The forges: where events come from and where statuses and notes go.
+#[derive(Clone)]
+pub struct ForgeSettings {
     pub gitlab_url: Option<Url>,
     pub gitlab_token: Option<Secret>,
     pub gitlab_webhook_secrets: Vec<Secret>,
     pub github_webhook_secret: Option<Secret>,
     pub github_token: Option<Secret>,
     pub github_api_url: Option<Url>,
-    pub admin_token: Option<Secret>,
-    pub data_dir: PathBuf,
+}
+
+/// The job workers and their queue.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
     pub workers: usize,
-    pub job_max_attempts: u32,
-    pub job_lease: Duration,
-    pub job_backoff: Duration,
+    pub max_attempts: u32,
+    pub lease: Duration,
+    pub backoff: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
-    pub max_body_bytes: usize,
-    pub log_format: LogFormat,
+}
+
+/// Environment images: what they are made from, how they are built and where they go.
+#[derive(Clone)]
+pub struct EnvironmentSettings {
+    /// Prepare environment images on pushes and merge requests.
+    pub enabled: bool,
     pub base_image: String,
     /// Contents of the extra CA bundle, read at start-up.
     pub extra_ca: Option<Vec<u8>>,
+    pub default_python: String,
     pub image_prefix: String,
     pub registry: Option<String>,
     pub build_concurrency: usize,
     pub build_timeout: Duration,
-    pub default_python: String,
     pub debian_mirror: String,
-    pub environments: bool,
     pub docker_host: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
-            .field("public_url", &self.public_url.as_str())
-            .field("gitlab_url", &self.gitlab_url.as_ref().map(Url::as_str))
-            .field("gitlab_token", &self.gitlab_token)
-            .field("gitlab_webhook_secrets", &self.gitlab_webhook_secrets.len())
-            .field("github_webhook_secret", &self.github_webhook_secret)
-            .field("admin_token", &self.admin_token)
-            .field("workers", &self.workers)
-            .field("job_max_attempts", &self.job_max_attempts)
+            .field("server", &self.server)
+            .field(
+                "gitlab_url",
+                &self.forges.gitlab_url.as_ref().map(Url::as_str),
+            )
+            .field("gitlab_token", &self.forges.gitlab_token)
+            .field(
+                "gitlab_webhook_secrets",
+                &self.forges.gitlab_webhook_secrets.len(),
+            )
+            .field("github_webhook_secret", &self.forges.github_webhook_secret)
+            .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
 }
 
-/// A URL with any password replaced, for logs and messages.
+/// A URL fit for logs and messages: any `user:password@` part removed, and the values of
+/// query parameters that carry credentials (`password`, `token`, …) replaced. Text that
+/// is not a URL with a host (a local path) comes back as it is, less anything before an `@`.
 pub fn redact_url(url: &str) -> String {
+    const SECRET_PARAMS: &[&str] = &[
+        "password",
+        "pass",
+        "passwd",
+        "token",
+        "secret",
+        "sslpassword",
+    ];
     match Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
+        Ok(mut u) if u.has_host() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let hidden = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                        (
+                            k.into_owned(),
+                            if hidden {
+                                "redacted".into()
+                            } else {
+                                v.into_owned()
+                            },
+                        )
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        _ => url.to_owned(),
+        _ => match url.rsplit_once('@') {
+            Some((_, rest)) if url.contains("://") => {
+                let scheme = url.split("://").next().unwrap_or("");
+                format!("{scheme}://{rest}")
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -313,16 +433,18 @@ pub struct ConfigError(pub Vec<String>);
 impl Settings {
     /// Merges flags/environment over the TOML file over defaults, then validates the whole.
     pub fn load(args: &SettingsArgs) -> Result<Settings, ConfigError> {
-        let file = match &args.config {
+        let file = match &args.file.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
         let mut problems = Vec::new();
         let listen = args
+            .server
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses"));
         let database_url = args
+            .storage
             .database_url
             .clone()
             .or(file.database_url)
@@ -336,11 +458,11 @@ impl Settings {
                 redact_url(&database_url)
             ));
         }
-        let public_url = match args.public_url.clone().or(file.public_url) {
+        let public_url = match args.server.public_url.clone().or(file.public_url) {
             Some(u) => u,
             None => Url::parse(&format!("http://{listen}/")).expect("address URL parses"),
         };
-        let gitlab_url = args.gitlab_url.clone().or(file.gitlab_url);
+        let gitlab_url = args.forge.gitlab_url.clone().or(file.gitlab_url);
         for (name, url) in [
             ("gitlab_url", &gitlab_url),
             ("public_url", &Some(public_url.clone())),
@@ -351,36 +473,47 @@ impl Settings {
                 problems.push(format!("{name}: `{u}` must be an http(s) URL"));
             }
         }
-        let gitlab_token = args.gitlab_token.clone().or(file.gitlab_token);
+        let gitlab_token = args.forge.gitlab_token.clone().or(file.gitlab_token);
         if gitlab_url.is_some() && gitlab_token.is_none() {
             problems.push(
                 "gitlab_token: required when gitlab_url is set (NBFORGE_GITLAB_TOKEN)".into(),
             );
         }
-        let gitlab_webhook_secrets = match (&args.gitlab_webhook_secret, file.gitlab_webhook_secret)
-        {
+        let gitlab_webhook_secrets = match (
+            &args.forge.gitlab_webhook_secret,
+            file.gitlab_webhook_secret,
+        ) {
             (Some(s), _) => split_secrets(s),
             (None, Some(SecretList::One(s))) => split_secrets(&s),
             (None, Some(SecretList::Many(v))) => v,
             (None, None) => Vec::new(),
         };
-        let workers = args.workers.or(file.workers).unwrap_or(2);
-        let job_max_attempts = args.job_max_attempts.or(file.job_max_attempts).unwrap_or(5);
+        let workers = args.jobs.workers.or(file.workers).unwrap_or(2);
+        let job_max_attempts = args
+            .jobs
+            .job_max_attempts
+            .or(file.job_max_attempts)
+            .unwrap_or(5);
         if job_max_attempts == 0 {
             problems.push("job_max_attempts: must be at least 1".into());
         }
-        let job_lease_secs = args.job_lease_secs.or(file.job_lease_secs).unwrap_or(60);
+        let job_lease_secs = args
+            .jobs
+            .job_lease_secs
+            .or(file.job_lease_secs)
+            .unwrap_or(60);
         if job_lease_secs < 2 {
             problems.push("job_lease_secs: must be at least 2".into());
         }
         let max_body_bytes = args
+            .server
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());
         }
-        let extra_ca = match args.extra_ca_certs.clone().or(file.extra_ca_certs) {
+        let extra_ca = match args.image.extra_ca_certs.clone().or(file.extra_ca_certs) {
             None => None,
             Some(path) => match std::fs::read(&path) {
                 Ok(pem)
@@ -405,11 +538,13 @@ impl Settings {
             },
         };
         let image_prefix = args
+            .build
             .image_prefix
             .clone()
             .or(file.image_prefix)
             .unwrap_or_else(|| "nbforge".into());
         let base_image = args
+            .image
             .base_image
             .clone()
             .or(file.base_image)
@@ -420,6 +555,7 @@ impl Settings {
             }
         }
         let build_concurrency = args
+            .build
             .build_concurrency
             .or(file.build_concurrency)
             .unwrap_or(1);
@@ -427,6 +563,7 @@ impl Settings {
             problems.push("build_concurrency: must be at least 1".into());
         }
         let default_python = args
+            .image
             .default_python
             .clone()
             .or(file.default_python)
@@ -443,68 +580,92 @@ impl Settings {
             return Err(ConfigError(problems));
         }
         Ok(Settings {
-            listen,
             database_url,
-            public_url,
-            gitlab_url,
-            gitlab_token,
-            gitlab_webhook_secrets,
-            github_webhook_secret: args
-                .github_webhook_secret
-                .clone()
-                .or(file.github_webhook_secret),
-            github_token: args.github_token.clone().or(file.github_token),
-            github_api_url: args.github_api_url.clone().or(file.github_api_url),
-            admin_token: args.admin_token.clone().or(file.admin_token),
             data_dir: args
+                .storage
                 .data_dir
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("nbforge-data")),
-            workers,
-            job_max_attempts,
-            job_lease: Duration::from_secs(job_lease_secs),
-            job_backoff: Duration::from_millis(
-                args.job_backoff_ms.or(file.job_backoff_ms).unwrap_or(2000),
-            ),
-            poll_interval: Duration::from_millis(
-                args.poll_interval_ms
-                    .or(file.poll_interval_ms)
-                    .unwrap_or(500)
-                    .max(10),
-            ),
-            shutdown_grace: Duration::from_secs(
-                args.shutdown_grace_secs
-                    .or(file.shutdown_grace_secs)
-                    .unwrap_or(20),
-            ),
-            max_body_bytes,
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            base_image,
-            extra_ca,
-            image_prefix,
-            registry: args.registry.clone().or(file.registry),
-            build_concurrency,
-            build_timeout: Duration::from_secs(
-                args.build_timeout_secs
-                    .or(file.build_timeout_secs)
-                    .unwrap_or(3600),
-            ),
-            default_python,
-            debian_mirror: args
-                .debian_mirror
-                .clone()
-                .or(file.debian_mirror)
-                .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
-            environments: args.environments.or(file.environments).unwrap_or(true),
-            docker_host: args.docker_host.clone().or(file.docker_host),
+            log_format: args.log.log_format.or(file.log_format).unwrap_or_default(),
+            server: ServerSettings {
+                listen,
+                public_url,
+                max_body_bytes,
+                admin_token: args.server.admin_token.clone().or(file.admin_token),
+            },
+            forges: ForgeSettings {
+                gitlab_url,
+                gitlab_token,
+                gitlab_webhook_secrets,
+                github_webhook_secret: args
+                    .forge
+                    .github_webhook_secret
+                    .clone()
+                    .or(file.github_webhook_secret),
+                github_token: args.forge.github_token.clone().or(file.github_token),
+                github_api_url: args.forge.github_api_url.clone().or(file.github_api_url),
+            },
+            jobs: JobSettings {
+                workers,
+                max_attempts: job_max_attempts,
+                lease: Duration::from_secs(job_lease_secs),
+                backoff: Duration::from_millis(
+                    args.jobs
+                        .job_backoff_ms
+                        .or(file.job_backoff_ms)
+                        .unwrap_or(2000),
+                ),
+                poll_interval: Duration::from_millis(
+                    args.jobs
+                        .poll_interval_ms
+                        .or(file.poll_interval_ms)
+                        .unwrap_or(500)
+                        .max(10),
+                ),
+                shutdown_grace: Duration::from_secs(
+                    args.jobs
+                        .shutdown_grace_secs
+                        .or(file.shutdown_grace_secs)
+                        .unwrap_or(20),
+                ),
+            },
+            environments: EnvironmentSettings {
+                enabled: args
+                    .environment
+                    .environments
+                    .or(file.environments)
+                    .unwrap_or(true),
+                base_image,
+                extra_ca,
+                default_python,
+                image_prefix,
+                registry: args.build.registry.clone().or(file.registry),
+                build_concurrency,
+                build_timeout: Duration::from_secs(
+                    args.build
+                        .build_timeout_secs
+                        .or(file.build_timeout_secs)
+                        .unwrap_or(3600),
+                ),
+                debian_mirror: args
+                    .base
+                    .debian_mirror
+                    .clone()
+                    .or(file.debian_mirror)
+                    .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
+                docker_host: args.docker.docker_host.clone().or(file.docker_host),
+            },
         })
     }
 
     /// Settings for tests and tools: the defaults with the given database.
     pub fn for_database(database_url: &str) -> Settings {
         let args = SettingsArgs {
-            database_url: Some(database_url.to_owned()),
+            storage: StorageArgs {
+                database_url: Some(database_url.to_owned()),
+                data_dir: None,
+            },
             ..Default::default()
         };
         Settings::load(&args).expect("default settings are valid")
@@ -526,4 +687,25 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
             .unwrap_or_default();
         ConfigError(vec![format!("{}{place}: {}", path.display(), e.message())])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_userinfo_and_query_passwords() {
+        assert_eq!(
+            redact_url("https://oauth2:glpat-secret@gitlab.example/g/p.git"),
+            "https://gitlab.example/g/p.git"
+        );
+        assert_eq!(redact_url("/srv/repos/p.git"), "/srv/repos/p.git");
+        assert_eq!(
+            redact_url("postgres://nbforge:hunter2@db.example/nbforge?sslmode=require"),
+            "postgres://db.example/nbforge?sslmode=require"
+        );
+        let shown = redact_url("postgres://db.example/nbforge?user=nb&password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("user=nb"), "{shown}");
+    }
 }

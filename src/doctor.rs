@@ -62,7 +62,7 @@ async fn database(settings: &Settings) -> Check {
     let shown = redact_url(&settings.database_url);
     let connect = tokio::time::timeout(
         Duration::from_secs(15),
-        crate::db::Db::connect(&settings.database_url),
+        crate::storage::Db::connect(&settings.database_url),
     )
     .await;
     match connect {
@@ -135,7 +135,8 @@ async fn docker() -> Check {
 }
 
 async fn gitlab(settings: &Settings) -> Check {
-    let (Some(url), Some(token)) = (&settings.gitlab_url, &settings.gitlab_token) else {
+    let (Some(url), Some(token)) = (&settings.forges.gitlab_url, &settings.forges.gitlab_token)
+    else {
         return Check::ok(
             "gitlab",
             "not configured: plain-git mode (hooks/post-receive); set NBFORGE_GITLAB_URL and NBFORGE_GITLAB_TOKEN for GitLab",
@@ -184,10 +185,10 @@ async fn gitlab(settings: &Settings) -> Check {
 
 fn secrets(settings: &Settings) -> Check {
     let mut missing = Vec::new();
-    if settings.gitlab_webhook_secrets.is_empty() {
+    if settings.forges.gitlab_webhook_secrets.is_empty() {
         missing.push("NBFORGE_GITLAB_WEBHOOK_SECRET (GitLab deliveries are refused without it)");
     }
-    if settings.admin_token.is_none() {
+    if settings.server.admin_token.is_none() {
         missing.push("NBFORGE_ADMIN_TOKEN (the admin API is closed without it)");
     }
     if missing.is_empty() {

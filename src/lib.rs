@@ -4,18 +4,19 @@
 
 pub mod app;
 pub mod bench;
-pub mod build;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod db;
 pub mod doctor;
+pub mod environment;
 pub mod events;
 pub mod forge;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
-pub mod mirror;
+pub mod repo;
 pub mod spec;
+pub mod storage;
+pub mod text;
 pub mod web;
 pub mod worksheet;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::app::{App, build_forges};
-use crate::build::{Builder, BuilderSettings};
 use crate::config::{Secret, Settings};
+use crate::environment::{Builder, BuilderSettings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnvironmentsArgs {
@@ -147,21 +147,25 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
         "sqlite://{}",
         tmp.path().join("bench.db").display()
     ));
-    settings.gitlab_webhook_secrets = vec![Secret::new(SECRET)];
+    settings.forges.gitlab_webhook_secrets = vec![Secret::new(SECRET)];
     settings.data_dir = tmp.path().join("data");
-    settings.base_image = base.base_image.clone();
-    settings.extra_ca = base.extra_ca.clone();
-    settings.docker_host = base.docker_host.clone();
-    settings.image_prefix = "nbforge-bench".into();
-    settings.poll_interval = Duration::from_millis(5);
-    settings.workers = 2;
-    let db = crate::db::Db::connect(&settings.database_url).await?;
+    settings.environments.base_image = base.environments.base_image.clone();
+    settings.environments.extra_ca = base.environments.extra_ca.clone();
+    settings.environments.docker_host = base.environments.docker_host.clone();
+    settings.environments.image_prefix = "nbforge-bench".into();
+    settings.jobs.poll_interval = Duration::from_millis(5);
+    settings.jobs.workers = 2;
+    let db = crate::storage::Db::connect(&settings.database_url).await?;
     let forges = build_forges(&settings, &db)?;
     let mut app = App::with_parts(settings.clone(), db, forges);
-    if !app.builder.image_exists(&settings.base_image).await? {
+    if !app
+        .builder
+        .image_exists(&settings.environments.base_image)
+        .await?
+    {
         eprintln!(
             "the base image {} is missing: run `nbforge base-image` first",
-            settings.base_image
+            settings.environments.base_image
         );
         return Ok(ExitCode::FAILURE);
     }

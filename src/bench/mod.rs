@@ -234,8 +234,8 @@ async fn open_loop(
 /// Runs the ingest benchmark against one database and returns its phases.
 pub async fn ingest_one(database_url: &str, args: &IngestArgs) -> anyhow::Result<Vec<Phase>> {
     let mut settings = Settings::for_database(database_url);
-    settings.gitlab_webhook_secrets = vec![Secret::new(BENCH_SECRET)];
-    let db = crate::db::Db::connect(database_url).await?;
+    settings.forges.gitlab_webhook_secrets = vec![Secret::new(BENCH_SECRET)];
+    let db = crate::storage::Db::connect(database_url).await?;
     let forges = build_forges(&settings, &db)?;
     let app = App::with_parts(settings, db, forges);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

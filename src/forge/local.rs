@@ -9,7 +9,7 @@ use super::{
     CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, GitRef, Member, MergeRequestInfo,
     NewMergeRequest, Note, ProjectId, ProjectInfo,
 };
-use crate::db::{Db, LocalStatusRow, ProjectRow};
+use crate::storage::{Db, LocalStatusRow, ProjectRow};
 
 /// Projects heard of through GitLab-shaped events are recorded under this forge name.
 const FORGE: &str = "gitlab";

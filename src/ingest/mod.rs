@@ -21,8 +21,8 @@ use sha2::Sha256;
 pub mod writer;
 
 use crate::app::App;
-use crate::db::StoreOutcome;
 use crate::events::{ForgeKind, Parsed, PayloadError};
+use crate::storage::StoreOutcome;
 
 /// An answer with a JSON body `{"status": …, …}`.
 fn answer(code: StatusCode, status: &str, extra: serde_json::Value) -> Response {
@@ -55,24 +55,22 @@ async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) ->
         ForgeKind::GitLab => header(&headers, "x-gitlab-event"),
         ForgeKind::GitHub => header(&headers, "x-github-event"),
     };
-    let event_label = event_header
-        .map(label)
-        .unwrap_or_else(|| "unknown".to_owned());
+    let event_label = event_header.map_or("unknown", metric_label);
 
-    let body = match axum::body::to_bytes(body, app.settings.max_body_bytes).await {
+    let body = match axum::body::to_bytes(body, app.settings.server.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            app.metrics.delivery(forge, &event_label, "too_large");
+            app.metrics.delivery(forge, event_label, "too_large");
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "rejected",
-                json!({ "error": format!("body larger than {} bytes", app.settings.max_body_bytes) }),
+                json!({ "error": format!("body larger than {} bytes", app.settings.server.max_body_bytes) }),
             );
         }
     };
 
     if let Err(why) = verify(&app, source, &headers, &body) {
-        app.metrics.delivery(forge, &event_label, "unauthorized");
+        app.metrics.delivery(forge, event_label, "unauthorized");
         tracing::info!(forge, reason = why, "webhook delivery refused");
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -88,7 +86,7 @@ async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) ->
     let parsed = match parsed {
         Ok(p) => p,
         Err(e) => {
-            app.metrics.delivery(forge, &event_label, "bad_request");
+            app.metrics.delivery(forge, event_label, "bad_request");
             return answer(
                 StatusCode::BAD_REQUEST,
                 "rejected",
@@ -152,19 +150,41 @@ async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) ->
     }
 }
 
-/// A metrics label from a header value: `Push Hook` → `push_hook`, bounded in length.
-fn label(header: &str) -> String {
-    header
-        .chars()
-        .take(40)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The metrics label of an event header: one of a fixed set of event kinds, else `other`, so
+/// that the senders of requests (authenticated or not) cannot grow the number of series.
+fn metric_label(header: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        // GitLab's X-Gitlab-Event values.
+        "push_hook",
+        "tag_push_hook",
+        "merge_request_hook",
+        "member_hook",
+        "subgroup_hook",
+        "project_hook",
+        "system_hook",
+        "issue_hook",
+        "note_hook",
+        "pipeline_hook",
+        "job_hook",
+        "release_hook",
+        // GitHub's X-GitHub-Event values.
+        "push",
+        "pull_request",
+        "create",
+        "delete",
+        "ping",
+        "member",
+        "membership",
+        "organization",
+        "repository",
+        "fork",
+    ];
+    let label = crate::events::kind_label(header);
+    KNOWN
+        .iter()
+        .find(|k| **k == label)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn verify(
@@ -175,7 +195,7 @@ fn verify(
 ) -> Result<(), &'static str> {
     match source {
         ForgeKind::GitLab => {
-            let secrets = &app.settings.gitlab_webhook_secrets;
+            let secrets = &app.settings.forges.gitlab_webhook_secrets;
             if secrets.is_empty() {
                 return Err("no GitLab webhook secret is configured on this server");
             }
@@ -195,6 +215,7 @@ fn verify(
         ForgeKind::GitHub => {
             let secret = app
                 .settings
+                .forges
                 .github_webhook_secret
                 .as_ref()
                 .ok_or("no GitHub webhook secret is configured on this server")?;

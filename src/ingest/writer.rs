@@ -5,7 +5,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{Db, DbResult, NewDelivery, NewJob, StoreOutcome};
+use crate::storage::{Db, DbResult, NewDelivery, NewJob, StoreOutcome};
 
 /// Most deliveries stored in one transaction.
 const MAX_BATCH: usize = 256;
@@ -69,7 +69,7 @@ impl DeliveryWriter {
             jobs: d.jobs,
             reply,
         };
-        let closed = || crate::db::DbError::Sqlx(sqlx::Error::PoolClosed);
+        let closed = || crate::storage::DbError::Sqlx(sqlx::Error::PoolClosed);
         self.tx.send(item).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }

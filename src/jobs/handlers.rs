@@ -2,14 +2,14 @@
 //! crash between its work and its completion) leaves the same state as running it once.
 
 use crate::app::App;
-use crate::db::{JobRow, MembershipRow, MergeRequestRow, ProjectRow, RefUpdateRow};
 use crate::events::{
     Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
     MergeRequestEvent, ProjectAction, ProjectEvent, ProjectRef, PushEvent, TagPushEvent,
 };
+use crate::storage::{JobRow, MembershipRow, MergeRequestRow, ProjectRow, RefUpdateRow};
 
 use super::{JobContext, JobError, JobPayload};
-use crate::build::flow::{self, EnvironmentRequest};
+use crate::environment::flow::{self, EnvironmentRequest};
 use crate::forge::ForgeError;
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -267,7 +267,7 @@ async fn merge_request(
             .is_some(),
         _ => false,
     };
-    if wants_note && app.settings.environments {
+    if wants_note && app.settings.environments.enabled {
         match upsert_note(app, forge, m, &note_body(app, m)).await {
             Err(JobError::Transient(e))
                 if e.downcast_ref::<ForgeError>()

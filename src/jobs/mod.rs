@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::db::{Heartbeat, JobId, JobRow, NewJob};
 use crate::events::{Event, ForgeKind, MergeRequestAction};
+use crate::storage::{Heartbeat, JobId, JobRow, NewJob};
 
 /// What a job row carries: the event and the forge it came from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,8 +47,8 @@ impl From<anyhow::Error> for JobError {
     }
 }
 
-impl From<crate::db::DbError> for JobError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<crate::storage::DbError> for JobError {
+    fn from(e: crate::storage::DbError) -> Self {
         JobError::Transient(e.into())
     }
 }
@@ -167,7 +167,7 @@ pub fn backoff(base: Duration, attempt: i64) -> Duration {
 /// Runs `workers` job loops until `shutdown` is cancelled, then waits for them.
 pub async fn run_workers(app: App, shutdown: CancellationToken) {
     let mut tasks = Vec::new();
-    for i in 0..app.settings.workers {
+    for i in 0..app.settings.jobs.workers {
         let app = app.clone();
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -180,7 +180,7 @@ pub async fn run_workers(app: App, shutdown: CancellationToken) {
 }
 
 async fn worker_loop(app: App, owner: String, shutdown: CancellationToken) {
-    let lease = app.settings.job_lease;
+    let lease = app.settings.jobs.lease;
     while !shutdown.is_cancelled() {
         match app.db.claim_job(&owner, lease).await {
             Ok(Some(job)) => {
@@ -190,14 +190,14 @@ async fn worker_loop(app: App, owner: String, shutdown: CancellationToken) {
                 let notified = app.jobs_ready.notified();
                 tokio::select! {
                     _ = notified => {}
-                    _ = tokio::time::sleep(app.settings.poll_interval) => {}
+                    _ = tokio::time::sleep(app.settings.jobs.poll_interval) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "claiming a job failed; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(app.settings.poll_interval * 4) => {}
+                    _ = tokio::time::sleep(app.settings.jobs.poll_interval * 4) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
@@ -210,7 +210,7 @@ pub async fn run_until_idle(app: &App) -> anyhow::Result<usize> {
     let owner = worker_owner(0);
     let never = CancellationToken::new();
     let mut n = 0;
-    while let Some(job) = app.db.claim_job(&owner, app.settings.job_lease).await? {
+    while let Some(job) = app.db.claim_job(&owner, app.settings.jobs.lease).await? {
         run_claimed(app, &owner, job, &never).await;
         n += 1;
     }
@@ -220,7 +220,7 @@ pub async fn run_until_idle(app: &App) -> anyhow::Result<usize> {
 /// Claims and runs at most one ready job in this task; returns whether one ran.
 pub async fn run_one(app: &App) -> anyhow::Result<bool> {
     let owner = worker_owner(0);
-    match app.db.claim_job(&owner, app.settings.job_lease).await? {
+    match app.db.claim_job(&owner, app.settings.jobs.lease).await? {
         Some(job) => {
             run_claimed(app, &owner, job, &CancellationToken::new()).await;
             Ok(true)
@@ -260,7 +260,7 @@ async fn run_claimed(app: &App, owner: &str, job: JobRow, shutdown: &Cancellatio
             r = &mut work => Some(r),
             _ = shutdown.cancelled() => {
                 // Give the job its grace period, then release it.
-                match tokio::time::timeout(app.settings.shutdown_grace, &mut work).await {
+                match tokio::time::timeout(app.settings.jobs.shutdown_grace, &mut work).await {
                     Ok(r) => Some(r),
                     Err(_) => {
                         work.abort();
@@ -305,9 +305,9 @@ async fn run_claimed(app: &App, owner: &str, job: JobRow, shutdown: &Cancellatio
                     let _ = app.db.dead_letter_job(id, owner, &msg).await;
                     "dead"
                 } else {
-                    let delay = backoff(app.settings.job_backoff, job.attempts);
+                    let delay = backoff(app.settings.jobs.backoff, job.attempts);
                     tracing::warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "job will be retried");
-                    let run_at = crate::db::now_ms() + delay.as_millis() as i64;
+                    let run_at = crate::storage::now_ms() + delay.as_millis() as i64;
                     let _ = app.db.retry_job(id, owner, &msg, run_at).await;
                     "retry"
                 }
@@ -325,11 +325,11 @@ fn spawn_heartbeat(
     id: JobId,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let every = app.settings.job_lease / 3;
+    let every = app.settings.jobs.lease / 3;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            match app.db.heartbeat(id, &owner, app.settings.job_lease).await {
+            match app.db.heartbeat(id, &owner, app.settings.jobs.lease).await {
                 Ok(Heartbeat::Held { cancel: false }) => {}
                 Ok(Heartbeat::Held { cancel: true }) | Ok(Heartbeat::Lost) => {
                     cancel.cancel();

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{GitSource, Kind, Options, analyze};
+use super::{Kind, Options, analyze};
+use crate::repo::CommitTree;
 
 /// Timings of one example repository, in microseconds.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -156,7 +157,7 @@ pub fn bench(dir: &Path, iterations: usize) -> BenchReport {
         let mut samples = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();
-            let outcome = GitSource::open(&repo, "refs/heads/main")
+            let outcome = CommitTree::open(&repo, "refs/heads/main")
                 .map_err(|e| e.to_string())
                 .and_then(|src| analyze(&src, &opts).map_err(|e| e.to_string()))
                 .map(|a| {

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{Analysis, DirSource, GitSource, Options, SpecError, SpecSource, analyze};
+use super::{Analysis, Options, SpecError, analyze};
+use crate::repo::{CommitTree, DirTree, FileTree};
 
 /// Arguments of `nbforge spec`.
 #[derive(clap::Args, Debug, Clone)]
@@ -65,7 +66,7 @@ pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
         let dir = std::env::temp_dir().join(format!("nbforge-spec-{}-{nanos}", std::process::id()));
         tmp_cache = Some(dir.clone());
         Some(
-            crate::mirror::fetch_mirror(&dir, "remote", &target, None, &[])
+            crate::repo::mirror::fetch_mirror(&dir, "remote", &target, None, &[])
                 .map_err(anyhow::Error::from),
         )
     } else if args.git_ref.is_some() {
@@ -92,13 +93,13 @@ pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
                     .unwrap_or("HEAD")
                     .to_owned(),
             };
-            match GitSource::open(&repo, &rev) {
+            match CommitTree::open(&repo, &rev) {
                 Ok(src) => report(args, &src, &opts),
                 Err(e) => internal(args, &format!("{rev}: {e}")),
             }
         }
         Some(Err(e)) => internal(args, &e.to_string()),
-        None => report(args, &DirSource::new(&target), &opts),
+        None => report(args, &DirTree::new(&target), &opts),
     };
     if let Some(dir) = tmp_cache {
         let _ = std::fs::remove_dir_all(dir);
@@ -118,7 +119,7 @@ fn internal(args: &SpecArgs, message: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_INTERNAL))
 }
 
-fn report(args: &SpecArgs, src: &dyn SpecSource, opts: &Options) -> anyhow::Result<ExitCode> {
+fn report(args: &SpecArgs, src: &dyn FileTree, opts: &Options) -> anyhow::Result<ExitCode> {
     let analysis = match analyze(src, opts) {
         Ok(a) => a,
         Err(SpecError::Internal(m)) => return internal(args, &m),

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::launch::{self, LAUNCH_FILE, check_repo_path, line_col};
-use super::source::{EntryKind, SpecSource, kind_of, normalize, read_text};
 use super::{Analysis, Diagnostic, Kind, Options, Plan, SpecError};
+use crate::repo::tree::{EntryKind, FileTree, kind_of, normalize, read_text};
 
 static APT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9+.-]+$").expect("valid regex"));
@@ -48,7 +48,7 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 struct Ctx<'a> {
-    src: &'a dyn SpecSource,
+    src: &'a dyn FileTree,
     opts: &'a Options,
     dir: String,
     errors: Vec<Diagnostic>,
@@ -99,7 +99,7 @@ enum Runtime {
     Other(String),
 }
 
-pub(super) fn detect(src: &dyn SpecSource, opts: &Options) -> Result<Analysis, SpecError> {
+pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, SpecError> {
     let binder = kind_of(src, "binder")? == Some(EntryKind::Dir);
     let dot = kind_of(src, ".binder")? == Some(EntryKind::Dir);
     let dir = match (binder, dot) {

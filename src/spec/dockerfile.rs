@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use super::source::{EntryKind, SpecSource, resolve};
 use super::{Analysis, EXTRA_CA_FILE, GENERATOR_VERSION, Kind, Options, SpecError};
+use crate::repo::tree::{EntryKind, FileTree, resolve};
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const ENTRYPOINT_FILE: &str = "nbforge-entrypoint";
@@ -212,7 +212,7 @@ fn entrypoint(start: &str) -> String {
 
 pub(super) fn context(
     a: &Analysis,
-    src: &dyn SpecSource,
+    src: &dyn FileTree,
     opts: &Options,
 ) -> Result<Vec<(String, Vec<u8>)>, SpecError> {
     let dockerfile = generate(a, opts)?;

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
-use super::source::{EntryKind, SpecSource, resolve, walk_files};
 use super::{Analysis, Diagnostic, GENERATOR_VERSION, Kind, Options, SpecError};
+use crate::repo::tree::{EntryKind, FileTree, resolve, walk_files};
 
 pub(super) fn compute(
-    src: &dyn SpecSource,
+    src: &dyn FileTree,
     opts: &Options,
     a: &mut Analysis,
 ) -> Result<(), SpecError> {
@@ -19,7 +19,7 @@ pub(super) fn compute(
     inputs.extend(a.files.iter().cloned());
     inputs.extend(a.plan.requirement_files.iter().cloned());
     let mut all: Option<Vec<String>> = None;
-    let mut all_files = |src: &dyn SpecSource| -> Result<Vec<String>, SpecError> {
+    let mut all_files = |src: &dyn FileTree| -> Result<Vec<String>, SpecError> {
         if all.is_none() {
             all = Some(walk_files(src, "")?);
         }

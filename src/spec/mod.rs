@@ -2,8 +2,8 @@
 //! `launch.toml`, the environment key (a hash of exactly what the image build reads), and
 //! Dockerfile plus build-context generation.
 //!
-//! Everything is read through one code path over a [`SpecSource`]: a commit tree read from git
-//! objects ([`GitSource`]) or a directory ([`DirSource`]). Problems in a repository are
+//! Everything is read through one code path over a [`FileTree`](crate::repo::FileTree): a commit tree read from git
+//! objects or a directory. Problems in a repository are
 //! [`SpecError::Invalid`] with `file:line:column` diagnostics; a kind nbforge cannot build is
 //! reported by [`Analysis::unsupported`] and by [`SpecError::Unsupported`] from generation.
 
@@ -13,13 +13,12 @@ mod detect;
 mod dockerfile;
 mod key;
 pub mod launch;
-pub mod source;
 
+use crate::repo::{FileTree, TreeError};
 use serde::Serialize;
 
 pub use detect::validate_apt_name;
 pub use launch::{LaunchConfig, ProjectKind, Resources, WorksheetEntry};
-pub use source::{DirSource, EntryKind, GitSource, SourceError, SpecSource};
 
 /// Version of the generator; part of every environment key, so a change to what nbforge
 /// generates rebuilds environments.
@@ -173,20 +172,20 @@ impl SpecError {
     }
 }
 
-impl From<SourceError> for SpecError {
-    fn from(e: SourceError) -> Self {
+impl From<TreeError> for SpecError {
+    fn from(e: TreeError) -> Self {
         if !e.is_user_error() {
             return SpecError::Internal(e.to_string());
         }
         let text = e.to_string();
         let path = match &e {
-            SourceError::Escape { path, .. }
-            | SourceError::Loop { path }
-            | SourceError::TooLarge { path, .. }
-            | SourceError::NotUtf8 { path, .. }
-            | SourceError::NotAFile { path } => path.clone(),
-            SourceError::Io { path, .. } => path.clone(),
-            SourceError::Git(_) => String::new(),
+            TreeError::Escape { path, .. }
+            | TreeError::Loop { path }
+            | TreeError::TooLarge { path, .. }
+            | TreeError::NotUtf8 { path, .. }
+            | TreeError::NotAFile { path } => path.clone(),
+            TreeError::Io { path, .. } => path.clone(),
+            TreeError::Git(_) => String::new(),
         };
         let message = text
             .strip_prefix(&format!("{path}: "))
@@ -249,7 +248,7 @@ struct Plan {
 
 /// Detects the kind, reads and validates the spec files and `launch.toml`, and computes the
 /// environment key.
-pub fn analyze(src: &dyn SpecSource, opts: &Options) -> Result<Analysis, SpecError> {
+pub fn analyze(src: &dyn FileTree, opts: &Options) -> Result<Analysis, SpecError> {
     let mut a = detect::detect(src, opts)?;
     key::compute(src, opts, &mut a)?;
     Ok(a)
@@ -275,7 +274,7 @@ impl Analysis {
     /// paths for the Dockerfile kind). Sorted by path, ready to be written into a tar.
     pub fn build_context(
         &self,
-        src: &dyn SpecSource,
+        src: &dyn FileTree,
         opts: &Options,
     ) -> Result<Vec<(String, Vec<u8>)>, SpecError> {
         dockerfile::context(self, src, opts)

@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{Admin, ListQuery, api_error, internal};
 use crate::app::App;
-use crate::build::logs::LogEvent;
+use crate::environment::logs::LogEvent;
 
 pub async fn list(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
     match app
@@ -42,7 +42,7 @@ fn sse_event(e: &LogEvent) -> Result<Event, Infallible> {
 
 /// The log so far, then each new line, ending after the final phase.
 fn live_stream(
-    sub: crate::build::logs::Subscription,
+    sub: crate::environment::logs::Subscription,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let start = stream::iter(
         sub.so_far

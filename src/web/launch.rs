@@ -53,7 +53,7 @@ pub async fn launch(
     match build {
         None => body.push_str(&format!(
             "<p>No environment has been prepared for commit <code>{}</code> yet.</p>\n",
-            escape(crate::build::flow::short_sha(&commit))
+            escape(crate::environment::flow::short_sha(&commit))
         )),
         Some(b) if b.phase == "built" => {
             let image = b.image.unwrap_or_default();

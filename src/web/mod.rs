@@ -53,7 +53,7 @@ pub fn router(app: App) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
-            app.settings.max_body_bytes,
+            app.settings.server.max_body_bytes,
         ))
         .with_state(app)
 }
@@ -111,7 +111,7 @@ impl FromRequestParts<App> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Some(token) = &app.settings.admin_token else {
+        let Some(token) = &app.settings.server.admin_token else {
             return Err(api_error(
                 StatusCode::FORBIDDEN,
                 "the admin API is disabled: set NBFORGE_ADMIN_TOKEN",
@@ -181,7 +181,7 @@ async fn get_delivery(_: Admin, State(app): State<App>, Path(key): Path<String>)
         Ok(Some(row)) => {
             let jobs = app
                 .db
-                .jobs_for_delivery(crate::db::DeliveryId(row.id))
+                .jobs_for_delivery(crate::storage::DeliveryId(row.id))
                 .await;
             match jobs {
                 Ok(jobs) => Json(json!({ "delivery": row, "jobs": jobs })).into_response(),
@@ -208,7 +208,7 @@ async fn list_jobs(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>)
 }
 
 async fn get_job(_: Admin, State(app): State<App>, Path(id): Path<i64>) -> Response {
-    match app.db.get_job(crate::db::JobId(id)).await {
+    match app.db.get_job(crate::storage::JobId(id)).await {
         Ok(Some(row)) => Json(json!({ "job": row })).into_response(),
         Ok(None) => api_error(StatusCode::NOT_FOUND, "no job with that id"),
         Err(e) => internal(e),

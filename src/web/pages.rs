@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{Admin, api_error, html_page, internal};
 use crate::app::App;
-use crate::db::CardRow;
+use crate::storage::CardRow;
 use crate::worksheet::render::escape;
 use crate::worksheet::{FieldError, Notebook, form_html, parameterize, parameters, validate};
 
@@ -148,7 +148,7 @@ pub async fn landing(State(app): State<App>, Query(search): Query<Search>) -> Re
 async fn resolve(
     app: &App,
     rest: &str,
-) -> Result<Option<(String, Option<String>, Option<String>)>, crate::db::DbError> {
+) -> Result<Option<(String, Option<String>, Option<String>)>, crate::storage::DbError> {
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     for k in (2..=parts.len()).rev() {
         let project = parts[..k].join("/");
@@ -286,7 +286,7 @@ async fn load(
     project: &str,
     tag: &str,
     path: &str,
-) -> Result<Option<(crate::db::WorksheetRow, String, Option<Notebook>)>, Response> {
+) -> Result<Option<(crate::storage::WorksheetRow, String, Option<Notebook>)>, Response> {
     match app.db.worksheet(project, tag, path).await {
         Ok(Some((sheet, body, bytes))) => {
             if sheet.error.is_some() {

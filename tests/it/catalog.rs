@@ -33,8 +33,8 @@ pub async fn app_for(fake: &FakeGitLab, backend: Backend) -> Option<TestApp> {
     let url = fake.url();
     let token = fake.token();
     TestApp::with_settings(backend, move |s| {
-        s.gitlab_url = Some(url);
-        s.gitlab_token = Some(token);
+        s.forges.gitlab_url = Some(url);
+        s.forges.gitlab_token = Some(token);
     })
     .await
 }

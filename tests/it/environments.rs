@@ -19,10 +19,10 @@ async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Set
     let url = fake.url();
     let token = fake.token();
     TestApp::with_settings(Backend::Sqlite, move |s| {
-        s.gitlab_url = Some(url);
-        s.gitlab_token = Some(token);
-        s.environments = true;
-        s.public_url = "http://nbforge.test/".parse().unwrap();
+        s.forges.gitlab_url = Some(url);
+        s.forges.gitlab_token = Some(token);
+        s.environments.enabled = true;
+        s.server.public_url = "http://nbforge.test/".parse().unwrap();
         tweak(s);
     })
     .await
@@ -31,12 +31,17 @@ async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Set
 
 /// Whether the engine and the base image are there (else skip or fail, as configured).
 async fn docker_ready(t: &TestApp) -> bool {
-    match t.app.builder.image_exists(&t.app.settings.base_image).await {
+    match t
+        .app
+        .builder
+        .image_exists(&t.app.settings.environments.base_image)
+        .await
+    {
         Ok(true) => true,
         Ok(false) => {
             missing_service(&format!(
                 "the base image {} (nbforge base-image)",
-                t.app.settings.base_image
+                t.app.settings.environments.base_image
             ));
             false
         }
@@ -264,7 +269,7 @@ async fn a_spec_error_fails_the_status_with_the_users_message() {
 async fn a_stopped_engine_is_retried_and_the_status_recovers() {
     let fake = FakeGitLab::start().await;
     let mut t = app_for(&fake, |s| {
-        s.docker_host = Some("unix:///nonexistent/docker.sock".into());
+        s.environments.docker_host = Some("unix:///nonexistent/docker.sock".into());
     })
     .await;
     let p = fake.add_project("lab/retry");
@@ -310,7 +315,7 @@ async fn a_stopped_engine_is_retried_and_the_status_recovers() {
 
     // The engine is back.
     let mut settings = (*t.app.settings).clone();
-    settings.docker_host = None;
+    settings.environments.docker_host = None;
     t.app.builder = nbforge::app::builder_for(&settings);
     if !docker_ready(&t).await {
         return;
@@ -320,7 +325,7 @@ async fn a_stopped_engine_is_retried_and_the_status_recovers() {
     t.assert_queue_empty().await;
     let job = t
         .db()
-        .get_job(nbforge::db::JobId(env_job.id))
+        .get_job(nbforge::storage::JobId(env_job.id))
         .await
         .unwrap()
         .unwrap();
@@ -390,7 +395,10 @@ async fn a_merge_request_gets_exactly_one_note_across_pushes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_merge_request_cancels_its_pending_environment() {
     let fake = FakeGitLab::start().await;
-    let t = app_for(&fake, |s| s.gitlab_token = Some(Secret::new("unused"))).await;
+    let t = app_for(&fake, |s| {
+        s.forges.gitlab_token = Some(Secret::new("unused"))
+    })
+    .await;
     let upstream = fake.add_project("lab/close-demo");
     fake.commit(
         &upstream,
@@ -419,7 +427,7 @@ async fn closing_a_merge_request_cancels_its_pending_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_build_log_streams_as_server_sent_events() {
-    use nbforge::build::Phase;
+    use nbforge::environment::Phase;
     let t = TestApp::sqlite().await;
     let id = t
         .db()
@@ -551,7 +559,7 @@ async fn images_are_pushed_to_the_registry_and_found_there_again() {
     };
     let fake = FakeGitLab::start().await;
     let address = registry.address.clone();
-    let t = app_for(&fake, move |s| s.registry = Some(address)).await;
+    let t = app_for(&fake, move |s| s.environments.registry = Some(address)).await;
     if !docker_ready(&t).await {
         return;
     }
@@ -628,8 +636,8 @@ fn registry_status(registry: &crate::ci_template::Registry, path: &str) -> Optio
 async fn a_newer_push_cancels_a_running_build() {
     let fake = FakeGitLab::start().await;
     let t = app_for(&fake, |s| {
-        s.job_lease = Duration::from_secs(3);
-        s.poll_interval = Duration::from_millis(20);
+        s.jobs.lease = Duration::from_secs(3);
+        s.jobs.poll_interval = Duration::from_millis(20);
     })
     .await;
     if !docker_ready(&t).await {
@@ -638,7 +646,7 @@ async fn a_newer_push_cancels_a_running_build() {
     let p = fake.add_project("lab/slow");
     let slow = format!(
         "FROM {}\nRUN echo {} && sleep 120\n",
-        t.app.settings.base_image,
+        t.app.settings.environments.base_image,
         uuid::Uuid::new_v4()
     );
     let first = fake.commit(&p, "main", &[("Dockerfile", slow.as_bytes())], "slow");
@@ -655,7 +663,7 @@ async fn a_newer_push_cancels_a_running_build() {
     }
     let quick = format!(
         "FROM {}\nRUN echo {}\n",
-        t.app.settings.base_image,
+        t.app.settings.environments.base_image,
         uuid::Uuid::new_v4()
     );
     let second = fake.commit(&p, "main", &[("Dockerfile", quick.as_bytes())], "quick");

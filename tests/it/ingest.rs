@@ -93,7 +93,7 @@ async fn every_rotated_secret_is_accepted() {
 
 #[tokio::test]
 async fn no_configured_secret_refuses_gitlab() {
-    let t = TestApp::with_settings(Backend::Sqlite, |s| s.gitlab_webhook_secrets.clear())
+    let t = TestApp::with_settings(Backend::Sqlite, |s| s.forges.gitlab_webhook_secrets.clear())
         .await
         .unwrap();
     let res = t

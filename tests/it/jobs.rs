@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use nbforge::db::{JobId, NewDelivery, NewJob};
+use nbforge::storage::{JobId, NewDelivery, NewJob};
 
 use crate::on_both_databases;
 use crate::support::{Backend, TestApp, push_payload, sha};
@@ -26,7 +26,7 @@ async fn enqueue(t: &TestApp, key: &str, jobs: &[NewJob]) -> Vec<JobId> {
         body: b"{}",
     };
     match t.db().store_delivery(&d, jobs).await.unwrap() {
-        nbforge::db::StoreOutcome::Stored { jobs, .. } => jobs,
+        nbforge::storage::StoreOutcome::Stored { jobs, .. } => jobs,
         other => panic!("{other:?}"),
     }
 }
@@ -66,7 +66,7 @@ on_both_databases!(
             db.heartbeat(ids[0], "worker-a", Duration::from_secs(1))
                 .await
                 .unwrap(),
-            nbforge::db::Heartbeat::Lost
+            nbforge::storage::Heartbeat::Lost
         );
         assert!(!db.complete_job(ids[0], "worker-a").await.unwrap());
         assert!(db.complete_job(ids[0], "worker-b").await.unwrap());
@@ -87,7 +87,7 @@ on_both_databases!(
             .await
             .unwrap()
             .unwrap();
-        let later = nbforge::db::now_ms() + 60_000;
+        let later = nbforge::storage::now_ms() + 60_000;
         assert!(
             db.retry_job(j.id(), "w", "forge down", later)
                 .await
@@ -187,7 +187,7 @@ on_both_databases!(
                 .heartbeat(first, "w", Duration::from_secs(60))
                 .await
                 .unwrap(),
-            nbforge::db::Heartbeat::Held { cancel: true }
+            nbforge::storage::Heartbeat::Held { cancel: true }
         );
     }
 );
@@ -307,17 +307,17 @@ on_both_databases!(
         ];
         let out = t.db().store_deliveries(&batch).await.unwrap();
         assert!(
-            matches!(out[0], nbforge::db::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 1)
+            matches!(out[0], nbforge::storage::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 1)
         );
         assert!(
-            matches!(out[1], nbforge::db::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 2)
+            matches!(out[1], nbforge::storage::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 2)
         );
         assert_eq!(
             out[2],
-            nbforge::db::StoreOutcome::Duplicate,
+            nbforge::storage::StoreOutcome::Duplicate,
             "a key repeated in the batch"
         );
-        let nbforge::db::StoreOutcome::Stored { jobs: last, .. } = &out[3] else {
+        let nbforge::storage::StoreOutcome::Stored { jobs: last, .. } = &out[3] else {
             panic!("{:?}", out[3])
         };
         // Only the newest job with key `k` is pending.
@@ -335,7 +335,7 @@ on_both_databases!(
             .store_deliveries(&[(d("b3", b"{}"), &c[..]), (d("b4", b"{}"), &c[..])])
             .await
             .unwrap();
-        assert_eq!(again[0], nbforge::db::StoreOutcome::Duplicate);
+        assert_eq!(again[0], nbforge::storage::StoreOutcome::Duplicate);
         assert_eq!(t.job_counts().await.get("superseded"), Some(&3));
         assert_eq!(t.db().count_deliveries().await.unwrap(), 4);
     }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use nbforge::db::Db;
+use nbforge::storage::Db;
 
 use crate::on_both_databases;
 use crate::support::process::Server;
@@ -58,7 +58,7 @@ async fn assert_each_acked_delivery_ran_once(db: &Db, acked: &[String]) {
             .unwrap()
             .unwrap_or_else(|| panic!("acknowledged {key} was lost"));
         let jobs = db
-            .jobs_for_delivery(nbforge::db::DeliveryId(d.id))
+            .jobs_for_delivery(nbforge::storage::DeliveryId(d.id))
             .await
             .unwrap();
         assert_eq!(jobs.len(), 1, "{key}");

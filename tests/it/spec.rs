@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use nbforge::repo::{CommitTree, DirTree};
 use nbforge::spec::cli::{SpecArgs, run};
-use nbforge::spec::{self, Analysis, DirSource, GitSource, Kind, Options, SpecError};
+use nbforge::spec::{self, Analysis, Kind, Options, SpecError};
 
 fn write(root: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
@@ -54,9 +55,9 @@ fn summary(r: &Result<Analysis, SpecError>) -> String {
 
 /// Analyzes `root` from disk and from a commit of it, checks both agree, returns the result.
 fn analyze_at(root: &Path, opts: &Options) -> Result<Analysis, SpecError> {
-    let from_dir = spec::analyze(&DirSource::new(root), opts);
+    let from_dir = spec::analyze(&DirTree::new(root), opts);
     let repo = commit(root);
-    let src = GitSource::open(&repo, "HEAD").unwrap();
+    let src = CommitTree::open(&repo, "HEAD").unwrap();
     let from_git = spec::analyze(&src, opts);
     assert_eq!(
         summary(&from_dir),
@@ -675,15 +676,15 @@ fn spec_dockerfile_generation() {
     assert!(!d.contains("ca-certificates"));
 }
 
-fn root_src(root: &Path) -> Box<DirSource> {
-    Box::new(DirSource::new(root))
+fn root_src(root: &Path) -> Box<DirTree> {
+    Box::new(DirTree::new(root))
 }
 
 #[test]
 fn spec_build_context_from_git_holds_only_inputs() {
     let tmp = worksheet_example();
     let repo = commit(tmp.path());
-    let src = GitSource::open(&repo, "HEAD").unwrap();
+    let src = CommitTree::open(&repo, "HEAD").unwrap();
     let opts = Options::default();
     let a = spec::analyze(&src, &opts).unwrap();
     let ctx = a.build_context(&src, &opts).unwrap();
@@ -979,7 +980,7 @@ fn spec_examples_and_bench() {
     }
     // Every example is warning-free except where a warning is the point.
     for (name, _) in expect {
-        let a = spec::analyze(&DirSource::new(examples().join(name)), &Options::default()).unwrap();
+        let a = spec::analyze(&DirTree::new(examples().join(name)), &Options::default()).unwrap();
         if matches!(name, "pip" | "pipfile" | "worksheet" | "apt-postbuild") {
             assert!(a.warnings.is_empty(), "{name}: {:?}", a.warnings);
             a.dockerfile(&Options::default()).unwrap();

@@ -188,15 +188,6 @@ fn status_state(state: StatusState) -> &'static str {
     }
 }
 
-fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
 /// `owner/repo`, checked, as URL path segments.
 fn split_repo(path: &str) -> ForgeResult<(String, String)> {
     let path = path.trim_matches('/');
@@ -360,7 +351,7 @@ impl Forge for GitHubForge {
             "state": status_state(status.state),
             "context": status.name,
             "target_url": status.target_url,
-            "description": status.description.as_deref().map(|d| truncate_chars(d, DESCRIPTION_MAX)),
+            "description": status.description.as_deref().map(|d| crate::text::truncate(d, DESCRIPTION_MAX)),
         });
         let _: Ignored = self
             .client
@@ -627,8 +618,6 @@ mod tests {
         assert_eq!(status_state(StatusState::Running), "pending");
         assert_eq!(status_state(StatusState::Failed), "failure");
         assert_eq!(status_state(StatusState::Canceled), "error");
-        let cut = truncate_chars(&"x".repeat(200), DESCRIPTION_MAX);
-        assert_eq!(cut.chars().count(), DESCRIPTION_MAX);
     }
 
     /// A few GitHub endpoints, in process, recording what they were sent.

@@ -11,8 +11,6 @@ pub mod client;
 pub mod endpoints;
 pub mod payload;
 
-use std::borrow::Cow;
-
 use async_trait::async_trait;
 use gitlab::api::common::NameOrId;
 use gitlab::api::{self as glapi, AsyncQuery, Pagination};
@@ -219,19 +217,6 @@ fn already_in_state(msg: &str, state: StatusState) -> bool {
         && msg.contains(&format!("from :{}", state.as_str()))
 }
 
-/// Cut `s` to at most `max` bytes on a character boundary, ending with `…` when cut.
-fn truncate(s: &str, max: usize) -> Cow<'_, str> {
-    if s.len() <= max {
-        return Cow::Borrowed(s);
-    }
-    let ellipsis = '…';
-    let mut end = max - ellipsis.len_utf8();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}{ellipsis}", &s[..end]))
-}
-
 impl GitLabForge {
     /// A client for the instance at `base_url` (`https://gitlab.example.com`, or
     /// `http://127.0.0.1:PORT`; a path prefix is kept). Does no I/O: a bad token
@@ -382,7 +367,7 @@ impl Forge for GitLabForge {
             builder.target_url(url.as_str());
         }
         if let Some(d) = &status.description {
-            builder.description(truncate(d, STATUS_FIELD_MAX));
+            builder.description(crate::text::truncate(d, STATUS_FIELD_MAX));
         }
         let endpoint = builder.build().map_err(|e| builder_error(&what, e))?;
         match self.query::<_, Ignored>(&what, endpoint).await {
@@ -565,15 +550,6 @@ impl Forge for GitLabForge {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("short", 10), "short");
-        let long = "é".repeat(200); // 400 bytes
-        let cut = truncate(&long, STATUS_FIELD_MAX);
-        assert!(cut.len() <= STATUS_FIELD_MAX);
-        assert!(cut.ends_with('…'));
-    }
 
     #[test]
     fn project_ids_are_checked() {

@@ -18,7 +18,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use nbforge::app::{App, build_forges};
 use nbforge::config::{Secret, Settings};
-use nbforge::db::Db;
+use nbforge::storage::Db;
 use tower::ServiceExt;
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
@@ -96,19 +96,19 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(backend, dir.path()).await?;
         let mut settings = Settings::for_database(&url);
-        settings.gitlab_webhook_secrets = vec![
+        settings.forges.gitlab_webhook_secrets = vec![
             Secret::new("old-rotated-secret"),
             Secret::new(WEBHOOK_SECRET),
         ];
-        settings.github_webhook_secret = Some(Secret::new(GITHUB_SECRET));
-        settings.admin_token = Some(Secret::new(ADMIN_TOKEN));
+        settings.forges.github_webhook_secret = Some(Secret::new(GITHUB_SECRET));
+        settings.server.admin_token = Some(Secret::new(ADMIN_TOKEN));
         settings.data_dir = dir.path().join("data");
-        settings.job_backoff = std::time::Duration::from_millis(1);
+        settings.jobs.backoff = std::time::Duration::from_millis(1);
         // Environment builds need Docker; the tests that want them turn them on.
-        settings.environments = false;
-        settings.image_prefix = "nbforge-test".into();
+        settings.environments.enabled = false;
+        settings.environments.image_prefix = "nbforge-test".into();
         if let Ok(path) = std::env::var("NBFORGE_EXTRA_CA_CERTS") {
-            settings.extra_ca =
+            settings.environments.extra_ca =
                 Some(std::fs::read(&path).expect("NBFORGE_EXTRA_CA_CERTS is readable"));
         }
         tweak(&mut settings);

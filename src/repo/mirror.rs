@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Secret;
+use crate::config::{Secret, redact_url};
 
 /// Refspecs used when the caller passes none: all branches and tags, force-updated.
 pub const DEFAULT_REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -24,24 +24,6 @@ pub enum MirrorError {
     /// The remote refused the credentials.
     #[error("fetching {url}: authentication failed")]
     Auth { url: String },
-}
-
-/// A URL with any `user:password@` part removed, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.has_host() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => match url.rsplit_once('@') {
-            Some((_, rest)) if url.contains("://") => {
-                let scheme = url.split("://").next().unwrap_or("");
-                format!("{scheme}://{rest}")
-            }
-            _ => url.to_owned(),
-        },
-    }
 }
 
 fn valid_key(key: &str) -> bool {
@@ -139,15 +121,6 @@ pub fn fetch_mirror(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_removes_userinfo() {
-        assert_eq!(
-            redact_url("https://oauth2:glpat-secret@gitlab.example/g/p.git"),
-            "https://gitlab.example/g/p.git"
-        );
-        assert_eq!(redact_url("/srv/repos/p.git"), "/srv/repos/p.git");
-    }
 
     #[test]
     fn keys_are_folder_names() {

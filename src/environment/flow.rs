@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::build::{
+use crate::environment::{
     BuildError, BuildRequest, LABEL_COMMIT, LABEL_KEY, LABEL_REPO, LABEL_VERSION, Phase,
 };
 use crate::events::ProjectRef;
@@ -69,7 +69,7 @@ pub fn encode_path(path: &str) -> String {
 pub fn launch_url(app: &App, project: &str, git_ref: &str) -> String {
     format!(
         "{}v2/gl/{}/{}",
-        app.settings.public_url,
+        app.settings.server.public_url,
         encode_path(project),
         percent_encoding::utf8_percent_encode(git_ref, percent_encoding::NON_ALPHANUMERIC)
     )
@@ -77,21 +77,15 @@ pub fn launch_url(app: &App, project: &str, git_ref: &str) -> String {
 
 /// The launch badge image.
 pub fn badge_url(app: &App) -> String {
-    format!("{}badge_logo.svg", app.settings.public_url)
+    format!("{}badge_logo.svg", app.settings.server.public_url)
 }
 
 /// The URL of a build's log.
 pub fn log_url(app: &App, build_id: i64) -> String {
-    format!("{}api/builds/{build_id}/log", app.settings.public_url)
-}
-
-fn truncate(s: &str) -> String {
-    if s.chars().count() <= MAX_DESCRIPTION {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(MAX_DESCRIPTION - 1).collect();
-    out.push('…');
-    out
+    format!(
+        "{}api/builds/{build_id}/log",
+        app.settings.server.public_url
+    )
 }
 
 struct Reporter<'a> {
@@ -113,7 +107,7 @@ impl Reporter<'_> {
             name: STATUS_NAME.to_owned(),
             ref_name: self.req.ref_name.clone(),
             target_url: Some(target_url.to_owned()),
-            description: Some(truncate(description)),
+            description: Some(crate::text::truncate(description, MAX_DESCRIPTION).into_owned()),
         };
         self.forge
             .set_commit_status(&self.project, &self.req.commit, &status)
@@ -158,7 +152,7 @@ pub async fn fetch_project(
     let guard = app.mirror_lock(&key).lock_owned().await;
     let repo_path = tokio::task::spawn_blocking(move || {
         let creds = source.credentials.as_ref().map(|(u, t)| (u.as_str(), t));
-        crate::mirror::fetch_mirror(&mirrors, &key, &source.url, creds, &[])
+        crate::repo::mirror::fetch_mirror(&mirrors, &key, &source.url, creds, &[])
             .map(|r| r.path().to_owned())
     })
     .await
@@ -242,7 +236,7 @@ async fn run(
         let repo = git2::Repository::open_bare(&repo_path2).map_err(|e| {
             crate::spec::SpecError::Internal(format!("opening the mirror: {}", e.message()))
         })?;
-        let src = crate::spec::GitSource::open(&repo, &spec_commit)
+        let src = crate::repo::CommitTree::open(&repo, &spec_commit)
             .map_err(crate::spec::SpecError::from)?;
         let analysis = crate::spec::analyze(&src, &analysis_opts)?;
         let dockerfile_path = analysis.dockerfile_path();
@@ -353,7 +347,7 @@ async fn run(
         }
         Err(e) => return Err(infrastructure(e, build_id, app)),
     }
-    if app.settings.registry.is_some() {
+    if app.settings.environments.registry.is_some() {
         logs.phase(build_id, Phase::Pushing, &format!("pushing {image}"));
         app.builder
             .push(&image, &sink)

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BuildRequest, LABEL_KEY, LABEL_REPO, LABEL_VERSION};
 use crate::config::Settings;
-use crate::spec::{DirSource, analyze};
+use crate::repo::DirTree;
+use crate::spec::analyze;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
@@ -29,7 +30,7 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
     let started = Instant::now();
     let stamp = move || format!("[{:>6.1}s]", started.elapsed().as_secs_f64());
     let opts = crate::app::spec_options(settings);
-    let src = DirSource::new(&args.path);
+    let src = DirTree::new(&args.path);
     let analysis = match analyze(&src, &opts) {
         Ok(a) => a,
         Err(e) => {

@@ -1,15 +1,10 @@
-//! Environment images: builds through the Docker Engine API (bollard) from a generated
-//! Dockerfile and a context holding only the environment inputs, a cache keyed by the
-//! environment key, streamed build logs, and the locally made base image.
+//! The Docker image builder (bollard): builds from a generated Dockerfile and a context
+//! holding only the environment inputs, a cache keyed by the environment key, and
+//! streamed build logs.
 //!
 //! Images are tagged `<prefix>/env:<environment key>` and labelled with the repository,
 //! commit, key and nbforge version. An image already present for a key is never built
 //! again; Docker's layer cache is shared across keys.
-
-pub mod base;
-pub mod cli;
-pub mod flow;
-pub mod logs;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -23,8 +18,6 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-
-pub use logs::{LogHub, Phase};
 
 /// Label keys put on every image nbforge builds.
 pub const LABEL_REPO: &str = "org.nbforge.repo";

@@ -1,8 +1,8 @@
-//! Where launch-spec files are read from: the [`SpecSource`] trait and its two implementations,
-//! a git commit tree read straight from git objects ([`GitSource`]) and a directory on disk
-//! ([`DirSource`]). Paths are repository-relative, `/`-separated, never absolute.
+//! A file tree: the [`FileTree`] trait and its two implementations,
+//! a git commit tree read straight from git objects ([`CommitTree`]) and a directory on disk
+//! ([`DirTree`]). Paths are repository-relative, `/`-separated, never absolute.
 //!
-//! Symlinks are resolved here, once, for both sources: a link whose target leaves the
+//! Symlinks are resolved here, once, for both kinds of tree: a link whose target leaves the
 //! repository is an error, as is a file over the size limit or text that is not UTF-8.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub enum EntryKind {
 /// Failures reading a source. `Escape`, `TooLarge`, `NotUtf8` and `Loop` are the repository
 /// author's to fix; `Io` and `Git` are internal.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub enum TreeError {
     #[error("{path}: symlink points outside the repository ({target})")]
     Escape { path: String, target: String },
     #[error("{path}: too many levels of symlinks")]
@@ -37,31 +37,31 @@ pub enum SourceError {
     Git(#[from] git2::Error),
 }
 
-impl SourceError {
+impl TreeError {
     /// True when the repository content is at fault (shown to the user), false for
     /// internal failures (logged, not echoed).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, SourceError::Io { .. } | SourceError::Git(_))
+        !matches!(self, TreeError::Io { .. } | TreeError::Git(_))
     }
 }
 
 /// A tree of files: a commit or a directory. Implementations answer for exact paths and never
 /// follow symlinks themselves; [`resolve`] and the helpers below do that uniformly.
-pub trait SpecSource {
+pub trait FileTree {
     /// The kind of entry at `path` (no symlink following), or `None` when absent.
     /// `""` is the root directory.
-    fn entry(&self, path: &str) -> Result<Option<EntryKind>, SourceError>;
+    fn entry(&self, path: &str) -> Result<Option<EntryKind>, TreeError>;
     /// The size in bytes of the regular file at `path`.
-    fn file_size(&self, path: &str) -> Result<u64, SourceError>;
+    fn file_size(&self, path: &str) -> Result<u64, TreeError>;
     /// The bytes of the regular file at `path`.
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, SourceError>;
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, TreeError>;
     /// The target text of the symlink at `path`.
-    fn link_target(&self, path: &str) -> Result<String, SourceError>;
+    fn link_target(&self, path: &str) -> Result<String, TreeError>;
     /// Names and kinds of the entries of the directory at `path`, sorted by name.
-    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, SourceError>;
+    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, TreeError>;
     /// The git blob id of the regular file at `path` (same value for both sources, so a
     /// directory and its commit give the same environment key).
-    fn blob_id(&self, path: &str) -> Result<git2::Oid, SourceError> {
+    fn blob_id(&self, path: &str) -> Result<git2::Oid, TreeError> {
         let bytes = self.read_file(path)?;
         Ok(git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)?)
     }
@@ -96,12 +96,9 @@ pub fn normalize(path: &str) -> Option<String> {
 
 /// Follows symlinks in every component of `path`. Returns the symlink-free path and its kind,
 /// or `None` when something along the way does not exist.
-pub fn resolve(
-    src: &dyn SpecSource,
-    path: &str,
-) -> Result<Option<(String, EntryKind)>, SourceError> {
+pub fn resolve(src: &dyn FileTree, path: &str) -> Result<Option<(String, EntryKind)>, TreeError> {
     let Some(norm) = normalize(path) else {
-        return Err(SourceError::Escape {
+        return Err(TreeError::Escape {
             path: path.to_owned(),
             target: path.to_owned(),
         });
@@ -125,7 +122,7 @@ pub fn resolve(
             Some(EntryKind::Symlink) => {
                 hops += 1;
                 if hops > 16 {
-                    return Err(SourceError::Loop {
+                    return Err(TreeError::Loop {
                         path: path.to_owned(),
                     });
                 }
@@ -136,7 +133,7 @@ pub fn resolve(
                     normalize(&join(&current, &target))
                 };
                 let Some(combined) = combined else {
-                    return Err(SourceError::Escape { path: next, target });
+                    return Err(TreeError::Escape { path: next, target });
                 };
                 // Restart from the root with the link's target followed by what is left.
                 let mut rest: Vec<String> = combined
@@ -161,16 +158,16 @@ pub fn resolve(
 /// Reads the regular file at `path` (following symlinks inside the repository), refusing
 /// files over `limit` bytes before loading them. `Ok(None)` when absent.
 pub fn read_limited(
-    src: &dyn SpecSource,
+    src: &dyn FileTree,
     path: &str,
     limit: u64,
-) -> Result<Option<Vec<u8>>, SourceError> {
+) -> Result<Option<Vec<u8>>, TreeError> {
     match resolve(src, path)? {
         None => Ok(None),
         Some((real, EntryKind::File)) => {
             let size = src.file_size(&real)?;
             if size > limit {
-                return Err(SourceError::TooLarge {
+                return Err(TreeError::TooLarge {
                     path: path.to_owned(),
                     size,
                     limit,
@@ -178,23 +175,19 @@ pub fn read_limited(
             }
             src.read_file(&real).map(Some)
         }
-        Some(_) => Err(SourceError::NotAFile {
+        Some(_) => Err(TreeError::NotAFile {
             path: path.to_owned(),
         }),
     }
 }
 
 /// Like [`read_limited`], and the bytes must be UTF-8 text.
-pub fn read_text(
-    src: &dyn SpecSource,
-    path: &str,
-    limit: u64,
-) -> Result<Option<String>, SourceError> {
+pub fn read_text(src: &dyn FileTree, path: &str, limit: u64) -> Result<Option<String>, TreeError> {
     match read_limited(src, path, limit)? {
         None => Ok(None),
         Some(bytes) => String::from_utf8(bytes)
             .map(Some)
-            .map_err(|e| SourceError::NotUtf8 {
+            .map_err(|e| TreeError::NotUtf8 {
                 path: path.to_owned(),
                 offset: e.utf8_error().valid_up_to(),
             }),
@@ -202,14 +195,14 @@ pub fn read_text(
 }
 
 /// The kind of `path` after following symlinks, `None` when absent.
-pub fn kind_of(src: &dyn SpecSource, path: &str) -> Result<Option<EntryKind>, SourceError> {
+pub fn kind_of(src: &dyn FileTree, path: &str) -> Result<Option<EntryKind>, TreeError> {
     Ok(resolve(src, path)?.map(|(_, k)| k))
 }
 
 /// Every regular file under `dir` (recursively, symlinks to files inside the repository
 /// included under their own path; symlinked directories are not descended, so a tree is
 /// never walked twice). Sorted.
-pub fn walk_files(src: &dyn SpecSource, dir: &str) -> Result<Vec<String>, SourceError> {
+pub fn walk_files(src: &dyn FileTree, dir: &str) -> Result<Vec<String>, TreeError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -235,17 +228,17 @@ pub fn walk_files(src: &dyn SpecSource, dir: &str) -> Result<Vec<String>, Source
 }
 
 /// A commit's tree, read from git objects without a checkout.
-pub struct GitSource<'r> {
+pub struct CommitTree<'r> {
     repo: &'r git2::Repository,
     tree: git2::Tree<'r>,
     commit: git2::Oid,
 }
 
-impl<'r> GitSource<'r> {
+impl<'r> CommitTree<'r> {
     /// Opens the tree of the commit `rev` names (a sha, branch, tag or any revspec).
-    pub fn open(repo: &'r git2::Repository, rev: &str) -> Result<Self, SourceError> {
+    pub fn open(repo: &'r git2::Repository, rev: &str) -> Result<Self, TreeError> {
         let commit = repo.revparse_single(rev)?.peel_to_commit()?;
-        Ok(GitSource {
+        Ok(CommitTree {
             repo,
             tree: commit.tree()?,
             commit: commit.id(),
@@ -257,7 +250,7 @@ impl<'r> GitSource<'r> {
         self.commit
     }
 
-    fn tree_entry(&self, path: &str) -> Result<Option<git2::TreeEntry<'static>>, SourceError> {
+    fn tree_entry(&self, path: &str) -> Result<Option<git2::TreeEntry<'static>>, TreeError> {
         match self.tree.get_path(Path::new(path)) {
             Ok(e) => Ok(Some(e)),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
@@ -265,12 +258,10 @@ impl<'r> GitSource<'r> {
         }
     }
 
-    fn blob(&self, path: &str) -> Result<git2::Blob<'r>, SourceError> {
-        let entry = self
-            .tree_entry(path)?
-            .ok_or_else(|| SourceError::NotAFile {
-                path: path.to_owned(),
-            })?;
+    fn blob(&self, path: &str) -> Result<git2::Blob<'r>, TreeError> {
+        let entry = self.tree_entry(path)?.ok_or_else(|| TreeError::NotAFile {
+            path: path.to_owned(),
+        })?;
         Ok(self.repo.find_blob(entry.id())?)
     }
 }
@@ -284,54 +275,50 @@ fn kind_from_mode(mode: i32) -> EntryKind {
     }
 }
 
-impl SpecSource for GitSource<'_> {
-    fn entry(&self, path: &str) -> Result<Option<EntryKind>, SourceError> {
+impl FileTree for CommitTree<'_> {
+    fn entry(&self, path: &str) -> Result<Option<EntryKind>, TreeError> {
         if path.is_empty() {
             return Ok(Some(EntryKind::Dir));
         }
         Ok(self.tree_entry(path)?.map(|e| kind_from_mode(e.filemode())))
     }
 
-    fn file_size(&self, path: &str) -> Result<u64, SourceError> {
-        let entry = self
-            .tree_entry(path)?
-            .ok_or_else(|| SourceError::NotAFile {
-                path: path.to_owned(),
-            })?;
+    fn file_size(&self, path: &str) -> Result<u64, TreeError> {
+        let entry = self.tree_entry(path)?.ok_or_else(|| TreeError::NotAFile {
+            path: path.to_owned(),
+        })?;
         let (size, _) = self.repo.odb()?.read_header(entry.id())?;
         Ok(size as u64)
     }
 
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, TreeError> {
         Ok(self.blob(path)?.content().to_vec())
     }
 
-    fn blob_id(&self, path: &str) -> Result<git2::Oid, SourceError> {
+    fn blob_id(&self, path: &str) -> Result<git2::Oid, TreeError> {
         self.tree_entry(path)?
             .map(|e| e.id())
-            .ok_or_else(|| SourceError::NotAFile {
+            .ok_or_else(|| TreeError::NotAFile {
                 path: path.to_owned(),
             })
     }
 
-    fn link_target(&self, path: &str) -> Result<String, SourceError> {
+    fn link_target(&self, path: &str) -> Result<String, TreeError> {
         let blob = self.blob(path)?;
-        String::from_utf8(blob.content().to_vec()).map_err(|e| SourceError::NotUtf8 {
+        String::from_utf8(blob.content().to_vec()).map_err(|e| TreeError::NotUtf8 {
             path: path.to_owned(),
             offset: e.utf8_error().valid_up_to(),
         })
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, SourceError> {
+    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, TreeError> {
         let sub;
         let tree = if path.is_empty() {
             &self.tree
         } else {
-            let entry = self
-                .tree_entry(path)?
-                .ok_or_else(|| SourceError::NotAFile {
-                    path: path.to_owned(),
-                })?;
+            let entry = self.tree_entry(path)?.ok_or_else(|| TreeError::NotAFile {
+                path: path.to_owned(),
+            })?;
             sub = self.repo.find_tree(entry.id())?;
             &sub
         };
@@ -347,13 +334,13 @@ impl SpecSource for GitSource<'_> {
 }
 
 /// A directory on disk. The `.git` folder at its root is not part of the tree.
-pub struct DirSource {
+pub struct DirTree {
     root: PathBuf,
 }
 
-impl DirSource {
+impl DirTree {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirSource { root: root.into() }
+        DirTree { root: root.into() }
     }
 
     fn full(&self, path: &str) -> PathBuf {
@@ -365,8 +352,8 @@ impl DirSource {
     }
 }
 
-fn io_err(path: &str, e: std::io::Error) -> SourceError {
-    SourceError::Io {
+fn io_err(path: &str, e: std::io::Error) -> TreeError {
+    TreeError::Io {
         path: path.to_owned(),
         message: e.to_string(),
     }
@@ -385,8 +372,8 @@ fn kind_from_meta(m: &std::fs::Metadata) -> EntryKind {
     }
 }
 
-impl SpecSource for DirSource {
-    fn entry(&self, path: &str) -> Result<Option<EntryKind>, SourceError> {
+impl FileTree for DirTree {
+    fn entry(&self, path: &str) -> Result<Option<EntryKind>, TreeError> {
         if path == ".git" || path.starts_with(".git/") {
             return Ok(None);
         }
@@ -398,28 +385,28 @@ impl SpecSource for DirSource {
         }
     }
 
-    fn file_size(&self, path: &str) -> Result<u64, SourceError> {
+    fn file_size(&self, path: &str) -> Result<u64, TreeError> {
         std::fs::symlink_metadata(self.full(path))
             .map(|m| m.len())
             .map_err(|e| io_err(path, e))
     }
 
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, TreeError> {
         std::fs::read(self.full(path)).map_err(|e| io_err(path, e))
     }
 
-    fn link_target(&self, path: &str) -> Result<String, SourceError> {
+    fn link_target(&self, path: &str) -> Result<String, TreeError> {
         let target = std::fs::read_link(self.full(path)).map_err(|e| io_err(path, e))?;
         target
             .into_os_string()
             .into_string()
-            .map_err(|_| SourceError::NotUtf8 {
+            .map_err(|_| TreeError::NotUtf8 {
                 path: path.to_owned(),
                 offset: 0,
             })
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, SourceError> {
+    fn list_dir(&self, path: &str) -> Result<Vec<(String, EntryKind)>, TreeError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.full(path)).map_err(|e| io_err(path, e))? {
             let entry = entry.map_err(|e| io_err(path, e))?;
@@ -459,7 +446,7 @@ mod tests {
         std::fs::write(tmp.path().join("real/f.txt"), "x").unwrap();
         std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
         std::os::unix::fs::symlink("../..", tmp.path().join("real/up")).unwrap();
-        let src = DirSource::new(tmp.path());
+        let src = DirTree::new(tmp.path());
         assert_eq!(
             resolve(&src, "link/f.txt").unwrap(),
             Some(("real/f.txt".into(), EntryKind::File))
@@ -467,7 +454,7 @@ mod tests {
         assert_eq!(resolve(&src, "link/nope").unwrap(), None);
         assert!(matches!(
             resolve(&src, "real/up/x"),
-            Err(SourceError::Escape { .. })
+            Err(TreeError::Escape { .. })
         ));
         assert_eq!(
             read_text(&src, "link/f.txt", 10).unwrap().as_deref(),
@@ -475,11 +462,11 @@ mod tests {
         );
         assert!(matches!(
             read_text(&src, "link/f.txt", 0),
-            Err(SourceError::TooLarge { size: 1, .. })
+            Err(TreeError::TooLarge { size: 1, .. })
         ));
         assert!(matches!(
             read_text(&src, "real", 10),
-            Err(SourceError::NotAFile { .. })
+            Err(TreeError::NotAFile { .. })
         ));
         assert_eq!(walk_files(&src, "").unwrap(), ["real/f.txt"]);
     }

@@ -1,0 +1,212 @@
+//! Environment builds with their logs, and the one note nbforge keeps on a merge request.
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, FromRow};
+
+use super::*;
+
+/// An environment build as stored.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct BuildRow {
+    pub id: i64,
+    pub forge: String,
+    pub project: String,
+    pub ref_name: Option<String>,
+    pub commit_sha: String,
+    pub environment_key: Option<String>,
+    pub image: Option<String>,
+    pub phase: String,
+    pub cached: i64,
+    pub message: Option<String>,
+    pub job_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const BUILD_COLUMNS: &str = "id, forge, project, ref_name, commit_sha, environment_key, image, phase, cached, \
+     message, job_id, created_at, updated_at, finished_at";
+
+impl Db {
+    pub async fn create_build(
+        &self,
+        forge: &str,
+        project: &str,
+        ref_name: Option<&str>,
+        commit: &str,
+        job: Option<JobId>,
+    ) -> DbResult<i64> {
+        let now = now_ms();
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO builds (forge, project, ref_name, commit_sha, phase, job_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $6) RETURNING id",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(ref_name)
+        .bind(commit)
+        .bind(job.map(|j| j.0))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Records the key and image once the spec is read.
+    pub async fn set_build_environment(&self, id: i64, key: &str, image: &str) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE builds SET environment_key = $1, image = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(key)
+        .bind(image)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a build to `phase`; final phases also store the whole log.
+    pub async fn set_build_phase(
+        &self,
+        id: i64,
+        phase: &str,
+        message: Option<&str>,
+        cached: bool,
+        log: Option<&str>,
+    ) -> DbResult<()> {
+        let now = now_ms();
+        let finished = matches!(phase, "built" | "failed" | "canceled").then_some(now);
+        sqlx::query(
+            "UPDATE builds SET phase = $1, message = COALESCE($2, message), cached = $3,
+                    log = COALESCE($4, log), updated_at = $5, finished_at = $6
+             WHERE id = $7",
+        )
+        .bind(phase)
+        .bind(message)
+        .bind(i64::from(cached))
+        .bind(log)
+        .bind(now)
+        .bind(finished)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_build(&self, id: i64) -> DbResult<Option<BuildRow>> {
+        let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1");
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn build_log(&self, id: i64) -> DbResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT log FROM builds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Builds of a commit, newest first.
+    pub async fn builds_for_commit(
+        &self,
+        forge: &str,
+        project: &str,
+        commit: &str,
+    ) -> DbResult<Vec<BuildRow>> {
+        let sql = format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE forge = $1 AND project = $2 AND commit_sha = $3 ORDER BY id DESC"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(forge)
+            .bind(project)
+            .bind(commit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Recent builds, newest first.
+    pub async fn list_builds(&self, limit: i64) -> DbResult<Vec<BuildRow>> {
+        let sql = format!("SELECT {BUILD_COLUMNS} FROM builds ORDER BY id DESC LIMIT $1");
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The newest finished, successful build for an environment key, if any.
+    pub async fn built_image_for_key(&self, key: &str) -> DbResult<Option<String>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT image FROM builds WHERE environment_key = $1 AND phase = 'built' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// The note nbforge keeps on a merge request, if it made one.
+    pub async fn mr_note(&self, forge: &str, project: &str, iid: i64) -> DbResult<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT note_id FROM mr_notes WHERE forge = $1 AND project = $2 AND iid = $3",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(iid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn set_mr_note(
+        &self,
+        forge: &str,
+        project: &str,
+        iid: i64,
+        note_id: i64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO mr_notes (forge, project, iid, note_id, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (forge, project, iid) DO UPDATE SET note_id = excluded.note_id, updated_at = excluded.updated_at",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(iid)
+        .bind(note_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// The newest build of any of `commits` of a project (a branch may have moved on).
+    pub async fn latest_build(&self, project: &str, commit: &str) -> DbResult<Option<BuildRow>> {
+        let sql = format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE project = $1 AND commit_sha = $2 ORDER BY id DESC LIMIT 1"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project)
+            .bind(commit)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The commit a branch or tag of a project points to, whichever forge it is on.
+    pub async fn resolve_ref(&self, project: &str, name: &str) -> DbResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT sha FROM refs WHERE project = $1 AND (ref_name = $2 OR ref_name = $3)
+             ORDER BY CASE WHEN ref_name = $2 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(project)
+        .bind(format!("refs/heads/{name}"))
+        .bind(format!("refs/tags/{name}"))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+}

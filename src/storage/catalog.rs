@@ -1,0 +1,241 @@
+//! Published releases and their worksheets, and the official listing.
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, FromRow};
+
+use super::*;
+
+/// A release: the worksheets of a project at a tag.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub forge: String,
+    pub project: String,
+    pub tag: String,
+    pub commit_sha: String,
+    pub title: Option<String>,
+    pub area: Option<String>,
+    pub error: Option<String>,
+    pub published_at: i64,
+}
+
+/// A worksheet of a release, without its notebook bytes.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct WorksheetRow {
+    pub forge: String,
+    pub project: String,
+    pub tag: String,
+    pub path: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub error: Option<String>,
+    pub published_at: i64,
+}
+
+/// A worksheet to publish.
+#[derive(Debug, Clone)]
+pub struct NewWorksheet {
+    pub path: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub body_html: String,
+    pub notebook: Vec<u8>,
+    pub error: Option<String>,
+}
+
+/// A card of the landing page: an official project's worksheet at its newest release.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct CardRow {
+    pub project: String,
+    pub project_title: Option<String>,
+    pub area: Option<String>,
+    pub tag: String,
+    pub path: String,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+const WORKSHEET_COLUMNS: &str =
+    "forge, project, tag, path, title, description, error, published_at";
+
+impl Db {
+    /// Replaces the release `tag` of a project with these worksheets, in one transaction.
+    pub async fn publish_release(
+        &self,
+        release: &ReleaseRow,
+        sheets: &[NewWorksheet],
+    ) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
+            .bind(&release.forge)
+            .bind(&release.project)
+            .bind(&release.tag)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO releases (forge, project, tag, commit_sha, title, area, error, published_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (forge, project, tag) DO UPDATE SET commit_sha = excluded.commit_sha,
+                title = excluded.title, area = excluded.area, error = excluded.error,
+                published_at = excluded.published_at",
+        )
+        .bind(&release.forge)
+        .bind(&release.project)
+        .bind(&release.tag)
+        .bind(&release.commit_sha)
+        .bind(release.title.as_deref())
+        .bind(release.area.as_deref())
+        .bind(release.error.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for w in sheets {
+            sqlx::query(
+                "INSERT INTO worksheets (forge, project, tag, path, title, description, body_html, notebook, error, published_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&release.forge)
+            .bind(&release.project)
+            .bind(&release.tag)
+            .bind(&w.path)
+            .bind(&w.title)
+            .bind(w.description.as_deref())
+            .bind(&w.body_html)
+            .bind(w.notebook.as_slice())
+            .bind(w.error.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE projects SET title = COALESCE($3, title), area = COALESCE($4, area)
+             WHERE forge = $1 AND path = $2",
+        )
+        .bind(&release.forge)
+        .bind(&release.project)
+        .bind(release.title.as_deref())
+        .bind(release.area.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a release (its tag was deleted).
+    pub async fn delete_release(&self, forge: &str, project: &str, tag: &str) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3",
+            "DELETE FROM releases WHERE forge = $1 AND project = $2 AND tag = $3",
+        ] {
+            sqlx::query(sql)
+                .bind(forge)
+                .bind(project)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Releases of a project, newest first.
+    pub async fn releases(&self, project: &str) -> DbResult<Vec<ReleaseRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, project, tag, commit_sha, title, area, error, published_at FROM releases
+             WHERE project = $1 ORDER BY published_at DESC, tag DESC",
+        )
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Whether any release of `project` exists.
+    pub async fn has_releases(&self, project: &str) -> DbResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM releases WHERE project = $1 LIMIT 1")
+                .bind(project)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn worksheets(&self, project: &str, tag: &str) -> DbResult<Vec<WorksheetRow>> {
+        let sql = format!(
+            "SELECT {WORKSHEET_COLUMNS} FROM worksheets WHERE project = $1 AND tag = $2 ORDER BY path"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project)
+            .bind(tag)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A worksheet with its rendered body and notebook bytes.
+    pub async fn worksheet(
+        &self,
+        project: &str,
+        tag: &str,
+        path: &str,
+    ) -> DbResult<Option<(WorksheetRow, String, Vec<u8>)>> {
+        let sql = format!(
+            "SELECT {WORKSHEET_COLUMNS}, body_html, notebook FROM worksheets WHERE project = $1 AND tag = $2 AND path = $3"
+        );
+        let row: Option<sqlx::any::AnyRow> = sqlx::query(AssertSqlSafe(sql))
+            .bind(project)
+            .bind(tag)
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        use sqlx::Row as _;
+        let sheet = WorksheetRow::from_row(&row)?;
+        Ok(Some((
+            sheet,
+            row.try_get("body_html")?,
+            row.try_get("notebook")?,
+        )))
+    }
+
+    /// Marks a project official (listed on the landing page), with its field of biology.
+    pub async fn set_official(
+        &self,
+        forge: &str,
+        project: &str,
+        official: bool,
+        area: Option<&str>,
+    ) -> DbResult<bool> {
+        let res = sqlx::query(
+            "UPDATE projects SET official = $3, area = COALESCE($4, area), updated_at = $5 WHERE forge = $1 AND path = $2",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(i64::from(official))
+        .bind(area)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The landing page's cards: official projects' worksheets at their newest release,
+    /// optionally only those whose title contains `query` (case-insensitive).
+    pub async fn official_cards(&self, query: Option<&str>) -> DbResult<Vec<CardRow>> {
+        let pattern = query.map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
+        Ok(sqlx::query_as(
+            "SELECT w.project AS project, p.title AS project_title, COALESCE(p.area, r.area) AS area,
+                    w.tag AS tag, w.path AS path, w.title AS title, w.description AS description
+             FROM projects p
+             JOIN releases r ON r.forge = p.forge AND r.project = p.path
+             JOIN worksheets w ON w.forge = r.forge AND w.project = r.project AND w.tag = r.tag
+             WHERE p.official = 1 AND w.error IS NULL
+               AND r.published_at = (SELECT MAX(r2.published_at) FROM releases r2
+                                     WHERE r2.forge = r.forge AND r2.project = r.project)
+               AND ($1 IS NULL OR LOWER(w.title) LIKE $1 OR LOWER(COALESCE(p.title, '')) LIKE $1)
+             ORDER BY COALESCE(p.area, r.area, 'zzzz'), w.project, w.title",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,362 @@
+//! Projects, their refs, memberships, merge requests and the local forge's commit statuses.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::*;
+
+/// A ref update applied by a push job; one row per job, so re-running a job after
+/// a crash records nothing twice.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct RefUpdateRow {
+    pub job_id: i64,
+    pub forge: String,
+    pub project: String,
+    pub ref_name: String,
+    pub before_sha: String,
+    pub after_sha: String,
+}
+
+/// A project as nbforge last heard of it.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub forge: String,
+    pub path: String,
+    pub forge_id: Option<i64>,
+    pub web_url: Option<String>,
+    pub git_url: Option<String>,
+    pub default_branch: Option<String>,
+    pub forked_from: Option<String>,
+}
+
+/// A membership as nbforge last heard of it.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct MembershipRow {
+    pub forge: String,
+    pub scope: String,
+    pub user_id: Option<i64>,
+    pub username: String,
+    pub access_level: i64,
+    pub expires_at: Option<String>,
+}
+
+/// A merge request as nbforge last heard of it.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct MergeRequestRow {
+    pub forge: String,
+    pub project: String,
+    pub iid: i64,
+    pub source_project: String,
+    pub source_branch: String,
+    pub target_branch: String,
+    pub head_sha: String,
+    pub state: String,
+    pub title: String,
+}
+
+/// A commit status recorded by the local forge.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct LocalStatusRow {
+    pub project: String,
+    pub sha: String,
+    pub name: String,
+    pub state: String,
+    pub ref_name: Option<String>,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+}
+
+impl Db {
+    /// Records a branch or tag moving from `before` to `after` (zeros: created or deleted).
+    pub async fn apply_ref_update(&self, job: JobId, u: &RefUpdateRow) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO ref_updates (job_id, forge, project, ref_name, before_sha, after_sha, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(job.0)
+        .bind(&u.forge)
+        .bind(&u.project)
+        .bind(&u.ref_name)
+        .bind(&u.before_sha)
+        .bind(&u.after_sha)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 1 {
+            if u.after_sha.bytes().all(|b| b == b'0') {
+                sqlx::query("DELETE FROM refs WHERE forge = $1 AND project = $2 AND ref_name = $3")
+                    .bind(&u.forge)
+                    .bind(&u.project)
+                    .bind(&u.ref_name)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO refs (forge, project, ref_name, sha, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (forge, project, ref_name) DO UPDATE SET sha = excluded.sha, updated_at = excluded.updated_at",
+                )
+                .bind(&u.forge)
+                .bind(&u.project)
+                .bind(&u.ref_name)
+                .bind(&u.after_sha)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn ref_updates_for_job(&self, job: JobId) -> DbResult<Vec<RefUpdateRow>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, forge, project, ref_name, before_sha, after_sha FROM ref_updates WHERE job_id = $1",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn count_ref_updates(&self) -> DbResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ref_updates")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// The commit a branch or tag points to, as last pushed.
+    pub async fn ref_sha(
+        &self,
+        forge: &str,
+        project: &str,
+        ref_name: &str,
+    ) -> DbResult<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT sha FROM refs WHERE forge = $1 AND project = $2 AND ref_name = $3",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(ref_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn upsert_project(&self, p: &ProjectRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO projects (forge, path, forge_id, web_url, git_url, default_branch, forked_from, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (forge, path) DO UPDATE SET
+                forge_id = COALESCE(excluded.forge_id, projects.forge_id),
+                web_url = COALESCE(excluded.web_url, projects.web_url),
+                git_url = COALESCE(excluded.git_url, projects.git_url),
+                default_branch = COALESCE(excluded.default_branch, projects.default_branch),
+                forked_from = COALESCE(excluded.forked_from, projects.forked_from),
+                updated_at = excluded.updated_at",
+        )
+        .bind(&p.forge)
+        .bind(&p.path)
+        .bind(p.forge_id)
+        .bind(p.web_url.as_deref())
+        .bind(p.git_url.as_deref())
+        .bind(p.default_branch.as_deref())
+        .bind(p.forked_from.as_deref())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_project(&self, forge: &str, path: &str) -> DbResult<Option<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from
+             FROM projects WHERE forge = $1 AND path = $2",
+        )
+        .bind(forge)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_project_by_forge_id(
+        &self,
+        forge: &str,
+        forge_id: i64,
+    ) -> DbResult<Option<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from
+             FROM projects WHERE forge = $1 AND forge_id = $2",
+        )
+        .bind(forge)
+        .bind(forge_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn delete_project(&self, forge: &str, path: &str) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM projects WHERE forge = $1 AND path = $2",
+            "DELETE FROM refs WHERE forge = $1 AND project = $2",
+            "DELETE FROM memberships WHERE forge = $1 AND scope = 'project:' || $2",
+        ] {
+            sqlx::query(sql)
+                .bind(forge)
+                .bind(path)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A project moved (rename or transfer): everything keyed by its path follows it.
+    pub async fn rename_project(
+        &self,
+        forge: &str,
+        old_path: &str,
+        new: &ProjectRow,
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "UPDATE projects SET path = $3 WHERE forge = $1 AND path = $2",
+            "UPDATE refs SET project = $3 WHERE forge = $1 AND project = $2",
+            "UPDATE merge_requests SET project = $3 WHERE forge = $1 AND project = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(forge)
+                .bind(old_path)
+                .bind(&new.path)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE memberships SET scope = 'project:' || $3 WHERE forge = $1 AND scope = 'project:' || $2")
+            .bind(forge)
+            .bind(old_path)
+            .bind(&new.path)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.upsert_project(new).await
+    }
+
+    pub async fn upsert_membership(&self, m: &MembershipRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO memberships (forge, scope, user_id, username, access_level, expires_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (forge, scope, username) DO UPDATE SET
+                user_id = excluded.user_id, access_level = excluded.access_level,
+                expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(&m.forge)
+        .bind(&m.scope)
+        .bind(m.user_id)
+        .bind(&m.username)
+        .bind(m.access_level)
+        .bind(m.expires_at.as_deref())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_membership(
+        &self,
+        forge: &str,
+        scope: &str,
+        username: &str,
+    ) -> DbResult<()> {
+        sqlx::query("DELETE FROM memberships WHERE forge = $1 AND scope = $2 AND username = $3")
+            .bind(forge)
+            .bind(scope)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn memberships(&self, forge: &str, scope: &str) -> DbResult<Vec<MembershipRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, scope, user_id, username, access_level, expires_at FROM memberships
+             WHERE forge = $1 AND scope = $2 ORDER BY username",
+        )
+        .bind(forge)
+        .bind(scope)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn upsert_merge_request(&self, m: &MergeRequestRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO merge_requests (forge, project, iid, source_project, source_branch, target_branch,
+                                         head_sha, state, title, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (forge, project, iid) DO UPDATE SET
+                source_project = excluded.source_project, source_branch = excluded.source_branch,
+                target_branch = excluded.target_branch, head_sha = excluded.head_sha,
+                state = excluded.state, title = excluded.title, updated_at = excluded.updated_at",
+        )
+        .bind(&m.forge)
+        .bind(&m.project)
+        .bind(m.iid)
+        .bind(&m.source_project)
+        .bind(&m.source_branch)
+        .bind(&m.target_branch)
+        .bind(&m.head_sha)
+        .bind(&m.state)
+        .bind(&m.title)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_merge_request(
+        &self,
+        forge: &str,
+        project: &str,
+        iid: i64,
+    ) -> DbResult<Option<MergeRequestRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, project, iid, source_project, source_branch, target_branch, head_sha, state, title
+             FROM merge_requests WHERE forge = $1 AND project = $2 AND iid = $3",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(iid)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_local_status(&self, s: &LocalStatusRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO local_statuses (project, sha, name, state, ref_name, target_url, description, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&s.project)
+        .bind(&s.sha)
+        .bind(&s.name)
+        .bind(&s.state)
+        .bind(s.ref_name.as_deref())
+        .bind(s.target_url.as_deref())
+        .bind(s.description.as_deref())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Statuses recorded for a commit, oldest first.
+    pub async fn local_statuses(&self, project: &str, sha: &str) -> DbResult<Vec<LocalStatusRow>> {
+        Ok(sqlx::query_as(
+            "SELECT project, sha, name, state, ref_name, target_url, description FROM local_statuses
+             WHERE project = $1 AND sha = $2 ORDER BY id",
+        )
+        .bind(project)
+        .bind(sha)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
