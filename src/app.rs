@@ -1,35 +1,21 @@
-//! The application state shared by the HTTP routes and the job workers.
+//! The application state shared by the HTTP routes and the job workers, and the wiring
+//! that builds it from the settings. Entry points (`cli`, `web`) hold an [`App`]; jobs get
+//! a [`jobs::Context`] and webhook ingest an [`Ingest`], both made from it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use tokio::sync::Notify;
 
 use crate::config::Settings;
-use crate::environment::{Builder, BuilderSettings, LogHub};
-use crate::events::ForgeKind;
+use crate::environment::{Builder, LogHub};
 use crate::forge::Forge;
+pub use crate::forge::Forges;
+use crate::ingest::Ingest;
+use crate::jobs;
 use crate::metrics::Metrics;
-use crate::storage::Db;
-
-/// The forges nbforge talks to. GitLab-shaped events go to GitLab when it is
-/// configured and to the local forge (plain git, `hooks/post-receive`) otherwise.
-#[derive(Clone)]
-pub struct Forges {
-    pub gitlab: Option<Arc<dyn Forge>>,
-    pub github: Option<Arc<dyn Forge>>,
-    pub local: Arc<dyn Forge>,
-}
-
-impl Forges {
-    /// The forge that answers for events from `kind`.
-    pub fn for_kind(&self, kind: &ForgeKind) -> Arc<dyn Forge> {
-        match kind {
-            ForgeKind::GitLab => self.gitlab.clone().unwrap_or_else(|| self.local.clone()),
-            ForgeKind::GitHub => self.github.clone().unwrap_or_else(|| self.local.clone()),
-        }
-    }
-}
+use crate::repo::mirror::Mirrors;
+use crate::storage::{Clock, Db};
 
 /// Everything a request or a job needs; cheap to clone.
 #[derive(Clone)]
@@ -46,8 +32,10 @@ pub struct App {
     pub deliveries: crate::ingest::writer::DeliveryWriter,
     /// Logs of the builds running in this process.
     pub build_logs: Arc<LogHub>,
-    /// One lock per git mirror, so that fetches into it do not overlap.
-    mirror_locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The git mirrors of projects, under the data directory.
+    pub mirrors: Arc<Mirrors>,
+    /// Where storage and jobs read the time (the database's clock).
+    pub clock: Clock,
 }
 
 impl App {
@@ -58,9 +46,15 @@ impl App {
         Ok(Self::with_parts(settings, db, forges))
     }
 
+    /// The app over `db`, reading the time from `db`'s clock.
     pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> App {
         let builder = builder_for(&settings);
+        let clock = db.clock().clone();
         App {
+            mirrors: Arc::new(Mirrors::new(
+                settings.data_dir.join("mirrors"),
+                clock.clone(),
+            )),
             settings: Arc::new(settings),
             deliveries: crate::ingest::writer::DeliveryWriter::spawn(db.clone()),
             db,
@@ -69,22 +63,31 @@ impl App {
             jobs_ready: Arc::new(Notify::new()),
             builder,
             build_logs: Arc::new(LogHub::new()),
-            mirror_locks: Arc::default(),
+            clock,
+        }
+    }
+
+    /// What jobs see of the app.
+    pub fn jobs(&self) -> jobs::Context {
+        jobs::Context {
+            db: self.db.clone(),
+            forges: self.forges.clone(),
+            builder: self.builder.clone(),
+            build_logs: self.build_logs.clone(),
+            mirrors: self.mirrors.clone(),
+            settings: self.settings.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            jobs_ready: self.jobs_ready.clone(),
         }
     }
 
     /// Which jobs events cause, from the settings.
-    pub fn planning(&self) -> crate::jobs::Planning {
-        crate::jobs::Planning {
+    pub fn planning(&self) -> jobs::Planning {
+        jobs::Planning {
             max_attempts: self.settings.jobs.max_attempts,
             environments: self.settings.environments.enabled,
         }
-    }
-
-    /// The lock of the git mirror named `key`.
-    pub fn mirror_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.mirror_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(key.to_owned()).or_default().clone()
     }
 
     /// Launch-spec options from the settings.
@@ -93,27 +96,19 @@ impl App {
     }
 }
 
-/// Launch-spec options from the settings.
-pub fn spec_options(settings: &Settings) -> crate::spec::Options {
-    crate::spec::Options {
-        default_python: settings.environments.default_python.clone(),
-        base_image: settings.environments.base_image.clone(),
-        extra_ca: settings.environments.extra_ca.clone(),
-        ..crate::spec::Options::default()
+impl FromRef<App> for Ingest {
+    fn from_ref(app: &App) -> Ingest {
+        Ingest {
+            settings: app.settings.clone(),
+            deliveries: app.deliveries.clone(),
+            metrics: app.metrics.clone(),
+            jobs_ready: app.jobs_ready.clone(),
+            planning: app.planning(),
+        }
     }
 }
 
-/// The image builder the settings call for.
-pub fn builder_for(settings: &Settings) -> Builder {
-    Builder::connect(BuilderSettings {
-        prefix: settings.environments.image_prefix.clone(),
-        concurrency: settings.environments.build_concurrency,
-        timeout: settings.environments.build_timeout,
-        registry: settings.environments.registry.clone(),
-        docker_host: settings.environments.docker_host.clone(),
-        no_cache: false,
-    })
-}
+pub use crate::environment::flow::{builder_for, spec_options};
 
 /// The forges the settings call for.
 pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {

@@ -4,16 +4,38 @@
 //! `/w/<namespace>/<project>/<tag>/<path>`. A broken notebook fails that worksheet with
 //! its reason; the rest of the release is published.
 
-use crate::app::App;
-use crate::events::TagPushEvent;
-use crate::jobs::{JobContext, JobError};
+use crate::events::ProjectRef;
+use crate::forge::Forge;
 use crate::repo::FileTree;
+use crate::repo::mirror::Mirrors;
 use crate::repo::tree::{read_limited, read_text, walk_files};
-use crate::storage::{NewWorksheet, ReleaseRow};
+use crate::storage::{Db, NewWorksheet, ReleaseRow};
 use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 
 /// Largest notebook published.
 pub const MAX_NOTEBOOK_BYTES: u64 = 50 * 1024 * 1024;
+
+/// How publishing a tag ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The tag cannot be published as it is (its commit is not in the repository).
+    #[error("{0}")]
+    User(String),
+    /// Something outside nbforge failed (forge, database, disk): worth retrying.
+    #[error("{0:#}")]
+    Infrastructure(anyhow::Error),
+}
+
+macro_rules! infrastructure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PublishError {
+            fn from(e: $t) -> Self {
+                PublishError::Infrastructure(e.into())
+            }
+        }
+    )*};
+}
+infrastructure_from!(crate::storage::DbError, crate::repo::mirror::MirrorError);
 
 /// What a release holds.
 #[derive(Debug, Clone, Default)]
@@ -136,54 +158,45 @@ pub fn collect(src: &dyn FileTree) -> Publication {
     p
 }
 
-/// Publishes (or, for a deleted tag, withdraws) the worksheets of a tag push.
+/// Publishes the worksheets of `project` at `tag` (pointing at `commit`), or withdraws
+/// them when the tag was deleted (`commit` is None). Returns how many were published.
 pub async fn publish(
-    app: &App,
-    _ctx: &JobContext,
-    forge_name: &str,
-    t: &TagPushEvent,
-) -> Result<(), JobError> {
-    let commit = match (&t.commit, t.deleted) {
-        (Some(c), false) => c.clone(),
-        _ => {
-            app.db
-                .delete_release(forge_name, &t.project.path, &t.tag)
-                .await?;
-            return Ok(());
-        }
+    db: &Db,
+    mirrors: &Mirrors,
+    forge: &dyn Forge,
+    project: &ProjectRef,
+    tag: &str,
+    commit: Option<&str>,
+) -> Result<usize, PublishError> {
+    let forge_name = project.forge.name();
+    let Some(commit) = commit else {
+        db.delete_release(forge_name, &project.path, tag).await?;
+        return Ok(0);
     };
-    let (repo_path, guard) =
-        crate::environment::flow::fetch_project(app, forge_name, &t.project).await?;
-    let at = commit.clone();
+    let mirror = mirrors.fetch_project(forge, project).await?;
+    let repo_path = mirror.path().to_owned();
+    let at = commit.to_owned();
     let publication = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
-            JobError::Transient(anyhow::anyhow!("opening the mirror: {}", e.message()))
+            PublishError::Infrastructure(anyhow::anyhow!("opening the mirror: {}", e.message()))
         })?;
         let src = crate::repo::CommitTree::open(&repo, &at)
-            .map_err(|e| JobError::User(format!("tag commit {at}: {e}")))?;
-        Ok::<_, JobError>(collect(&src))
+            .map_err(|e| PublishError::User(format!("tag commit {at}: {e}")))?;
+        Ok::<_, PublishError>(collect(&src))
     })
     .await
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("publish task: {e}")))??;
-    drop(guard);
+    .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")))??;
+    drop(mirror);
     let release = ReleaseRow {
         forge: forge_name.to_owned(),
-        project: t.project.path.clone(),
-        tag: t.tag.clone(),
-        commit_sha: commit,
+        project: project.path.clone(),
+        tag: tag.to_owned(),
+        commit_sha: commit.to_owned(),
         title: publication.title,
         area: publication.area,
         error: publication.error,
         published_at: 0,
     };
-    app.db
-        .publish_release(&release, &publication.sheets)
-        .await?;
-    tracing::info!(
-        forge.project = %t.project.path,
-        tag = %t.tag,
-        worksheets = publication.sheets.len(),
-        "release published"
-    );
-    Ok(())
+    db.publish_release(&release, &publication.sheets).await?;
+    Ok(publication.sheets.len())
 }

@@ -319,7 +319,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         "nbforge serving"
     );
     let shutdown = CancellationToken::new();
-    let workers = tokio::spawn(crate::jobs::run_workers(app.clone(), shutdown.clone()));
+    let workers = tokio::spawn(crate::jobs::run_workers(app.jobs(), shutdown.clone()));
     let router = crate::web::router(app.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {

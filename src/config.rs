@@ -174,6 +174,19 @@ pub struct JobArgs {
     /// Seconds running jobs get to finish on shutdown before they are released [default: 20].
     #[arg(long, env = "NBFORGE_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds between two runs of the cleanup job [default: 3600].
+    #[arg(long, env = "NBFORGE_CLEANUP_PERIOD_SECS")]
+    pub cleanup_period_secs: Option<u64>,
+    /// Days finished jobs and their deliveries are kept [default: 30].
+    #[arg(long, env = "NBFORGE_JOB_RETENTION_DAYS")]
+    pub job_retention_days: Option<u64>,
+    /// Days a project's git mirror is kept after its last fetch [default: 30].
+    #[arg(long, env = "NBFORGE_MIRROR_RETENTION_DAYS")]
+    pub mirror_retention_days: Option<u64>,
+    /// Days an environment image is kept after its last build or launch, unless a current
+    /// branch or tag uses it [default: 30].
+    #[arg(long, env = "NBFORGE_IMAGE_RETENTION_DAYS")]
+    pub image_retention_days: Option<u64>,
 }
 
 /// The Docker engine images are built and run on.
@@ -286,6 +299,10 @@ struct FileSettings {
     job_backoff_ms: Option<u64>,
     poll_interval_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    cleanup_period_secs: Option<u64>,
+    job_retention_days: Option<u64>,
+    mirror_retention_days: Option<u64>,
+    image_retention_days: Option<u64>,
     max_body_bytes: Option<usize>,
     log_format: Option<LogFormat>,
     base_image: Option<String>,
@@ -341,6 +358,20 @@ pub struct JobSettings {
     pub backoff: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
+    /// How often the cleanup job runs.
+    pub cleanup_period: Duration,
+    pub retention: Retention,
+}
+
+/// How long the cleanup job keeps what nbforge no longer needs.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Finished jobs, and deliveries none of whose jobs remain.
+    pub jobs: Duration,
+    /// Git mirrors, after their last fetch.
+    pub mirrors: Duration,
+    /// Environment images, after their last build or launch.
+    pub images: Duration,
 }
 
 /// Environment images: what they are made from, how they are built and where they go.
@@ -629,6 +660,22 @@ impl Settings {
                         .or(file.shutdown_grace_secs)
                         .unwrap_or(20),
                 ),
+                cleanup_period: Duration::from_secs(
+                    args.jobs
+                        .cleanup_period_secs
+                        .or(file.cleanup_period_secs)
+                        .unwrap_or(3600)
+                        .max(1),
+                ),
+                retention: Retention {
+                    jobs: days(args.jobs.job_retention_days.or(file.job_retention_days)),
+                    mirrors: days(
+                        args.jobs
+                            .mirror_retention_days
+                            .or(file.mirror_retention_days),
+                    ),
+                    images: days(args.jobs.image_retention_days.or(file.image_retention_days)),
+                },
             },
             environments: EnvironmentSettings {
                 enabled: args
@@ -670,6 +717,11 @@ impl Settings {
         };
         Settings::load(&args).expect("default settings are valid")
     }
+}
+
+/// A retention in days, 30 by default.
+fn days(n: Option<u64>) -> Duration {
+    Duration::from_secs(n.unwrap_or(30) * 24 * 3600)
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

@@ -135,7 +135,7 @@ fn summary(name: &str, times: &[(Duration, bool)]) {
 
 async fn start_workers(app: &App) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(crate::jobs::run_workers(app.clone(), shutdown.clone()));
+    let handle = tokio::spawn(crate::jobs::run_workers(app.jobs(), shutdown.clone()));
     (shutdown, handle)
 }
 

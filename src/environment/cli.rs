@@ -29,7 +29,7 @@ pub struct BuildArgs {
 pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let stamp = move || format!("[{:>6.1}s]", started.elapsed().as_secs_f64());
-    let opts = crate::app::spec_options(settings);
+    let opts = crate::environment::flow::spec_options(settings);
     let src = DirTree::new(&args.path);
     let analysis = match analyze(&src, &opts) {
         Ok(a) => a,
@@ -53,7 +53,7 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
             return Ok(ExitCode::from(1));
         }
     };
-    let builder = crate::app::builder_for(settings);
+    let builder = crate::environment::flow::builder_for(settings);
     let project = args
         .path
         .canonicalize()

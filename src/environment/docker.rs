@@ -147,6 +147,19 @@ impl Builder {
         }
     }
 
+    /// Whether `tag` names an environment image of this builder (`<prefix>/env:<key>`,
+    /// or `<registry>/<project>/env:<key>` with a registry).
+    pub fn owns_image(&self, tag: &str) -> bool {
+        match &self.settings.registry {
+            Some(registry) => tag
+                .strip_prefix(registry.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/') && rest.contains("/env:")),
+            None => tag
+                .strip_prefix(self.settings.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with("/env:")),
+        }
+    }
+
     /// Whether `image` is already built: in the engine, or in the registry when one is
     /// configured (the image is then pulled when a session needs it).
     pub async fn image_exists(&self, image: &str) -> Result<bool, BuildError> {

@@ -4,20 +4,25 @@
 //! date (`pending` → `running` → `success` / `failed`) with a link to the build log or
 //! the launch page.
 //!
-//! Errors in the repository's spec or build end the job with a `failed` status naming
-//! the problem; errors of the infrastructure (forge or Docker engine unreachable) are
-//! retried by the job queue and the status says so.
+//! Errors in the repository's spec or build end with a `failed` status naming the
+//! problem ([`PrepareError::User`]); errors of the infrastructure (forge or Docker engine
+//! unreachable) are [`PrepareError::Infrastructure`], for the caller to retry, and the
+//! status says so ([`report_infrastructure`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::app::App;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
 use crate::environment::{
-    BuildError, BuildRequest, LABEL_COMMIT, LABEL_KEY, LABEL_REPO, LABEL_VERSION, Phase,
+    BuildError, BuildRequest, Builder, LABEL_COMMIT, LABEL_KEY, LABEL_REPO, LABEL_VERSION, LogHub,
+    Phase,
 };
 use crate::events::ProjectRef;
 use crate::forge::{CommitStatus, Forge, ProjectId, StatusState};
-use crate::jobs::{JobContext, JobError};
+use crate::repo::mirror::Mirrors;
+use crate::storage::{Db, JobId};
 
 /// The commit status context nbforge sets.
 pub const STATUS_NAME: &str = "nbforge/environment";
@@ -37,6 +42,74 @@ pub struct EnvironmentRequest {
     pub commit: String,
 }
 
+/// How preparing an environment ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The repository is at fault (a bad launch spec, a failing build): shown on the
+    /// commit status; trying again changes nothing.
+    #[error("{0}")]
+    User(String),
+    /// Something outside nbforge failed (forge, Docker engine, database): worth retrying.
+    #[error("{0:#}")]
+    Infrastructure(anyhow::Error),
+    /// A newer commit superseded this one while it was prepared.
+    #[error("canceled")]
+    Canceled,
+}
+
+macro_rules! infrastructure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PrepareError {
+            fn from(e: $t) -> Self {
+                PrepareError::Infrastructure(e.into())
+            }
+        }
+    )*};
+}
+infrastructure_from!(
+    crate::storage::DbError,
+    crate::forge::ForgeError,
+    crate::repo::mirror::MirrorError
+);
+
+/// What preparing an environment uses.
+#[derive(Clone)]
+pub struct Preparer {
+    pub db: Db,
+    /// The forge of the project (statuses, fetch URLs).
+    pub forge: Arc<dyn Forge>,
+    pub builder: Builder,
+    pub logs: Arc<LogHub>,
+    pub mirrors: Arc<Mirrors>,
+    pub spec: crate::spec::Options,
+    /// nbforge's public URL, for links in statuses.
+    pub public_url: Url,
+    /// Push built images to the configured registry.
+    pub push_images: bool,
+}
+
+/// Launch-spec options from the settings.
+pub fn spec_options(settings: &crate::config::Settings) -> crate::spec::Options {
+    crate::spec::Options {
+        default_python: settings.environments.default_python.clone(),
+        base_image: settings.environments.base_image.clone(),
+        extra_ca: settings.environments.extra_ca.clone(),
+        ..crate::spec::Options::default()
+    }
+}
+
+/// The image builder the settings call for.
+pub fn builder_for(settings: &crate::config::Settings) -> Builder {
+    Builder::connect(crate::environment::BuilderSettings {
+        prefix: settings.environments.image_prefix.clone(),
+        concurrency: settings.environments.build_concurrency,
+        timeout: settings.environments.build_timeout,
+        registry: settings.environments.registry.clone(),
+        docker_host: settings.environments.docker_host.clone(),
+        no_cache: false,
+    })
+}
+
 /// A prepared environment.
 #[derive(Debug, Clone)]
 pub struct Environment {
@@ -52,40 +125,29 @@ pub fn short_sha(sha: &str) -> &str {
     sha.get(..8).unwrap_or(sha)
 }
 
-/// The project id the forge understands for an event's project.
-pub fn forge_project_id(p: &ProjectRef) -> ProjectId {
-    match p.id {
-        Some(id) => ProjectId::Id(id),
-        None => ProjectId::Path(p.path.clone()),
-    }
-}
-
 /// `namespace%2Fproject`, as GitLab and BinderHub URLs carry a project path.
 pub fn encode_path(path: &str) -> String {
     percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The BinderHub-style launch URL of a project at a ref or commit.
-pub fn launch_url(app: &App, project: &str, git_ref: &str) -> String {
+pub fn launch_url(public_url: &Url, project: &str, git_ref: &str) -> String {
     format!(
         "{}v2/gl/{}/{}",
-        app.settings.server.public_url,
+        public_url,
         encode_path(project),
         percent_encoding::utf8_percent_encode(git_ref, percent_encoding::NON_ALPHANUMERIC)
     )
 }
 
 /// The launch badge image.
-pub fn badge_url(app: &App) -> String {
-    format!("{}badge_logo.svg", app.settings.server.public_url)
+pub fn badge_url(public_url: &Url) -> String {
+    format!("{public_url}badge_logo.svg")
 }
 
 /// The URL of a build's log.
-pub fn log_url(app: &App, build_id: i64) -> String {
-    format!(
-        "{}api/builds/{build_id}/log",
-        app.settings.server.public_url
-    )
+pub fn log_url(public_url: &Url, build_id: i64) -> String {
+    format!("{public_url}api/builds/{build_id}/log")
 }
 
 struct Reporter<'a> {
@@ -101,7 +163,7 @@ impl Reporter<'_> {
         state: StatusState,
         description: &str,
         target_url: &str,
-    ) -> Result<(), JobError> {
+    ) -> Result<(), PrepareError> {
         let status = CommitStatus {
             state,
             name: STATUS_NAME.to_owned(),
@@ -116,99 +178,52 @@ impl Reporter<'_> {
     }
 }
 
-/// A directory-safe mirror name for a project.
-fn mirror_key(forge: &str, path: &str) -> String {
-    let safe: String = path
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{forge}-{}-{:08x}", safe.trim_start_matches('.'), fnv(path))
-}
-
-/// A small stable hash so that distinct paths never share a mirror.
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x01000193)
-    })
-}
-
-/// Fetches a project into its bare mirror under the data directory. The returned guard
-/// keeps other fetches of the same mirror out while the caller reads from it.
-pub async fn fetch_project(
-    app: &App,
-    forge_name: &str,
-    project: &ProjectRef,
-) -> Result<(std::path::PathBuf, tokio::sync::OwnedMutexGuard<()>), JobError> {
-    let forge = app.forges.for_kind(&project.forge);
-    let source = forge.fetch_source(&forge_project_id(project)).await?;
-    let mirrors = app.settings.data_dir.join("mirrors");
-    let key = mirror_key(forge_name, &project.path);
-    let guard = app.mirror_lock(&key).lock_owned().await;
-    let repo_path = tokio::task::spawn_blocking(move || {
-        let creds = source.credentials.as_ref().map(|(u, t)| (u.as_str(), t));
-        crate::repo::mirror::fetch_mirror(&mirrors, &key, &source.url, creds, &[])
-            .map(|r| r.path().to_owned())
-    })
-    .await
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("fetch task: {e}")))?
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("{e}")))?;
-    Ok((repo_path, guard))
-}
-
-/// Prepares the environment of `req`, reporting progress as commit statuses.
+/// Prepares the environment of `req` for `job`, reporting progress as commit statuses.
+/// `cancel` stops a build when a newer commit supersedes this one.
 pub async fn prepare(
-    app: &App,
-    ctx: &JobContext,
+    p: &Preparer,
+    job: JobId,
+    cancel: &CancellationToken,
     req: &EnvironmentRequest,
-) -> Result<Environment, JobError> {
-    let forge = app.forges.for_kind(&req.project.forge);
+) -> Result<Environment, PrepareError> {
     let reporter = Reporter {
-        forge: forge.clone(),
-        project: forge_project_id(&req.project),
+        forge: p.forge.clone(),
+        project: ProjectId::from(&req.project),
         req,
     };
-    let build_id = app
-        .db
-        .create_build(
+    let build_id =
+        p.db.create_build(
             &req.forge_name,
             &req.project.path,
             req.ref_name.as_deref(),
             &req.commit,
-            Some(ctx.id),
+            Some(job),
         )
         .await?;
-    let logs = app.build_logs.clone();
-    logs.start(build_id, Phase::Waiting);
-    let result = run(app, ctx, req, &reporter, build_id).await;
-    let log = logs.finish(build_id);
+    p.logs.start(build_id, Phase::Waiting);
+    let result = run(p, cancel, req, &reporter, build_id).await;
+    let log = p.logs.finish(build_id);
     let (phase, message) = match &result {
         Ok(env) if env.cached => (Phase::Built, "image found in the cache".to_owned()),
         Ok(_) => (Phase::Built, "image built".to_owned()),
-        Err(JobError::Canceled) => (Phase::Canceled, "superseded by a newer commit".to_owned()),
+        Err(PrepareError::Canceled) => (Phase::Canceled, "superseded by a newer commit".to_owned()),
         Err(e) => (Phase::Failed, e.to_string()),
     };
     let cached = matches!(&result, Ok(env) if env.cached);
-    app.db
-        .set_build_phase(build_id, phase.as_str(), Some(&message), cached, Some(&log))
+    p.db.set_build_phase(build_id, phase.as_str(), Some(&message), cached, Some(&log))
         .await?;
     result
 }
 
 async fn run(
-    app: &App,
-    ctx: &JobContext,
+    p: &Preparer,
+    cancel: &CancellationToken,
     req: &EnvironmentRequest,
     reporter: &Reporter<'_>,
     build_id: i64,
-) -> Result<Environment, JobError> {
-    let logs = app.build_logs.clone();
-    let log_link = log_url(app, build_id);
+) -> Result<Environment, PrepareError> {
+    let logs = p.logs.clone();
+    let log_link = log_url(&p.public_url, build_id);
     let short = short_sha(&req.commit);
     reporter
         .status(
@@ -224,16 +239,14 @@ async fn run(
         Phase::Fetching,
         &format!("fetching {} at {short}", req.project.path),
     );
-    let (repo_path, _guard) = fetch_project(app, &req.forge_name, &req.project).await?;
-    let commit = req.commit.clone();
+    let mirror = p.mirrors.fetch_project(&*p.forge, &req.project).await?;
+    let repo_path = mirror.path().to_owned();
 
     // Read the launch spec at the commit.
-    let opts = app.spec_options();
-    let analysis_opts = opts.clone();
-    let spec_commit = commit.clone();
-    let repo_path2 = repo_path.clone();
+    let analysis_opts = p.spec.clone();
+    let spec_commit = req.commit.clone();
     let analyzed = tokio::task::spawn_blocking(move || {
-        let repo = git2::Repository::open_bare(&repo_path2).map_err(|e| {
+        let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
             crate::spec::SpecError::Internal(format!("opening the mirror: {}", e.message()))
         })?;
         let src = crate::repo::CommitTree::open(&repo, &spec_commit)
@@ -245,8 +258,8 @@ async fn run(
         Ok::<_, crate::spec::SpecError>((analysis, dockerfile_path, context))
     })
     .await
-    .map_err(|e| JobError::Transient(anyhow::anyhow!("spec task: {e}")))?;
-    drop(_guard);
+    .map_err(|e| PrepareError::Infrastructure(anyhow::anyhow!("spec task: {e}")))?;
+    drop(mirror);
     let (analysis, dockerfile_path, context) = match analyzed {
         Ok(a) => a,
         Err(e) if e.is_user_error() => {
@@ -259,27 +272,26 @@ async fn run(
             reporter
                 .status(StatusState::Failed, &message, &log_link)
                 .await?;
-            return Err(JobError::User(message));
+            return Err(PrepareError::User(message));
         }
-        Err(e) => return Err(JobError::Transient(anyhow::anyhow!("{e}"))),
+        Err(e) => return Err(PrepareError::Infrastructure(anyhow::anyhow!("{e}"))),
     };
     for w in &analysis.warnings {
         logs.line(build_id, &format!("warning: {w}"));
     }
-    let image = app
+    let image = p
         .builder
         .image_for(&req.project.path, &analysis.environment_key);
-    app.db
-        .set_build_environment(build_id, &analysis.environment_key, &image)
+    p.db.set_build_environment(build_id, &analysis.environment_key, &image)
         .await?;
-    let launch = launch_url(app, &req.project.path, &req.commit);
+    let launch = launch_url(&p.public_url, &req.project.path, &req.commit);
 
     // Cache: an image for the key means nothing to build.
-    let exists = app
+    let exists = p
         .builder
         .image_exists(&image)
         .await
-        .map_err(|e| infrastructure(e, build_id, app))?;
+        .map_err(|e| infrastructure(e, build_id, &logs))?;
     if exists {
         logs.phase(
             build_id,
@@ -298,8 +310,8 @@ async fn run(
         });
     }
 
-    if ctx.cancel.is_cancelled() {
-        return Err(JobError::Canceled);
+    if cancel.is_cancelled() {
+        return Err(PrepareError::Canceled);
     }
     logs.phase(build_id, Phase::Building, &format!("building {image}"));
     reporter
@@ -326,7 +338,7 @@ async fn run(
     };
     let line_logs = logs.clone();
     let sink = move |line: &str| line_logs.line(build_id, line);
-    match app.builder.build(&request, &sink, &ctx.cancel).await {
+    match p.builder.build(&request, &sink, cancel).await {
         Ok(()) => {}
         Err(BuildError::Canceled) => {
             let _ = reporter
@@ -336,23 +348,23 @@ async fn run(
                     &log_link,
                 )
                 .await;
-            return Err(JobError::Canceled);
+            return Err(PrepareError::Canceled);
         }
         Err(e @ (BuildError::Failed(_) | BuildError::Timeout(_))) => {
             let message = format!("build failed: {e}");
             reporter
                 .status(StatusState::Failed, &message, &log_link)
                 .await?;
-            return Err(JobError::User(message));
+            return Err(PrepareError::User(message));
         }
-        Err(e) => return Err(infrastructure(e, build_id, app)),
+        Err(e) => return Err(infrastructure(e, build_id, &logs)),
     }
-    if app.settings.environments.registry.is_some() {
+    if p.push_images {
         logs.phase(build_id, Phase::Pushing, &format!("pushing {image}"));
-        app.builder
+        p.builder
             .push(&image, &sink)
             .await
-            .map_err(|e| infrastructure(e, build_id, app))?;
+            .map_err(|e| infrastructure(e, build_id, &logs))?;
     }
     logs.phase(build_id, Phase::Built, &format!("{image} built"));
     reporter
@@ -368,24 +380,24 @@ async fn run(
 }
 
 /// An engine failure: logged, and retried by the queue.
-fn infrastructure(e: BuildError, build_id: i64, app: &App) -> JobError {
-    app.build_logs.line(build_id, &format!("{e}; will retry"));
-    JobError::Transient(anyhow::anyhow!("{e}"))
+fn infrastructure(e: BuildError, build_id: i64, logs: &LogHub) -> PrepareError {
+    logs.line(build_id, &format!("{e}; will retry"));
+    PrepareError::Infrastructure(anyhow::anyhow!("{e}"))
 }
 
 /// Tells the forge that an infrastructure problem stopped try `attempt` of `max`: the
 /// status says it will be retried (as `running`: GitLab refuses a second `pending`, so its
 /// description could not change), or, after the last try, that nbforge gave up.
 pub async fn report_infrastructure(
-    app: &App,
+    p: &Preparer,
     req: &EnvironmentRequest,
     error: &str,
     attempt: i64,
     max: i64,
 ) {
     let reporter = Reporter {
-        forge: app.forges.for_kind(&req.project.forge),
-        project: forge_project_id(&req.project),
+        forge: p.forge.clone(),
+        project: ProjectId::from(&req.project),
         req,
     };
     let (state, description) = if attempt < max {
@@ -399,7 +411,7 @@ pub async fn report_infrastructure(
             format!("infrastructure problem, gave up: {error}"),
         )
     };
-    let target = launch_url(app, &req.project.path, &req.commit);
+    let target = launch_url(&p.public_url, &req.project.path, &req.commit);
     if let Err(e) = reporter.status(state, &description, &target).await {
         tracing::warn!(error = %e, "could not report the infrastructure problem on the commit");
     }

@@ -229,3 +229,33 @@ impl std::fmt::Debug for FetchSource {
 pub mod github;
 pub mod gitlab;
 pub mod local;
+
+/// The forges nbforge talks to. GitLab-shaped events go to GitLab when it is
+/// configured and to the local forge (plain git, `hooks/post-receive`) otherwise.
+#[derive(Clone)]
+pub struct Forges {
+    pub gitlab: Option<std::sync::Arc<dyn Forge>>,
+    pub github: Option<std::sync::Arc<dyn Forge>>,
+    pub local: std::sync::Arc<dyn Forge>,
+}
+
+impl Forges {
+    /// The forge that answers for events from `kind`.
+    pub fn for_kind(&self, kind: &crate::events::ForgeKind) -> std::sync::Arc<dyn Forge> {
+        use crate::events::ForgeKind;
+        match kind {
+            ForgeKind::GitLab => self.gitlab.clone().unwrap_or_else(|| self.local.clone()),
+            ForgeKind::GitHub => self.github.clone().unwrap_or_else(|| self.local.clone()),
+        }
+    }
+}
+
+impl From<&crate::events::ProjectRef> for ProjectId {
+    /// The forge's id for an event's project when the event carries one, else its path.
+    fn from(p: &crate::events::ProjectRef) -> ProjectId {
+        match p.id {
+            Some(id) => ProjectId::Id(id),
+            None => ProjectId::Path(p.path.clone()),
+        }
+    }
+}

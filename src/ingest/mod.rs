@@ -9,6 +9,8 @@
 //! Answers: 202 stored (or stored and ignored), 200 a repeat of a stored delivery,
 //! 400 unparseable, 401 unverified, 413 too large, 503 database unavailable.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -20,9 +22,26 @@ use sha2::Sha256;
 
 pub mod writer;
 
-use crate::app::App;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
 use crate::events::{ForgeKind, Parsed, PayloadError};
+use crate::jobs::Planning;
+use crate::metrics::Metrics;
 use crate::storage::StoreOutcome;
+
+/// What the webhook routes use.
+#[derive(Clone)]
+pub struct Ingest {
+    pub settings: Arc<Settings>,
+    /// Stores deliveries with their jobs, several per transaction under load.
+    pub deliveries: writer::DeliveryWriter,
+    pub metrics: Arc<Metrics>,
+    /// Wakes idle workers in this process when a delivery enqueued jobs.
+    pub jobs_ready: Arc<Notify>,
+    /// Which jobs events cause.
+    pub planning: Planning,
+}
 
 /// An answer with a JSON body `{"status": …, …}`.
 fn answer(code: StatusCode, status: &str, extra: serde_json::Value) -> Response {
@@ -41,15 +60,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-pub async fn gitlab(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+pub async fn gitlab(State(app): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     receive(app, ForgeKind::GitLab, headers, body).await
 }
 
-pub async fn github(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+pub async fn github(State(app): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     receive(app, ForgeKind::GitHub, headers, body).await
 }
 
-async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) -> Response {
+async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body) -> Response {
     let forge = source.name();
     let event_header = match source {
         ForgeKind::GitLab => header(&headers, "x-gitlab-event"),
@@ -101,9 +120,9 @@ async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) ->
         .map(|k| k.chars().take(200).collect::<String>())
         .unwrap_or_else(|| format!("nbforge-{}", uuid::Uuid::new_v4()));
 
-    let jobs = match &parsed.event {
-        Some(event) => crate::jobs::plan(source, event, app.planning()),
-        None => Vec::new(),
+    let work = match &parsed.event {
+        Some(event) => crate::jobs::plan(source, event, app.planning),
+        None => Default::default(),
     };
     let result = if parsed.event.is_some() {
         "queued"
@@ -116,7 +135,7 @@ async fn receive(app: App, source: ForgeKind, headers: HeaderMap, body: Body) ->
         event: parsed.kind.clone(),
         result,
         body,
-        jobs,
+        work,
     };
     match app.deliveries.store(delivery).await {
         Ok(StoreOutcome::Stored { jobs, .. }) => {
@@ -188,7 +207,7 @@ fn metric_label(header: &str) -> &'static str {
 }
 
 fn verify(
-    app: &App,
+    app: &Ingest,
     source: ForgeKind,
     headers: &HeaderMap,
     body: &[u8],

@@ -5,7 +5,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{Db, DbResult, NewDelivery, NewJob, StoreOutcome};
+use crate::storage::{Db, DbResult, Enqueue, NewDelivery, StoreOutcome};
 
 /// Most deliveries stored in one transaction.
 const MAX_BATCH: usize = 256;
@@ -17,7 +17,7 @@ struct Item {
     event: String,
     result: &'static str,
     body: bytes::Bytes,
-    jobs: Vec<NewJob>,
+    work: Enqueue,
     reply: oneshot::Sender<DbResult<StoreOutcome>>,
 }
 
@@ -46,7 +46,8 @@ pub struct Delivery {
     pub event: String,
     pub result: &'static str,
     pub body: bytes::Bytes,
-    pub jobs: Vec<NewJob>,
+    /// The jobs it causes and the work it supersedes.
+    pub work: Enqueue,
 }
 
 impl DeliveryWriter {
@@ -57,7 +58,7 @@ impl DeliveryWriter {
         DeliveryWriter { tx }
     }
 
-    /// Stores `d` with its jobs; returns once the transaction holding it committed.
+    /// Stores `d` with what it enqueues; returns once the transaction holding it committed.
     pub async fn store(&self, d: Delivery) -> DbResult<StoreOutcome> {
         let (reply, rx) = oneshot::channel();
         let item = Item {
@@ -66,7 +67,7 @@ impl DeliveryWriter {
             event: d.event,
             result: d.result,
             body: d.body,
-            jobs: d.jobs,
+            work: d.work,
             reply,
         };
         let closed = || crate::storage::DbError::Sqlx(sqlx::Error::PoolClosed);
@@ -84,10 +85,8 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Item>) {
                 Err(_) => break,
             }
         }
-        let rows: Vec<(NewDelivery<'_>, &[NewJob])> = batch
-            .iter()
-            .map(|i| (i.delivery(), i.jobs.as_slice()))
-            .collect();
+        let rows: Vec<(NewDelivery<'_>, &Enqueue)> =
+            batch.iter().map(|i| (i.delivery(), &i.work)).collect();
         match db.store_deliveries(&rows).await {
             Ok(outcomes) => {
                 drop(rows);
@@ -99,7 +98,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Item>) {
                 // One bad delivery must not fail the others: store them one by one.
                 drop(rows);
                 for item in batch {
-                    let outcome = db.store_delivery(&item.delivery(), &item.jobs).await;
+                    let outcome = db.store_delivery(&item.delivery(), &item.work).await;
                     let _ = item.reply.send(outcome);
                 }
             }

@@ -2,10 +2,22 @@
 //! are read from these mirrors' objects at a commit (no checkout). HTTPS remotes authenticate
 //! with a username and a token given to libgit2 through a credentials callback; the token never
 //! appears in URLs, remote config or error messages. Local paths and `file://` URLs work too.
+//!
+//! [`Mirrors`] is the one door to the mirrors of forge projects: it names them (mirror keys),
+//! serializes fetches into each with a per-mirror lock, records when each was last fetched,
+//! and removes those of projects gone or not fetched for a while.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Secret, redact_url};
+use crate::forge::FetchSource;
+use crate::storage::{Clock, millis};
+
+/// The file in a mirror holding when it was last fetched (epoch milliseconds).
+const FETCHED_AT: &str = "nbforge-fetched-at";
 
 /// Refspecs used when the caller passes none: all branches and tags, force-updated.
 pub const DEFAULT_REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -24,6 +36,164 @@ pub enum MirrorError {
     /// The remote refused the credentials.
     #[error("fetching {url}: authentication failed")]
     Auth { url: String },
+    /// The blocking task doing the work did not finish.
+    #[error("mirror task: {0}")]
+    Task(String),
+    /// The forge did not say where to fetch from.
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
+}
+
+/// The bare mirrors of forge projects under one folder.
+pub struct Mirrors {
+    root: PathBuf,
+    clock: Clock,
+    /// One lock per mirror, so that fetches into it (and its removal) do not overlap.
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A fetched mirror, held: no fetch into it or removal runs until this is dropped.
+pub struct MirrorGuard {
+    path: PathBuf,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl MirrorGuard {
+    /// The mirror's folder (a bare repository).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Mirrors {
+    pub fn new(root: PathBuf, clock: Clock) -> Mirrors {
+        Mirrors {
+            root,
+            clock,
+            locks: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The folder-safe key of a project's mirror: readable, and distinct for distinct
+    /// (forge, path) pairs.
+    pub fn key(forge: &str, path: &str) -> String {
+        let safe: String = path
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{forge}-{}-{:08x}", safe.trim_start_matches('.'), fnv(path))
+    }
+
+    fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Fetches project `path` of `forge` from `source` into its mirror, and holds the
+    /// mirror for reading until the guard is dropped.
+    pub async fn fetch(
+        &self,
+        forge: &str,
+        path: &str,
+        source: FetchSource,
+    ) -> Result<MirrorGuard, MirrorError> {
+        let key = Self::key(forge, path);
+        let lock = self.lock(&key).lock_owned().await;
+        let root = self.root.clone();
+        let now = self.clock.now_ms();
+        let path = tokio::task::spawn_blocking(move || {
+            let creds = source.credentials.as_ref().map(|(u, t)| (u.as_str(), t));
+            let repo = fetch_mirror(&root, &key, &source.url, creds, &[])?;
+            let path = repo.path().to_owned();
+            std::fs::write(path.join(FETCHED_AT), now.to_string()).map_err(|e| {
+                MirrorError::Local {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            Ok::<_, MirrorError>(path)
+        })
+        .await
+        .map_err(|e| MirrorError::Task(e.to_string()))??;
+        Ok(MirrorGuard { path, _lock: lock })
+    }
+
+    /// Asks `forge` where `project` is fetched from, then fetches it as [`Mirrors::fetch`].
+    pub async fn fetch_project(
+        &self,
+        forge: &dyn crate::forge::Forge,
+        project: &crate::events::ProjectRef,
+    ) -> Result<MirrorGuard, MirrorError> {
+        let source = forge.fetch_source(&project.into()).await?;
+        self.fetch(project.forge.name(), &project.path, source)
+            .await
+    }
+
+    /// Removes the mirrors of projects not in `projects` (forge, path), and those not
+    /// fetched for `retention`. A mirror being fetched is left alone. Returns the removed
+    /// mirrors' keys.
+    pub async fn remove_unused(
+        &self,
+        projects: &[(String, String)],
+        retention: Duration,
+    ) -> Result<Vec<String>, MirrorError> {
+        let known: HashSet<String> = projects.iter().map(|(f, p)| Self::key(f, p)).collect();
+        let cutoff = self.clock.now_ms() - millis(retention);
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(MirrorError::Local {
+                    path: self.root.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".git") else {
+                continue;
+            };
+            if !valid_key(key) {
+                continue;
+            }
+            let fetched_at = std::fs::read_to_string(entry.path().join(FETCHED_AT))
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            if known.contains(key) && fetched_at >= cutoff {
+                continue;
+            }
+            let Ok(_held) = self.lock(key).try_lock_owned() else {
+                continue;
+            };
+            let path = entry.path();
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&path).map(|_| path))
+                .await
+                .map_err(|e| MirrorError::Task(e.to_string()))?
+                .map_err(|e| MirrorError::Local {
+                    path: entry.path(),
+                    message: e.to_string(),
+                })?;
+            removed.push(key.to_owned());
+        }
+        removed.sort();
+        Ok(removed)
+    }
+}
+
+/// A small stable hash so that distinct paths never share a mirror.
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x01000193)
+    })
 }
 
 fn valid_key(key: &str) -> bool {

@@ -1,4 +1,5 @@
-//! Webhook deliveries as received, and the dedupe keys that make a repeat store nothing.
+//! Webhook deliveries as received, the dedupe keys that make a repeat store nothing, and
+//! the jobs a delivery enqueues, stored in the delivery's transaction.
 
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
@@ -14,15 +15,6 @@ pub struct NewDelivery<'a> {
     /// `queued` (jobs created) or `ignored` (a kind nbforge does not act on).
     pub result: &'a str,
     pub body: &'a [u8],
-}
-
-/// A job about to be enqueued.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub kind: String,
-    pub payload: String,
-    pub supersede_key: Option<String>,
-    pub max_attempts: i64,
 }
 
 /// What storing a delivery did.
@@ -51,26 +43,27 @@ const DELIVERY_COLUMNS: &str =
     "id, dedupe_key, forge, event, result, received_at, CAST(LENGTH(body) AS BIGINT) AS body_bytes";
 
 impl Db {
-    /// Stores a delivery and its jobs in one transaction. A repeated dedupe key stores
-    /// nothing and reports [`StoreOutcome::Duplicate`].
+    /// Stores a delivery and what it enqueues in one transaction. A repeated dedupe key
+    /// stores nothing and reports [`StoreOutcome::Duplicate`].
     pub async fn store_delivery(
         &self,
         d: &NewDelivery<'_>,
-        jobs: &[NewJob],
+        work: &Enqueue,
     ) -> DbResult<StoreOutcome> {
-        let mut out = self.store_deliveries(&[(d.clone(), jobs)]).await?;
+        let mut out = self.store_deliveries(&[(d.clone(), work)]).await?;
         Ok(out.pop().unwrap_or(StoreOutcome::Duplicate))
     }
 
-    /// Stores several deliveries with their jobs in one transaction (group commit): all
-    /// are stored or none is. Outcomes come back in order. A batch takes a few multi-row
-    /// statements whatever its size: insert the deliveries, supersede older jobs, insert
-    /// the jobs (each insert split to stay under a size budget on PostgreSQL).
+    /// Stores several deliveries with what they enqueue in one transaction (group commit):
+    /// all are stored or none is. Outcomes come back in order. A batch takes a few
+    /// multi-row statements whatever its size: insert the deliveries, supersede older
+    /// jobs, insert the jobs (each insert split to stay under a size budget on PostgreSQL).
+    /// A duplicate delivery enqueues and supersedes nothing.
     pub async fn store_deliveries(
         &self,
-        batch: &[(NewDelivery<'_>, &[NewJob])],
+        batch: &[(NewDelivery<'_>, &Enqueue)],
     ) -> DbResult<Vec<StoreOutcome>> {
-        let now = now_ms();
+        let now = self.now();
         // A key repeated inside the batch is a duplicate of its first occurrence.
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<bool> = batch
@@ -130,99 +123,30 @@ impl Db {
             );
         }
 
-        // Which delivery each stored job belongs to; within the batch the last job with a
-        // supersede key wins, earlier ones are stored as superseded.
-        let mut jobs: Vec<(usize, i64, &NewJob)> = Vec::new();
-        for (i, (d, js)) in batch.iter().enumerate() {
-            if !fresh[i] {
-                continue;
-            }
-            if let Some(&delivery_id) = inserted.get(d.dedupe_key) {
-                jobs.extend(js.iter().map(|j| (i, delivery_id, j)));
-            }
-        }
-        let mut last_for_key = std::collections::HashMap::new();
-        for (pos, (_, _, j)) in jobs.iter().enumerate() {
-            if let Some(k) = &j.supersede_key {
-                last_for_key.insert(k.as_str(), pos);
-            }
-        }
-        if !last_for_key.is_empty() {
-            let mut keys: Vec<&str> = last_for_key.keys().copied().collect();
-            keys.sort_unstable();
-            let placeholders: Vec<String> =
-                (0..keys.len()).map(|k| format!("${}", k + 2)).collect();
-            // Pending jobs with these keys are superseded; running ones are asked to stop.
-            let sql = format!(
-                "UPDATE jobs SET
-                    state = CASE WHEN state = 'pending' THEN 'superseded' ELSE state END,
-                    finished_at = CASE WHEN state = 'pending' THEN $1 ELSE finished_at END,
-                    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END,
-                    updated_at = $1
-                 WHERE supersede_key IN ({}) AND state IN ('pending', 'running')",
-                placeholders.join(", ")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
-            for k in keys {
-                q = q.bind(k);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let mut ids: Vec<Vec<JobId>> = vec![Vec::new(); batch.len()];
-        let index_of: std::collections::HashMap<i64, usize> = jobs
+        // The stored deliveries, in order, with their delivery ids.
+        let stored: Vec<(usize, i64, &Enqueue)> = batch
             .iter()
-            .map(|(i, delivery_id, _)| (*delivery_id, *i))
+            .enumerate()
+            .filter(|(i, _)| fresh[*i])
+            .filter_map(|(i, (d, work))| inserted.get(d.dedupe_key).map(|&id| (i, id, *work)))
             .collect();
-        for range in chunk_ranges(&jobs, |(_, _, j)| j.payload.len() + 64, budget) {
-            let values: Vec<String> = (0..range.len())
-                .map(|n| {
-                    let b = n * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, 0, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 7,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO jobs (delivery_id, kind, payload, supersede_key, state, attempts, max_attempts, \
-                 run_at, created_at, updated_at, finished_at) VALUES {} RETURNING id, delivery_id",
-                values.join(", ")
-            );
-            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
-            for pos in range {
-                let (_, delivery_id, j) = jobs[pos];
-                let superseded = j
-                    .supersede_key
-                    .as_deref()
-                    .is_some_and(|k| last_for_key.get(k) != Some(&pos));
-                q = q
-                    .bind(delivery_id)
-                    .bind(&j.kind)
-                    .bind(&j.payload)
-                    .bind(j.supersede_key.as_deref())
-                    .bind(if superseded { "superseded" } else { "pending" })
-                    .bind(j.max_attempts)
-                    .bind(now)
-                    .bind(superseded.then_some(now));
-            }
-            let mut rows = q.fetch_all(&mut *tx).await?;
-            rows.sort_unstable_by_key(|r| r.0);
-            for (id, delivery_id) in rows {
-                if let Some(&i) = index_of.get(&delivery_id) {
-                    ids[i].push(JobId(id));
-                }
+        let plan = supersede_plan(stored.iter().map(|(_, _, w)| *w));
+        supersede_keys(&mut tx, &plan.keys, now).await?;
+        let mut rows: Vec<JobInsert<'_>> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        for &(i, delivery_id, work) in &stored {
+            for j in &work.jobs {
+                rows.push((Some(delivery_id), j, plan.superseded[rows.len()]));
+                owner.push(i);
             }
         }
+        let job_ids = insert_jobs(&mut tx, &rows, now, budget).await?;
         tx.commit().await?;
+
+        let mut ids: Vec<Vec<JobId>> = vec![Vec::new(); batch.len()];
+        for (i, id) in owner.into_iter().zip(job_ids) {
+            ids[i].push(id);
+        }
         Ok(batch
             .iter()
             .enumerate()
@@ -258,28 +182,4 @@ impl Db {
             .await?;
         Ok(n)
     }
-}
-
-/// Splits `items` into consecutive ranges whose estimated sizes stay within `budget`
-/// (a range always holds at least one item).
-fn chunk_ranges<T>(
-    items: &[T],
-    size: impl Fn(&T) -> usize,
-    budget: usize,
-) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut used) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let s = size(item);
-        if i > start && used + s > budget {
-            out.push(start..i);
-            start = i;
-            used = 0;
-        }
-        used += s;
-    }
-    if start < items.len() {
-        out.push(start..items.len());
-    }
-    out
 }

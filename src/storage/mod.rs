@@ -15,15 +15,19 @@ use sqlx::{AnyPool, Executor};
 
 mod builds;
 mod catalog;
+mod clock;
 mod deliveries;
 mod projects;
 mod queue;
+mod schedules;
 
 pub use builds::*;
 pub use catalog::*;
+pub use clock::{Clock, millis};
 pub use deliveries::*;
 pub use projects::*;
 pub use queue::*;
+pub use schedules::*;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -48,12 +52,9 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by the system clock.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    Clock::System.now_ms()
 }
 
 /// Identifier of a stored webhook delivery.
@@ -77,6 +78,8 @@ impl std::fmt::Display for JobId {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// Where the queue and schedules read the time.
+    clock: Clock,
 }
 
 impl Db {
@@ -133,7 +136,25 @@ impl Db {
                     .await?
             }
         };
-        Ok(Db { pool, dialect })
+        Ok(Db {
+            pool,
+            dialect,
+            clock: Clock::System,
+        })
+    }
+
+    /// The same pool, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Db {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -8,6 +8,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use nbforge::config::Secret;
+use nbforge::storage::JobKind;
 
 use crate::support::fake_gitlab::{FakeGitLab, FakeProject, MrAction};
 use crate::support::{Backend, TestApp, missing_service};
@@ -260,8 +261,8 @@ async fn a_spec_error_fails_the_status_with_the_users_message() {
     let jobs = t.db().list_jobs(Some("failed"), 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
-        (jobs[0].kind.as_str(), jobs[0].attempts),
-        ("environment", 1)
+        (jobs[0].kind_name(), jobs[0].attempts),
+        ("prepare-environment", 1)
     );
 }
 
@@ -282,18 +283,18 @@ async fn a_stopped_engine_is_retried_and_the_status_recovers() {
         .await
         .unwrap()
         .iter()
-        .any(|j| j.kind == "push")
+        .any(|j| j.kind == Ok(JobKind::RecordPush))
     {
-        nbforge::jobs::run_one(&t.app).await.unwrap();
+        nbforge::jobs::run_one(&t.app.jobs()).await.unwrap();
     }
-    assert!(nbforge::jobs::run_one(&t.app).await.unwrap());
+    assert!(nbforge::jobs::run_one(&t.app.jobs()).await.unwrap());
     let env_job = t
         .db()
         .list_jobs(None, 10)
         .await
         .unwrap()
         .into_iter()
-        .find(|j| j.kind == "environment")
+        .find(|j| j.kind == Ok(JobKind::PrepareEnvironment))
         .unwrap();
     assert_eq!(
         (env_job.state.as_str(), env_job.attempts),
@@ -416,12 +417,21 @@ async fn closing_a_merge_request_cancels_its_pending_environment() {
     let jobs = t.db().list_jobs(None, 10).await.unwrap();
     let env = jobs
         .iter()
-        .find(|j| j.kind == "environment")
+        .find(|j| j.kind == Ok(JobKind::PrepareEnvironment))
         .expect("an environment job");
     assert_eq!(env.state, "superseded");
-    assert!(
-        jobs.iter()
-            .any(|j| j.kind == "cancel" && j.state == "pending")
+    // Closing superseded it in the close delivery's transaction: no job of its own.
+    let kinds: Vec<_> = jobs.iter().map(|j| j.kind_name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "sync-merge-request",
+            "prepare-environment",
+            "sync-merge-request"
+        ]
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
     );
 }
 
@@ -651,7 +661,7 @@ async fn a_newer_push_cancels_a_running_build() {
     );
     let first = fake.commit(&p, "main", &[("Dockerfile", slow.as_bytes())], "slow");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let workers = tokio::spawn(nbforge::jobs::run_workers(t.app.clone(), shutdown.clone()));
+    let workers = tokio::spawn(nbforge::jobs::run_workers(t.app.jobs(), shutdown.clone()));
     deliver_push(&t, &fake, &p, ZERO, &first).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !states(&fake, &first).contains(&"running".to_owned()) {
@@ -691,7 +701,7 @@ async fn a_newer_push_cancels_a_running_build() {
     let jobs = t.db().list_jobs(None, 20).await.unwrap();
     assert!(
         jobs.iter()
-            .any(|j| j.kind == "environment" && j.state == "canceled"),
+            .any(|j| j.kind == Ok(JobKind::PrepareEnvironment) && j.state == "canceled"),
         "{jobs:#?}"
     );
 }

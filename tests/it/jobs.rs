@@ -1,19 +1,28 @@
-//! The job queue: leases, retries, dead letters, supersession, handlers' effects.
+//! The job queue: leases, retries, dead letters, supersession, typed jobs, schedules,
+//! cleanup, and the jobs' effects. Time is a manual clock moved forward, never slept.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use nbforge::storage::{JobId, NewDelivery, NewJob};
+use nbforge::storage::{Clock, Enqueue, JobId, JobKind, NewDelivery, NewJob, StoreOutcome};
 
 use crate::on_both_databases;
 use crate::support::{Backend, TestApp, push_payload, sha};
 
-fn job(kind: &str, key: Option<&str>, max_attempts: i64) -> NewJob {
+/// A job whose arguments do not read as any job's (the queue does not care).
+fn job(kind: JobKind, key: Option<&str>, max_attempts: i64) -> NewJob {
     NewJob {
-        kind: kind.to_owned(),
-        payload: "{}".to_owned(),
+        kind,
+        args: "{}".to_owned(),
         supersede_key: key.map(str::to_owned),
         max_attempts,
+    }
+}
+
+fn work(jobs: &[NewJob]) -> Enqueue {
+    Enqueue {
+        supersede: Vec::new(),
+        jobs: jobs.to_vec(),
     }
 }
 
@@ -25,19 +34,24 @@ async fn enqueue(t: &TestApp, key: &str, jobs: &[NewJob]) -> Vec<JobId> {
         result: "queued",
         body: b"{}",
     };
-    match t.db().store_delivery(&d, jobs).await.unwrap() {
-        nbforge::storage::StoreOutcome::Stored { jobs, .. } => jobs,
+    match t.db().store_delivery(&d, &work(jobs)).await.unwrap() {
+        StoreOutcome::Stored { jobs, .. } => jobs,
         other => panic!("{other:?}"),
     }
+}
+
+/// A test app on a manual clock.
+async fn manual(backend: Backend) -> Option<TestApp> {
+    TestApp::with_clock(backend, Clock::manual(), |_| {}).await
 }
 
 on_both_databases!(
     lease_expiry_hands_the_job_to_another_worker,
     |backend: Backend| async move {
-        let Some(t) = TestApp::new(backend).await else {
+        let Some(t) = manual(backend).await else {
             return;
         };
-        let ids = enqueue(&t, "d1", &[job("push", None, 5)]).await;
+        let ids = enqueue(&t, "d1", &[job(JobKind::RecordPush, None, 5)]).await;
         let db = t.db();
         let a = db
             .claim_job("worker-a", Duration::from_millis(1000))
@@ -53,7 +67,7 @@ on_both_databases!(
                 .unwrap()
                 .is_none()
         );
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        t.advance(Duration::from_millis(1001));
         let b = db
             .claim_job("worker-b", Duration::from_secs(60))
             .await
@@ -77,19 +91,18 @@ on_both_databases!(
 on_both_databases!(
     retries_back_off_then_dead_letter,
     |backend: Backend| async move {
-        let Some(t) = TestApp::new(backend).await else {
+        let Some(t) = manual(backend).await else {
             return;
         };
-        let ids = enqueue(&t, "d1", &[job("push", None, 2)]).await;
+        let ids = enqueue(&t, "d1", &[job(JobKind::RecordPush, None, 2)]).await;
         let db = t.db();
         let j = db
             .claim_job("w", Duration::from_secs(60))
             .await
             .unwrap()
             .unwrap();
-        let later = nbforge::storage::now_ms() + 60_000;
         assert!(
-            db.retry_job(j.id(), "w", "forge down", later)
+            db.retry_job(j.id(), "w", "forge down", Duration::from_secs(60))
                 .await
                 .unwrap()
         );
@@ -111,6 +124,16 @@ on_both_databases!(
                 .is_ok_and(|moved| !moved),
             "only running jobs move"
         );
+        // Due once the delay has passed: the second and last try.
+        t.advance(Duration::from_secs(60));
+        let again = db
+            .claim_job("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("due after the delay");
+        assert_eq!(again.attempts, 2);
+        assert!(db.dead_letter_job(ids[0], "w", "still down").await.unwrap());
+        assert_eq!(db.get_job(ids[0]).await.unwrap().unwrap().state, "dead");
 
         // Backoff doubles per attempt and is capped.
         let base = Duration::from_secs(2);
@@ -173,7 +196,7 @@ on_both_databases!(
         let Some(t) = TestApp::new(backend).await else {
             return;
         };
-        let first = enqueue(&t, "d1", &[job("push", Some("k"), 5)]).await[0];
+        let first = enqueue(&t, "d1", &[job(JobKind::RecordPush, Some("k"), 5)]).await[0];
         let claimed = t
             .db()
             .claim_job("w", Duration::from_secs(60))
@@ -181,7 +204,7 @@ on_both_databases!(
             .unwrap()
             .unwrap();
         assert_eq!(claimed.id(), first);
-        enqueue(&t, "d2", &[job("push", Some("k"), 5)]).await;
+        enqueue(&t, "d2", &[job(JobKind::RecordPush, Some("k"), 5)]).await;
         assert_eq!(
             t.db()
                 .heartbeat(first, "w", Duration::from_secs(60))
@@ -198,12 +221,16 @@ on_both_databases!(
         let Some(t) = TestApp::new(backend).await else {
             return;
         };
-        let ids = enqueue(&t, "d1", &[job("push", None, 5)]).await;
+        let ids = enqueue(&t, "d1", &[job(JobKind::RecordPush, None, 5)]).await;
         assert_eq!(t.run_jobs().await, 1);
         let row = t.db().get_job(ids[0]).await.unwrap().unwrap();
         assert_eq!(row.state, "failed");
         assert_eq!(row.attempts, 1);
-        assert!(row.last_error.unwrap().contains("not a known event"));
+        let error = row.last_error.unwrap();
+        assert!(
+            error.contains("arguments of this record-push job do not read"),
+            "{error}"
+        );
         t.assert_queue_empty().await;
     }
 );
@@ -214,7 +241,7 @@ on_both_databases!(
         let Some(t) = TestApp::new(backend).await else {
             return;
         };
-        let ids = enqueue(&t, "d1", &[job("push", None, 5)]).await;
+        let ids = enqueue(&t, "d1", &[job(JobKind::RecordPush, None, 5)]).await;
         let j = t
             .db()
             .claim_job("w", Duration::from_secs(60))
@@ -296,28 +323,27 @@ on_both_databases!(
             body,
         };
         let body: &'static [u8] = Box::leak(big.into_boxed_slice());
-        let a = [job("push", Some("k"), 5)];
-        let b = [job("push", Some("k"), 5), job("other", None, 5)];
-        let c = [job("push", Some("k"), 5)];
+        let a = work(&[job(JobKind::RecordPush, Some("k"), 5)]);
+        let b = work(&[
+            job(JobKind::RecordPush, Some("k"), 5),
+            job(JobKind::SyncProject, None, 5),
+        ]);
+        let c = work(&[job(JobKind::RecordPush, Some("k"), 5)]);
         let batch = vec![
-            (d("b1", body), &a[..]),
-            (d("b2", b"{}"), &b[..]),
-            (d("b1", b"{}"), &c[..]),
-            (d("b3", body), &c[..]),
+            (d("b1", body), &a),
+            (d("b2", b"{}"), &b),
+            (d("b1", b"{}"), &c),
+            (d("b3", body), &c),
         ];
         let out = t.db().store_deliveries(&batch).await.unwrap();
-        assert!(
-            matches!(out[0], nbforge::storage::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 1)
-        );
-        assert!(
-            matches!(out[1], nbforge::storage::StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 2)
-        );
+        assert!(matches!(out[0], StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 1));
+        assert!(matches!(out[1], StoreOutcome::Stored { ref jobs, .. } if jobs.len() == 2));
         assert_eq!(
             out[2],
-            nbforge::storage::StoreOutcome::Duplicate,
+            StoreOutcome::Duplicate,
             "a key repeated in the batch"
         );
-        let nbforge::storage::StoreOutcome::Stored { jobs: last, .. } = &out[3] else {
+        let StoreOutcome::Stored { jobs: last, .. } = &out[3] else {
             panic!("{:?}", out[3])
         };
         // Only the newest job with key `k` is pending.
@@ -332,11 +358,462 @@ on_both_databases!(
         // A later batch supersedes across batches, and a stored key stays a duplicate.
         let again = t
             .db()
-            .store_deliveries(&[(d("b3", b"{}"), &c[..]), (d("b4", b"{}"), &c[..])])
+            .store_deliveries(&[(d("b3", b"{}"), &c), (d("b4", b"{}"), &c)])
             .await
             .unwrap();
-        assert_eq!(again[0], nbforge::storage::StoreOutcome::Duplicate);
+        assert_eq!(again[0], StoreOutcome::Duplicate);
         assert_eq!(t.job_counts().await.get("superseded"), Some(&3));
         assert_eq!(t.db().count_deliveries().await.unwrap(), 4);
     }
 );
+
+on_both_databases!(
+    a_row_of_an_unknown_kind_fails_with_its_name,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        sqlx::query(
+            "INSERT INTO jobs (kind, args, state, attempts, max_attempts, run_at, created_at, updated_at)
+             VALUES ('mystery', '{}', 'pending', 0, 5, 0, 0, 0)",
+        )
+        .execute(t.db().pool())
+        .await
+        .unwrap();
+        assert_eq!(t.run_jobs().await, 1);
+        let jobs = t.db().list_jobs(None, 10).await.unwrap();
+        assert_eq!(jobs[0].state, "failed");
+        assert_eq!(jobs[0].kind_name(), "mystery");
+        assert_eq!(
+            jobs[0].last_error.as_deref(),
+            Some("unknown job kind \"mystery\"")
+        );
+        // The API shows the stored name.
+        let listed = t.admin_get("/api/jobs").await.json();
+        assert_eq!(listed["jobs"][0]["kind"], "mystery");
+    }
+);
+
+on_both_databases!(
+    jobs_carry_small_typed_arguments_not_the_event,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        let res = t
+            .gitlab(
+                "Push Hook",
+                "p1",
+                push_payload("lab/x", "main", &sha(1), &sha(2)),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED);
+        let mut jobs = t.db().list_jobs(None, 10).await.unwrap();
+        jobs.reverse();
+        let kinds: Vec<_> = jobs.iter().map(|j| j.kind.clone().unwrap()).collect();
+        assert_eq!(kinds, [JobKind::RecordPush, JobKind::PrepareEnvironment]);
+        let push: nbforge::jobs::kinds::RecordPush = serde_json::from_str(&jobs[0].args).unwrap();
+        assert_eq!(
+            (push.branch.as_str(), push.after.as_str()),
+            ("main", sha(2).as_str())
+        );
+        assert!(!jobs[0].args.contains("commits"), "{}", jobs[0].args);
+        // Keys name the forge.
+        assert_eq!(
+            jobs[1].supersede_key.as_deref(),
+            Some("env:gitlab:lab/x:main")
+        );
+        let listed = t.admin_get("/api/jobs").await.json();
+        assert_eq!(listed["jobs"][0]["kind"], "prepare-environment");
+    }
+);
+
+on_both_databases!(
+    deleting_a_branch_supersedes_its_environment_without_a_job,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        t.gitlab(
+            "Push Hook",
+            "p1",
+            push_payload("lab/x", "main", &sha(1), &sha(2)),
+        )
+        .await;
+        // Claimed by a worker: a running environment job is asked to stop.
+        let owner = "w";
+        loop {
+            let j = t
+                .db()
+                .claim_job(owner, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .expect("a job");
+            if j.kind == Ok(JobKind::PrepareEnvironment) {
+                break;
+            }
+            t.db().complete_job(j.id(), owner).await.unwrap();
+        }
+        // A second push leaves a pending environment job behind it.
+        t.gitlab(
+            "Push Hook",
+            "p2",
+            push_payload("lab/x", "main", &sha(2), &sha(3)),
+        )
+        .await;
+        let deleted = push_payload("lab/x", "main", &sha(3), &"0".repeat(40));
+        t.gitlab("Push Hook", "p3", deleted).await;
+        let jobs = t.db().list_jobs(None, 10).await.unwrap();
+        let envs: Vec<_> = jobs
+            .iter()
+            .filter(|j| j.kind == Ok(JobKind::PrepareEnvironment))
+            .map(|j| (j.state.as_str(), j.cancel_requested))
+            .collect();
+        assert_eq!(envs, [("superseded", 0), ("running", 1)], "{jobs:#?}");
+        assert_eq!(jobs.len(), 5, "no job of its own: {jobs:#?}");
+        // A same-named project on GitHub is another key.
+        assert_eq!(
+            t.db().supersede(&["env:github:lab/x:main"]).await.unwrap(),
+            0
+        );
+    }
+);
+
+on_both_databases!(
+    supersession_follows_order_within_a_batch,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let d = |key: &'static str| NewDelivery {
+            dedupe_key: key,
+            forge: "gitlab",
+            event: "push",
+            result: "queued",
+            body: b"{}",
+        };
+        let build = work(&[job(JobKind::PrepareEnvironment, Some("env:k"), 5)]);
+        let stop = Enqueue {
+            supersede: vec!["env:k".into()],
+            jobs: Vec::new(),
+        };
+        // Built, then stopped: nothing left.
+        t.db()
+            .store_deliveries(&[(d("a1"), &build), (d("a2"), &stop)])
+            .await
+            .unwrap();
+        assert_eq!(t.job_counts().await.get("pending"), None);
+        // Stopped, then built again: the build waits.
+        t.db()
+            .store_deliveries(&[(d("b1"), &stop), (d("b2"), &build)])
+            .await
+            .unwrap();
+        assert_eq!(t.job_counts().await.get("pending"), Some(&1));
+        assert_eq!(t.job_counts().await.get("superseded"), Some(&1));
+    }
+);
+
+on_both_databases!(
+    a_schedule_runs_once_per_period_across_processes,
+    |backend: Backend| async move {
+        let Some(t) = manual(backend).await else {
+            return;
+        };
+        // A second process: its own pool on the same database, the same time.
+        let other_db = nbforge::storage::Db::connect(&t.app.settings.database_url)
+            .await
+            .unwrap()
+            .with_clock(t.app.clock.clone());
+        let mut other = t.jobs();
+        other.db = other_db;
+        let hour = Duration::from_secs(3600);
+        let schedules = [nbforge::jobs::schedule::Scheduled::every(
+            hour,
+            nbforge::jobs::kinds::Cleanup {},
+            &t.app.settings,
+        )];
+        let tick = |ctx: nbforge::jobs::Context| {
+            let schedules = schedules.clone();
+            async move {
+                nbforge::jobs::schedule::tick(&ctx, &schedules)
+                    .await
+                    .unwrap()
+            }
+        };
+        // New: due at once, once, whichever process ticks.
+        let (a, b) = tokio::join!(tick(t.jobs()), tick(other.clone()));
+        assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
+        assert!(tick(t.jobs()).await.is_empty());
+        t.advance(hour - Duration::from_secs(1));
+        assert!(tick(other.clone()).await.is_empty(), "not yet due");
+        t.advance(Duration::from_secs(1));
+        let (a, b) = tokio::join!(tick(t.jobs()), tick(other.clone()));
+        assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
+        // Ten periods of downtime: one run on start, not ten.
+        t.advance(hour * 10);
+        assert_eq!(tick(other.clone()).await.len(), 1);
+        assert!(tick(t.jobs()).await.is_empty());
+        // Scheduled jobs are jobs like the others.
+        let listed = t.admin_get("/api/jobs").await.json();
+        let kinds: Vec<_> = listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kinds, ["cleanup", "cleanup", "cleanup"]);
+        assert_eq!(t.run_jobs().await, 3);
+        assert_eq!(t.job_counts().await.get("done"), Some(&3));
+    }
+);
+
+on_both_databases!(
+    cleanup_removes_old_finished_jobs_and_their_deliveries,
+    |backend: Backend| async move {
+        let Some(t) = manual(backend).await else {
+            return;
+        };
+        for (i, uuid) in ["old1", "old2"].iter().enumerate() {
+            let i = i as u64;
+            t.gitlab(
+                "Push Hook",
+                uuid,
+                push_payload("lab/x", &format!("b{i}"), &sha(i), &sha(i + 1)),
+            )
+            .await;
+        }
+        assert_eq!(t.run_jobs().await, 2);
+        // Waiting work is kept however old.
+        enqueue(&t, "waiting", &[job(JobKind::SyncProject, None, 5)]).await;
+        t.advance(Duration::from_secs(31 * 24 * 3600));
+        t.gitlab(
+            "Push Hook",
+            "recent",
+            push_payload("lab/x", "main", &sha(7), &sha(8)),
+        )
+        .await;
+        assert_eq!(t.db().count_deliveries().await.unwrap(), 4);
+        let removed = t
+            .db()
+            .delete_finished_jobs(t.app.settings.jobs.retention.jobs)
+            .await
+            .unwrap();
+        assert_eq!((removed.jobs, removed.deliveries), (2, 2));
+        assert!(t.db().get_delivery("old1").await.unwrap().is_none());
+        assert!(t.db().get_delivery("waiting").await.unwrap().is_some());
+        assert!(t.db().get_delivery("recent").await.unwrap().is_some());
+        // The refs they recorded stay.
+        assert_eq!(
+            t.db()
+                .ref_sha("gitlab", "lab/x", "refs/heads/b1")
+                .await
+                .unwrap(),
+            Some(sha(2))
+        );
+        assert_eq!(t.db().count_ref_updates().await.unwrap(), 0);
+    }
+);
+
+on_both_databases!(
+    cleanup_removes_mirrors_of_deleted_and_idle_projects,
+    |backend: Backend| async move {
+        let Some(t) = manual(backend).await else {
+            return;
+        };
+        let upstream = t.dir.path().join("upstream");
+        let repo = git2::Repository::init(&upstream).unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "empty", &tree, &[])
+            .unwrap();
+        let source = nbforge::forge::FetchSource {
+            url: format!("file://{}", upstream.display()),
+            credentials: None,
+        };
+        let mirrors = &t.app.mirrors;
+        for path in ["lab/kept", "lab/idle", "lab/gone"] {
+            drop(mirrors.fetch("gitlab", path, source.clone()).await.unwrap());
+            let mut row = nbforge::storage::ProjectRow {
+                forge: "gitlab".into(),
+                path: path.into(),
+                forge_id: None,
+                web_url: None,
+                git_url: None,
+                default_branch: None,
+                forked_from: None,
+            };
+            row.path = path.into();
+            t.db().upsert_project(&row).await.unwrap();
+        }
+        t.db().delete_project("gitlab", "lab/gone").await.unwrap();
+        let retention = t.app.settings.jobs.retention.mirrors;
+        t.advance(retention - Duration::from_secs(60));
+        drop(
+            mirrors
+                .fetch("gitlab", "lab/kept", source.clone())
+                .await
+                .unwrap(),
+        );
+        t.advance(Duration::from_secs(120));
+        let projects = t.db().project_paths().await.unwrap();
+        let removed = mirrors.remove_unused(&projects, retention).await.unwrap();
+        let key = nbforge::repo::mirror::Mirrors::key;
+        let mut expected = vec![key("gitlab", "lab/gone"), key("gitlab", "lab/idle")];
+        expected.sort();
+        assert_eq!(removed, expected);
+        let root = t.app.settings.data_dir.join("mirrors");
+        assert!(
+            root.join(format!("{}.git", key("gitlab", "lab/kept")))
+                .exists()
+        );
+        assert!(
+            !root
+                .join(format!("{}.git", key("gitlab", "lab/idle")))
+                .exists()
+        );
+    }
+);
+
+on_both_databases!(
+    cleanup_removes_unused_labelled_images_only,
+    |backend: Backend| async move {
+        let prefix = format!("nbforge-cleanup-{}", uuid::Uuid::new_v4().simple());
+        let Some(t) = TestApp::with_clock(backend, Clock::manual(), |s| {
+            s.environments.enabled = true;
+            s.environments.image_prefix = prefix.clone();
+        })
+        .await
+        else {
+            return;
+        };
+        if let Err(e) = t.app.builder.docker().map(|_| ()) {
+            crate::support::missing_service(&format!("the Docker engine ({e})"));
+            return;
+        }
+        // Three tiny images with nbforge's label, and one without it.
+        let tag = |k: &str| format!("{prefix}/env:{k}");
+        let make = |name: String, label: bool| {
+            let mut cmd = std::process::Command::new("docker");
+            cmd.args(["build", "-q", "-t", &name]);
+            if label {
+                cmd.args(["--label", &format!("org.nbforge.environment-key={name}")]);
+            }
+            cmd.arg("-")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = cmd.spawn().expect("docker runs");
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("FROM scratch\nLABEL test={name}\n").as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "docker build {name}");
+        };
+        if std::process::Command::new("docker")
+            .arg("version")
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            crate::support::missing_service("the docker command");
+            return;
+        }
+        for k in ["current", "recent", "old"] {
+            make(tag(k), true);
+        }
+        make(tag("unlabelled"), false);
+        let db = t.db();
+        // `current` is what the branch's latest build uses; long ago.
+        let b = db
+            .create_build("gitlab", "lab/x", Some("main"), &sha(1), None)
+            .await
+            .unwrap();
+        db.set_build_environment(b, "current", &tag("current"))
+            .await
+            .unwrap();
+        let refs = nbforge::storage::RefUpdateRow {
+            job_id: 1,
+            forge: "gitlab".into(),
+            project: "lab/x".into(),
+            ref_name: "refs/heads/main".into(),
+            before_sha: "0".repeat(40),
+            after_sha: sha(1),
+        };
+        let ids = enqueue(&t, "d", &[job(JobKind::RecordPush, None, 5)]).await;
+        db.apply_ref_update(ids[0], &refs).await.unwrap();
+        // `old` was built long ago for a commit no ref points at.
+        let b = db
+            .create_build("gitlab", "lab/x", Some("main"), &sha(9), None)
+            .await
+            .unwrap();
+        db.set_build_environment(b, "old", &tag("old"))
+            .await
+            .unwrap();
+        t.advance(Duration::from_secs(31 * 24 * 3600));
+        // `recent` was used by a build since: but builds take the system time, so record
+        // its use by moving the clock back for this row.
+        let b = db
+            .create_build("gitlab", "lab/y", Some("main"), &sha(5), None)
+            .await
+            .unwrap();
+        db.set_build_environment(b, "recent", &tag("recent"))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE builds SET updated_at = $1 WHERE id = $2")
+            .bind(t.app.clock.now_ms())
+            .bind(b)
+            .execute(db.pool())
+            .await
+            .unwrap();
+
+        nbforge::jobs::schedule::tick(
+            &t.jobs(),
+            &nbforge::jobs::schedule::schedules(&t.app.settings),
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.run_jobs().await, 2, "the push and the cleanup");
+        assert_eq!(
+            t.job_counts().await.get("done"),
+            Some(&2),
+            "{:?}",
+            t.job_counts().await
+        );
+        let exists = |name: String| {
+            std::process::Command::new("docker")
+                .args(["image", "inspect", &name])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        let left: Vec<bool> = ["current", "recent", "old", "unlabelled"]
+            .into_iter()
+            .map(|k| exists(tag(k)))
+            .collect();
+        for k in ["current", "recent", "old", "unlabelled"] {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", &tag(k)])
+                .output();
+        }
+        assert_eq!(left, [true, true, false, true]);
+    }
+);
+
+#[test]
+fn subjects_name_the_project_and_commit() {
+    let s = nbforge::jobs::Subject {
+        project: Some("lab/rnaseq".into()),
+        git_ref: Some("refs/heads/main".into()),
+        commit: Some("1a2b3c4d5e6f".into()),
+    };
+    assert_eq!(s.to_string(), "lab/rnaseq@1a2b3c4d");
+    let s = nbforge::jobs::Subject { commit: None, ..s };
+    assert_eq!(s.to_string(), "lab/rnaseq refs/heads/main");
+}

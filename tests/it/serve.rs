@@ -468,7 +468,10 @@ async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let running = db.list_jobs(Some("running"), 10).await.unwrap();
-        if running.iter().any(|j| j.kind == "environment") {
+        if running
+            .iter()
+            .any(|j| j.kind == Ok(nbforge::storage::JobKind::PrepareEnvironment))
+        {
             break;
         }
         assert!(
@@ -486,12 +489,15 @@ async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
         stopped.elapsed()
     );
     let jobs = db.list_jobs(None, 10).await.unwrap();
-    let env_job = jobs.iter().find(|j| j.kind == "environment").unwrap();
+    let env_job = jobs
+        .iter()
+        .find(|j| j.kind == Ok(nbforge::storage::JobKind::PrepareEnvironment))
+        .unwrap();
     assert_eq!(
         env_job.state, "pending",
         "released for another process: {env_job:?}"
     );
     assert_eq!(env_job.attempts, 0, "a released try is not counted");
     assert!(env_job.lease_owner.is_none());
-    assert!(server.log_text().contains("job released at shutdown"));
+    assert!(server.log_text().contains(") released at shutdown"));
 }

@@ -18,7 +18,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use nbforge::app::{App, build_forges};
 use nbforge::config::{Secret, Settings};
-use nbforge::storage::Db;
+use nbforge::storage::{Clock, Db};
 use tower::ServiceExt;
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
@@ -93,6 +93,16 @@ impl TestApp {
         backend: Backend,
         tweak: impl FnOnce(&mut Settings),
     ) -> Option<TestApp> {
+        Self::with_clock(backend, Clock::System, tweak).await
+    }
+
+    /// A test app whose storage and jobs read the time from `clock` (e.g.
+    /// [`Clock::manual`], moved with [`TestApp::advance`]).
+    pub async fn with_clock(
+        backend: Backend,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database(backend, dir.path()).await?;
         let mut settings = Settings::for_database(&url);
@@ -114,7 +124,8 @@ impl TestApp {
         tweak(&mut settings);
         let db = Db::connect(&settings.database_url)
             .await
-            .expect("database connects");
+            .expect("database connects")
+            .with_clock(clock);
         let forges = build_forges(&settings, &db).expect("forges");
         Some(TestApp {
             app: App::with_parts(settings, db, forges),
@@ -212,9 +223,19 @@ impl TestApp {
             .await
     }
 
+    /// What jobs see of the app under test.
+    pub fn jobs(&self) -> nbforge::jobs::Context {
+        self.app.jobs()
+    }
+
+    /// Moves the app's clock forward (a manual clock only).
+    pub fn advance(&self, by: std::time::Duration) {
+        self.app.clock.advance(by);
+    }
+
     /// Runs every ready job in this task; returns how many ran.
     pub async fn run_jobs(&self) -> usize {
-        nbforge::jobs::run_until_idle(&self.app)
+        nbforge::jobs::run_until_idle(&self.app.jobs())
             .await
             .expect("jobs run")
     }

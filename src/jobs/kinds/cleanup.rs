@@ -1,0 +1,93 @@
+//! `cleanup` (scheduled): removes what nbforge no longer needs, each after its retention:
+//! finished jobs and their deliveries, the git mirrors of projects deleted or not fetched
+//! lately, and environment images (this builder's, carrying nbforge's labels) that no
+//! build has used lately — never the image of a build at a commit a branch or tag points at.
+
+use std::collections::HashSet;
+
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::environment::LABEL_KEY;
+use crate::jobs::{Context, Job, JobError, Run, Subject};
+use crate::storage::{JobKind, millis};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {}
+
+impl Job for Cleanup {
+    const KIND: JobKind = JobKind::Cleanup;
+
+    fn subject(&self) -> Subject {
+        Subject::default()
+    }
+
+    async fn run(&self, ctx: &Context, _run: &Run) -> Result<(), JobError> {
+        let retention = &ctx.settings.jobs.retention;
+        let queue = ctx.db.delete_finished_jobs(retention.jobs).await?;
+        let projects = ctx.db.project_paths().await?;
+        let mirrors = ctx
+            .mirrors
+            .remove_unused(&projects, retention.mirrors)
+            .await?;
+        let images = if ctx.settings.environments.enabled {
+            remove_unused_images(ctx).await?
+        } else {
+            Vec::new()
+        };
+        tracing::info!(
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images",
+            queue.jobs,
+            queue.deliveries,
+            mirrors.len(),
+            images.len()
+        );
+        Ok(())
+    }
+}
+
+/// Removes this builder's labelled images that no build used within the retention and
+/// that no current branch or tag's build uses. Returns the removed tags.
+async fn remove_unused_images(ctx: &Context) -> Result<Vec<String>, JobError> {
+    let retention = ctx.settings.jobs.retention.images;
+    let in_use: HashSet<String> = ctx.db.images_in_use(retention).await?.into_iter().collect();
+    let cutoff_secs = (ctx.clock.now_ms() - millis(retention)) / 1000;
+    let docker = ctx
+        .builder
+        .docker()
+        .map_err(|e| JobError::Transient(e.into()))?;
+    let filters = [("label".to_owned(), vec![LABEL_KEY.to_owned()])].into();
+    let images = docker
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| JobError::Transient(anyhow::anyhow!("listing images: {e}")))?;
+    let mut removed = Vec::new();
+    for image in images {
+        // A tag in use keeps the whole image; so does being newer than the retention.
+        let ours: Vec<&String> = image
+            .repo_tags
+            .iter()
+            .filter(|t| ctx.builder.owns_image(t))
+            .collect();
+        if ours.is_empty()
+            || image.created >= cutoff_secs
+            || image.repo_tags.iter().any(|t| in_use.contains(t))
+        {
+            continue;
+        }
+        for tag in ours {
+            match docker
+                .remove_image(tag, None::<RemoveImageOptions>, None)
+                .await
+            {
+                Ok(_) => removed.push(tag.clone()),
+                // A session container still uses it, or it went meanwhile: keep going.
+                Err(e) => tracing::warn!("cleanup kept image {tag}: {e}"),
+            }
+        }
+    }
+    Ok(removed)
+}

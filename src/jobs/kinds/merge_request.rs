@@ -1,0 +1,148 @@
+//! `sync-merge-request`: record a merge request and keep nbforge's one note on it.
+
+use serde::{Deserialize, Serialize};
+
+use super::project_row;
+use crate::environment::flow;
+use crate::events::{ForgeKind, MergeRequestAction, ProjectRef};
+use crate::forge::{ForgeError, ProjectId};
+use crate::jobs::{Context, Job, JobError, Run, Subject};
+use crate::storage::{JobKind, MergeRequestRow};
+
+/// Marks nbforge's note on a merge request, so it is found again and edited, never repeated.
+pub const NOTE_MARKER: &str = "<!-- nbforge:environment -->";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMergeRequest {
+    pub forge: ForgeKind,
+    /// The target project.
+    pub project: ProjectRef,
+    /// Where the changes come from (a fork, or the target project).
+    pub source_project: ProjectRef,
+    pub iid: i64,
+    pub action: MergeRequestAction,
+    pub title: String,
+    pub state: String,
+    pub source_branch: String,
+    pub target_branch: String,
+    pub head_sha: String,
+    /// An update that brought new commits.
+    pub new_commits: bool,
+}
+
+impl Job for SyncMergeRequest {
+    const KIND: JobKind = JobKind::SyncMergeRequest;
+
+    fn subject(&self) -> Subject {
+        Subject {
+            project: Some(format!("{}!{}", self.project.path, self.iid)),
+            git_ref: None,
+            commit: Some(self.head_sha.clone()),
+        }
+    }
+
+    fn supersede_key(&self) -> Option<String> {
+        Some(format!(
+            "mr:{}:{}:{}",
+            self.forge.name(),
+            self.project.path,
+            self.iid
+        ))
+    }
+
+    async fn run(&self, ctx: &Context, _run: &Run) -> Result<(), JobError> {
+        let db = &ctx.db;
+        db.upsert_project(&project_row(&self.project)).await?;
+        if self.source_project.path != self.project.path {
+            let mut fork = project_row(&self.source_project);
+            fork.forked_from = Some(self.project.path.clone());
+            db.upsert_project(&fork).await?;
+        }
+        db.upsert_merge_request(&MergeRequestRow {
+            forge: self.project.forge.name().to_owned(),
+            project: self.project.path.clone(),
+            iid: self.iid,
+            source_project: self.source_project.path.clone(),
+            source_branch: self.source_branch.clone(),
+            target_branch: self.target_branch.clone(),
+            head_sha: self.head_sha.clone(),
+            state: self.state.clone(),
+            title: self.title.clone(),
+        })
+        .await?;
+        let wants_note = match &self.action {
+            MergeRequestAction::Open | MergeRequestAction::Reopen => true,
+            MergeRequestAction::Update => self.new_commits,
+            MergeRequestAction::Close | MergeRequestAction::Merge => db
+                .mr_note(self.forge.name(), &self.project.path, self.iid)
+                .await?
+                .is_some(),
+            _ => false,
+        };
+        if wants_note && ctx.settings.environments.enabled {
+            match self.upsert_note(ctx, &self.note_body(ctx)).await {
+                Err(JobError::Transient(e))
+                    if e.downcast_ref::<ForgeError>()
+                        .is_some_and(|f| matches!(f, ForgeError::Unsupported(_))) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SyncMergeRequest {
+    fn note_body(&self, ctx: &Context) -> String {
+        let public = &ctx.settings.server.public_url;
+        let short = flow::short_sha(&self.head_sha);
+        match self.action {
+            MergeRequestAction::Merge => format!(
+                "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",
+                badge = flow::badge_url(public),
+                launch = flow::launch_url(public, &self.project.path, &self.target_branch),
+                target = self.target_branch,
+            ),
+            MergeRequestAction::Close => format!(
+                "{NOTE_MARKER}\n**nbforge**: this merge request is closed; its environment is no longer prepared.\n"
+            ),
+            _ => format!(
+                "{NOTE_MARKER}\n**nbforge**: [![Launch]({badge})]({launch}) this merge request at `{short}` \
+                 (from `{source}:{branch}`).\n\nThe environment's progress is the `{status}` status of the commit; \
+                 this note follows new commits.\n",
+                badge = flow::badge_url(public),
+                launch = flow::launch_url(public, &self.source_project.path, &self.head_sha),
+                source = self.source_project.path,
+                branch = self.source_branch,
+                status = flow::STATUS_NAME,
+            ),
+        }
+    }
+
+    /// Creates nbforge's note on the merge request, or edits the one it made before.
+    async fn upsert_note(&self, ctx: &Context, body: &str) -> Result<(), JobError> {
+        let forge = ctx.forges.for_kind(&self.forge);
+        let name = self.forge.name();
+        let project = ProjectId::from(&self.project);
+        let iid = self.iid;
+        if let Some(id) = ctx.db.mr_note(name, &self.project.path, iid).await? {
+            match forge.edit_merge_request_note(&project, iid, id, body).await {
+                Ok(_) => return Ok(()),
+                Err(ForgeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let existing = forge.list_merge_request_notes(&project, iid).await?;
+        let note = match existing.iter().find(|n| n.body.contains(NOTE_MARKER)) {
+            Some(n) => {
+                forge
+                    .edit_merge_request_note(&project, iid, n.id, body)
+                    .await?
+            }
+            None => forge.create_merge_request_note(&project, iid, body).await?,
+        };
+        ctx.db
+            .set_mr_note(name, &self.project.path, iid, note.id)
+            .await?;
+        Ok(())
+    }
+}

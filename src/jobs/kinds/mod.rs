@@ -1,0 +1,37 @@
+//! The kinds of job, one file each. Each carries only the fields it needs; the event they
+//! came from stays in the delivery's body.
+
+mod cleanup;
+mod environment;
+mod member;
+mod merge_request;
+mod project;
+mod push;
+mod tag;
+
+pub use cleanup::Cleanup;
+pub use environment::PrepareEnvironment;
+pub use member::RecordMember;
+pub use merge_request::{NOTE_MARKER, SyncMergeRequest};
+pub use project::SyncProject;
+pub use push::RecordPush;
+pub use tag::PublishTag;
+
+use crate::events::ProjectRef;
+use crate::storage::ProjectRow;
+
+/// A commit id of zeros: a ref created from nothing or deleted.
+pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// The projects row of an event's project.
+fn project_row(p: &ProjectRef) -> ProjectRow {
+    ProjectRow {
+        forge: p.forge.name().to_owned(),
+        path: p.path.clone(),
+        forge_id: p.id,
+        web_url: p.web_url.clone(),
+        git_url: p.git_http_url.clone(),
+        default_branch: p.default_branch.clone(),
+        forked_from: None,
+    }
+}

@@ -1,0 +1,79 @@
+//! `publish-tag`: a tag moved; record it and publish (or withdraw) its worksheets.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ZERO_SHA, project_row};
+use crate::events::{ForgeKind, ProjectRef};
+use crate::jobs::{Context, Job, JobError, Run, Subject};
+use crate::storage::{JobKind, RefUpdateRow};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishTag {
+    pub forge: ForgeKind,
+    pub project: ProjectRef,
+    pub tag: String,
+    /// The tagged commit; None when the tag was deleted.
+    pub commit: Option<String>,
+}
+
+impl Job for PublishTag {
+    const KIND: JobKind = JobKind::PublishTag;
+
+    fn subject(&self) -> Subject {
+        Subject {
+            project: Some(self.project.path.clone()),
+            git_ref: Some(format!("refs/tags/{}", self.tag)),
+            commit: self.commit.clone(),
+        }
+    }
+
+    fn supersede_key(&self) -> Option<String> {
+        Some(format!(
+            "tag:{}:{}:{}",
+            self.forge.name(),
+            self.project.path,
+            self.tag
+        ))
+    }
+
+    async fn run(&self, ctx: &Context, run: &Run) -> Result<(), JobError> {
+        let db = &ctx.db;
+        db.upsert_project(&project_row(&self.project)).await?;
+        let ref_name = format!("refs/tags/{}", self.tag);
+        let forge = self.project.forge.name();
+        let before = db
+            .ref_sha(forge, &self.project.path, &ref_name)
+            .await?
+            .unwrap_or_else(|| ZERO_SHA.to_owned());
+        db.apply_ref_update(
+            run.id,
+            &RefUpdateRow {
+                job_id: run.id.0,
+                forge: forge.to_owned(),
+                project: self.project.path.clone(),
+                ref_name,
+                before_sha: before,
+                after_sha: self.commit.clone().unwrap_or_else(|| ZERO_SHA.to_owned()),
+            },
+        )
+        .await?;
+        let published = crate::catalog::publish(
+            db,
+            &ctx.mirrors,
+            &*ctx.forges.for_kind(&self.project.forge),
+            &self.project,
+            &self.tag,
+            self.commit.as_deref(),
+        )
+        .await?;
+        match &self.commit {
+            Some(_) => tracing::info!(
+                "release {} {} published with {published} worksheets",
+                self.project.path,
+                self.tag
+            ),
+            None => tracing::info!("release {} {} withdrawn", self.project.path, self.tag),
+        }
+        Ok(())
+    }
+}
