@@ -33,7 +33,7 @@ on_both_databases!(
         assert_eq!(d["delivery"]["forge"], "gitlab");
         assert_eq!(d["delivery"]["event"], "push");
         assert_eq!(d["jobs"].as_array().unwrap().len(), 1);
-        assert_eq!(d["jobs"][0]["kind"], "push");
+        assert_eq!(d["jobs"][0]["kind"], "record-push");
 
         assert_eq!(t.run_jobs().await, 1);
         t.assert_queue_empty().await;
@@ -300,7 +300,7 @@ async fn health_and_metrics() {
     let text = t.get("/metrics").await.text();
     assert!(text.contains(r#"nbforge_jobs{state="done"} 1"#), "{text}");
     assert!(
-        text.contains("nbforge_job_duration_seconds_count{kind=\"push\",outcome=\"done\"} 1"),
+        text.contains("nbforge_job_duration_seconds_count{kind=\"record-push\",outcome=\"done\"} 1"),
         "{text}"
     );
 
