@@ -7,7 +7,7 @@
 //! one file each, and are registered with the runner in [`runner::registry`].
 //!
 //! Which jobs a webhook event causes is decided in [`plan`]; they are stored in the same
-//! transaction as the delivery (see [`crate::ingest`]), which is the stored event. Domain
+//! transaction as the delivery by webhook ingest; the delivery is the stored event. Domain
 //! errors (of [`crate::environment::flow`], [`crate::catalog`], storage, forges) become a
 //! [`JobError`] here, and [`runner`] turns that into done / failed / retried / dead-lettered
 //! in one place. Recurring work goes through the same queue ([`schedule`]).
