@@ -53,6 +53,9 @@ use url::Url;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default database when nothing is configured: SQLite next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://nbforge.db";
+/// The shortest webhook secret or admin token accepted: an empty or short one would let
+/// anyone guess their way in.
+pub const MIN_SECRET_CHARS: usize = 16;
 /// GitLab sends bodies of up to 25 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
@@ -488,6 +491,29 @@ impl Settings {
             (None, Some(SecretList::Many(v))) => v,
             (None, None) => Vec::new(),
         };
+        let github_webhook_secret = args
+            .forge
+            .github_webhook_secret
+            .clone()
+            .or(file.github_webhook_secret);
+        let admin_token = args.server.admin_token.clone().or(file.admin_token);
+        let named_secrets = gitlab_webhook_secrets
+            .iter()
+            .map(|s| ("gitlab_webhook_secret", s))
+            .chain(
+                github_webhook_secret
+                    .iter()
+                    .map(|s| ("github_webhook_secret", s)),
+            )
+            .chain(admin_token.iter().map(|s| ("admin_token", s)));
+        for (name, secret) in named_secrets {
+            if secret.expose().trim().chars().count() < MIN_SECRET_CHARS {
+                problems.push(format!(
+                    "{name}: a secret is empty or shorter than {MIN_SECRET_CHARS} characters; \
+                     use a long random value (e.g. `openssl rand -hex 20`)"
+                ));
+            }
+        }
         let workers = args.jobs.workers.or(file.workers).unwrap_or(2);
         let job_max_attempts = args
             .jobs
@@ -516,18 +542,16 @@ impl Settings {
         let extra_ca = match args.image.extra_ca_certs.clone().or(file.extra_ca_certs) {
             None => None,
             Some(path) => match std::fs::read(&path) {
-                Ok(pem)
-                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
-                {
-                    Some(pem)
-                }
-                Ok(_) => {
-                    problems.push(format!(
-                        "extra_ca_certs: {} holds no PEM certificate",
-                        path.display()
-                    ));
-                    None
-                }
+                Ok(pem) => match certificate_blocks(&pem) {
+                    Some(certs) => Some(certs),
+                    None => {
+                        problems.push(format!(
+                            "extra_ca_certs: {} holds no PEM certificate",
+                            path.display()
+                        ));
+                        None
+                    }
+                },
                 Err(e) => {
                     problems.push(format!(
                         "extra_ca_certs: cannot read {}: {e}",
@@ -592,17 +616,13 @@ impl Settings {
                 listen,
                 public_url,
                 max_body_bytes,
-                admin_token: args.server.admin_token.clone().or(file.admin_token),
+                admin_token,
             },
             forges: ForgeSettings {
                 gitlab_url,
                 gitlab_token,
                 gitlab_webhook_secrets,
-                github_webhook_secret: args
-                    .forge
-                    .github_webhook_secret
-                    .clone()
-                    .or(file.github_webhook_secret),
+                github_webhook_secret,
                 github_token: args.forge.github_token.clone().or(file.github_token),
                 github_api_url: args.forge.github_api_url.clone().or(file.github_api_url),
             },
@@ -670,6 +690,42 @@ impl Settings {
         };
         Settings::load(&args).expect("default settings are valid")
     }
+}
+
+/// Only the `CERTIFICATE` blocks of a PEM bundle, each with its BEGIN and END lines, so
+/// that nothing else a bundle may hold (a private key, comments) is copied into images.
+/// `None` when there is no certificate.
+pub fn certificate_blocks(pem: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut out = String::new();
+    let mut block: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match &mut block {
+            None if line == BEGIN => block = Some(format!("{BEGIN}\n")),
+            None => {}
+            Some(b) if line == END => {
+                b.push_str(END);
+                b.push('\n');
+                out.push_str(b);
+                block = None;
+            }
+            Some(b) => {
+                let base64 = line
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+                if base64 {
+                    b.push_str(line);
+                    b.push('\n');
+                } else {
+                    // Not a certificate body: drop the block.
+                    block = None;
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then(|| out.into_bytes())
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

@@ -8,36 +8,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// A build's phase, named as BinderHub names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Waiting,
-    Fetching,
-    Building,
-    Pushing,
-    Built,
-    Failed,
-    Canceled,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Waiting => "waiting",
-            Phase::Fetching => "fetching",
-            Phase::Building => "building",
-            Phase::Pushing => "pushing",
-            Phase::Built => "built",
-            Phase::Failed => "failed",
-            Phase::Canceled => "canceled",
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Phase::Built | Phase::Failed | Phase::Canceled)
-    }
-}
+pub use crate::storage::BuildPhase as Phase;
 
 /// One event of a build's log stream.
 #[derive(Debug, Clone, Serialize)]
