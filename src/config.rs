@@ -219,6 +219,20 @@ pub struct BuilderArgs {
     /// Longest an image build may take, in seconds [default: 3600].
     #[arg(long, env = "NBFORGE_BUILD_TIMEOUT_SECS")]
     pub build_timeout_secs: Option<u64>,
+    /// Memory a build's steps may use, in MiB; at most 2047 [default: 2047].
+    #[arg(long, env = "NBFORGE_BUILD_MEMORY_MB")]
+    pub build_memory_mb: Option<u32>,
+    /// CPUs a build's steps may use [default: 1].
+    #[arg(long, env = "NBFORGE_BUILD_CPUS")]
+    pub build_cpus: Option<f64>,
+    /// Docker network build steps run on, e.g. one that cannot reach this host's services
+    /// (see docs/security.md) [default: the engine's default bridge].
+    #[arg(long, env = "NBFORGE_BUILD_NETWORK")]
+    pub build_network: Option<String>,
+    /// Comma-separated glob patterns of the images a repository's own Dockerfile may start
+    /// from, e.g. `docker.io/library/*` [default: any, except nbforge's environment images].
+    #[arg(long, env = "NBFORGE_ALLOWED_BASE_IMAGES")]
+    pub allowed_base_images: Option<String>,
 }
 
 /// Whether pushes and merge requests prepare environments.
@@ -297,6 +311,10 @@ struct FileSettings {
     registry: Option<String>,
     build_concurrency: Option<usize>,
     build_timeout_secs: Option<u64>,
+    build_memory_mb: Option<u32>,
+    build_cpus: Option<f64>,
+    build_network: Option<String>,
+    allowed_base_images: Option<Vec<String>>,
     default_python: Option<String>,
     debian_mirror: Option<String>,
     environments: Option<bool>,
@@ -359,6 +377,12 @@ pub struct EnvironmentSettings {
     pub registry: Option<String>,
     pub build_concurrency: usize,
     pub build_timeout: Duration,
+    /// Memory a build's steps may use, in bytes.
+    pub build_memory_bytes: i32,
+    pub build_cpus: f64,
+    pub build_network: Option<String>,
+    /// Glob patterns of the images a repository's Dockerfile may start from (empty: any).
+    pub allowed_base_images: Vec<String>,
     pub debian_mirror: String,
     pub docker_host: Option<String>,
 }
@@ -600,6 +624,36 @@ impl Settings {
                 "default_python: `{default_python}` is not a version like 3.10"
             ));
         }
+        let build_memory_mb = args
+            .build
+            .build_memory_mb
+            .or(file.build_memory_mb)
+            .unwrap_or(2047);
+        if !(64..=2047).contains(&build_memory_mb) {
+            problems.push(format!(
+                "build_memory_mb: {build_memory_mb} is outside 64 to 2047"
+            ));
+        }
+        let build_cpus = args.build.build_cpus.or(file.build_cpus).unwrap_or(1.0);
+        if !(build_cpus > 0.0 && build_cpus <= 1024.0) {
+            problems.push(format!("build_cpus: {build_cpus} must be above 0"));
+        }
+        let allowed_base_images: Vec<String> =
+            match (&args.build.allowed_base_images, file.allowed_base_images) {
+                (Some(s), _) => s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                (None, Some(v)) => v,
+                (None, None) => Vec::new(),
+            };
+        for pattern in &allowed_base_images {
+            if let Err(e) = globset::Glob::new(pattern) {
+                problems.push(format!("allowed_base_images: `{pattern}`: {e}"));
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -668,6 +722,11 @@ impl Settings {
                         .or(file.build_timeout_secs)
                         .unwrap_or(3600),
                 ),
+                build_memory_bytes: i32::try_from(u64::from(build_memory_mb) * 1024 * 1024)
+                    .unwrap_or(i32::MAX),
+                build_cpus,
+                build_network: args.build.build_network.clone().or(file.build_network),
+                allowed_base_images,
                 debian_mirror: args
                     .base
                     .debian_mirror

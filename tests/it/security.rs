@@ -260,3 +260,55 @@ fn post_receive_secret_on_curl_command_line() {
     let config = std::fs::read_to_string(bare.join("config")).unwrap();
     assert!(!config.contains(secret));
 }
+
+/// Finding 4: builds ran with no memory or CPU limit, so one repository's build could take
+/// the machine. A step that allocates past the build's memory limit now fails the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_run_without_limits() {
+    use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
+    let base = Settings::for_database("sqlite::memory:")
+        .environments
+        .base_image;
+    let builder = Builder::connect(BuilderSettings {
+        memory_bytes: 96 * 1024 * 1024,
+        cpus: 0.5,
+        ..BuilderSettings::new("nbforge-test")
+    });
+    match builder.image_exists(&base).await {
+        Ok(true) => {}
+        _ => {
+            crate::support::missing_service(&format!(
+                "the Docker engine with the base image {base}"
+            ));
+            return;
+        }
+    }
+    let dockerfile = format!(
+        "FROM {base}\nRUN python3 -c \"x = bytearray(400 * 1024 * 1024); print(len(x))\"\n"
+    );
+    let req = BuildRequest {
+        tag: format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
+        dockerfile: "Dockerfile".into(),
+        context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
+        labels: Default::default(),
+    };
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    let log = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    let result = builder
+        .build(&req, &log, &tokio_util::sync::CancellationToken::new())
+        .await;
+    let log = lines.lock().unwrap().join("\n");
+    assert!(
+        matches!(&result, Err(BuildError::Failed(m)) if m.contains("137")),
+        "a step over the memory limit is killed (exit 137): {result:?}\n{log}"
+    );
+    let _ = builder
+        .docker()
+        .unwrap()
+        .remove_image(
+            &req.tag,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
