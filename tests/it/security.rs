@@ -312,3 +312,99 @@ async fn builds_run_without_limits() {
         )
         .await;
 }
+
+/// Finding 4: build steps could reach the host's own services (nbforge, its database,
+/// anything listening on the host). On the build network made by `scripts/build-network`
+/// they cannot, while on the engine's default bridge they can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_steps_reach_host_services() {
+    use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
+    const NETWORK: &str = "nbforge-build";
+    let base = Settings::for_database("sqlite::memory:")
+        .environments
+        .base_image;
+    let open = Builder::connect(BuilderSettings::new("nbforge-test"));
+    if !matches!(open.image_exists(&base).await, Ok(true)) {
+        crate::support::missing_service(&format!("the Docker engine with the base image {base}"));
+        return;
+    }
+    let docker = open.docker().unwrap();
+    let gateway = |name: &'static str| {
+        let docker = docker.clone();
+        async move {
+            let net = docker
+                .inspect_network(
+                    name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .ok()?;
+            let config = net.ipam?.config?.first()?.clone();
+            // The default bridge names only its subnet; its gateway is the subnet's first host.
+            config.gateway.or_else(|| {
+                let subnet = config.subnet?;
+                let ip: std::net::Ipv4Addr = subnet.split_once('/')?.0.parse().ok()?;
+                Some(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+            })
+        }
+    };
+    let Some(build_gateway) = gateway(NETWORK).await else {
+        crate::support::missing_service("the build network (scripts/build-network)");
+        return;
+    };
+    let bridge_gateway = gateway("bridge")
+        .await
+        .expect("the default bridge has a gateway");
+
+    // A service on this host, on every address.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+
+    let attempt = |builder: Builder, gateway: String| {
+        let base = base.clone();
+        async move {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let dockerfile = format!(
+                "FROM {base}\nRUN python3 -c \"import socket; socket.create_connection(('{gateway}', {port}), timeout=4); print('{token} reached the host')\"\n"
+            );
+            let req = BuildRequest {
+                tag: format!("nbforge-test/network:{token}"),
+                dockerfile: "Dockerfile".into(),
+                context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
+                labels: Default::default(),
+            };
+            let result = builder
+                .build(&req, &|_| {}, &tokio_util::sync::CancellationToken::new())
+                .await;
+            let _ = builder
+                .docker()
+                .unwrap()
+                .remove_image(
+                    &req.tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+            result
+        }
+    };
+    let isolated = Builder::connect(BuilderSettings {
+        network: Some(NETWORK.into()),
+        ..BuilderSettings::new("nbforge-test")
+    });
+    let blocked = attempt(isolated, build_gateway).await;
+    assert!(
+        matches!(blocked, Err(BuildError::Failed(_))),
+        "a build step on the build network reached the host: {blocked:?}"
+    );
+    let reached = attempt(open, bridge_gateway).await;
+    assert!(
+        reached.is_ok(),
+        "on the default bridge the same step reaches the host (the test's control): {reached:?}"
+    );
+}
