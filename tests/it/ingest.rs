@@ -300,7 +300,9 @@ async fn health_and_metrics() {
     let text = t.get("/metrics").await.text();
     assert!(text.contains(r#"nbforge_jobs{state="done"} 1"#), "{text}");
     assert!(
-        text.contains("nbforge_job_duration_seconds_count{kind=\"record-push\",outcome=\"done\"} 1"),
+        text.contains(
+            "nbforge_job_duration_seconds_count{kind=\"record-push\",outcome=\"done\"} 1"
+        ),
         "{text}"
     );
 
