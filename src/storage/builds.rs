@@ -110,7 +110,7 @@ impl Db {
         commit: &str,
         job: Option<JobId>,
     ) -> DbResult<i64> {
-        let now = now_ms();
+        let now = self.now();
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO builds (forge, project, ref_name, commit_sha, phase, job_id, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $6) RETURNING id",
@@ -133,7 +133,7 @@ impl Db {
         )
         .bind(key)
         .bind(image)
-        .bind(now_ms())
+        .bind(self.now())
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -149,7 +149,7 @@ impl Db {
         cached: bool,
         log: Option<&str>,
     ) -> DbResult<()> {
-        let now = now_ms();
+        let now = self.now();
         let finished = phase.is_final().then_some(now);
         sqlx::query(
             "UPDATE builds SET phase = $1, message = COALESCE($2, message), cached = $3,
@@ -250,7 +250,7 @@ impl Db {
         .bind(project)
         .bind(iid)
         .bind(note_id)
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())

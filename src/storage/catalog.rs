@@ -64,7 +64,7 @@ impl Db {
         release: &ReleaseRow,
         sheets: &[NewWorksheet],
     ) -> DbResult<()> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
             .bind(&release.forge)
@@ -212,7 +212,7 @@ impl Db {
         .bind(project)
         .bind(i64::from(official))
         .bind(area)
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)

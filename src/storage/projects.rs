@@ -69,7 +69,7 @@ pub struct LocalStatusRow {
 impl Db {
     /// Records a branch or tag moving from `before` to `after` (zeros: created or deleted).
     pub async fn apply_ref_update(&self, job: JobId, u: &RefUpdateRow) -> DbResult<()> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         let res = sqlx::query(
             "INSERT INTO ref_updates (job_id, forge, project, ref_name, before_sha, after_sha, recorded_at)
@@ -163,7 +163,7 @@ impl Db {
         .bind(p.git_url.as_deref())
         .bind(p.default_branch.as_deref())
         .bind(p.forked_from.as_deref())
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -256,7 +256,7 @@ impl Db {
         .bind(&m.username)
         .bind(m.access_level)
         .bind(m.expires_at.as_deref())
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -307,7 +307,7 @@ impl Db {
         .bind(&m.head_sha)
         .bind(&m.state)
         .bind(&m.title)
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -342,7 +342,7 @@ impl Db {
         .bind(s.ref_name.as_deref())
         .bind(s.target_url.as_deref())
         .bind(s.description.as_deref())
-        .bind(now_ms())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
