@@ -239,6 +239,10 @@ async fn run_claimed(ctx: &Context, owner: &str, row: JobRow, shutdown: &Cancell
             max_attempts: row.max_attempts,
             cancel: CancellationToken::new(),
         };
+        if row.cancel_requested != 0 {
+            // Superseded while an earlier try ran, then claimed again after its lease ran out.
+            run.cancel.cancel();
+        }
         let heartbeat = spawn_heartbeat(ctx.clone(), owner.to_owned(), id, run.cancel.clone());
 
         // The job runs in its own task, so that a bug that panics fails the job (and

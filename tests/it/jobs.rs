@@ -813,3 +813,41 @@ fn subjects_name_the_project_and_commit() {
     let s = nbforge::jobs::Subject { commit: None, ..s };
     assert_eq!(s.to_string(), "lab/rnaseq refs/heads/main");
 }
+
+on_both_databases!(
+    a_superseded_job_whose_worker_died_is_canceled_when_claimed_again,
+    |backend: Backend| async move {
+        let Some(t) = manual(backend).await else {
+            return;
+        };
+        t.gitlab(
+            "Push Hook",
+            "p1",
+            push_payload("lab/x", "main", &sha(1), &sha(2)),
+        )
+        .await;
+        let first = t
+            .db()
+            .claim_job("dead-worker", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        t.gitlab(
+            "Push Hook",
+            "p2",
+            push_payload("lab/x", "main", &sha(2), &sha(3)),
+        )
+        .await;
+        t.advance(Duration::from_secs(2));
+        assert_eq!(t.run_jobs().await, 2);
+        let row = t.db().get_job(first.id()).await.unwrap().unwrap();
+        assert_eq!(row.state, "canceled");
+        assert_eq!(
+            t.db()
+                .ref_sha("gitlab", "lab/x", "refs/heads/main")
+                .await
+                .unwrap(),
+            Some(sha(3))
+        );
+    }
+);
