@@ -19,10 +19,9 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
+use tokio::sync::Notify;
 
 pub mod writer;
-
-use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::events::{ForgeKind, Parsed, PayloadError};
