@@ -6,8 +6,10 @@
 //! Login with GitLab (OAuth2 with PKCE), browser sessions, CSRF checks, the membership
 //! tables and the reconciler build on these types.
 
+pub mod oauth;
 pub mod policy;
 pub mod roles;
+pub mod sealed;
 
 pub use policy::{Action, Policy, Resource, Subject};
 pub use roles::{AccessLevel, Role, RoleMap, Tools, UserLevel, Visibility};
