@@ -11,10 +11,10 @@
 //! fields nbforge reads are decoded and everything else is skipped without being copied.
 //!
 //! Mapping: a push to `refs/heads/X` is a [`PushEvent`]; a push to `refs/tags/X`, and a
-//! `create` / `delete` with `ref_type: tag`, are [`TagPushEvent`]s (GitHub sends both a
-//! `push` and a `create` for a new tag, so a tag may arrive twice; `create` carries no
-//! sha, so its `commit` is `None`). Branch `create` / `delete` are ignored: the `push`
-//! that comes with them says the same. `member` (repository collaborators) gives a
+//! `delete` with `ref_type: tag`, are [`TagPushEvent`]s (GitHub sends both a `push` and a
+//! `delete` for a deleted tag, so a deletion may arrive twice). `create` is ignored, for
+//! tags as for branches: it carries no sha, and the `push` that comes with it does.
+//! Branch `delete` is ignored too: its `push` says the same. `member` (repository collaborators) gives a
 //! project-scoped [`MemberEvent`], `membership` (team members) a group-scoped one with
 //! path `org/team-slug`, and `fork` a [`ProjectAction::Forked`].
 
@@ -198,8 +198,9 @@ fn parse_ref_event(body: &[u8], deleted: bool) -> Result<Parsed, PayloadError> {
         ("GitHub create", "create")
     };
     let w: WireRefEvent = decode(p, body)?;
-    if w.ref_type.as_deref() != Some("tag") {
-        // Branches (and repositories): the accompanying push covers them.
+    if !deleted || w.ref_type.as_deref() != Some("tag") {
+        // Created refs, deleted branches (and repositories): the accompanying push
+        // covers them, with the sha that `create` lacks.
         return Ok(Parsed::ignored(kind));
     }
     let git_ref = w.git_ref.ok_or_else(|| missing(p, "ref"))?;

@@ -630,32 +630,7 @@ impl FakeGitLab {
         files: &[(&str, &[u8], i32)],
         message: &str,
     ) -> String {
-        let repo = project.repo();
-        let refname = format!("refs/heads/{branch}");
-        let parent = repo
-            .find_reference(&refname)
-            .ok()
-            .and_then(|r| r.peel_to_commit().ok());
-        let base_tree = parent.as_ref().map(|c| c.tree().expect("parent tree"));
-        let mut entries = Vec::new();
-        for (path, content, mode) in files {
-            let blob = repo.blob(content).expect("write blob");
-            let comps: Vec<String> = path
-                .split('/')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect();
-            assert!(!comps.is_empty(), "empty file path");
-            entries.push((comps, blob, *mode));
-        }
-        let tree_id = build_tree(&repo, base_tree, entries).expect("write tree");
-        let tree = repo.find_tree(tree_id).expect("find tree");
-        let sig = Signature::now("Test Author", "author@example.com").expect("signature");
-        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let oid = repo
-            .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
-            .expect("commit");
-        oid.to_string()
+        commit_files(&project.repo(), branch, files, message)
     }
 
     /// Point `branch` at `sha` (creating or moving it).
@@ -696,18 +671,7 @@ impl FakeGitLab {
         sha: &str,
         message: Option<&str>,
     ) -> String {
-        let repo = project.repo();
-        let obj = repo
-            .find_object(Oid::from_str(sha).expect("sha"), None)
-            .expect("tag target exists");
-        let oid = match message {
-            Some(m) => {
-                let sig = Signature::now("Test Author", "author@example.com").expect("signature");
-                repo.tag(name, &obj, &sig, m, false).expect("annotated tag")
-            }
-            None => repo.tag_lightweight(name, &obj, false).expect("tag"),
-        };
-        oid.to_string()
+        tag_commit(&project.repo(), name, sha, message)
     }
 
     pub fn delete_tag(&self, project: &FakeProject, name: &str) {
@@ -861,6 +825,57 @@ fn new_project(
     }
 }
 
+/// Commits `files` (path, content, git mode) on top of `branch` of `repo` (created if
+/// missing). Returns the new commit's sha. Shared by the fake forges.
+pub fn commit_files(
+    repo: &Repository,
+    branch: &str,
+    files: &[(&str, &[u8], i32)],
+    message: &str,
+) -> String {
+    let refname = format!("refs/heads/{branch}");
+    let parent = repo
+        .find_reference(&refname)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    let base_tree = parent.as_ref().map(|c| c.tree().expect("parent tree"));
+    let mut entries = Vec::new();
+    for (path, content, mode) in files {
+        let blob = repo.blob(content).expect("write blob");
+        let comps: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        assert!(!comps.is_empty(), "empty file path");
+        entries.push((comps, blob, *mode));
+    }
+    let tree_id = build_tree(repo, base_tree, entries).expect("write tree");
+    let tree = repo.find_tree(tree_id).expect("find tree");
+    let sig = Signature::now("Test Author", "author@example.com").expect("signature");
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let oid = repo
+        .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
+        .expect("commit");
+    oid.to_string()
+}
+
+/// Creates tag `name` at `sha` in `repo`: annotated when `message` is given, else
+/// lightweight. Returns the ref's target (the tag object for an annotated tag).
+pub fn tag_commit(repo: &Repository, name: &str, sha: &str, message: Option<&str>) -> String {
+    let obj = repo
+        .find_object(Oid::from_str(sha).expect("sha"), None)
+        .expect("tag target exists");
+    let oid = match message {
+        Some(m) => {
+            let sig = Signature::now("Test Author", "author@example.com").expect("signature");
+            repo.tag(name, &obj, &sig, m, false).expect("annotated tag")
+        }
+        None => repo.tag_lightweight(name, &obj, false).expect("tag"),
+    };
+    oid.to_string()
+}
+
 fn build_tree(
     repo: &Repository,
     base: Option<git2::Tree<'_>>,
@@ -895,7 +910,7 @@ fn default_branch(repo: &Repository) -> Option<String> {
     target.strip_prefix("refs/heads/").map(str::to_owned)
 }
 
-fn file_url(path: &Path) -> String {
+pub fn file_url(path: &Path) -> String {
     url::Url::from_file_path(path)
         .map(|u| u.to_string())
         .unwrap_or_else(|_| format!("file://{}", path.display()))
@@ -953,7 +968,7 @@ fn title_case(s: &str) -> String {
 // ----- time ------------------------------------------------------------------
 
 /// `YYYY-MM-DDTHH:MM:SS±HH:MM` for a git time.
-fn git_time(t: git2::Time) -> String {
+pub fn git_time(t: git2::Time) -> String {
     iso8601(t.seconds(), t.offset_minutes())
 }
 
