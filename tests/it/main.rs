@@ -12,6 +12,7 @@ mod github;
 mod ingest;
 mod jobs;
 mod scenarios;
+mod security;
 mod serve;
 mod spec;
 mod worksheet;
