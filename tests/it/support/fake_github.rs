@@ -32,7 +32,7 @@ use nbforge::config::Secret;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use super::fake_gitlab::{commit_files, file_url, git_time, tag_commit};
+use super::fake_gitlab::{commit_files, file_url, git_time, page_of, tag_commit};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -779,29 +779,9 @@ async fn list_comments(
 
 /// One page of `items`, with GitHub's `Link` header when more pages follow.
 fn paginate(items: Vec<Value>, query: Option<&str>, route: &str) -> Response {
-    let q: std::collections::HashMap<String, String> = query
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let per_page = q
-        .get("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
-    let page = q
-        .get("page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let last = items.len().div_ceil(per_page).max(1);
-    let chunk: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
+    let total = items.len();
+    let (chunk, page, per_page) = page_of(items, query, 30);
+    let last = total.div_ceil(per_page).max(1);
     let mut resp = axum::Json(Value::Array(chunk)).into_response();
     if page < last {
         let link = format!(

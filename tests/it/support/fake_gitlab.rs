@@ -5,11 +5,7 @@
 //! What it speaks (paths under `/api/v4`, projects by numeric id or URL-encoded path):
 //! `GET /user`, `GET /personal_access_tokens/self`, `GET /projects/:id`,
 //! `POST /projects/:id/statuses/:sha`, `GET /projects/:id/repository/commits/:sha/statuses`,
-//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`,
-//! `GET /projects/:id/repository/branches`, `GET /projects/:id/repository/tags`,
-//! `GET /projects/:id/repository/files/:path/raw`, `GET /projects/:id/members/all`,
-//! `GET /groups/:id/members/all`, `POST /projects/:id/fork`,
-//! `POST /projects/:id/merge_requests`, `GET /projects/:id/merge_requests/:iid`.
+//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`.
 //! Lists honour `page`/`per_page` and send GitLab's `X-*` pagination headers.
 //! Every request is recorded (see [`FakeGitLab::requests`]); a missing or wrong
 //! `PRIVATE-TOKEN` / `Authorization: Bearer` gets 401; [`FakeGitLab::set_down`] makes
@@ -25,6 +21,8 @@
 
 mod hooks;
 mod http;
+
+pub(super) use http::page_of;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
