@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, RawQuery, Request, State};
@@ -32,7 +32,10 @@ use nbforge::config::Secret;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use super::fake_gitlab::{commit_files, file_url, git_time, page_of, tag_commit};
+use super::fake_gitlab::{
+    FakeHook, FakeInner, RecordedRequest, Served, commit_files, file_url, git_time, page_of,
+    tag_commit,
+};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -104,27 +107,6 @@ pub struct FakePull {
     pub merged: bool,
 }
 
-/// One HTTP request the fake received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Option<String>,
-}
-
-/// A webhook delivery body with the `X-GitHub-Event` header GitHub sends with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FakeGitHubHook {
-    pub event: &'static str,
-    pub body: Value,
-}
-
-impl FakeGitHubHook {
-    pub fn bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).expect("hook body serializes")
-    }
-}
-
 /// `action` values of a `pull_request` delivery that the fake builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullAction {
@@ -169,39 +151,18 @@ impl FakeState {
     }
 }
 
-struct Inner {
-    token: String,
-    base_url: String,
-    dir: TempDir,
-    state: Mutex<FakeState>,
-}
-
-impl Inner {
-    fn state(&self) -> MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Inner = FakeInner<FakeState>;
 
 /// The fake; its server stops when it is dropped.
 pub struct FakeGitHub {
     inner: Arc<Inner>,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeGitHub {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    server: Served,
 }
 
 impl FakeGitHub {
     /// Start a fake on `127.0.0.1:<free port>` whose one token belongs to [`BOT_LOGIN`].
     pub async fn start() -> FakeGitHub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake GitHub");
-        let addr = listener.local_addr().expect("fake GitHub address");
+        let (listener, addr) = Served::bind("fake GitHub").await;
         let inner = Arc::new(Inner {
             token: format!("ghp_fake{}", uuid::Uuid::new_v4().simple()),
             base_url: format!("http://{addr}"),
@@ -211,20 +172,17 @@ impl FakeGitHub {
                 ..FakeState::default()
             }),
         });
-        let app = router(inner.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeGitHub {
-            inner,
-            addr,
-            server,
-        }
+        let server = Served::serve(listener, router(inner.clone()));
+        FakeGitHub { inner, server }
     }
 
     /// The API root, `http://127.0.0.1:PORT/`.
     pub fn url(&self) -> url::Url {
         url::Url::parse(&format!("{}/", self.inner.base_url)).expect("fake GitHub URL parses")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
     }
 
     /// The one token the fake accepts.
@@ -383,7 +341,7 @@ impl FakeGitHub {
         branch: &str,
         before: &str,
         after: &str,
-    ) -> FakeGitHubHook {
+    ) -> FakeHook {
         self.ref_push(
             repo,
             &format!("refs/heads/{branch}"),
@@ -400,7 +358,7 @@ impl FakeGitHub {
         tag: &str,
         before: &str,
         after: &str,
-    ) -> FakeGitHubHook {
+    ) -> FakeHook {
         let example = if after == ZERO_SHA {
             "push_tag_deleted"
         } else {
@@ -410,12 +368,12 @@ impl FakeGitHub {
     }
 
     /// The `create` delivery GitHub sends beside the `push` of a new tag.
-    pub fn create_tag_payload(&self, repo: &FakeRepo, tag: &str) -> FakeGitHubHook {
+    pub fn create_tag_payload(&self, repo: &FakeRepo, tag: &str) -> FakeHook {
         let mut body = example("create_tag");
         body["ref"] = json!(tag);
         body["master_branch"] = json!("main");
         set_repository(&mut body["repository"], repo);
-        FakeGitHubHook {
+        FakeHook {
             event: "create",
             body,
         }
@@ -428,7 +386,7 @@ impl FakeGitHub {
         pull: &FakePull,
         action: PullAction,
         before: Option<&str>,
-    ) -> FakeGitHubHook {
+    ) -> FakeHook {
         let mut body = example(match action {
             PullAction::Synchronize => "pull_request_synchronize",
             PullAction::Closed => "pull_request_closed",
@@ -469,7 +427,7 @@ impl FakeGitHub {
             pr[side]["sha"] = json!(sha);
             set_repository(&mut pr[side]["repo"], r);
         }
-        FakeGitHubHook {
+        FakeHook {
             event: "pull_request",
             body,
         }
@@ -482,7 +440,7 @@ impl FakeGitHub {
         before: &str,
         after: &str,
         example_name: &str,
-    ) -> FakeGitHubHook {
+    ) -> FakeHook {
         let mut body = example(example_name);
         let created = before == ZERO_SHA;
         let deleted = after == ZERO_SHA;
@@ -509,7 +467,7 @@ impl FakeGitHub {
         };
         body["commits"] = Value::Array(commits);
         set_repository(&mut body["repository"], repo);
-        FakeGitHubHook {
+        FakeHook {
             event: "push",
             body,
         }

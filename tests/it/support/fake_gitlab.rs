@@ -151,10 +151,10 @@ pub struct RecordedRequest {
     pub query: Option<String>,
 }
 
-/// A webhook delivery body with the `X-Gitlab-Event` header GitLab sends with it.
+/// A webhook delivery body with the event header the forge sends with it (both fakes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeHook {
-    /// `X-Gitlab-Event` value, e.g. `Push Hook`.
+    /// `X-Gitlab-Event` (e.g. `Push Hook`) or `X-GitHub-Event` (e.g. `push`) value.
     pub event: &'static str,
     pub body: Value,
 }
@@ -380,29 +380,58 @@ impl FakeState {
     }
 }
 
-struct Inner {
-    token: String,
-    base_url: String,
-    dir: TempDir,
-    state: Mutex<FakeState>,
+/// What a fake's handlers share: its one token, its base URL, the folder of its
+/// repositories and its state (both fakes).
+pub struct FakeInner<S> {
+    pub token: String,
+    pub base_url: String,
+    pub dir: TempDir,
+    pub state: Mutex<S>,
 }
 
-impl Inner {
-    fn state(&self) -> MutexGuard<'_, FakeState> {
+impl<S> FakeInner<S> {
+    pub fn state(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+type Inner = FakeInner<FakeState>;
+
 /// The fake GitLab server. Dropping it stops the server and removes its repositories.
 pub struct FakeGitLab {
     inner: Arc<Inner>,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: Served,
 }
 
-impl Drop for FakeGitLab {
+/// A fake's HTTP server on a loopback port; dropping it stops the server.
+pub struct Served {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// A free port on `127.0.0.1` for the fake named `what`.
+    pub async fn bind(what: &str) -> (tokio::net::TcpListener, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind {what}: {e}"));
+        let addr = listener.local_addr().expect("bound address");
+        (listener, addr)
+    }
+
+    /// Serves `app` on `listener` until dropped.
+    pub fn serve(listener: tokio::net::TcpListener, app: Router) -> Served {
+        let addr = listener.local_addr().expect("bound address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Served { addr, task }
+    }
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
-        self.server.abort();
+        self.task.abort();
     }
 }
 
@@ -411,10 +440,7 @@ impl FakeGitLab {
     /// the actor in hook payloads) and the token's user `nbforge-bot` (id 2), whose
     /// token has the `api` scope.
     pub async fn start() -> FakeGitLab {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake GitLab");
-        let addr = listener.local_addr().expect("fake GitLab address");
+        let (listener, addr) = Served::bind("fake GitLab").await;
         let mut state = FakeState {
             token_scopes: Some(vec!["api".to_owned()]),
             ..FakeState::default()
@@ -440,15 +466,8 @@ impl FakeGitLab {
             dir: TempDir::new().expect("fake GitLab temp dir"),
             state: Mutex::new(state),
         });
-        let app = http::router(inner.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeGitLab {
-            inner,
-            addr,
-            server,
-        }
+        let server = Served::serve(listener, http::router(inner.clone()));
+        FakeGitLab { inner, server }
     }
 
     /// The instance root, `http://127.0.0.1:PORT`.
@@ -457,7 +476,7 @@ impl FakeGitLab {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr
     }
 
     /// The one token the fake accepts.
