@@ -8,7 +8,6 @@ use crate::support::{ADMIN_TOKEN, Backend, TestApp};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 const GROWTH: &[u8] = include_bytes!("../data/notebooks/growth_curve.ipynb");
-const EXPRESSION: &[u8] = include_bytes!("../data/notebooks/expression_report.ipynb");
 const HOSTILE: &[u8] = include_bytes!("../data/notebooks/hostile/xss.ipynb");
 
 const LAUNCH: &str = r#"kind = "worksheet"
@@ -91,96 +90,6 @@ async fn post_form(t: &TestApp, path: &str, form: &[(&str, &str)]) -> crate::sup
         .unwrap();
     t.request(req).await
 }
-
-crate::on_both_databases!(
-    a_tag_publishes_worksheets_and_the_landing_page_lists_them,
-    |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app_for(&fake, backend).await else {
-            return;
-        };
-        let p = fake.add_project("lab/growth");
-        publish(&t, &fake, &p, "v1", &release_files()).await;
-
-        // Not official yet: the landing page lists nothing, but the project's pages exist.
-        let landing = t.get("/").await;
-        assert_eq!(landing.status, StatusCode::OK);
-        assert!(
-            landing.text().contains("No official worksheets"),
-            "{}",
-            landing.text()
-        );
-        let project = t.get("/w/lab/growth").await;
-        assert_eq!(project.status, StatusCode::OK);
-        let text = project.text();
-        assert!(
-            text.contains("Growth curve") && text.contains("v1</a> (newest)"),
-            "{text}"
-        );
-        // The broken notebook fails alone, with its reason.
-        assert!(
-            text.contains("Not published") && text.contains("broken.ipynb"),
-            "{text}"
-        );
-
-        make_official(&t, "lab/growth").await;
-        let text = t.get("/").await.text();
-        assert!(text.contains("<h2>Microbiology</h2>"), "{text}");
-        assert!(
-            text.contains("href=\"/w/lab/growth/v1/growth.ipynb\""),
-            "{text}"
-        );
-        assert!(text.contains("Logistic growth of a culture"), "{text}");
-        assert!(
-            !text.contains("Broken one"),
-            "failed worksheets are not cards"
-        );
-
-        // A newer tag becomes the default everywhere.
-        let mut files = release_files();
-        files.push(("expression.ipynb", EXPRESSION));
-        publish(&t, &fake, &p, "v2", &files).await;
-        let text = t.get("/").await.text();
-        assert!(
-            text.contains("href=\"/w/lab/growth/v2/growth.ipynb\""),
-            "{text}"
-        );
-        assert!(!text.contains("/v1/"), "{text}");
-        let text = t.get("/w/lab/growth").await.text();
-        assert!(
-            text.contains("v2</a> (newest)") && text.contains(">v1<"),
-            "{text}"
-        );
-        // v1 stays readable.
-        assert_eq!(
-            t.get("/w/lab/growth/v1/growth.ipynb").await.status,
-            StatusCode::OK
-        );
-
-        // Search by title.
-        assert!(t.get("/?q=growth").await.text().contains("Growth curve"));
-        let none = t.get("/?q=zebrafish").await.text();
-        assert!(
-            none.contains("No worksheet matches") && !none.contains("Growth curve"),
-            "{none}"
-        );
-
-        // Deleting a tag withdraws that version.
-        let hook = fake.tag_push_payload(&p, "v2", &fake.branch_sha(&p, "main").unwrap(), ZERO);
-        t.gitlab(hook.event, "tag-v2-delete", hook.bytes()).await;
-        t.run_jobs().await;
-        assert_eq!(
-            t.get("/w/lab/growth/v2/growth.ipynb").await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert!(
-            t.get("/")
-                .await
-                .text()
-                .contains("/w/lab/growth/v1/growth.ipynb")
-        );
-    }
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worksheet_page_form_validation_and_download() {
