@@ -187,6 +187,28 @@ fn error_page(templates: &Templates, answer: &ErrorAnswer) -> Result<Response, W
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::templates::testing::text;
+
+    #[tokio::test]
+    async fn renders_error_page() {
+        let t = Templates::new();
+        let answer = ErrorAnswer {
+            status: StatusCode::NOT_FOUND,
+            message: Some("No worksheet <here>.".into()),
+        };
+        let (status, page) = text(error_page(&t, &answer).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // The whole page once: the frame every page shares.
+        insta::assert_snapshot!(page);
+
+        let internal = ErrorAnswer {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: None,
+        };
+        let (status, page) = text(error_page(&t, &internal).unwrap()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(page.contains("<h1>Something went wrong</h1>\n<p>Please try again later.</p>"));
+    }
 
     #[test]
     fn statuses() {

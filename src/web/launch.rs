@@ -76,3 +76,56 @@ pub async fn launch(
         build.as_ref(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::templates::testing::{main, text};
+
+    fn build(phase: &str, message: Option<&str>) -> BuildRow {
+        BuildRow {
+            id: 7,
+            forge: "gitlab".into(),
+            project: "lab/growth".into(),
+            ref_name: Some("main".into()),
+            commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            environment_key: Some("k1".into()),
+            image: Some("nbforge/env:k1".into()),
+            phase: phase.into(),
+            cached: 1,
+            message: message.map(Into::into),
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn launch_page_in_each_state() {
+        let t = Templates::new();
+        let commit = Some("0123456789abcdef0123456789abcdef01234567");
+        let mut shown = String::new();
+        for (build, expected) in [
+            (Some(build("built", None)), StatusCode::OK),
+            (
+                Some(build("failed", Some("apt.txt:2:1: <bad> name"))),
+                StatusCode::OK,
+            ),
+            (Some(build("building", None)), StatusCode::OK),
+        ] {
+            let res = launch_page(&t, "lab/growth", "main", commit, build.as_ref()).unwrap();
+            let (status, page) = text(res).await;
+            assert_eq!(status, expected);
+            shown.push_str(main(&page));
+        }
+        let (status, page) =
+            text(launch_page(&t, "lab/growth", "main", commit, None).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        shown.push_str(main(&page));
+        let (status, page) = text(launch_page(&t, "lab/growth", "nope", None, None).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        shown.push_str(main(&page));
+        insta::assert_snapshot!(shown);
+    }
+}

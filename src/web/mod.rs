@@ -71,6 +71,11 @@ pub fn router(app: App) -> Router {
             "/api/projects/{project}/official",
             axum::routing::put(pages::set_official),
         )
+        // Inside the header layers, so error pages get the same headers.
+        .layer(axum::middleware::from_fn_with_state(
+            templates.clone(),
+            error::answer_errors,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -86,10 +91,6 @@ pub fn router(app: App) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            templates.clone(),
-            error::answer_errors,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(Web { app, templates })

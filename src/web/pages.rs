@@ -365,3 +365,123 @@ pub async fn set_official(
         Err(WebError::NotFound("no such project".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::templates::testing::{main, text};
+
+    fn card(project: &str, area: Option<&str>, path: &str, title: &str) -> CardRow {
+        CardRow {
+            project: project.into(),
+            project_title: Some("Bacterial growth".into()),
+            area: area.map(Into::into),
+            tag: "v1.2".into(),
+            path: path.into(),
+            title: title.into(),
+            description: Some("Logistic growth <of> a culture".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn renders_landing_page() {
+        let cards = vec![
+            card(
+                "lab/growth",
+                Some("Microbiology"),
+                "growth.ipynb",
+                "Growth curve",
+            ),
+            card(
+                "lab/growth",
+                Some("Microbiology"),
+                "sub dir/b.ipynb",
+                "Second",
+            ),
+            card("lab/other", None, "x.ipynb", "Uncategorised"),
+        ];
+        let (status, page) =
+            text(landing_page(&Templates::new(), Some("gro\"wth"), &cards).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<title>nbforge worksheets</title>"));
+        insta::assert_snapshot!(main(&page));
+
+        let (_, empty) = text(landing_page(&Templates::new(), None, &[]).unwrap()).await;
+        assert!(empty.contains("No official worksheets are published yet."));
+        let (_, none) = text(landing_page(&Templates::new(), Some("zzz"), &[]).unwrap()).await;
+        assert!(none.contains("No worksheet matches this search."));
+    }
+
+    /// A small worksheet: markdown, a parameters cell, and outputs of each kind.
+    const NOTEBOOK: &str = r##"{
+ "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+ "cells": [
+  {"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# Growth curve\n\nThe *logistic* model."},
+  {"cell_type": "code", "id": "b", "metadata": {"tags": ["parameters"]}, "execution_count": 1, "outputs": [],
+   "source": "rate: float = 0.8  # growth rate r per hour\nhours = 24  # length of the experiment\nlog_scale = False\nreplicates = [1, 2, 3]\ncfg = load_config()"},
+  {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 2,
+   "source": "import numpy\nprint('done')",
+   "outputs": [
+    {"output_type": "stream", "name": "stdout", "text": "done <ok>\n"},
+    {"output_type": "display_data", "metadata": {}, "data": {"text/html": "<table><tr><td>1</td></tr></table><script>alert(1)</script>", "text/plain": "table"}}
+   ]}
+ ]
+}"##;
+
+    fn sheet() -> Sheet {
+        let nb = Notebook::from_slice(NOTEBOOK.as_bytes()).unwrap();
+        let rendered = crate::worksheet::render(&nb, &Default::default());
+        Sheet {
+            row: WorksheetRow {
+                forge: "gitlab".into(),
+                project: "lab/growth".into(),
+                tag: "v1".into(),
+                path: "growth.ipynb".into(),
+                title: "Growth curve".into(),
+                description: Some("Logistic growth of a culture".into()),
+                error: None,
+                published_at: 0,
+            },
+            body_html: rendered.body_html,
+            notebook: Some(nb),
+        }
+    }
+
+    #[tokio::test]
+    async fn worksheet_page_with_outputs_and_form() {
+        let res = sheet()
+            .page(&Templates::new(), &HashMap::new(), &[], StatusCode::OK)
+            .unwrap();
+        let (status, page) = text(res).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!page.contains("import numpy"), "no code");
+        assert!(!page.contains("<script"), "outputs are sanitized");
+        insta::assert_snapshot!(main(&page));
+    }
+
+    #[tokio::test]
+    async fn worksheet_form_with_errors() {
+        let sheet = sheet();
+        let submitted: HashMap<String, String> = [
+            ("hours", "abc"),
+            ("replicates", "1, two, 3"),
+            ("ratee", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let params = parameters(sheet.notebook.as_ref().unwrap());
+        let errors = validate(&params, &submitted).unwrap_err();
+        let res = sheet
+            .page(
+                &Templates::new(),
+                &submitted,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .unwrap();
+        let (status, page) = text(res).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        insta::assert_snapshot!(main(&page));
+    }
+}

@@ -177,3 +177,53 @@ pub fn values_view(values: &crate::worksheet::Values) -> Vec<ValueView> {
         })
         .collect()
 }
+
+/// Test helpers for page snapshots.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::response::Response;
+
+    /// The status and the text of a rendered page.
+    pub async fn text(res: Response) -> (axum::http::StatusCode, String) {
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("a page body");
+        (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+    }
+
+    /// What a page shows inside `<main>`, without the frame every page shares.
+    pub fn main(page: &str) -> &str {
+        let start = page.find("<main>\n").expect("a <main>") + "<main>\n".len();
+        let end = page.rfind("</main>").expect("a </main>");
+        &page[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_carries_the_policy_the_stylesheet_and_escaped_values() {
+        let t = Templates::new();
+        let mut values = crate::worksheet::Values::default();
+        values.insert(
+            "strain",
+            crate::worksheet::ParamValue::Str("<b>'K-12'</b>".into()),
+        );
+        let page = t
+            .standalone("A & B <c>", &values, "<p>kept</p>".into())
+            .unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+        assert!(page.ends_with("</html>\n"));
+        assert!(page.contains("<title>A &amp; B &lt;c&gt;</title>"));
+        assert!(page.contains("content=\"default-src 'none'; script-src 'none';"));
+        assert!(!page.contains("frame-ancestors"));
+        assert!(page.contains("@media (max-width: 48rem)"));
+        assert!(page.contains("<p>kept</p>"), "notebook HTML is not escaped");
+        assert!(page.contains("&lt;b&gt;"), "{page}");
+        assert!(!page.contains("<b>"));
+        assert!(!page.contains("header class=\"site\""), "no site header");
+    }
+}
