@@ -14,7 +14,7 @@ use minijinja::value::Serde;
 use super::WebError;
 use super::templates::Templates;
 use crate::app::App;
-use crate::storage::BuildRow;
+use crate::storage::{BuildPhase, BuildRow};
 
 fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -34,6 +34,11 @@ pub fn launch_page(
     } else {
         StatusCode::NOT_FOUND
     };
+    let state = build.map(|b| match b.phase {
+        BuildPhase::Built => "ready",
+        BuildPhase::Failed | BuildPhase::Canceled => "failed",
+        _ => "preparing",
+    });
     templates.page(
         status,
         "launch.html",
@@ -42,6 +47,7 @@ pub fn launch_page(
             commit,
             short_commit => commit.map(crate::environment::flow::short_sha),
             build => Serde(build),
+            state,
         },
     )
 }
@@ -82,7 +88,7 @@ mod tests {
     use super::*;
     use crate::web::templates::testing::{main, text};
 
-    fn build(phase: &str, message: Option<&str>) -> BuildRow {
+    fn build(phase: BuildPhase, message: Option<&str>) -> BuildRow {
         BuildRow {
             id: 7,
             forge: "gitlab".into(),
@@ -91,8 +97,8 @@ mod tests {
             commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
             environment_key: Some("k1".into()),
             image: Some("nbforge/env:k1".into()),
-            phase: phase.into(),
-            cached: 1,
+            phase,
+            cached: crate::storage::Flag(true),
             message: message.map(Into::into),
             job_id: None,
             created_at: 0,
@@ -107,12 +113,12 @@ mod tests {
         let commit = Some("0123456789abcdef0123456789abcdef01234567");
         let mut shown = String::new();
         for (build, expected) in [
-            (Some(build("built", None)), StatusCode::OK),
+            (Some(build(BuildPhase::Built, None)), StatusCode::OK),
             (
-                Some(build("failed", Some("apt.txt:2:1: <bad> name"))),
+                Some(build(BuildPhase::Failed, Some("apt.txt:2:1: <bad> name"))),
                 StatusCode::OK,
             ),
-            (Some(build("building", None)), StatusCode::OK),
+            (Some(build(BuildPhase::Building, None)), StatusCode::OK),
         ] {
             let res = launch_page(&t, "lab/growth", "main", commit, build.as_ref()).unwrap();
             let (status, page) = text(res).await;
