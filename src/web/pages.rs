@@ -238,7 +238,7 @@ impl Sheet {
                 tag => row.tag.as_str(),
                 sheet => Serde(row),
                 problem,
-                errors => errors.len(),
+                error_count => errors.len(),
                 form => Serde(form),
                 notebook => notebook_html(self.body_html.clone()),
             },
