@@ -52,6 +52,15 @@ pub fn launch_page(
     )
 }
 
+/// The answer to `/v2/<provider>/…` for a provider other than `gl`, `gh` or `git`.
+fn unknown_provider(templates: &Templates) -> Result<Response, WebError> {
+    templates.page(
+        StatusCode::NOT_FOUND,
+        "unknown_provider.html",
+        context! { title => "Unknown provider" },
+    )
+}
+
 /// `GET /v2/{provider}/{project}/{ref}`.
 pub async fn launch(
     State(app): State<App>,
@@ -59,11 +68,7 @@ pub async fn launch(
     Path((provider, project, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
     if provider != "gl" && provider != "gh" && provider != "git" {
-        return templates.page(
-            StatusCode::NOT_FOUND,
-            "unknown_provider.html",
-            context! { title => "Unknown provider" },
-        );
+        return unknown_provider(&templates);
     }
     let commit = if is_sha(&git_ref) {
         Some(git_ref.to_lowercase())
@@ -130,6 +135,9 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         shown.push_str(main(&page));
         let (status, page) = text(launch_page(&t, "lab/growth", "nope", None, None).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        shown.push_str(main(&page));
+        let (status, page) = text(unknown_provider(&t).unwrap()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         shown.push_str(main(&page));
         insta::assert_snapshot!(shown);
