@@ -8,6 +8,7 @@ mod ci_template;
 mod environments;
 mod events;
 mod forge_gitlab;
+mod images;
 mod ingest;
 mod jobs;
 mod security;
