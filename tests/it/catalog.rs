@@ -244,3 +244,59 @@ async fn official_listing_needs_the_admin_token() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_pages_for_pages_and_json_for_the_api() {
+    let fake = FakeGitLab::start().await;
+    let url = fake.url();
+    let token = fake.token();
+    let t = TestApp::with_settings(Backend::Sqlite, move |s| {
+        s.forges.gitlab_url = Some(url);
+        s.forges.gitlab_token = Some(token);
+        s.server.max_body_bytes = 4096;
+    })
+    .await
+    .unwrap();
+    let p = fake.add_project("lab/growth");
+    publish(&t, &fake, &p, "v1", &release_files()).await;
+
+    // A page route: an HTML error page in the site's frame, with the CSP.
+    let page = t.get("/w/lab/growth/v9").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let html = page.text();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("<h1>Not found</h1>\n<p>No such version.</p>"),
+        "{html}"
+    );
+    assert!(page.headers.get("content-security-policy").is_some());
+
+    // An API route: JSON with the same status.
+    let api = t.get("/api/builds/999999").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.json(),
+        serde_json::json!({ "error": "no build with that id" })
+    );
+    let req = Request::put("/api/projects/lab%2Fgrowth/official")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let bad = t.request(req).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"].is_string(), "{}", bad.text());
+
+    // A form over the body limit: 413, as a page.
+    let req = Request::post("/w/lab/growth/v1/growth.ipynb")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("strain={}", "x".repeat(8192))))
+        .unwrap();
+    let big = t.request(req).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(big.text().contains("<h1>Too large</h1>"), "{}", big.text());
+
+    // The ingest benchmark's no-op route is not part of the service.
+    let req = Request::post("/noop").body(Body::from("x")).unwrap();
+    assert_eq!(t.request(req).await.status, StatusCode::NOT_FOUND);
+}
