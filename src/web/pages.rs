@@ -92,21 +92,47 @@ pub async fn landing(
     landing_page(&templates, q, &cards)
 }
 
-/// The parts of `/w/...`: a project with releases, then maybe a tag and a notebook path.
+/// The most path segments a `/w/...` URL may have, and the most a project path may have
+/// (GitLab nests groups 20 deep).
+const MAX_SEGMENTS: usize = 64;
+const MAX_PROJECT_SEGMENTS: usize = 21;
+
+/// The parts of `/w/...`: a project with releases, then maybe a tag (which may itself hold
+/// `/`) and a notebook path. At most [`MAX_PROJECT_SEGMENTS`] lookups, whatever the URL.
 async fn resolve(
     app: &App,
     rest: &str,
 ) -> Result<(String, Option<String>, Option<String>), WebError> {
+    let not_found = || WebError::NotFound("No published worksheets here.".into());
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    for k in (2..=parts.len()).rev() {
-        let project = parts[..k].join("/");
-        if app.db.has_releases(&project).await? {
-            let tag = parts.get(k).map(|t| t.to_string());
-            let path = (parts.len() > k + 1).then(|| parts[k + 1..].join("/"));
-            return Ok((project, tag, path));
-        }
+    if parts.len() > MAX_SEGMENTS {
+        return Err(WebError::BadRequest(
+            "This address has too many parts to be a worksheet.".into(),
+        ));
     }
-    Err(WebError::NotFound("No published worksheets here.".into()))
+    for k in (2..=parts.len().min(MAX_PROJECT_SEGMENTS)).rev() {
+        let project = parts[..k].join("/");
+        if !app.db.has_releases(&project).await? {
+            continue;
+        }
+        let after = &parts[k..];
+        if after.is_empty() {
+            return Ok((project, None, None));
+        }
+        // The longest published tag the rest of the path starts with; else its first segment.
+        let releases = app.db.releases(&project).await?;
+        let tag_len = releases
+            .iter()
+            .map(|r| r.tag.split('/').collect::<Vec<_>>())
+            .filter(|t| t.len() <= after.len() && after[..t.len()] == t[..])
+            .map(|t| t.len())
+            .max()
+            .unwrap_or(1);
+        let tag = after[..tag_len].join("/");
+        let path = (after.len() > tag_len).then(|| after[tag_len..].join("/"));
+        return Ok((project, Some(tag), path));
+    }
+    Err(not_found())
 }
 
 fn no_worksheet() -> WebError {
@@ -258,18 +284,10 @@ async fn download(
     match validate(&parameters(nb), values) {
         Ok(v) => {
             let out = parameterize(nb, &v);
-            let name = path
-                .rsplit('/')
-                .next()
-                .unwrap_or("worksheet.ipynb")
-                .replace('"', "");
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/x-ipynb+json".to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
+                    (header::CONTENT_DISPOSITION, ipynb_disposition(path)),
                 ],
                 out.to_json_pretty(),
             )
@@ -280,6 +298,31 @@ async fn download(
             Err(WebError::Unprocessable(list.join("\n")))
         }
     }
+}
+
+/// `Content-Disposition` for a notebook download (RFC 6266): an ASCII `filename` with
+/// anything unsafe replaced, the exact name as UTF-8 in `filename*`, and always `.ipynb`.
+fn ipynb_disposition(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or_default();
+    let stem = base.strip_suffix(".ipynb").unwrap_or(base);
+    let stem = if stem.trim().is_empty() {
+        "worksheet"
+    } else {
+        stem
+    };
+    let name = format!("{stem}.ipynb");
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ' | '(' | ')') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 async fn project_page(
@@ -370,6 +413,28 @@ pub async fn set_official(
 mod tests {
     use super::*;
     use crate::web::templates::testing::{main, text};
+
+    /// Finding 21: the download's name came from the path as given, without RFC 6266's
+    /// `filename*`, and without the `.ipynb` extension when the path lacked it.
+    #[test]
+    fn content_disposition_is_not_rfc_6266() {
+        assert_eq!(
+            ipynb_disposition("lab/growth.ipynb"),
+            "attachment; filename=\"growth.ipynb\"; filename*=UTF-8''growth%2Eipynb"
+        );
+        let d = ipynb_disposition("analyses/Wachstum \"größe\";.ipynb");
+        assert!(
+            d.starts_with("attachment; filename=\"Wachstum _gr__e__.ipynb\"; "),
+            "{d}"
+        );
+        assert!(
+            d.contains("filename*=UTF-8''Wachstum%20%22gr%C3%B6%C3%9Fe%22%3B%2Eipynb"),
+            "{d}"
+        );
+        assert!(ipynb_disposition("notes.txt").contains("filename=\"notes.txt.ipynb\""));
+        assert!(ipynb_disposition("").contains("filename=\"worksheet.ipynb\""));
+        assert!(!ipynb_disposition("a\r\nSet-Cookie: x=1").contains('\n'));
+    }
 
     fn card(project: &str, area: Option<&str>, path: &str, title: &str) -> CardRow {
         CardRow {
