@@ -130,31 +130,6 @@ pub fn short_sha(sha: &str) -> &str {
     sha.get(..8).unwrap_or(sha)
 }
 
-/// `namespace%2Fproject`, as GitLab and BinderHub URLs carry a project path.
-pub fn encode_path(path: &str) -> String {
-    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// The BinderHub-style launch URL of a project at a ref or commit.
-pub fn launch_url(public_url: &Url, project: &str, git_ref: &str) -> String {
-    format!(
-        "{}v2/gl/{}/{}",
-        public_url,
-        encode_path(project),
-        percent_encoding::utf8_percent_encode(git_ref, percent_encoding::NON_ALPHANUMERIC)
-    )
-}
-
-/// The launch badge image.
-pub fn badge_url(public_url: &Url) -> String {
-    format!("{public_url}badge_logo.svg")
-}
-
-/// The URL of a build's log.
-pub fn log_url(public_url: &Url, build_id: i64) -> String {
-    format!("{public_url}api/builds/{build_id}/log")
-}
-
 struct Reporter<'a> {
     forge: Arc<dyn Forge>,
     project: ProjectId,
@@ -228,7 +203,7 @@ async fn run(
     build_id: i64,
 ) -> Result<Environment, PrepareError> {
     let logs = p.logs.clone();
-    let log_link = log_url(&p.public_url, build_id);
+    let log_link = crate::web::urls::build_log(&p.public_url, build_id);
     let short = short_sha(&req.commit);
     reporter
         .status(
@@ -289,7 +264,7 @@ async fn run(
         .image_for(&req.project.path, &analysis.environment_key);
     p.db.set_build_environment(build_id, &analysis.environment_key, &image)
         .await?;
-    let launch = launch_url(&p.public_url, &req.project.path, &req.commit);
+    let launch = crate::web::urls::launch(&p.public_url, &req.project.path, &req.commit);
 
     // Cache: an image for the key means nothing to build.
     let exists = p
@@ -416,7 +391,7 @@ pub async fn report_infrastructure(
             format!("infrastructure problem, gave up: {error}"),
         )
     };
-    let target = launch_url(&p.public_url, &req.project.path, &req.commit);
+    let target = crate::web::urls::launch(&p.public_url, &req.project.path, &req.commit);
     if let Err(e) = reporter.status(state, &description, &target).await {
         tracing::warn!(error = %e, "could not report the infrastructure problem on the commit");
     }

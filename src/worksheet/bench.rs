@@ -1,7 +1,7 @@
 //! Rendering benchmark: nbforge's worksheet rendering against `jupyter nbconvert --to html
 //! --no-input` on the same notebooks, in the same run.
 
-use super::{Notebook, RenderOptions, page_html, render};
+use super::{Notebook, RenderOptions, Values, render};
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,7 @@ pub fn bench(
         std::fs::create_dir_all(&out_dir)?;
     }
     let options = RenderOptions::default();
+    let templates = crate::web::Templates::new();
     let mut rows = Vec::with_capacity(files.len());
     let result = (|| -> anyhow::Result<()> {
         for path in &files {
@@ -162,10 +163,11 @@ pub fn bench(
                 let nb =
                     Notebook::from_slice(&bytes).with_context(|| format!("{}", path.display()))?;
                 let rendered = render(&nb, &options);
-                let page = page_html(
+                let page = templates.standalone(
                     rendered.title.as_deref().unwrap_or("Worksheet"),
-                    &rendered.body_html,
-                );
+                    &Values::default(),
+                    rendered.body_html,
+                )?;
                 html_bytes = std::hint::black_box(page).len();
             }
             let nbforge = start.elapsed() / iterations as u32;
