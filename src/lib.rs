@@ -19,5 +19,6 @@ pub mod repo;
 pub mod spec;
 pub mod storage;
 pub mod text;
+pub mod urls;
 pub mod web;
 pub mod worksheet;

@@ -203,7 +203,7 @@ async fn run(
     build_id: i64,
 ) -> Result<Environment, PrepareError> {
     let logs = p.logs.clone();
-    let log_link = crate::web::urls::build_log(&p.public_url, build_id);
+    let log_link = crate::urls::build_log(&p.public_url, build_id);
     let short = short_sha(&req.commit);
     reporter
         .status(
@@ -264,7 +264,12 @@ async fn run(
         .image_for(&req.project.path, &analysis.environment_key);
     p.db.set_build_environment(build_id, &analysis.environment_key, &image)
         .await?;
-    let launch = crate::web::urls::launch(&p.public_url, &req.project.path, &req.commit);
+    let launch = crate::urls::launch(
+        &p.public_url,
+        req.project.forge,
+        &req.project.path,
+        &req.commit,
+    );
 
     // Cache: an image for the key means nothing to build.
     let exists = p
@@ -391,7 +396,12 @@ pub async fn report_infrastructure(
             format!("infrastructure problem, gave up: {error}"),
         )
     };
-    let target = crate::web::urls::launch(&p.public_url, &req.project.path, &req.commit);
+    let target = crate::urls::launch(
+        &p.public_url,
+        req.project.forge,
+        &req.project.path,
+        &req.commit,
+    );
     if let Err(e) = reporter.status(state, &description, &target).await {
         tracing::warn!(error = %e, "could not report the infrastructure problem on the commit");
     }

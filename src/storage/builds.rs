@@ -259,23 +259,36 @@ impl Db {
 
 impl Db {
     /// The newest build of any of `commits` of a project (a branch may have moved on).
-    pub async fn latest_build(&self, project: &str, commit: &str) -> DbResult<Option<BuildRow>> {
+    pub async fn latest_build(
+        &self,
+        forge: &str,
+        project: &str,
+        commit: &str,
+    ) -> DbResult<Option<BuildRow>> {
         let sql = format!(
-            "SELECT {BUILD_COLUMNS} FROM builds WHERE project = $1 AND commit_sha = $2 ORDER BY id DESC LIMIT 1"
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE forge = $1 AND project = $2 AND commit_sha = $3
+             ORDER BY id DESC LIMIT 1"
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(forge)
             .bind(project)
             .bind(commit)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    /// The commit a branch or tag of a project points to, whichever forge it is on.
-    pub async fn resolve_ref(&self, project: &str, name: &str) -> DbResult<Option<String>> {
+    /// The commit a branch (or else a tag) of a project on `forge` points to.
+    pub async fn resolve_ref(
+        &self,
+        forge: &str,
+        project: &str,
+        name: &str,
+    ) -> DbResult<Option<String>> {
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT sha FROM refs WHERE project = $1 AND (ref_name = $2 OR ref_name = $3)
-             ORDER BY CASE WHEN ref_name = $2 THEN 0 ELSE 1 END LIMIT 1",
+            "SELECT sha FROM refs WHERE forge = $1 AND project = $2 AND (ref_name = $3 OR ref_name = $4)
+             ORDER BY CASE WHEN ref_name = $3 THEN 0 ELSE 1 END LIMIT 1",
         )
+        .bind(forge)
         .bind(project)
         .bind(format!("refs/heads/{name}"))
         .bind(format!("refs/tags/{name}"))

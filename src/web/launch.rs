@@ -14,6 +14,7 @@ use minijinja::value::Serde;
 use super::WebError;
 use super::templates::Templates;
 use crate::app::App;
+use crate::events::ForgeKind;
 use crate::storage::{BuildPhase, BuildRow};
 
 fn is_sha(s: &str) -> bool {
@@ -61,26 +62,55 @@ fn unknown_provider(templates: &Templates) -> Result<Response, WebError> {
     )
 }
 
-/// `GET /v2/{provider}/{project}/{ref}`.
+/// `GET /v2/{provider}/{project}/{ref}`: `gl` (GitLab, and plain-git repositories, whose
+/// deliveries are GitLab-shaped) with the project path escaped as one segment.
 pub async fn launch(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
     Path((provider, project, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
-    if provider != "gl" && provider != "gh" && provider != "git" {
-        return unknown_provider(&templates);
-    }
+    let forge = match provider.as_str() {
+        "gl" | "git" => ForgeKind::GitLab,
+        "gh" => ForgeKind::GitHub,
+        _ => return unknown_provider(&templates),
+    };
+    show(&app, &templates, forge, &project, &git_ref).await
+}
+
+/// `GET /v2/gh/{owner}/{repo}/{ref}`: a GitHub repository, as BinderHub spells it.
+pub async fn launch_github(
+    State(app): State<App>,
+    State(templates): State<Arc<Templates>>,
+    Path((owner, repo, git_ref)): Path<(String, String, String)>,
+) -> Result<Response, WebError> {
+    let project = format!("{owner}/{repo}");
+    show(&app, &templates, ForgeKind::GitHub, &project, &git_ref).await
+}
+
+async fn show(
+    app: &App,
+    templates: &Templates,
+    forge: ForgeKind,
+    project: &str,
+    git_ref: &str,
+) -> Result<Response, WebError> {
+    let (project, git_ref) = (project.to_owned(), git_ref.to_owned());
     let commit = if is_sha(&git_ref) {
         Some(git_ref.to_lowercase())
     } else {
-        app.db.resolve_ref(&project, &git_ref).await?
+        app.db.resolve_ref(forge.name(), &project, &git_ref).await?
     };
     let build = match &commit {
-        Some(commit) => app.db.latest_build(&project, commit).await.ok().flatten(),
+        Some(commit) => app
+            .db
+            .latest_build(forge.name(), &project, commit)
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     launch_page(
-        &templates,
+        templates,
         &project,
         &git_ref,
         commit.as_deref(),

@@ -22,7 +22,6 @@ pub mod form;
 pub mod launch;
 pub mod pages;
 pub mod templates;
-pub mod urls;
 
 pub use error::WebError;
 pub use templates::{CSP, Templates};
@@ -71,6 +70,10 @@ pub fn router(app: App) -> Router {
         .route("/badge_logo.svg", get(badge))
         .route("/", get(pages::landing))
         .route("/v2/{provider}/{project}/{git_ref}", get(launch::launch))
+        .route(
+            "/v2/gh/{owner}/{repo}/{git_ref}",
+            get(launch::launch_github),
+        )
         .route("/w", get(pages::index))
         .route("/w/{*rest}", get(pages::get).post(pages::post))
         .route(

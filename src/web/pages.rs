@@ -18,9 +18,10 @@ use serde_json::json;
 
 use super::form::FormView;
 use super::templates::{Templates, notebook_html, values_view};
-use super::{Admin, WebError, urls};
+use super::{Admin, WebError};
 use crate::app::App;
 use crate::storage::{CardRow, WorksheetRow};
+use crate::urls;
 use crate::worksheet::{FieldError, Notebook, parameterize, parameters, validate};
 
 #[derive(Deserialize)]

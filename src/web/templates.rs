@@ -105,10 +105,10 @@ impl Templates {
         env.add_function(
             "worksheet_url",
             |project: &str, tag: Option<&str>, path: Option<&str>| {
-                super::urls::worksheet(project, tag, path)
+                crate::urls::worksheet(project, tag, path)
             },
         );
-        env.add_function("build_log_url", super::urls::build_log_path);
+        env.add_function("build_log_url", crate::urls::build_log_path);
         for (name, source) in FILES {
             if let Err(e) = env.add_template(name, source) {
                 panic!("the embedded template {name} does not parse: {e:#}");

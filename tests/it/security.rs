@@ -446,3 +446,44 @@ async fn tags_with_a_slash_cannot_be_reached() {
     assert_eq!(sheet.status, 200, "{}", sheet.text());
     assert!(sheet.text().contains("Growth curve"), "{}", sheet.text());
 }
+
+/// Finding 11: refs and builds were looked up by project path whatever the forge, so a
+/// GitHub repository and a GitLab project with the same path mixed on launch pages.
+#[tokio::test]
+async fn same_named_projects_on_two_forges_mix() {
+    let t = TestApp::sqlite().await;
+    let gitlab_sha = "a1".repeat(20);
+    let res = t
+        .gitlab(
+            "Push Hook",
+            "gl-1",
+            push_payload("octo/growth", "main", &sha(0), &gitlab_sha),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let mut body: serde_json::Value =
+        serde_json::from_str(include_str!("../data/github/push_branch.json")).unwrap();
+    let github_sha = "b2".repeat(20);
+    body["ref"] = "refs/heads/main".into();
+    body["after"] = github_sha.clone().into();
+    body["repository"]["full_name"] = "octo/growth".into();
+    body["repository"]["name"] = "growth".into();
+    body["repository"]["owner"]["login"] = "octo".into();
+    body["repository"]["owner"]["name"] = "octo".into();
+    let res = t
+        .github("push", "gh-1", serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    t.run_jobs().await;
+
+    let gl = t.get("/v2/gl/octo%2Fgrowth/main").await.text();
+    let gh = t.get("/v2/gh/octo/growth/main").await.text();
+    assert!(
+        gl.contains(&gitlab_sha[..8]) && !gl.contains(&github_sha[..8]),
+        "{gl}"
+    );
+    assert!(
+        gh.contains(&github_sha[..8]) && !gh.contains(&gitlab_sha[..8]),
+        "{gh}"
+    );
+}

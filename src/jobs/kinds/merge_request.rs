@@ -98,8 +98,13 @@ impl SyncMergeRequest {
         match self.action {
             MergeRequestAction::Merge => format!(
                 "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",
-                badge = crate::web::urls::badge(public),
-                launch = crate::web::urls::launch(public, &self.project.path, &self.target_branch),
+                badge = crate::urls::badge(public),
+                launch = crate::urls::launch(
+                    public,
+                    self.project.forge,
+                    &self.project.path,
+                    &self.target_branch,
+                ),
                 target = self.target_branch,
             ),
             MergeRequestAction::Close => format!(
@@ -109,9 +114,13 @@ impl SyncMergeRequest {
                 "{NOTE_MARKER}\n**nbforge**: [![Launch]({badge})]({launch}) this merge request at `{short}` \
                  (from `{source}:{branch}`).\n\nThe environment's progress is the `{status}` status of the commit; \
                  this note follows new commits.\n",
-                badge = crate::web::urls::badge(public),
-                launch =
-                    crate::web::urls::launch(public, &self.source_project.path, &self.head_sha),
+                badge = crate::urls::badge(public),
+                launch = crate::urls::launch(
+                    public,
+                    self.source_project.forge,
+                    &self.source_project.path,
+                    &self.head_sha,
+                ),
                 source = self.source_project.path,
                 branch = self.source_branch,
                 status = flow::STATUS_NAME,

@@ -1,10 +1,13 @@
-//! The URLs nbforge hands out: launch links (`/v2/gl/<namespace%2Fproject>/<ref>`, the
-//! BinderHub scheme), the launch badge, worksheet links (`/w/…`) and build logs. A leaf
-//! module: it knows only the public URL and how each kind of link is encoded, so pages,
-//! commit statuses and merge request notes all build the same links.
+//! The URLs nbforge hands out: launch links (the BinderHub scheme: `/v2/gl/<namespace%2Fproject>/<ref>`,
+//! `/v2/gh/<owner>/<repo>/<ref>`), the launch badge, worksheet links (`/w/…`) and build
+//! logs. A leaf module that knows only the public URL and how each kind of link is encoded,
+//! so pages, commit statuses and merge request notes all build the same links; it sits
+//! below `web` because the jobs that post statuses and notes use it too.
 
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
+
+use crate::events::ForgeKind;
 
 /// Characters escaped in one path segment of a worksheet URL.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -30,18 +33,24 @@ pub fn project_segment(project: &str) -> String {
     utf8_percent_encode(project, NON_ALPHANUMERIC).to_string()
 }
 
-/// The BinderHub-style launch path of a project at a ref or commit: `/v2/gl/<project>/<ref>`.
-pub fn launch_path(project: &str, git_ref: &str) -> String {
-    format!(
-        "/v2/gl/{}/{}",
-        project_segment(project),
-        utf8_percent_encode(git_ref, NON_ALPHANUMERIC)
-    )
+/// The BinderHub-style launch path of a project at a ref or commit: on GitLab (and plain
+/// git, whose deliveries are GitLab-shaped) `/v2/gl/<namespace%2Fproject>/<ref>`, on GitHub
+/// `/v2/gh/<owner>/<repo>/<ref>`.
+pub fn launch_path(forge: ForgeKind, project: &str, git_ref: &str) -> String {
+    let git_ref = utf8_percent_encode(git_ref, NON_ALPHANUMERIC);
+    match (forge, project.split_once('/')) {
+        (ForgeKind::GitHub, Some((owner, repo))) => format!(
+            "/v2/gh/{}/{}/{git_ref}",
+            utf8_percent_encode(owner, NON_ALPHANUMERIC),
+            utf8_percent_encode(repo, NON_ALPHANUMERIC)
+        ),
+        _ => format!("/v2/gl/{}/{git_ref}", project_segment(project)),
+    }
 }
 
 /// The launch URL of a project at a ref or commit.
-pub fn launch(public: &Url, project: &str, git_ref: &str) -> String {
-    absolute(public, &launch_path(project, git_ref))
+pub fn launch(public: &Url, forge: ForgeKind, project: &str, git_ref: &str) -> String {
+    absolute(public, &launch_path(forge, project, git_ref))
 }
 
 /// The launch badge image.
@@ -84,10 +93,22 @@ mod tests {
     #[test]
     fn launch_links_encode_the_project_and_the_ref() {
         assert_eq!(
-            launch(&public(), "lab/growth curve", "feature/x"),
+            launch(
+                &public(),
+                ForgeKind::GitLab,
+                "lab/growth curve",
+                "feature/x"
+            ),
             "https://nbforge.example/v2/gl/lab%2Fgrowth%20curve/feature%2Fx"
         );
-        assert_eq!(launch_path("lab/growth", "v1"), "/v2/gl/lab%2Fgrowth/v1");
+        assert_eq!(
+            launch_path(ForgeKind::GitLab, "lab/growth", "v1"),
+            "/v2/gl/lab%2Fgrowth/v1"
+        );
+        assert_eq!(
+            launch_path(ForgeKind::GitHub, "octo/growth", "main"),
+            "/v2/gh/octo/growth/main"
+        );
     }
 
     #[test]
