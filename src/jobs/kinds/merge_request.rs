@@ -97,7 +97,7 @@ impl SyncMergeRequest {
         let short = flow::short_sha(&self.head_sha);
         match self.action {
             MergeRequestAction::Merge => format!(
-                "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",
+                "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of {target}.\n",
                 badge = crate::urls::badge(public),
                 launch = crate::urls::launch(
                     public,
@@ -105,14 +105,14 @@ impl SyncMergeRequest {
                     &self.project.path,
                     &self.target_branch,
                 ),
-                target = self.target_branch,
+                target = code_span(&self.target_branch),
             ),
             MergeRequestAction::Close => format!(
                 "{NOTE_MARKER}\n**nbforge**: this merge request is closed; its environment is no longer prepared.\n"
             ),
             _ => format!(
                 "{NOTE_MARKER}\n**nbforge**: [![Launch]({badge})]({launch}) this merge request at `{short}` \
-                 (from `{source}:{branch}`).\n\nThe environment's progress is the `{status}` status of the commit; \
+                 (from {from}).\n\nThe environment's progress is the `{status}` status of the commit; \
                  this note follows new commits.\n",
                 badge = crate::urls::badge(public),
                 launch = crate::urls::launch(
@@ -121,8 +121,10 @@ impl SyncMergeRequest {
                     &self.source_project.path,
                     &self.head_sha,
                 ),
-                source = self.source_project.path,
-                branch = self.source_branch,
+                from = code_span(&format!(
+                    "{}:{}",
+                    self.source_project.path, self.source_branch
+                )),
                 status = flow::STATUS_NAME,
             ),
         }
@@ -154,5 +156,51 @@ impl SyncMergeRequest {
             .set_mr_note(name, &self.project.path, iid, note.id)
             .await?;
         Ok(())
+    }
+}
+/// `text` as a Markdown code span that nothing in it can end early: the fence is one
+/// backtick longer than the longest run of backticks inside, padded with spaces when the
+/// text starts or ends with one (CommonMark). A branch name can then carry no links,
+/// mentions or formatting into the note.
+pub fn code_span(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_span;
+
+    /// Finding 15: a branch name holding backticks ended the code span early and injected
+    /// Markdown (links, `@all`) into nbforge's note.
+    #[test]
+    fn branch_names_inject_markdown_into_the_note() {
+        assert_eq!(code_span("feature/x"), "`feature/x`");
+        let hostile = "x` [click](https://evil.example) @all `y";
+        let span = code_span(hostile);
+        assert_eq!(span, format!("``{hostile}``"));
+        // Parsed as CommonMark, the whole name stays one code span: no link, no text outside.
+        let html = {
+            let mut out = String::new();
+            pulldown_cmark::html::push_html(&mut out, pulldown_cmark::Parser::new(&span));
+            out
+        };
+        assert!(!html.contains("<a "), "{html}");
+        assert!(
+            html.starts_with("<p><code>") && html.trim_end().ends_with("</code></p>"),
+            "{html}"
+        );
+        assert_eq!(code_span("`edge`"), "`` `edge` ``");
+        assert_eq!(code_span("a\nb"), "`a b`");
     }
 }
