@@ -30,6 +30,8 @@ pub struct App {
     pub builder: Builder,
     /// Stores webhook deliveries, several per transaction under load.
     pub deliveries: crate::ingest::writer::DeliveryWriter,
+    /// Turns to read webhook bodies.
+    pub reading: Arc<tokio::sync::Semaphore>,
     /// Logs of the builds running in this process.
     pub build_logs: Arc<LogHub>,
     /// The git mirrors of projects, under the data directory.
@@ -57,6 +59,9 @@ impl App {
             )),
             settings: Arc::new(settings),
             deliveries: crate::ingest::writer::DeliveryWriter::spawn(db.clone()),
+            reading: Arc::new(tokio::sync::Semaphore::new(
+                crate::ingest::BODIES_READ_AT_ONCE,
+            )),
             db,
             forges,
             metrics: Arc::new(Metrics::new()),
@@ -104,6 +109,7 @@ impl FromRef<App> for Ingest {
             metrics: app.metrics.clone(),
             jobs_ready: app.jobs_ready.clone(),
             planning: app.planning(),
+            reading: app.reading.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! 400 unparseable, 401 unverified, 413 too large, 503 database unavailable.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 pub mod writer;
 
@@ -40,7 +41,17 @@ pub struct Ingest {
     pub jobs_ready: Arc<Notify>,
     /// Which jobs events cause.
     pub planning: Planning,
+    /// Turns to read a delivery's body: at most [`BODIES_READ_AT_ONCE`] at a time.
+    pub reading: Arc<Semaphore>,
 }
+
+/// Delivery bodies read at once. Credentials are checked before a body is read, so only
+/// senders holding a secret take these turns; more wait up to [`TURN_WAIT`], then get 503.
+pub const BODIES_READ_AT_ONCE: usize = 32;
+/// How long a delivery waits for a turn to be read.
+pub const TURN_WAIT: Duration = Duration::from_secs(10);
+/// How long reading one body may take (GitLab itself gives up after 10 s).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An answer with a JSON body `{"status": …, …}`.
 fn answer(code: StatusCode, status: &str, extra: serde_json::Value) -> Response {
@@ -75,26 +86,53 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
     };
     let event_label = event_header.map_or("unknown", metric_label);
 
-    let body = match axum::body::to_bytes(body, app.settings.server.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    // Credentials first: a sender without them never gets its body read.
+    let refused = |why: &'static str| {
+        app.metrics.delivery(forge, event_label, "unauthorized");
+        tracing::info!(forge, reason = why, "webhook delivery refused");
+        answer(
+            StatusCode::UNAUTHORIZED,
+            "rejected",
+            json!({ "error": why }),
+        )
+    };
+    let github_signature = match credentials(&app, source, &headers) {
+        Ok(sig) => sig,
+        Err(why) => return refused(why),
+    };
+    let Ok(Ok(_turn)) = tokio::time::timeout(TURN_WAIT, app.reading.acquire()).await else {
+        app.metrics.delivery(forge, event_label, "busy");
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            json!({ "error": "too many deliveries at once; send it again" }),
+        );
+    };
+    let max = app.settings.server.max_body_bytes;
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             app.metrics.delivery(forge, event_label, "too_large");
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "rejected",
-                json!({ "error": format!("body larger than {} bytes", app.settings.server.max_body_bytes) }),
+                json!({ "error": format!("body larger than {max} bytes") }),
+            );
+        }
+        Err(_) => {
+            app.metrics.delivery(forge, event_label, "timeout");
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "rejected",
+                json!({ "error": "the body was not sent in time" }),
             );
         }
     };
-
-    if let Err(why) = verify(&app, source, &headers, &body) {
-        app.metrics.delivery(forge, event_label, "unauthorized");
-        tracing::info!(forge, reason = why, "webhook delivery refused");
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "rejected",
-            json!({ "error": why }),
-        );
+    if let Some((secret, sig)) = github_signature
+        && let Err(why) = verify_github(&secret, &sig, &body)
+    {
+        return refused(why);
     }
 
     let parsed: Result<Parsed, PayloadError> = match source {
@@ -205,12 +243,14 @@ fn metric_label(header: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn verify(
+/// Checks what can be checked before the body is read: the GitLab token entirely; for
+/// GitHub, that a secret is configured and the signature header is well-formed (returned,
+/// with the secret, to check against the body once it is read).
+fn credentials(
     app: &Ingest,
     source: ForgeKind,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), &'static str> {
+) -> Result<Option<(crate::config::Secret, Vec<u8>)>, &'static str> {
     match source {
         ForgeKind::GitLab => {
             let secrets = &app.settings.forges.gitlab_webhook_secrets;
@@ -227,7 +267,7 @@ fn verify(
                 (!s.expose().is_empty() && s.matches(presented.as_bytes())) | any
             });
             if matched {
-                Ok(())
+                Ok(None)
             } else {
                 Err("wrong X-Gitlab-Token")
             }
@@ -246,13 +286,22 @@ fn verify(
                 .strip_prefix("sha256=")
                 .ok_or("malformed X-Hub-Signature-256")?;
             let sig = hex::decode(hex_sig).map_err(|_| "malformed X-Hub-Signature-256")?;
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-                .map_err(|_| "unusable GitHub secret")?;
-            mac.update(body);
-            mac.verify_slice(&sig)
-                .map_err(|_| "wrong X-Hub-Signature-256")
+            Ok(Some((secret.clone(), sig)))
         }
     }
+}
+
+/// Checks GitHub's `X-Hub-Signature-256` over the body.
+fn verify_github(
+    secret: &crate::config::Secret,
+    sig: &[u8],
+    body: &[u8],
+) -> Result<(), &'static str> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .map_err(|_| "unusable GitHub secret")?;
+    mac.update(body);
+    mac.verify_slice(sig)
+        .map_err(|_| "wrong X-Hub-Signature-256")
 }
 
 /// `sha256=<hex>` signature of `body` under `secret`, as GitHub sends it.

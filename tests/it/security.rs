@@ -4,6 +4,8 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
+use futures_util::StreamExt as _;
+
 use nbforge::config::{
     FileArgs, ForgeArgs, ImageArgs, ServerArgs, Settings, SettingsArgs, redact_url,
 };
@@ -486,4 +488,38 @@ async fn same_named_projects_on_two_forges_mix() {
         gh.contains(&github_sha[..8]) && !gh.contains(&gitlab_sha[..8]),
         "{gh}"
     );
+}
+
+/// Finding 7: bodies were read whole before the sender was authenticated, so anyone could
+/// make nbforge buffer 25 MB per request. A delivery without the right token is now refused
+/// without reading its body.
+#[tokio::test]
+async fn bodies_are_read_before_authentication() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let t = TestApp::sqlite().await;
+    for (token, expected) in [(None, 401), (Some("wrong-but-long-enough-token"), 401)] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let chunks = futures_util::stream::iter(0..20).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024 * 1024]))
+        });
+        let mut req = axum::http::Request::post("/hooks/gitlab")
+            .header("content-type", "application/json")
+            .header("x-gitlab-event", "Push Hook");
+        if let Some(token) = token {
+            req = req.header("x-gitlab-token", token);
+        }
+        let res = t
+            .request(req.body(axum::body::Body::from_stream(chunks)).unwrap())
+            .await;
+        assert_eq!(res.status, expected, "{}", res.text());
+        assert!(
+            pulled.load(Ordering::SeqCst) <= 1,
+            "{} MiB of an unauthenticated body were read",
+            pulled.load(Ordering::SeqCst)
+        );
+    }
 }
