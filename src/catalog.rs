@@ -188,7 +188,7 @@ pub async fn publish(
     .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")))??;
     drop(mirror);
     let release = ReleaseRow {
-        forge: forge_name.to_owned(),
+        forge: project.forge,
         project: project.path.clone(),
         tag: tag.to_owned(),
         commit_sha: commit.to_owned(),

@@ -19,6 +19,23 @@ pub enum ForgeKind {
     GitHub,
 }
 
+impl TryFrom<String> for ForgeKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "gitlab" => Ok(ForgeKind::GitLab),
+            "github" => Ok(ForgeKind::GitHub),
+            _ => Err(format!("unknown forge {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl ForgeKind {
     /// The name used in nbforge's tables, metrics and routes: `gitlab`, `github`.
     pub fn name(self) -> &'static str {

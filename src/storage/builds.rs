@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
 
 use super::*;
+use crate::events::ForgeKind;
 
 /// A build's phase, named as BinderHub names them; stored as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,7 +81,8 @@ impl From<i64> for Flag {
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct BuildRow {
     pub id: i64,
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub ref_name: Option<String>,
     pub commit_sha: String,

@@ -4,11 +4,13 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
 
 use super::*;
+use crate::events::ForgeKind;
 
 /// A release: the worksheets of a project at a tag.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct ReleaseRow {
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub tag: String,
     pub commit_sha: String,
@@ -21,7 +23,8 @@ pub struct ReleaseRow {
 /// A worksheet of a release, without its notebook bytes.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct WorksheetRow {
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub tag: String,
     pub path: String,
@@ -67,7 +70,7 @@ impl Db {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
-            .bind(&release.forge)
+            .bind(release.forge.name())
             .bind(&release.project)
             .bind(&release.tag)
             .execute(&mut *tx)
@@ -79,7 +82,7 @@ impl Db {
                 title = excluded.title, area = excluded.area, error = excluded.error,
                 published_at = excluded.published_at",
         )
-        .bind(&release.forge)
+        .bind(release.forge.name())
         .bind(&release.project)
         .bind(&release.tag)
         .bind(&release.commit_sha)
@@ -94,7 +97,7 @@ impl Db {
                 "INSERT INTO worksheets (forge, project, tag, path, title, description, body_html, notebook, error, published_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
-            .bind(&release.forge)
+            .bind(release.forge.name())
             .bind(&release.project)
             .bind(&release.tag)
             .bind(&w.path)
@@ -111,7 +114,7 @@ impl Db {
             "UPDATE projects SET title = COALESCE($3, title), area = COALESCE($4, area)
              WHERE forge = $1 AND path = $2",
         )
-        .bind(&release.forge)
+        .bind(release.forge.name())
         .bind(&release.project)
         .bind(release.title.as_deref())
         .bind(release.area.as_deref())

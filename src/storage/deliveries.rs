@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
 
 use super::*;
+use crate::events::ForgeKind;
 
 /// A webhook delivery about to be stored.
 #[derive(Debug, Clone)]
@@ -32,7 +33,8 @@ pub enum StoreOutcome {
 pub struct DeliveryRow {
     pub id: i64,
     pub dedupe_key: String,
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub event: String,
     pub result: String,
     pub received_at: i64,

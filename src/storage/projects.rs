@@ -4,13 +4,15 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::*;
+use crate::events::ForgeKind;
 
 /// A ref update applied by a push job; one row per job, so re-running a job after
 /// a crash records nothing twice.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct RefUpdateRow {
     pub job_id: i64,
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub ref_name: String,
     pub before_sha: String,
@@ -20,7 +22,8 @@ pub struct RefUpdateRow {
 /// A project as nbforge last heard of it.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct ProjectRow {
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub path: String,
     pub forge_id: Option<i64>,
     pub web_url: Option<String>,
@@ -32,7 +35,8 @@ pub struct ProjectRow {
 /// A membership as nbforge last heard of it.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct MembershipRow {
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub scope: String,
     pub user_id: Option<i64>,
     pub username: String,
@@ -43,7 +47,8 @@ pub struct MembershipRow {
 /// A merge request as nbforge last heard of it.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct MergeRequestRow {
-    pub forge: String,
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub iid: i64,
     pub source_project: String,
@@ -76,7 +81,7 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_id) DO NOTHING",
         )
         .bind(job.0)
-        .bind(&u.forge)
+        .bind(u.forge.name())
         .bind(&u.project)
         .bind(&u.ref_name)
         .bind(&u.before_sha)
@@ -87,7 +92,7 @@ impl Db {
         if res.rows_affected() == 1 {
             if u.after_sha.bytes().all(|b| b == b'0') {
                 sqlx::query("DELETE FROM refs WHERE forge = $1 AND project = $2 AND ref_name = $3")
-                    .bind(&u.forge)
+                    .bind(u.forge.name())
                     .bind(&u.project)
                     .bind(&u.ref_name)
                     .execute(&mut *tx)
@@ -97,7 +102,7 @@ impl Db {
                     "INSERT INTO refs (forge, project, ref_name, sha, updated_at) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (forge, project, ref_name) DO UPDATE SET sha = excluded.sha, updated_at = excluded.updated_at",
                 )
-                .bind(&u.forge)
+                .bind(u.forge.name())
                 .bind(&u.project)
                 .bind(&u.ref_name)
                 .bind(&u.after_sha)
@@ -156,7 +161,7 @@ impl Db {
                 forked_from = COALESCE(excluded.forked_from, projects.forked_from),
                 updated_at = excluded.updated_at",
         )
-        .bind(&p.forge)
+        .bind(p.forge.name())
         .bind(&p.path)
         .bind(p.forge_id)
         .bind(p.web_url.as_deref())
@@ -250,7 +255,7 @@ impl Db {
                 user_id = excluded.user_id, access_level = excluded.access_level,
                 expires_at = excluded.expires_at, updated_at = excluded.updated_at",
         )
-        .bind(&m.forge)
+        .bind(m.forge.name())
         .bind(&m.scope)
         .bind(m.user_id)
         .bind(&m.username)
@@ -298,7 +303,7 @@ impl Db {
                 target_branch = excluded.target_branch, head_sha = excluded.head_sha,
                 state = excluded.state, title = excluded.title, updated_at = excluded.updated_at",
         )
-        .bind(&m.forge)
+        .bind(m.forge.name())
         .bind(&m.project)
         .bind(m.iid)
         .bind(&m.source_project)

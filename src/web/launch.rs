@@ -126,7 +126,7 @@ mod tests {
     fn build(phase: BuildPhase, message: Option<&str>) -> BuildRow {
         BuildRow {
             id: 7,
-            forge: "gitlab".into(),
+            forge: crate::events::ForgeKind::GitLab,
             project: "lab/growth".into(),
             ref_name: Some("main".into()),
             commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),

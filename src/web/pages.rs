@@ -499,7 +499,7 @@ mod tests {
         let rendered = crate::worksheet::render(&nb, &Default::default());
         Sheet {
             row: WorksheetRow {
-                forge: "gitlab".into(),
+                forge: crate::events::ForgeKind::GitLab,
                 project: "lab/growth".into(),
                 tag: "v1".into(),
                 path: "growth.ipynb".into(),

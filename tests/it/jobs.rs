@@ -638,7 +638,7 @@ on_both_databases!(
         for path in ["lab/kept", "lab/idle", "lab/gone"] {
             drop(mirrors.fetch("gitlab", path, source.clone()).await.unwrap());
             let mut row = nbforge::storage::ProjectRow {
-                forge: "gitlab".into(),
+                forge: nbforge::events::ForgeKind::GitLab,
                 path: path.into(),
                 forge_id: None,
                 web_url: None,
@@ -739,7 +739,7 @@ on_both_databases!(
             .unwrap();
         let refs = nbforge::storage::RefUpdateRow {
             job_id: 1,
-            forge: "gitlab".into(),
+            forge: nbforge::events::ForgeKind::GitLab,
             project: "lab/x".into(),
             ref_name: "refs/heads/main".into(),
             before_sha: "0".repeat(40),

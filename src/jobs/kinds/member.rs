@@ -51,7 +51,7 @@ impl Job for RecordMember {
                 };
                 ctx.db
                     .upsert_membership(&MembershipRow {
-                        forge: forge.to_owned(),
+                        forge: self.forge,
                         scope,
                         user_id: self.user_id,
                         username,

@@ -59,7 +59,7 @@ impl Job for SyncMergeRequest {
             db.upsert_project(&fork).await?;
         }
         db.upsert_merge_request(&MergeRequestRow {
-            forge: self.project.forge.name().to_owned(),
+            forge: self.project.forge,
             project: self.project.path.clone(),
             iid: self.iid,
             source_project: self.source_project.path.clone(),

@@ -26,7 +26,7 @@ pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 /// The projects row of an event's project.
 fn project_row(p: &ProjectRef) -> ProjectRow {
     ProjectRow {
-        forge: p.forge.name().to_owned(),
+        forge: p.forge,
         path: p.path.clone(),
         forge_id: p.id,
         web_url: p.web_url.clone(),

@@ -44,7 +44,7 @@ impl Job for RecordPush {
                 run.id,
                 &RefUpdateRow {
                     job_id: run.id.0,
-                    forge: self.project.forge.name().to_owned(),
+                    forge: self.project.forge,
                     project: self.project.path.clone(),
                     ref_name: format!("refs/heads/{}", self.branch),
                     before_sha: self.before.clone(),

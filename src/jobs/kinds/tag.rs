@@ -49,7 +49,7 @@ impl Job for PublishTag {
             run.id,
             &RefUpdateRow {
                 job_id: run.id.0,
-                forge: forge.to_owned(),
+                forge: self.project.forge,
                 project: self.project.path.clone(),
                 ref_name,
                 before_sha: before,
