@@ -310,4 +310,26 @@ inputs = ["data/schema.json", "lib/**/*.py"]
         assert_eq!(parse_memory("0"), None);
         assert_eq!(parse_memory("99999999999999T"), None);
     }
+
+    #[test]
+    fn deeply_nested_launch_toml_is_refused() {
+        // The toml parser stops at its recursion limit with an error: nested arrays, inline
+        // tables and dotted keys in a hostile launch.toml cannot overflow the stack.
+        let levels = 100_000;
+        let texts = [
+            format!("title = {}1{}\n", "[".repeat(levels), "]".repeat(levels)),
+            format!(
+                "title = {}1{}\n",
+                "{a = ".repeat(levels),
+                "}".repeat(levels)
+            ),
+            format!("{}= 1\n", "a.".repeat(levels)),
+            format!("[{}a]\n", "a.".repeat(levels)),
+        ];
+        for text in texts {
+            let errors = parse(&text).unwrap_err();
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].line, Some(1), "{}", errors[0]);
+        }
+    }
 }

@@ -475,4 +475,32 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, NotebookError::Version { major: 3, .. }));
     }
+
+    #[test]
+    fn deeply_nested_notebook_json_is_refused() {
+        // serde_json refuses nesting beyond 128 levels (its default recursion limit) with an
+        // error, so hostile metadata or outputs cannot overflow the stack.
+        let levels = 100_000;
+        let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        for text in [
+            format!(r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{"x":{deep}}},"cells":[]}}"#),
+            format!(
+                r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{}},"cells":[{{"cell_type":"code","metadata":{{}},"source":"","outputs":[{{"output_type":"display_data","data":{{"application/json":{deep}}}}}]}}]}}"#
+            ),
+        ] {
+            match Notebook::from_json(&text) {
+                Err(NotebookError::Json { message, .. }) => {
+                    assert!(message.contains("recursion limit"), "{message}")
+                }
+                other => panic!("expected a JSON error, got {other:?}"),
+            }
+        }
+        // Nesting below the limit is kept and written back.
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let nb = Notebook::from_json(&format!(
+            r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{"x":{nested}}},"cells":[]}}"#
+        ))
+        .unwrap();
+        assert_eq!(Notebook::from_json(&nb.to_json_pretty()).unwrap(), nb);
+    }
 }

@@ -2,13 +2,14 @@
 //! becomes a [`Parameter`], typed from its annotation or its value; other statements are
 //! skipped.
 
-use super::annotation::parse_annotation;
+use super::annotation::{MAX_ANNOTATION_LEN, parse_annotation};
 use super::literal::{Lit, Parser};
 use super::{ParamType, ParamValue, Parameter};
+use std::collections::HashSet;
 
 /// Parse the source of a parameters cell.
 pub fn parse_parameters_source(src: &str) -> Vec<Parameter> {
-    let mut out: Vec<Parameter> = Vec::new();
+    let mut all: Vec<Parameter> = Vec::new();
     let mut p = Parser::new(src);
     while !p.at_end() {
         p.skip_blank_lines();
@@ -16,12 +17,18 @@ pub fn parse_parameters_source(src: &str) -> Vec<Parameter> {
             break;
         }
         if let Some(param) = p.statement() {
-            if let Some(pos) = out.iter().position(|q| q.name == param.name) {
-                out.remove(pos);
-            }
-            out.push(param);
+            all.push(param);
         }
     }
+    // A name assigned twice keeps its last assignment, in that assignment's place (linear
+    // however many assignments a cell holds).
+    let mut seen = HashSet::new();
+    let mut out: Vec<Parameter> = all
+        .into_iter()
+        .rev()
+        .filter(|param| seen.insert(param.name.clone()))
+        .collect();
+    out.reverse();
     out
 }
 
@@ -271,6 +278,12 @@ fn type_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>) {
     let declared = match annotation {
         Some(ann) => match parse_annotation(ann) {
             Some(d) => Some(d),
+            None if ann.len() > MAX_ANNOTATION_LEN => {
+                param.supported = Err(format!(
+                    "the type annotation is longer than {MAX_ANNOTATION_LEN} characters"
+                ));
+                return;
+            }
             None => {
                 param.supported = Err(format!(
                     "type `{ann}` cannot be edited in a form (int, float, str, bool and lists of these can)"
@@ -367,5 +380,41 @@ mod tests {
         assert_eq!(get("h").kind, ParamType::List(Box::new(ParamType::Str)));
         assert_eq!(get("i").default, ParamValue::Int(31));
         assert_eq!(get("j").default, ParamValue::Str("\\d+".into()));
+    }
+
+    #[test]
+    fn deeply_nested_list_literal_is_refused() {
+        let levels = 100_000;
+        let src = format!(
+            "x = {}1{}  # deep\ny = 2\n",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        let params = parse_parameters_source(&src);
+        assert_eq!(params.len(), 2);
+        assert_eq!(
+            params[0].supported.as_ref().unwrap_err(),
+            "value nests too deeply"
+        );
+        assert_eq!(params[0].help.as_deref(), Some("deep"));
+        assert_eq!(params[1].default, ParamValue::Int(2));
+        // Just within the limit, a nested list is read (as a read-only field).
+        let ok = format!("x = {}1{}\n", "[".repeat(32), "]".repeat(32));
+        let x = &parse_parameters_source(&ok)[0];
+        assert_ne!(
+            x.supported.as_ref().err().map(String::as_str),
+            Some("value nests too deeply")
+        );
+    }
+
+    #[test]
+    fn many_assignments_keep_the_last_of_each_name() {
+        let src: String = (0..50_000)
+            .map(|i| format!("p{} = {i}\n", i % 25_000))
+            .collect();
+        let params = parse_parameters_source(&src);
+        assert_eq!(params.len(), 25_000);
+        assert_eq!(params[0].name, "p0");
+        assert_eq!(params[0].default, ParamValue::Int(25_000));
     }
 }
