@@ -703,7 +703,14 @@ fn cli_renders_and_writes_the_parameterized_notebook() {
 #[test]
 fn bench_renders_every_corpus_notebook() {
     let report = worksheet::bench::bench(&corpus_dir(), 2, false).unwrap();
-    assert_eq!(report.rows.len(), corpus().len());
+    // The folder is searched recursively: `hostile/` and `papermill/` are included.
+    assert!(report.rows.len() > corpus().len());
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|r| r.notebook == Path::new("hostile/xss.ipynb"))
+    );
     assert!(
         report
             .rows
@@ -730,9 +737,26 @@ fn bench_compares_with_nbconvert_when_installed() {
         dir.path().join("errors.ipynb"),
     )
     .unwrap();
-    let report = worksheet::bench::bench(dir.path(), 1, true).unwrap();
-    assert!(report.rows[0].nbconvert.is_some());
+    std::fs::create_dir(dir.path().join("nested")).unwrap();
+    std::fs::copy(
+        corpus_dir().join("streams.ipynb"),
+        dir.path().join("nested/streams.ipynb"),
+    )
+    .unwrap();
+    let report = worksheet::bench::bench(dir.path(), 2, true).unwrap();
+    assert_eq!(report.rows.len(), 2);
+    assert_eq!(report.rows[1].notebook, Path::new("nested/streams.ipynb"));
+    assert!(report.rows.iter().all(|r| r.nbconvert.is_some()));
     assert!(report.speedup().is_some());
+    assert_eq!(report.in_process_unavailable, None);
+    assert!(
+        report.rows.iter().all(|r| r.in_process.is_some()),
+        "{report}"
+    );
+    assert!(report.in_process_speedup().is_some());
+    let text = report.to_string();
+    assert!(text.contains("in-process: nbconvert HTMLExporter in one Python process"));
+    assert!(text.contains("process per notebook: `jupyter nbconvert"));
 }
 
 /// `papermill/growth_curve.prepared.ipynb` was written by papermill 2.7.0:
