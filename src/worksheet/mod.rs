@@ -11,6 +11,8 @@ pub mod html;
 pub mod model;
 pub mod params;
 pub mod render;
+#[cfg(test)]
+mod testing;
 
 pub use html::{CSP, form_html, page_html};
 pub use model::{Cell, CellType, MultilineString, Notebook, NotebookError, Output};

@@ -333,6 +333,7 @@ fn type_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worksheet;
 
     #[test]
     fn raw_and_escaped_strings() {
@@ -416,5 +417,75 @@ mod tests {
         assert_eq!(params.len(), 25_000);
         assert_eq!(params[0].name, "p0");
         assert_eq!(params[0].default, ParamValue::Int(25_000));
+    }
+
+    #[test]
+    fn odd_parameter_cells_give_read_only_fields_never_a_panic() {
+        let src = "import numpy as np\n\
+            a = np.arange(3)  # an array\n\
+            b = {'k': 1}\n\
+            c = 1 + 2\n\
+            d, e = 1, 2\n\
+            f = f\"x{c}\"\n\
+            g = 'unterminated\n\
+            h: Path = 'data.csv'\n\
+            i: Optional[int] = None  # optional count\n\
+            j = [1, 'a']\n\
+            k = 99999999999999999999999\n\
+            l: int = 'text'\n\
+            m = [\n    1,  # first\n    2,\n]  # multi-line list\n\
+            n = \"\"\"multi\nline\"\"\"\n\
+            o = b'bytes'\n\
+            p = 1.5e3\n\
+            q = (4)\n\
+            r: float | None = 2\n\
+            x = 1\nx = 2  # reassigned\n";
+        let params = worksheet::params::parse_parameters_source(src);
+        let get = |n: &str| {
+            params
+                .iter()
+                .find(|p| p.name == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
+        for name in ["a", "b", "c", "f", "g", "h", "j", "k", "l", "o"] {
+            let reason = get(name).supported.as_ref().unwrap_err();
+            assert!(!reason.is_empty(), "{name}");
+        }
+        assert!(
+            get("a")
+                .supported
+                .as_ref()
+                .unwrap_err()
+                .contains("np.arange(3)")
+        );
+        assert_eq!(get("a").help.as_deref(), Some("an array"));
+        assert!(get("h").supported.as_ref().unwrap_err().contains("Path"));
+        assert!(
+            !params
+                .iter()
+                .any(|p| p.name == "d" || p.name == "e" || p.name == "np")
+        );
+        let i = get("i");
+        assert_eq!(
+            (i.kind.clone(), i.optional, i.default.clone()),
+            (ParamType::Int, true, ParamValue::None)
+        );
+        assert_eq!(
+            get("m").default,
+            ParamValue::List(vec![ParamValue::Int(1), ParamValue::Int(2)])
+        );
+        assert_eq!(get("m").help.as_deref(), Some("multi-line list"));
+        assert_eq!(get("n").default, ParamValue::Str("multi\nline".into()));
+        assert_eq!(get("p").default, ParamValue::Float(1500.0));
+        assert_eq!(get("q").default, ParamValue::Int(4));
+        assert_eq!(get("r").default, ParamValue::Float(2.0));
+        assert!(get("r").optional);
+        assert_eq!(get("x").default, ParamValue::Int(2));
+        assert_eq!(params.iter().filter(|p| p.name == "x").count(), 1);
+
+        // Every prefix of the source (cut anywhere) parses without panicking.
+        for (i, _) in src.char_indices() {
+            let _ = worksheet::params::parse_parameters_source(&src[..i]);
+        }
     }
 }

@@ -142,3 +142,78 @@ fn parse_scalar(t: &ParamType, raw: &str) -> Result<ParamValue, String> {
 fn lower_str(s: &str) -> String {
     s.to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worksheet;
+    use crate::worksheet::testing::*;
+
+    #[test]
+    fn form_values_are_validated_with_errors_naming_the_parameter() {
+        let params = worksheet::parameters(&load("growth_curve.ipynb"));
+        let values = worksheet::validate(
+            &params,
+            &form(&[
+                ("rate", "1.25"),
+                ("hours", " 48 "),
+                ("strain", "B. subtilis \"168\""),
+                ("replicates", "4, 5\n6"),
+                (FORM_MARKER, "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(values.get("rate"), Some(&ParamValue::Float(1.25)));
+        assert_eq!(values.get("hours"), Some(&ParamValue::Int(48)));
+        assert_eq!(
+            values.get("strain"),
+            Some(&ParamValue::Str("B. subtilis \"168\"".into()))
+        );
+        // An unchecked checkbox is not submitted: with the form marker it means False.
+        assert_eq!(values.get("log_scale"), Some(&ParamValue::Bool(false)));
+        assert_eq!(
+            values.get("replicates"),
+            Some(&ParamValue::List(vec![
+                ParamValue::Int(4),
+                ParamValue::Int(5),
+                ParamValue::Int(6)
+            ]))
+        );
+        assert_eq!(
+            values.get("capacity"),
+            None,
+            "missing fields keep their default"
+        );
+
+        let errors = worksheet::validate(
+            &params,
+            &form(&[
+                ("rate", "fast"),
+                ("hours", "2.5"),
+                ("colour", "red"),
+                ("log_scale", "maybe"),
+                ("replicates", "1, x"),
+            ]),
+        )
+        .unwrap_err();
+        let named: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            named,
+            ["colour", "rate", "hours", "log_scale", "replicates"]
+        );
+        assert!(
+            errors[0].to_string().contains("parameter `colour`"),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[1].message.contains("fast"));
+        assert!(errors[2].message.contains("whole number"));
+
+        let odd =
+            worksheet::params::parse_parameters_source("a = np.ones(2)\nb: Optional[int] = 3\n");
+        let errors = worksheet::validate(&odd, &form(&[("a", "1")])).unwrap_err();
+        assert!(errors[0].message.contains("cannot be set"), "{}", errors[0]);
+        let values = worksheet::validate(&odd, &form(&[("b", "")])).unwrap();
+        assert_eq!(values.get("b"), Some(&ParamValue::None));
+    }
+}

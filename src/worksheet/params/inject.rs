@@ -242,6 +242,8 @@ fn new_cell_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worksheet::testing::*;
+    use crate::worksheet::{self, INJECTED_TAG};
 
     #[test]
     fn python_float_matches_repr() {
@@ -269,5 +271,134 @@ mod tests {
     fn strings_escape_like_unicode_escape() {
         let v = ParamValue::Str("a\"b'c\\d\n\té€😀\x01".into());
         assert_eq!(v.to_python(), r#""a\"b'c\\d\n\t\xe9\u20ac\U0001f600\x01""#);
+    }
+
+    #[test]
+    fn injected_cell_follows_papermill() {
+        let nb = load("growth_curve.ipynb");
+        let mut values = Values::default();
+        values.insert("rate", ParamValue::Float(1.0));
+        values.insert(
+            "strain",
+            ParamValue::Str("K-12 \"wild\" type\\n\u{e9}".into()),
+        );
+        values.insert("log_scale", ParamValue::Bool(true));
+        values.insert(
+            "replicates",
+            ParamValue::List(vec![ParamValue::Int(1), ParamValue::Int(-2)]),
+        );
+        values.insert("capacity", ParamValue::Float(1e-5));
+        values.insert("hours", ParamValue::None);
+        let out = worksheet::parameterize(&nb, &values);
+        assert_eq!(out.cells.len(), nb.cells.len() + 1);
+        let params_at = out.find_tagged("parameters").unwrap();
+        let injected = &out.cells[params_at + 1];
+        assert!(injected.has_tag(INJECTED_TAG));
+        assert_eq!(
+            injected.source.text(),
+            "# Parameters\nrate = 1.0\nstrain = \"K-12 \\\"wild\\\" type\\\\n\\xe9\"\nlog_scale = True\nreplicates = [1, -2]\ncapacity = 1e-05\nhours = None\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&out.to_json_pretty()).unwrap();
+        let cell = &json["cells"][params_at + 1];
+        assert_eq!(cell["cell_type"], "code");
+        assert!(cell["execution_count"].is_null());
+        assert_eq!(cell["outputs"], serde_json::json!([]));
+        assert_eq!(
+            cell["metadata"],
+            serde_json::json!({"tags": ["injected-parameters"]})
+        );
+        assert_eq!(cell["id"].as_str().unwrap().len(), 8);
+        assert_eq!(json["metadata"]["papermill"]["parameters"]["rate"], 1.0);
+        assert_eq!(
+            json["metadata"]["papermill"]["parameters"]["replicates"],
+            serde_json::json!([1, -2])
+        );
+
+        // Parameterizing again replaces the injected cell.
+        let mut other = Values::default();
+        other.insert("hours", ParamValue::Int(6));
+        let twice = worksheet::parameterize(&out, &other);
+        assert_eq!(twice.cells.len(), out.cells.len());
+        assert_eq!(
+            twice.cells[params_at + 1].source.text(),
+            "# Parameters\nhours = 6\n"
+        );
+        assert_eq!(
+            twice
+                .cells
+                .iter()
+                .filter(|c| c.has_tag(INJECTED_TAG))
+                .count(),
+            1
+        );
+
+        // Without a parameters cell the injected cell goes on top.
+        let plain = load("errors.ipynb");
+        let top = worksheet::parameterize(&plain, &other);
+        assert!(top.cells[0].has_tag(INJECTED_TAG));
+        assert_eq!(top.cells.len(), plain.cells.len() + 1);
+
+        // nbformat 4.0–4.4 notebooks are upgraded to 4.5 with cell ids, as papermill does.
+        let old = Notebook::from_json(r#"{"nbformat":4,"nbformat_minor":2,"metadata":{},"cells":[{"cell_type":"markdown","metadata":{},"source":"x"}]}"#).unwrap();
+        let up = worksheet::parameterize(&old, &other);
+        assert_eq!(up.nbformat_minor, 5);
+        assert!(up.cells.iter().all(|c| c.id.is_some()));
+    }
+
+    #[test]
+    fn bad_values_for_a_parameterized_notebook_name_the_parameter() {
+        let nb = load("growth_curve.ipynb");
+        let err = worksheet::parameterize_with(&nb, &form(&[("hours", "a day")])).unwrap_err();
+        assert!(err.to_string().contains("parameter `hours`"), "{err}");
+        let ok = worksheet::parameterize_with(&nb, &form(&[("hours", "12")])).unwrap();
+        let injected = &ok.cells[ok.find_tagged(INJECTED_TAG).unwrap()];
+        assert_eq!(injected.source.text(), "# Parameters\nhours = 12\n");
+    }
+
+    /// `papermill/growth_curve.prepared.ipynb` was written by papermill 2.7.0:
+    /// `papermill growth_curve.ipynb out.ipynb --prepare-only -y 'replicates: [1, -2, 2.5]'
+    /// -p rate 1.0 -p strain 'K-12 "wild" type\n é😀' -p log_scale True -p capacity 1e-05 -p hours 3`.
+    #[test]
+    fn injected_cell_is_identical_to_papermills() {
+        let prepared = Notebook::from_slice(
+            &std::fs::read(corpus_dir().join("papermill/growth_curve.prepared.ipynb")).unwrap(),
+        )
+        .unwrap();
+        let theirs = &prepared.cells[prepared.find_tagged(INJECTED_TAG).unwrap()];
+
+        let mut values = Values::default();
+        values.insert(
+            "replicates",
+            ParamValue::List(vec![
+                ParamValue::Int(1),
+                ParamValue::Int(-2),
+                ParamValue::Float(2.5),
+            ]),
+        );
+        values.insert("rate", ParamValue::Float(1.0));
+        values.insert(
+            "strain",
+            ParamValue::Str("K-12 \"wild\" type\\n é😀".into()),
+        );
+        values.insert("log_scale", ParamValue::Bool(true));
+        values.insert("capacity", ParamValue::Float(1e-5));
+        values.insert("hours", ParamValue::Int(3));
+        let ours = worksheet::parameterize(&load("growth_curve.ipynb"), &values);
+        let at = ours.find_tagged(INJECTED_TAG).unwrap();
+        assert_eq!(Some(at), prepared.find_tagged(INJECTED_TAG));
+        let mine = &ours.cells[at];
+        assert_eq!(mine.source.text(), theirs.source.text());
+        assert_eq!(mine.metadata, theirs.metadata);
+        assert_eq!(mine.extra, theirs.extra);
+        assert_eq!(mine.outputs, theirs.outputs);
+        assert_eq!(
+            ours.metadata["papermill"]["parameters"],
+            prepared.metadata["papermill"]["parameters"]
+        );
+
+        // Parameterizing papermill's output replaces its injected cell.
+        let again = worksheet::parameterize(&prepared, &values);
+        assert_eq!(again.cells.len(), prepared.cells.len());
+        assert_eq!(again.cells[at].source.text(), theirs.source.text());
     }
 }

@@ -146,3 +146,55 @@ pub fn parameters(nb: &Notebook) -> Vec<Parameter> {
     }
     params
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worksheet::testing::*;
+    use crate::worksheet::{self, Notebook};
+
+    #[test]
+    fn parameters_are_read_from_the_tagged_cell() {
+        let params = worksheet::parameters(&load("growth_curve.ipynb"));
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rate",
+                "capacity",
+                "hours",
+                "strain",
+                "log_scale",
+                "replicates"
+            ]
+        );
+        let rate = &params[0];
+        assert_eq!(rate.kind, ParamType::Float);
+        assert_eq!(rate.default, ParamValue::Float(0.8));
+        assert_eq!(rate.help.as_deref(), Some("growth rate r per hour"));
+        assert_eq!(params[1].annotation.as_deref(), Some("float"));
+        assert_eq!(params[1].default, ParamValue::Float(1.6));
+        assert_eq!(params[2].kind, ParamType::Int);
+        assert_eq!(params[3].default, ParamValue::Str("E. coli K-12".into()));
+        assert_eq!(params[4].kind, ParamType::Bool);
+        assert_eq!(params[5].kind, ParamType::List(Box::new(ParamType::Int)));
+        assert!(params.iter().all(|p| p.supported.is_ok()));
+
+        let params = worksheet::parameters(&load("expression_report.ipynb"));
+        let genes = params.iter().find(|p| p.name == "genes").unwrap();
+        assert_eq!(genes.kind, ParamType::List(Box::new(ParamType::Str)));
+        let max_points = params.iter().find(|p| p.name == "max_points").unwrap();
+        assert_eq!(max_points.default, ParamValue::Int(2000));
+        assert!(worksheet::parameters(&load("errors.ipynb")).is_empty());
+    }
+
+    #[test]
+    fn foreign_kernel_parameters_are_read_only() {
+        // An R notebook's parameters are read but cannot be set: the injected cell is Python.
+        let r = Notebook::from_json(r#"{"nbformat":4,"nbformat_minor":5,"metadata":{"kernelspec":{"name":"ir","language":"R","display_name":"R"}},"cells":[{"cell_type":"code","id":"p","metadata":{"tags":["parameters"]},"execution_count":null,"outputs":[],"source":"alpha = 0.05"}]}"#).unwrap();
+        let params = worksheet::parameters(&r);
+        assert_eq!(params.len(), 1);
+        assert!(params[0].supported.as_ref().unwrap_err().contains("R"));
+        assert!(worksheet::validate(&params, &form(&[("alpha", "0.1")])).is_err());
+    }
+}
