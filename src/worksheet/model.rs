@@ -208,7 +208,7 @@ impl<'de> Deserialize<'de> for MultilineString {
 }
 
 /// Text of a MIME bundle value: a string or a list of strings (nbformat), else `None`.
-pub fn bundle_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub(super) fn bundle_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match value {
         Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Array(items) => {

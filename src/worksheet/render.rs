@@ -584,7 +584,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Remove ANSI/VT100 escape sequences (colours, cursor moves, OSC titles and links).
-pub fn strip_ansi(text: &str) -> Cow<'_, str> {
+fn strip_ansi(text: &str) -> Cow<'_, str> {
     if !text.contains('\x1b') {
         return Cow::Borrowed(text);
     }

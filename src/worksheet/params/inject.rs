@@ -76,7 +76,7 @@ impl ParamValue {
 
 /// Python's `str(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16,
 /// and papermill's `float('nan')` / `float('inf')` for non-finite values.
-pub fn python_float(v: f64) -> String {
+fn python_float(v: f64) -> String {
     if v.is_nan() {
         return "float('nan')".into();
     }

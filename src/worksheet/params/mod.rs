@@ -16,7 +16,7 @@ mod literal;
 
 pub use cell::parse_parameters_source;
 pub use form::validate;
-pub use inject::{injected_source, parameterize, parameterize_with, python_float};
+pub use inject::{injected_source, parameterize, parameterize_with};
 
 use super::model::Notebook;
 use std::fmt;
