@@ -241,6 +241,9 @@ pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::spec::testing::*;
+    use crate::spec::{self};
+
     use super::*;
 
     #[test]
@@ -331,5 +334,47 @@ inputs = ["data/schema.json", "lib/**/*.py"]
             assert_eq!(errors.len(), 1);
             assert_eq!(errors[0].line, Some(1), "{}", errors[0]);
         }
+    }
+
+    #[test]
+    fn spec_launch_toml_errors_have_positions() {
+        let e = err_text(&[("launch.toml", "kind = \"worksheet\"\ncolour = \"red\"\n")]);
+        assert!(e.starts_with("launch.toml:2:1:"), "{e}");
+        let e = err_text(&[(
+            "launch.toml",
+            "[build]\ninputs = [\"ok.txt\", \"../../etc/passwd\"]\n",
+        )]);
+        assert!(
+            e.starts_with("launch.toml:2:21:") && e.contains(".."),
+            "{e}"
+        );
+        let e = err_text(&[("launch.toml", "[build]\ninputs = [\"/etc/passwd\"]\n")]);
+        assert!(e.contains("absolute"), "{e}");
+        let e = err_text(&[("launch.toml", "[[worksheet]]\ntitle = \"no path\"\n")]);
+        assert!(e.contains("path"), "{e}");
+        let a = ok(&[(
+            "launch.toml",
+            "kind = \"dashboard\"\ndefault = \"app.ipynb\"\n",
+        )]);
+        assert_eq!(a.launch.unwrap().kind, spec::ProjectKind::Dashboard);
+        let w = ok(&[
+            ("requirements.txt", "x\n"),
+            ("data/a.csv", "1"),
+            (
+                "launch.toml",
+                "[build]\ninputs = [\"nothere.txt\", \"*.tsv\", \"data/*.csv\"]\n",
+            ),
+        ]);
+        assert!(
+            w.inputs.contains(&"data/a.csv".to_owned()),
+            "{:?}",
+            w.inputs
+        );
+        let unmatched = w
+            .warnings
+            .iter()
+            .filter(|m| m.contains("matches no file"))
+            .count();
+        assert_eq!(unmatched, 2, "{:?}", w.warnings);
     }
 }
