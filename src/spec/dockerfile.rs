@@ -396,4 +396,17 @@ mod tests {
         assert_eq!(own.dockerfile_path(), "binder/Dockerfile");
         assert!(!own.whole_tree);
     }
+
+    #[test]
+    fn dockerfile_of_each_example_repository() {
+        let opts = Options::default();
+        for (name, path) in example_repositories() {
+            let analysis = spec::analyze(&crate::repo::DirTree::new(&path), &opts).unwrap();
+            let dockerfile = match analysis.dockerfile(&opts) {
+                Ok(d) => d,
+                Err(e) => format!("(no Dockerfile: {e})\n"),
+            };
+            insta::assert_snapshot!(format!("dockerfile_{name}"), dockerfile);
+        }
+    }
 }

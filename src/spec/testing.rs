@@ -135,3 +135,15 @@ pub const KINDS: &[(Kind, &str, &str)] = &[
     (Kind::Pipfile, "Pipfile", "[packages]\nrequests = \"*\"\n"),
     (Kind::Python, "requirements.txt", "numpy\n"),
 ];
+
+/// The example repositories of `binder-specs/`, by folder name, sorted.
+pub fn example_repositories() -> Vec<(String, PathBuf)> {
+    let mut repos: Vec<(String, PathBuf)> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    repos.sort();
+    repos
+}

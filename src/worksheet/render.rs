@@ -865,4 +865,20 @@ mod tests {
         assert!(!html.contains("data:text/html"));
         assert!(html.contains("src=\"data:image/png;base64,iVBORw0KGgo=\""));
     }
+
+    #[test]
+    fn rendered_bodies_of_the_corpus() {
+        // Embedded images are long base64 runs: the snapshot keeps their type and size.
+        let base64 = regex::Regex::new(r"base64,[A-Za-z0-9+/=]{64,}").unwrap();
+        let hostile = corpus_dir().join("hostile/xss.ipynb");
+        for path in corpus().into_iter().chain([hostile]) {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let rel = path.strip_prefix(corpus_dir()).unwrap().to_str().unwrap();
+            let body = render_file(rel);
+            let body = base64.replace_all(&body, |c: &regex::Captures| {
+                format!("base64,[{} bytes]", c[0].len() - "base64,".len())
+            });
+            insta::assert_snapshot!(format!("body_{name}"), body);
+        }
+    }
 }
