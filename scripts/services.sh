@@ -22,6 +22,7 @@ command -v docker-registry >/dev/null 2>&1 || packages+=(docker-registry)
 command -v jupyter-nbconvert >/dev/null 2>&1 || packages+=(jupyter-nbconvert)
 command -v jupyter-execute >/dev/null 2>&1 || packages+=(python3-nbclient python3-ipykernel)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v git >/dev/null 2>&1 || packages+=(git)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
@@ -58,6 +59,9 @@ if ! docker info >/dev/null 2>&1; then
     done
     docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; exit 1; }
 fi
+
+# The isolated network environment builds can run on (docs/security.md).
+"$(dirname "$0")/build-network" >&2
 
 echo "export NBFORGE_TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:$pg_port/postgres"
 echo "export NBFORGE_TEST_CHROMIUM=$(command -v chromium)"

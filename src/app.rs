@@ -105,13 +105,18 @@ pub fn spec_options(settings: &Settings) -> crate::spec::Options {
 
 /// The image builder the settings call for.
 pub fn builder_for(settings: &Settings) -> Builder {
+    let env = &settings.environments;
     Builder::connect(BuilderSettings {
-        prefix: settings.environments.image_prefix.clone(),
-        concurrency: settings.environments.build_concurrency,
-        timeout: settings.environments.build_timeout,
-        registry: settings.environments.registry.clone(),
-        docker_host: settings.environments.docker_host.clone(),
+        prefix: env.image_prefix.clone(),
+        concurrency: env.build_concurrency,
+        timeout: env.build_timeout,
+        registry: env.registry.clone(),
+        docker_host: env.docker_host.clone(),
         no_cache: false,
+        memory_bytes: env.build_memory_bytes,
+        cpus: env.build_cpus,
+        network: env.build_network.clone(),
+        allowed_bases: env.allowed_base_images.clone(),
     })
 }
 

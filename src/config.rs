@@ -53,6 +53,9 @@ use url::Url;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default database when nothing is configured: SQLite next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://nbforge.db";
+/// The shortest webhook secret or admin token accepted: an empty or short one would let
+/// anyone guess their way in.
+pub const MIN_SECRET_CHARS: usize = 16;
 /// GitLab sends bodies of up to 25 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
@@ -216,6 +219,20 @@ pub struct BuilderArgs {
     /// Longest an image build may take, in seconds [default: 3600].
     #[arg(long, env = "NBFORGE_BUILD_TIMEOUT_SECS")]
     pub build_timeout_secs: Option<u64>,
+    /// Memory a build's steps may use, in MiB; at most 2047 [default: 2047].
+    #[arg(long, env = "NBFORGE_BUILD_MEMORY_MB")]
+    pub build_memory_mb: Option<u32>,
+    /// CPUs a build's steps may use [default: 1].
+    #[arg(long, env = "NBFORGE_BUILD_CPUS")]
+    pub build_cpus: Option<f64>,
+    /// Docker network build steps run on, e.g. one that cannot reach this host's services
+    /// (see docs/security.md) [default: the engine's default bridge].
+    #[arg(long, env = "NBFORGE_BUILD_NETWORK")]
+    pub build_network: Option<String>,
+    /// Comma-separated glob patterns of the images a repository's own Dockerfile may start
+    /// from, e.g. `docker.io/library/*` [default: any, except nbforge's environment images].
+    #[arg(long, env = "NBFORGE_ALLOWED_BASE_IMAGES")]
+    pub allowed_base_images: Option<String>,
 }
 
 /// Whether pushes and merge requests prepare environments.
@@ -294,6 +311,10 @@ struct FileSettings {
     registry: Option<String>,
     build_concurrency: Option<usize>,
     build_timeout_secs: Option<u64>,
+    build_memory_mb: Option<u32>,
+    build_cpus: Option<f64>,
+    build_network: Option<String>,
+    allowed_base_images: Option<Vec<String>>,
     default_python: Option<String>,
     debian_mirror: Option<String>,
     environments: Option<bool>,
@@ -356,6 +377,12 @@ pub struct EnvironmentSettings {
     pub registry: Option<String>,
     pub build_concurrency: usize,
     pub build_timeout: Duration,
+    /// Memory a build's steps may use, in bytes.
+    pub build_memory_bytes: i32,
+    pub build_cpus: f64,
+    pub build_network: Option<String>,
+    /// Glob patterns of the images a repository's Dockerfile may start from (empty: any).
+    pub allowed_base_images: Vec<String>,
     pub debian_mirror: String,
     pub docker_host: Option<String>,
 }
@@ -488,6 +515,29 @@ impl Settings {
             (None, Some(SecretList::Many(v))) => v,
             (None, None) => Vec::new(),
         };
+        let github_webhook_secret = args
+            .forge
+            .github_webhook_secret
+            .clone()
+            .or(file.github_webhook_secret);
+        let admin_token = args.server.admin_token.clone().or(file.admin_token);
+        let named_secrets = gitlab_webhook_secrets
+            .iter()
+            .map(|s| ("gitlab_webhook_secret", s))
+            .chain(
+                github_webhook_secret
+                    .iter()
+                    .map(|s| ("github_webhook_secret", s)),
+            )
+            .chain(admin_token.iter().map(|s| ("admin_token", s)));
+        for (name, secret) in named_secrets {
+            if secret.expose().trim().chars().count() < MIN_SECRET_CHARS {
+                problems.push(format!(
+                    "{name}: a secret is empty or shorter than {MIN_SECRET_CHARS} characters; \
+                     use a long random value (e.g. `openssl rand -hex 20`)"
+                ));
+            }
+        }
         let workers = args.jobs.workers.or(file.workers).unwrap_or(2);
         let job_max_attempts = args
             .jobs
@@ -516,18 +566,16 @@ impl Settings {
         let extra_ca = match args.image.extra_ca_certs.clone().or(file.extra_ca_certs) {
             None => None,
             Some(path) => match std::fs::read(&path) {
-                Ok(pem)
-                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
-                {
-                    Some(pem)
-                }
-                Ok(_) => {
-                    problems.push(format!(
-                        "extra_ca_certs: {} holds no PEM certificate",
-                        path.display()
-                    ));
-                    None
-                }
+                Ok(pem) => match certificate_blocks(&pem) {
+                    Some(certs) => Some(certs),
+                    None => {
+                        problems.push(format!(
+                            "extra_ca_certs: {} holds no PEM certificate",
+                            path.display()
+                        ));
+                        None
+                    }
+                },
                 Err(e) => {
                     problems.push(format!(
                         "extra_ca_certs: cannot read {}: {e}",
@@ -576,6 +624,36 @@ impl Settings {
                 "default_python: `{default_python}` is not a version like 3.10"
             ));
         }
+        let build_memory_mb = args
+            .build
+            .build_memory_mb
+            .or(file.build_memory_mb)
+            .unwrap_or(2047);
+        if !(64..=2047).contains(&build_memory_mb) {
+            problems.push(format!(
+                "build_memory_mb: {build_memory_mb} is outside 64 to 2047"
+            ));
+        }
+        let build_cpus = args.build.build_cpus.or(file.build_cpus).unwrap_or(1.0);
+        if !(build_cpus > 0.0 && build_cpus <= 1024.0) {
+            problems.push(format!("build_cpus: {build_cpus} must be above 0"));
+        }
+        let allowed_base_images: Vec<String> =
+            match (&args.build.allowed_base_images, file.allowed_base_images) {
+                (Some(s), _) => s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                (None, Some(v)) => v,
+                (None, None) => Vec::new(),
+            };
+        for pattern in &allowed_base_images {
+            if let Err(e) = globset::Glob::new(pattern) {
+                problems.push(format!("allowed_base_images: `{pattern}`: {e}"));
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -592,17 +670,13 @@ impl Settings {
                 listen,
                 public_url,
                 max_body_bytes,
-                admin_token: args.server.admin_token.clone().or(file.admin_token),
+                admin_token,
             },
             forges: ForgeSettings {
                 gitlab_url,
                 gitlab_token,
                 gitlab_webhook_secrets,
-                github_webhook_secret: args
-                    .forge
-                    .github_webhook_secret
-                    .clone()
-                    .or(file.github_webhook_secret),
+                github_webhook_secret,
                 github_token: args.forge.github_token.clone().or(file.github_token),
                 github_api_url: args.forge.github_api_url.clone().or(file.github_api_url),
             },
@@ -648,6 +722,11 @@ impl Settings {
                         .or(file.build_timeout_secs)
                         .unwrap_or(3600),
                 ),
+                build_memory_bytes: i32::try_from(u64::from(build_memory_mb) * 1024 * 1024)
+                    .unwrap_or(i32::MAX),
+                build_cpus,
+                build_network: args.build.build_network.clone().or(file.build_network),
+                allowed_base_images,
                 debian_mirror: args
                     .base
                     .debian_mirror
@@ -670,6 +749,42 @@ impl Settings {
         };
         Settings::load(&args).expect("default settings are valid")
     }
+}
+
+/// Only the `CERTIFICATE` blocks of a PEM bundle, each with its BEGIN and END lines, so
+/// that nothing else a bundle may hold (a private key, comments) is copied into images.
+/// `None` when there is no certificate.
+pub fn certificate_blocks(pem: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut out = String::new();
+    let mut block: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match &mut block {
+            None if line == BEGIN => block = Some(format!("{BEGIN}\n")),
+            None => {}
+            Some(b) if line == END => {
+                b.push_str(END);
+                b.push('\n');
+                out.push_str(b);
+                block = None;
+            }
+            Some(b) => {
+                let base64 = line
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+                if base64 {
+                    b.push_str(line);
+                    b.push('\n');
+                } else {
+                    // Not a certificate body: drop the block.
+                    block = None;
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then(|| out.into_bytes())
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

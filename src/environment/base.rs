@@ -108,7 +108,9 @@ pub async fn ensure_base_image(
         BASE_PACKAGES.join(", "),
         spec.name
     ));
-    builder.build(&req, log, &CancellationToken::new()).await
+    builder
+        .build_own(&req, log, &CancellationToken::new())
+        .await
 }
 
 async fn debootstrap(

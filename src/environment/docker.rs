@@ -82,7 +82,38 @@ pub struct BuilderSettings {
     pub docker_host: Option<String>,
     /// Ignore Docker's layer cache (cold builds, for measurements).
     pub no_cache: bool,
+    /// Memory a build's steps may use, in bytes (the engine's API takes at most 2 GiB).
+    pub memory_bytes: i32,
+    /// CPUs a build's steps may use.
+    pub cpus: f64,
+    /// Docker network build steps run on (`None`: the engine's default bridge).
+    pub network: Option<String>,
+    /// Glob patterns (`docker.io/library/*`, `registry.example.org/bases/*`) of the images a
+    /// repository's own Dockerfile may start `FROM`; empty allows any image except
+    /// nbforge's environment images, which are always refused.
+    pub allowed_bases: Vec<String>,
 }
+
+impl BuilderSettings {
+    /// The defaults for the other fields.
+    pub fn new(prefix: impl Into<String>) -> BuilderSettings {
+        BuilderSettings {
+            prefix: prefix.into(),
+            concurrency: 1,
+            timeout: Duration::from_secs(3600),
+            registry: None,
+            docker_host: None,
+            no_cache: false,
+            memory_bytes: DEFAULT_BUILD_MEMORY_BYTES,
+            cpus: 2.0,
+            network: None,
+            allowed_bases: Vec::new(),
+        }
+    }
+}
+
+/// Memory build steps may use by default: the most the engine's API field takes.
+pub const DEFAULT_BUILD_MEMORY_BYTES: i32 = i32::MAX;
 
 /// The Docker engine, with a limit on concurrent builds.
 #[derive(Clone)]
@@ -173,8 +204,38 @@ impl Builder {
         }
     }
 
-    /// Builds `req`, sending every log line to `log`. Waits for a free build slot first.
+    /// Builds a repository's environment `req`, sending every log line to `log`, after
+    /// checking the images its Dockerfile starts from ([`check_base_images`]). Waits for a
+    /// free build slot first.
     pub async fn build(
+        &self,
+        req: &BuildRequest,
+        log: &(dyn Fn(&str) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(), BuildError> {
+        let dockerfile = req
+            .context
+            .iter()
+            .find(|(path, _)| *path == req.dockerfile)
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes))
+            .ok_or_else(|| {
+                BuildError::Internal(format!("{} is not in the context", req.dockerfile))
+            })?;
+        check_base_images(&dockerfile, &self.settings)?;
+        self.build_unchecked(req, log, cancel).await
+    }
+
+    /// Builds one of nbforge's own images (the base image), whose Dockerfile nbforge wrote.
+    pub async fn build_own(
+        &self,
+        req: &BuildRequest,
+        log: &(dyn Fn(&str) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(), BuildError> {
+        self.build_unchecked(req, log, cancel).await
+    }
+
+    async fn build_unchecked(
         &self,
         req: &BuildRequest,
         log: &(dyn Fn(&str) + Send + Sync),
@@ -192,14 +253,24 @@ impl Builder {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let docker = self.docker()?;
-        let opts = BuildImageOptionsBuilder::default()
+        const CPU_PERIOD: i32 = 100_000;
+        let memory = self.settings.memory_bytes.max(64 * 1024 * 1024);
+        let mut opts = BuildImageOptionsBuilder::default()
             .dockerfile(&req.dockerfile)
             .t(&req.tag)
             .rm(true)
             .forcerm(true)
             .nocache(self.settings.no_cache)
             .labels(&labels)
-            .build();
+            .memory(memory)
+            // No swap beyond the memory limit.
+            .memswap(memory)
+            .cpuperiod(CPU_PERIOD)
+            .cpuquota((self.settings.cpus.max(0.01) * f64::from(CPU_PERIOD)) as i32);
+        if let Some(network) = &self.settings.network {
+            opts = opts.networkmode(network);
+        }
+        let opts = opts.build();
         let timeout = self.settings.timeout;
         let run = async {
             let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
@@ -272,6 +343,155 @@ impl Builder {
     }
 }
 
+/// Refuses a Dockerfile that starts `FROM` (or copies or mounts `--from`) one of nbforge's
+/// environment images — another project's environment, with its files — or, when an
+/// allowlist is set, an image the allowlist does not match. Build stages named earlier in
+/// the file are always allowed; `ARG` defaults are substituted, and a variable without one
+/// is refused (nbforge passes no build arguments).
+pub fn check_base_images(dockerfile: &str, settings: &BuilderSettings) -> Result<(), BuildError> {
+    let mut allow = globset::GlobSetBuilder::new();
+    for pattern in &settings.allowed_bases {
+        let glob = globset::Glob::new(pattern)
+            .map_err(|e| BuildError::Internal(format!("base image allowlist: {e}")))?;
+        allow.add(glob);
+    }
+    let allow = allow
+        .build()
+        .map_err(|e| BuildError::Internal(format!("base image allowlist: {e}")))?;
+    let own_repos: Vec<String> = std::iter::once(format!("{}/env", settings.prefix))
+        .map(|r| normalize_repository(&r))
+        .collect();
+    let registry = settings
+        .registry
+        .as_deref()
+        .map(|r| format!("{}/", r.trim_end_matches('/').to_ascii_lowercase()));
+    let is_own = |repo: &str| {
+        own_repos.iter().any(|o| o == repo)
+            || registry
+                .as_deref()
+                .is_some_and(|r| repo.starts_with(r) && repo.ends_with("/env"))
+    };
+
+    let mut args: HashMap<String, String> = HashMap::new();
+    let mut stages: Vec<String> = Vec::new();
+    for (n, raw) in dockerfile.lines().enumerate() {
+        let place = format!("{}:{}", "Dockerfile", n + 1);
+        let mut words = raw.split_whitespace();
+        let Some(instruction) = words.next() else {
+            continue;
+        };
+        let words: Vec<&str> = words.collect();
+        let mut refs: Vec<String> = Vec::new();
+        let mut stage = None;
+        match instruction.to_ascii_uppercase().as_str() {
+            "ARG" => {
+                for w in &words {
+                    if let Some((k, v)) = w.split_once('=') {
+                        args.insert(k.to_owned(), v.trim_matches('"').to_owned());
+                    }
+                }
+            }
+            "FROM" => {
+                let rest: Vec<&&str> = words.iter().filter(|w| !w.starts_with("--")).collect();
+                if let Some(image) = rest.first() {
+                    refs.push((**image).to_owned());
+                }
+                if let [_, as_kw, name] = rest.as_slice()
+                    && as_kw.eq_ignore_ascii_case("as")
+                {
+                    stage = Some(name.to_ascii_lowercase());
+                }
+            }
+            "COPY" | "ADD" | "RUN" => {
+                for w in &words {
+                    if let Some(from) = w.strip_prefix("--from=") {
+                        refs.push(from.to_owned());
+                    }
+                    if let Some(mount) = w.strip_prefix("--mount=") {
+                        refs.extend(
+                            mount
+                                .split(',')
+                                .filter_map(|kv| kv.strip_prefix("from="))
+                                .map(str::to_owned),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        for reference in refs {
+            let image = substitute_args(&reference, &args).ok_or_else(|| {
+                BuildError::Failed(format!(
+                    "{place}: `{reference}` uses a build argument without a default value"
+                ))
+            })?;
+            let lower = image.to_ascii_lowercase();
+            if stages.contains(&lower) || image.parse::<u32>().is_ok() {
+                continue;
+            }
+            if is_own(&normalize_repository(&image)) {
+                return Err(BuildError::Failed(format!(
+                    "{place}: `{image}` is an nbforge environment image; a Dockerfile may not start from or copy out of another environment"
+                )));
+            }
+            if !settings.allowed_bases.is_empty() && !allow.is_match(&image) {
+                return Err(BuildError::Failed(format!(
+                    "{place}: `{image}` is not an allowed base image here (allowed: {})",
+                    settings.allowed_bases.join(", ")
+                )));
+            }
+        }
+        if let Some(stage) = stage {
+            stages.push(stage);
+        }
+    }
+    Ok(())
+}
+
+/// `$NAME` and `${NAME}` replaced by `ARG` defaults; `None` when one has none.
+fn substitute_args(text: &str, args: &HashMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, used) = match after.strip_prefix('{') {
+            Some(inner) => {
+                let end = inner.find('}')?;
+                // `${NAME:-default}` and friends: take the name only.
+                let name = inner[..end].split(':').next().unwrap_or("");
+                (name, end + 2)
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        out.push_str(args.get(name)?);
+        rest = &after[used..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// An image reference's repository, as the engine resolves it: lowercase, without tag or
+/// digest, without the implicit `docker.io/` (and `library/`) prefix.
+fn normalize_repository(image: &str) -> String {
+    let image = image.to_ascii_lowercase();
+    let no_digest = image.split('@').next().unwrap_or(&image);
+    let repo = match no_digest.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => no_digest,
+    };
+    let repo = repo
+        .strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("index.docker.io/"))
+        .unwrap_or(repo);
+    repo.strip_prefix("library/").unwrap_or(repo).to_owned()
+}
+
 /// A short user-facing reason: the engine's message and the step's last output line.
 fn summarize_failure(detail: &str, last_lines: &[String]) -> String {
     let last = last_lines
@@ -303,4 +523,66 @@ pub fn context_tar(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     let mut out = builder.into_inner()?;
     out.flush()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(allowed: &[&str]) -> BuilderSettings {
+        BuilderSettings {
+            registry: Some("registry.example.org".into()),
+            allowed_bases: allowed.iter().map(|s| s.to_string()).collect(),
+            ..BuilderSettings::new("nbforge")
+        }
+    }
+
+    /// A repository could start `FROM` another project's environment image and print that
+    /// project's files into its own public build log.
+    #[test]
+    fn dockerfile_from_another_environment() {
+        let s = settings(&[]);
+        for dockerfile in [
+            "FROM nbforge/env:0123abcd\nRUN cat /home/jovyan/*",
+            "FROM docker.io/nbforge/env:0123abcd",
+            "FROM --platform=linux/amd64 NBFORGE/ENV@sha256:00",
+            "ARG BASE=nbforge/env:0123abcd\nFROM ${BASE}",
+            "FROM python:3.11\nCOPY --from=nbforge/env:0123abcd /home/jovyan /stolen",
+            "FROM python:3.11\nRUN --mount=type=bind,from=nbforge/env:x,target=/x cat /x/secret",
+            "FROM registry.example.org/lab/other/env:0123abcd",
+        ] {
+            let err = check_base_images(dockerfile, &s).expect_err(dockerfile);
+            assert!(
+                matches!(&err, BuildError::Failed(m) if m.contains("environment image")),
+                "{dockerfile}: {err}"
+            );
+        }
+        let err = check_base_images("FROM $UNSET", &s).unwrap_err();
+        assert!(err.to_string().contains("without a default"), "{err}");
+    }
+
+    #[test]
+    fn ordinary_dockerfiles_and_stages_pass() {
+        let s = settings(&[]);
+        for dockerfile in [
+            "FROM python:3.11-slim AS build\nRUN pip wheel .\nFROM python:3.11-slim\nCOPY --from=build /w /w",
+            "FROM nbforge/base:bookworm\nCOPY --from=0 /a /b",
+            "# FROM nbforge/env:x in a comment\nFROM debian:bookworm",
+            "ARG TAG=3.11\nFROM python:${TAG}",
+        ] {
+            check_base_images(dockerfile, &s).expect(dockerfile);
+        }
+    }
+
+    #[test]
+    fn allowlist_limits_base_images() {
+        let s = settings(&["docker.io/library/*", "nbforge/base:*"]);
+        check_base_images("FROM nbforge/base:bookworm", &s).unwrap();
+        check_base_images("FROM docker.io/library/python:3.11", &s).unwrap();
+        let err = check_base_images("FROM evil.example/miner:latest", &s).unwrap_err();
+        assert!(
+            err.to_string().contains("not an allowed base image"),
+            "{err}"
+        );
+    }
 }

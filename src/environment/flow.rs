@@ -195,7 +195,7 @@ pub async fn prepare(
     };
     let cached = matches!(&result, Ok(env) if env.cached);
     app.db
-        .set_build_phase(build_id, phase.as_str(), Some(&message), cached, Some(&log))
+        .set_build_phase(build_id, phase, Some(&message), cached, Some(&log))
         .await?;
     result
 }

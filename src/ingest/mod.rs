@@ -201,11 +201,13 @@ fn verify(
             }
             let presented = headers
                 .get("x-gitlab-token")
+                .filter(|t| !t.is_empty())
                 .ok_or("missing X-Gitlab-Token")?;
             // Compare against every secret so the time taken does not tell which matched.
-            let matched = secrets
-                .iter()
-                .fold(false, |any, s| s.matches(presented.as_bytes()) | any);
+            // An empty configured secret never matches (start-up refuses one anyway).
+            let matched = secrets.iter().fold(false, |any, s| {
+                (!s.expose().is_empty() && s.matches(presented.as_bytes())) | any
+            });
             if matched {
                 Ok(())
             } else {
@@ -218,6 +220,7 @@ fn verify(
                 .forges
                 .github_webhook_secret
                 .as_ref()
+                .filter(|s| !s.expose().is_empty())
                 .ok_or("no GitHub webhook secret is configured on this server")?;
             let sig =
                 header(headers, "x-hub-signature-256").ok_or("missing X-Hub-Signature-256")?;

@@ -5,6 +5,77 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use super::*;
 
+/// A build's phase, named as BinderHub names them; stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildPhase {
+    Waiting,
+    Fetching,
+    Building,
+    Pushing,
+    Built,
+    Failed,
+    Canceled,
+}
+
+impl BuildPhase {
+    pub const ALL: [BuildPhase; 7] = [
+        BuildPhase::Waiting,
+        BuildPhase::Fetching,
+        BuildPhase::Building,
+        BuildPhase::Pushing,
+        BuildPhase::Built,
+        BuildPhase::Failed,
+        BuildPhase::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildPhase::Waiting => "waiting",
+            BuildPhase::Fetching => "fetching",
+            BuildPhase::Building => "building",
+            BuildPhase::Pushing => "pushing",
+            BuildPhase::Built => "built",
+            BuildPhase::Failed => "failed",
+            BuildPhase::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            BuildPhase::Built | BuildPhase::Failed | BuildPhase::Canceled
+        )
+    }
+}
+
+impl std::fmt::Display for BuildPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for BuildPhase {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        BuildPhase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown build phase {s:?}"))
+    }
+}
+
+/// A stored boolean: SQLite and PostgreSQL both hold it as an integer, 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Flag(pub bool);
+
+impl From<i64> for Flag {
+    fn from(v: i64) -> Self {
+        Flag(v != 0)
+    }
+}
+
 /// An environment build as stored.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct BuildRow {
@@ -15,8 +86,11 @@ pub struct BuildRow {
     pub commit_sha: String,
     pub environment_key: Option<String>,
     pub image: Option<String>,
-    pub phase: String,
-    pub cached: i64,
+    #[sqlx(try_from = "String")]
+    pub phase: BuildPhase,
+    /// The image was found, not built.
+    #[sqlx(try_from = "i64")]
+    pub cached: Flag,
     pub message: Option<String>,
     pub job_id: Option<i64>,
     pub created_at: i64,
@@ -70,19 +144,19 @@ impl Db {
     pub async fn set_build_phase(
         &self,
         id: i64,
-        phase: &str,
+        phase: BuildPhase,
         message: Option<&str>,
         cached: bool,
         log: Option<&str>,
     ) -> DbResult<()> {
         let now = now_ms();
-        let finished = matches!(phase, "built" | "failed" | "canceled").then_some(now);
+        let finished = phase.is_final().then_some(now);
         sqlx::query(
             "UPDATE builds SET phase = $1, message = COALESCE($2, message), cached = $3,
                     log = COALESCE($4, log), updated_at = $5, finished_at = $6
              WHERE id = $7",
         )
-        .bind(phase)
+        .bind(phase.as_str())
         .bind(message)
         .bind(i64::from(cached))
         .bind(log)

@@ -87,7 +87,7 @@ pub async fn log(State(app): State<App>, Path(id): Path<i64>) -> Response {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            if !matches!(row.phase.as_str(), "built" | "failed" | "canceled") {
+            if !row.phase.is_final() {
                 text.push_str(&format!(
                     "[{}] the build is running in another nbforge process\n",
                     row.phase

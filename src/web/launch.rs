@@ -9,6 +9,7 @@ use axum::response::Response;
 
 use super::html_page as page;
 use crate::app::App;
+use crate::storage::BuildPhase;
 use crate::worksheet::render::escape;
 
 fn is_sha(s: &str) -> bool {
@@ -55,28 +56,28 @@ pub async fn launch(
             "<p>No environment has been prepared for commit <code>{}</code> yet.</p>\n",
             escape(crate::environment::flow::short_sha(&commit))
         )),
-        Some(b) if b.phase == "built" => {
+        Some(b) if b.phase == BuildPhase::Built => {
             let image = b.image.unwrap_or_default();
             body.push_str(&format!(
                 "<p class=\"ok\" role=\"status\">The environment is ready{}.</p>\n\
                  <dl><dt>Commit</dt><dd><code>{}</code></dd><dt>Image</dt><dd><code>{}</code></dd></dl>\n\
                  <p>Run it with Docker: <code>docker run --rm -p 8888:8888 {}</code></p>\n\
                  <p><a href=\"{}\">Build log</a></p>\n",
-                if b.cached == 1 { " (from the cache)" } else { "" },
+                if b.cached.0 { " (from the cache)" } else { "" },
                 escape(&commit),
                 escape(&image),
                 escape(&image),
                 escape(&log(b.id)),
             ));
         }
-        Some(b) if b.phase == "failed" || b.phase == "canceled" => body.push_str(&format!(
+        Some(b) if matches!(b.phase, BuildPhase::Failed | BuildPhase::Canceled) => body.push_str(&format!(
             "<p class=\"error\" role=\"alert\">The environment could not be prepared: {}</p>\n<p><a href=\"{}\">Build log</a></p>\n",
-            escape(b.message.as_deref().unwrap_or(&b.phase)),
+            escape(b.message.as_deref().unwrap_or(b.phase.as_str())),
             escape(&log(b.id)),
         )),
         Some(b) => body.push_str(&format!(
             "<p role=\"status\">The environment is being prepared ({}). <a href=\"{}\">Follow the build log</a>.</p>\n",
-            escape(&b.phase),
+            escape(b.phase.as_str()),
             escape(&log(b.id)),
         )),
     }

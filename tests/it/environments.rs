@@ -8,6 +8,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use nbforge::config::Secret;
+use nbforge::storage::BuildPhase;
 
 use crate::support::fake_gitlab::{FakeGitLab, FakeProject, MrAction};
 use crate::support::{Backend, TestApp, missing_service};
@@ -163,7 +164,7 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!((build.phase.as_str(), build.cached), ("built", 0));
+    assert_eq!((build.phase.as_str(), build.cached.0), ("built", false));
     let image = build.image.clone().unwrap();
     assert!(image.starts_with("nbforge-test/env:"), "{image}");
 
@@ -222,7 +223,7 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!(again.cached, 1);
+    assert!(again.cached.0);
     assert_eq!(again.image.as_deref(), Some(image.as_str()));
     assert_eq!(again.environment_key, build.environment_key);
     // A branch name resolves to its newest commit.
@@ -473,7 +474,13 @@ async fn a_running_build_log_streams_as_server_sent_events() {
 
     // Once ended, the stored log is plain text.
     t.db()
-        .set_build_phase(id, "built", Some("image built"), false, Some("all of it\n"))
+        .set_build_phase(
+            id,
+            BuildPhase::Built,
+            Some("image built"),
+            false,
+            Some("all of it\n"),
+        )
         .await
         .unwrap();
     let res = t.get(&format!("/api/builds/{id}/log")).await;
@@ -617,13 +624,13 @@ async fn images_are_pushed_to_the_registry_and_found_there_again() {
     deliver_push(&t, &fake, &p, &first, &second).await;
     t.run_jobs().await;
     assert_eq!(states(&fake, &second), vec!["pending", "success"]);
-    assert_eq!(
+    assert!(
         t.db()
             .builds_for_commit("gitlab", "lab/registry-demo", &second)
             .await
             .unwrap()[0]
-            .cached,
-        1
+            .cached
+            .0
     );
     drop(registry);
 }

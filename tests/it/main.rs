@@ -10,6 +10,7 @@ mod events;
 mod forge_gitlab;
 mod ingest;
 mod jobs;
+mod security;
 mod serve;
 mod spec;
 mod worksheet;

@@ -239,7 +239,21 @@ fn plain_repository_with(
     )
     .unwrap();
     git(&bare, &["config", "nbforge.url", server_url]);
-    git(&bare, &["config", "nbforge.secret", WEBHOOK_SECRET]);
+    let secret_file = dir.join("webhook-secret");
+    std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    git(
+        &bare,
+        &[
+            "config",
+            "nbforge.secretFile",
+            secret_file.to_str().unwrap(),
+        ],
+    );
 
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();

@@ -1,0 +1,410 @@
+//! Regression tests for the findings of a security review, one per finding, named after it.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+use nbforge::config::{
+    FileArgs, ForgeArgs, ImageArgs, ServerArgs, Settings, SettingsArgs, redact_url,
+};
+
+use crate::support::{TestApp, WEBHOOK_SECRET, push_payload, sha};
+
+fn load_toml(toml: &str) -> Result<Settings, String> {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(toml.as_bytes()).unwrap();
+    let args = SettingsArgs {
+        file: FileArgs {
+            config: Some(file.path().to_owned()),
+        },
+        ..Default::default()
+    };
+    Settings::load(&args).map_err(|e| e.to_string())
+}
+
+/// Finding 5: an empty secret in a rotation list, or an empty GitHub secret, switched
+/// authentication off. Both are refused at start-up, and so is a short one.
+#[test]
+fn empty_secrets_disable_authentication() {
+    let err = load_toml(r#"gitlab_webhook_secret = ["", "a-long-enough-new-secret"]"#)
+        .expect_err("an empty secret in the list is refused");
+    assert!(err.contains("gitlab_webhook_secret"), "{err}");
+    assert!(err.contains("shorter than 16"), "{err}");
+
+    let args = SettingsArgs {
+        forge: ForgeArgs {
+            github_webhook_secret: Some("".parse().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = Settings::load(&args).expect_err("an empty GitHub secret is refused");
+    assert!(err.to_string().contains("github_webhook_secret"), "{err}");
+
+    let args = SettingsArgs {
+        server: ServerArgs {
+            admin_token: Some("short".parse().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = Settings::load(&args).expect_err("a short admin token is refused");
+    assert!(err.to_string().contains("admin_token"), "{err}");
+
+    // The secrets themselves never appear in the message.
+    let err = load_toml(r#"gitlab_webhook_secret = ["tiny-secret"]"#).unwrap_err();
+    assert!(!err.contains("tiny-secret"), "{err}");
+
+    load_toml(r#"gitlab_webhook_secret = ["a-long-enough-new-secret", "an-older-long-secret"]"#)
+        .expect("long secrets are accepted");
+}
+
+/// Finding 5, at the door: an empty `X-Gitlab-Token` never matches, whatever is configured.
+#[tokio::test]
+async fn empty_presented_token_is_refused() {
+    let t = TestApp::sqlite().await;
+    let body = push_payload("lab/rnaseq", "main", &sha(1), &sha(2));
+    let res = t
+        .gitlab_with(
+            "Push Hook",
+            body.clone(),
+            &[("x-gitlab-token", ""), ("x-gitlab-event-uuid", "u-empty")],
+        )
+        .await;
+    assert_eq!(res.status, 401, "{}", res.text());
+    let res = t
+        .gitlab_with(
+            "Push Hook",
+            body,
+            &[
+                ("x-gitlab-token", WEBHOOK_SECRET),
+                ("x-gitlab-event-uuid", "u-right"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+}
+
+/// Finding 9: the `event` label of the delivery metric came from the request header and
+/// was recorded before authentication, so every new header value made a new series.
+#[tokio::test]
+async fn unbounded_metric_series() {
+    let t = TestApp::sqlite().await;
+    for n in 0..300 {
+        let res = t
+            .gitlab_with(
+                &format!("Made Up Hook {n}"),
+                b"{}".to_vec(),
+                &[("x-gitlab-token", "wrong")],
+            )
+            .await;
+        assert_eq!(res.status, 401);
+    }
+    let metrics = t.get("/metrics").await.text();
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("nbforge_webhook_deliveries"))
+        .collect();
+    assert!(!series.is_empty(), "the metric is exported:\n{metrics}");
+    assert!(
+        series.len() < 5,
+        "300 made-up event names made {} series:\n{}",
+        series.len(),
+        series.join("\n")
+    );
+    assert!(!metrics.contains("made_up_hook"), "{metrics}");
+}
+
+/// Finding 20: a `?password=` in the database URL was printed at start.
+#[test]
+fn database_url_query_password_is_printed() {
+    for url in [
+        "postgres://db.example/nbforge?user=nb&password=hunter2",
+        "postgres://nb:hunter2@db.example/nbforge",
+        "postgresql://db.example/nbforge?sslmode=require&PASSWORD=hunter2",
+    ] {
+        let shown = redact_url(url);
+        assert!(!shown.contains("hunter2"), "{url} shown as {shown}");
+        let settings = Settings::for_database(url);
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}
+
+/// Finding 23: the extra CA file was copied verbatim into images, private keys included.
+#[test]
+fn extra_ca_file_is_copied_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let bundle = format!(
+        "# local CA\n{cert}-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFBb0lCQVFD\n-----END PRIVATE KEY-----\n{cert}"
+    );
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, bundle).unwrap();
+    let args = SettingsArgs {
+        image: ImageArgs {
+            extra_ca_certs: Some(path.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let settings = Settings::load(&args).expect("a bundle with certificates loads");
+    let kept = String::from_utf8(settings.environments.extra_ca.unwrap()).unwrap();
+    assert_eq!(kept, format!("{cert}{cert}"));
+    assert!(!kept.contains("PRIVATE KEY"));
+    assert!(!kept.contains("# local CA"));
+
+    std::fs::write(
+        &path,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let err = Settings::load(&args).expect_err("a file without certificates is refused");
+    assert!(
+        err.to_string().contains("holds no PEM certificate"),
+        "{err}"
+    );
+}
+
+/// Finding 17: `hooks/post-receive` passed the secret as a curl argument (visible in `ps`)
+/// and read it from the repository's world-readable config.
+#[test]
+fn post_receive_secret_on_curl_command_line() {
+    if Command::new("git").arg("--version").output().is_err() {
+        panic!("git is needed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // A curl that records its arguments and the config files it was given.
+    let log = dir.path().join("curl.log");
+    let fake_curl = format!(
+        "#!/bin/sh\nprintf 'ARGS %s\\n' \"$*\" >> {log}\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = -K ]; then cat \"$2\" >> {log}; fi\n  shift\ndone\ncat >/dev/null\nprintf 202\n",
+        log = log.display()
+    );
+    let curl = bin.join("curl");
+    std::fs::write(&curl, fake_curl).unwrap();
+    std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let bare = dir.path().join("lab").join("rnaseq.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    let git = |cwd: &std::path::Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.org")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.org")
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env_remove("NBFORGE_GITLAB_WEBHOOK_SECRET")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"),
+        bare.join("hooks/post-receive"),
+    )
+    .unwrap();
+    let secret = "a-long-webhook-secret-for-the-hook";
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    git(
+        &bare,
+        &[
+            "config",
+            "nbforge.secretFile",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("a.txt"), "1").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-qm", "one"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+
+    // A secret file others can read is refused, and nothing is sent.
+    let stderr = git(&work, &["push", "-q", "origin", "main"]);
+    assert!(stderr.contains("readable by others"), "{stderr}");
+    assert!(!log.exists(), "nothing is sent with an exposed secret");
+
+    // With mode 600 the delivery goes out, the secret only inside curl's config file.
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(work.join("a.txt"), "2").unwrap();
+    git(&work, &["commit", "-qam", "two"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let recorded = std::fs::read_to_string(&log).expect("curl ran");
+    let args: Vec<&str> = recorded
+        .lines()
+        .filter(|l| l.starts_with("ARGS "))
+        .collect();
+    assert_eq!(args.len(), 1, "{recorded}");
+    assert!(
+        !args[0].contains(secret),
+        "secret on the command line: {}",
+        args[0]
+    );
+    assert!(
+        recorded.contains(&format!("header = \"X-Gitlab-Token: {secret}\"")),
+        "{recorded}"
+    );
+    // The repository's config names a file, never the secret itself.
+    let config = std::fs::read_to_string(bare.join("config")).unwrap();
+    assert!(!config.contains(secret));
+}
+
+/// Finding 4: builds ran with no memory or CPU limit, so one repository's build could take
+/// the machine. A step that allocates past the build's memory limit now fails the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_run_without_limits() {
+    use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
+    let base = Settings::for_database("sqlite::memory:")
+        .environments
+        .base_image;
+    let builder = Builder::connect(BuilderSettings {
+        memory_bytes: 96 * 1024 * 1024,
+        cpus: 0.5,
+        ..BuilderSettings::new("nbforge-test")
+    });
+    match builder.image_exists(&base).await {
+        Ok(true) => {}
+        _ => {
+            crate::support::missing_service(&format!(
+                "the Docker engine with the base image {base}"
+            ));
+            return;
+        }
+    }
+    let dockerfile = format!(
+        "FROM {base}\nRUN python3 -c \"x = bytearray(400 * 1024 * 1024); print(len(x))\"\n"
+    );
+    let req = BuildRequest {
+        tag: format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
+        dockerfile: "Dockerfile".into(),
+        context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
+        labels: Default::default(),
+    };
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    let log = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    let result = builder
+        .build(&req, &log, &tokio_util::sync::CancellationToken::new())
+        .await;
+    let log = lines.lock().unwrap().join("\n");
+    assert!(
+        matches!(&result, Err(BuildError::Failed(m)) if m.contains("137")),
+        "a step over the memory limit is killed (exit 137): {result:?}\n{log}"
+    );
+    let _ = builder
+        .docker()
+        .unwrap()
+        .remove_image(
+            &req.tag,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
+
+/// Finding 4: build steps could reach the host's own services (nbforge, its database,
+/// anything listening on the host). On the build network made by `scripts/build-network`
+/// they cannot, while on the engine's default bridge they can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_steps_reach_host_services() {
+    use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
+    const NETWORK: &str = "nbforge-build";
+    let base = Settings::for_database("sqlite::memory:")
+        .environments
+        .base_image;
+    let open = Builder::connect(BuilderSettings::new("nbforge-test"));
+    if !matches!(open.image_exists(&base).await, Ok(true)) {
+        crate::support::missing_service(&format!("the Docker engine with the base image {base}"));
+        return;
+    }
+    let docker = open.docker().unwrap();
+    let gateway = |name: &'static str| {
+        let docker = docker.clone();
+        async move {
+            let net = docker
+                .inspect_network(
+                    name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .ok()?;
+            let config = net.ipam?.config?.first()?.clone();
+            // The default bridge names only its subnet; its gateway is the subnet's first host.
+            config.gateway.or_else(|| {
+                let subnet = config.subnet?;
+                let ip: std::net::Ipv4Addr = subnet.split_once('/')?.0.parse().ok()?;
+                Some(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+            })
+        }
+    };
+    let Some(build_gateway) = gateway(NETWORK).await else {
+        crate::support::missing_service("the build network (scripts/build-network)");
+        return;
+    };
+    let bridge_gateway = gateway("bridge")
+        .await
+        .expect("the default bridge has a gateway");
+
+    // A service on this host, on every address.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+
+    let attempt = |builder: Builder, gateway: String| {
+        let base = base.clone();
+        async move {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let dockerfile = format!(
+                "FROM {base}\nRUN python3 -c \"import socket; socket.create_connection(('{gateway}', {port}), timeout=4); print('{token} reached the host')\"\n"
+            );
+            let req = BuildRequest {
+                tag: format!("nbforge-test/network:{token}"),
+                dockerfile: "Dockerfile".into(),
+                context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
+                labels: Default::default(),
+            };
+            let result = builder
+                .build(&req, &|_| {}, &tokio_util::sync::CancellationToken::new())
+                .await;
+            let _ = builder
+                .docker()
+                .unwrap()
+                .remove_image(
+                    &req.tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+            result
+        }
+    };
+    let isolated = Builder::connect(BuilderSettings {
+        network: Some(NETWORK.into()),
+        ..BuilderSettings::new("nbforge-test")
+    });
+    let blocked = attempt(isolated, build_gateway).await;
+    assert!(
+        matches!(blocked, Err(BuildError::Failed(_))),
+        "a build step on the build network reached the host: {blocked:?}"
+    );
+    let reached = attempt(open, bridge_gateway).await;
+    assert!(
+        reached.is_ok(),
+        "on the default bridge the same step reaches the host (the test's control): {reached:?}"
+    );
+}
