@@ -14,16 +14,6 @@ fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/notebooks")
 }
 
-fn corpus() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ipynb"))
-        .collect();
-    files.sort();
-    files
-}
-
 fn load(name: &str) -> Notebook {
     let bytes = std::fs::read(corpus_dir().join(name)).unwrap();
     Notebook::from_slice(&bytes).unwrap()
@@ -166,13 +156,19 @@ fn cli_renders_and_writes_the_parameterized_notebook() {
 fn bench_renders_every_corpus_notebook() {
     let report = worksheet::bench::bench(&corpus_dir(), 2, false).unwrap();
     // The folder is searched recursively: `hostile/` and `papermill/` are included.
-    assert!(report.rows.len() > corpus().len());
-    assert!(
-        report
-            .rows
-            .iter()
-            .any(|r| r.notebook == Path::new("hostile/xss.ipynb"))
-    );
+    for notebook in [
+        "growth_curve.ipynb",
+        "hostile/xss.ipynb",
+        "papermill/growth_curve.prepared.ipynb",
+    ] {
+        assert!(
+            report
+                .rows
+                .iter()
+                .any(|r| r.notebook == Path::new(notebook)),
+            "{notebook}"
+        );
+    }
     assert!(
         report
             .rows
