@@ -66,12 +66,7 @@ impl Parser<'_> {
                 '\n' if depth <= 0 => return,
                 '#' if depth <= 0 && stop_at_comment => return,
                 '#' => self.skip_to_eol(),
-                '\'' | '"' => {
-                    let start = self.pos;
-                    if self.string_literal().is_err() {
-                        self.pos = start + 1;
-                    }
-                }
+                '\'' | '"' => self.skip_string(),
                 '(' | '[' | '{' => {
                     depth += 1;
                     self.pos += 1;
@@ -79,6 +74,33 @@ impl Parser<'_> {
                 ')' | ']' | '}' => {
                     depth -= 1;
                     self.pos += 1;
+                }
+                _ => {
+                    self.bump();
+                }
+            }
+        }
+    }
+
+    /// Skips a string in code (cursor on its opening quote) without reading escapes: to its
+    /// closing quote, else to the end of the line (single quotes) or of the cell (triple
+    /// quotes), as far as Python's tokenizer would read it. Each character is read once.
+    fn skip_string(&mut self) {
+        let Ok((quote, triple)) = self.open_quote() else {
+            return;
+        };
+        while let Some(c) = self.peek() {
+            match c {
+                '\n' if !triple => return,
+                '\\' => {
+                    self.pos += 1;
+                    self.bump();
+                }
+                c if c == quote => {
+                    self.pos += 1;
+                    if !triple || self.close_triple(quote) {
+                        return;
+                    }
                 }
                 _ => {
                     self.bump();
@@ -487,5 +509,18 @@ mod tests {
         for (i, _) in src.char_indices() {
             let _ = worksheet::params::parse_parameters_source(&src[..i]);
         }
+    }
+
+    #[test]
+    fn runs_of_unterminated_quotes_are_skipped_once() {
+        // `'\'\'\'…` is one string that never ends (every quote after the first is
+        // escaped). Skipping the value used to restart after each failed string, re-reading
+        // the rest of the line from every quote: a 100 KB line took minutes.
+        let src = format!("x = a {}'\ny = 1  # next\n", "'\\".repeat(50_000));
+        let params = parse_parameters_source(&src);
+        assert_eq!(params.len(), 2);
+        assert!(params[0].supported.is_err());
+        assert_eq!(params[1].default, ParamValue::Int(1));
+        assert_eq!(params[1].help.as_deref(), Some("next"));
     }
 }
