@@ -356,6 +356,7 @@ fn type_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>) {
 mod tests {
     use super::*;
     use crate::worksheet;
+    use crate::worksheet::params::literal::MAX_NESTING;
 
     #[test]
     fn raw_and_escaped_strings() {
@@ -422,7 +423,11 @@ mod tests {
         assert_eq!(params[0].help.as_deref(), Some("deep"));
         assert_eq!(params[1].default, ParamValue::Int(2));
         // Just within the limit, a nested list is read (as a read-only field).
-        let ok = format!("x = {}1{}\n", "[".repeat(32), "]".repeat(32));
+        let ok = format!(
+            "x = {}1{}\n",
+            "[".repeat(MAX_NESTING),
+            "]".repeat(MAX_NESTING)
+        );
         let x = &parse_parameters_source(&ok)[0];
         assert_ne!(
             x.supported.as_ref().err().map(String::as_str),

@@ -2,6 +2,10 @@
 //! whitespace and comments, identifiers, and literal values (numbers, strings in every
 //! quoting style, `True`/`False`/`None`, lists and tuples of those), with a nesting limit.
 
+/// How deeply lists and tuples may nest in a value; deeper values are refused (the reader
+/// recurses once per level).
+pub(super) const MAX_NESTING: usize = 32;
+
 pub(super) struct Parser<'a> {
     pub(super) src: &'a str,
     pub(super) pos: usize,
@@ -96,7 +100,7 @@ impl<'a> Parser<'a> {
     }
 
     pub(super) fn literal_inner(&mut self, depth: usize) -> Result<Lit, String> {
-        if depth > 32 {
+        if depth > MAX_NESTING {
             return Err("value nests too deeply".into());
         }
         match self.peek() {

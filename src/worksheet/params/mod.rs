@@ -2,11 +2,11 @@
 //! values validated against them, and the `injected-parameters` cell written exactly as
 //! papermill's Python translator writes it.
 //!
-//! This module holds the shared types. The parameters cell is read by [`cell`] with a small
-//! parser for Python literals ([`literal`]: ints, floats, strings in every quoting style,
+//! This module holds the shared types. The parameters cell is read by `cell` with a small
+//! parser for Python literals (`literal`: ints, floats, strings in every quoting style,
 //! `True`/`False`/`None`, lists and tuples of those) and optional type annotations
-//! ([`annotation`]). Anything else becomes a read-only field with a reason. Form values are
-//! checked by [`form`]; the injected cell is written by [`inject`].
+//! (`annotation`). Anything else becomes a read-only field with a reason. Form values are
+//! checked by `form`; the injected cell is written by `inject`.
 
 mod annotation;
 mod cell;
