@@ -120,7 +120,8 @@ pub fn builder_for(settings: &Settings) -> Builder {
     })
 }
 
-/// The forges the settings call for.
+/// The forges the settings call for: GitLab with a URL and a token, GitHub with a token
+/// (and optionally an Enterprise API URL), and always the local forge.
 pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
     let gitlab: Option<Arc<dyn Forge>> =
         match (&settings.forges.gitlab_url, &settings.forges.gitlab_token) {
@@ -131,13 +132,10 @@ pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
             _ => None,
         };
     let github: Option<Arc<dyn Forge>> = match &settings.forges.github_token {
-        Some(token) => {
-            let _f = crate::forge::github::GitHubForge::new(
-                settings.forges.github_api_url.clone(),
-                token.clone(),
-            )?;
-            None
-        }
+        Some(token) => Some(Arc::new(crate::forge::github::GitHubForge::new(
+            settings.forges.github_api_url.clone(),
+            token.clone(),
+        )?)),
         None => None,
     };
     let local: Arc<dyn Forge> = Arc::new(crate::forge::local::LocalForge::new(db.clone()));

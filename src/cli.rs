@@ -312,6 +312,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if app.settings.forges.gitlab_webhook_secrets.is_empty() {
         tracing::warn!("no NBFORGE_GITLAB_WEBHOOK_SECRET: GitLab deliveries will be refused");
     }
+    for warning in app.settings.insecure_forge_urls() {
+        tracing::warn!("{warning}");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(
         listen = %addr,

@@ -738,6 +738,31 @@ impl Settings {
         })
     }
 
+    /// Warnings about forge URLs that would send tokens in clear text: `http://` to a host
+    /// other than this one.
+    pub fn insecure_forge_urls(&self) -> Vec<String> {
+        [
+            ("NBFORGE_GITLAB_URL", &self.forges.gitlab_url),
+            ("NBFORGE_GITHUB_API_URL", &self.forges.github_api_url),
+        ]
+        .into_iter()
+        .filter_map(|(name, url)| {
+            let url = url.as_ref()?;
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            (url.scheme() == "http" && !loopback).then(|| {
+                format!(
+                    "{name} is {url}: plain http, so the API token and webhook data cross the network unencrypted; use https"
+                )
+            })
+        })
+        .collect()
+    }
+
     /// Settings for tests and tools: the defaults with the given database.
     pub fn for_database(database_url: &str) -> Settings {
         let args = SettingsArgs {
@@ -807,6 +832,19 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_forges_are_flagged() {
+        let mut s = Settings::for_database("sqlite::memory:");
+        assert!(s.insecure_forge_urls().is_empty());
+        s.forges.gitlab_url = Some(Url::parse("http://gitlab.example.org").unwrap());
+        s.forges.github_api_url = Some(Url::parse("http://127.0.0.1:9000/api").unwrap());
+        let warnings = s.insecure_forge_urls();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("NBFORGE_GITLAB_URL"));
+        s.forges.gitlab_url = Some(Url::parse("https://gitlab.example.org").unwrap());
+        assert!(s.insecure_forge_urls().is_empty());
+    }
 
     #[test]
     fn redaction_removes_userinfo_and_query_passwords() {

@@ -39,6 +39,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
         docker().await,
         gitlab(settings).await,
         secrets(settings),
+        transport(settings),
     ];
     let mut failed = 0;
     for c in &checks {
@@ -180,6 +181,19 @@ async fn gitlab(settings: &Settings) -> Check {
             format!("{url}: no answer in 15 s"),
             "is GitLab reachable from this host?",
         ),
+    }
+}
+
+fn transport(settings: &Settings) -> Check {
+    let warnings = settings.insecure_forge_urls();
+    if warnings.is_empty() {
+        Check::ok("transport", "forge URLs use https (or this host)")
+    } else {
+        Check::problem(
+            "transport",
+            warnings.join("; "),
+            "serve GitLab over https and set the URL with https://",
+        )
     }
 }
 

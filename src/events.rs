@@ -350,7 +350,19 @@ pub enum PayloadError {
     },
     #[error("missing {header} header")]
     MissingHeader { header: &'static str },
+    #[error("the JSON nests deeper than {limit} levels at line {line}, column {column}")]
+    TooDeep {
+        limit: usize,
+        line: usize,
+        column: usize,
+    },
 }
+
+/// The deepest nesting of objects and arrays a delivery may have. GitLab's and GitHub's
+/// payloads nest a handful of levels; the cap turns deep garbage into a clear error before
+/// any parser sees it, and keeps serde_json (whose own recursion limit is 128) well inside
+/// its bounds whatever a payload struct decodes.
+pub const MAX_DEPTH: usize = 64;
 
 /// Sanitize a forge-supplied kind into a bounded label: lowercase ASCII letters, digits and
 /// `_`, at most 64 characters; spaces and `-` become `_`. Anything else gives `unknown`.
@@ -376,17 +388,56 @@ pub fn is_zero_sha(sha: &str) -> bool {
     !sha.is_empty() && sha.bytes().all(|b| b == b'0')
 }
 
-/// Reject empty bodies and bodies that are not a JSON object before any decoding.
+/// Reject empty bodies, bodies that are not a JSON object and bodies nested deeper than
+/// [`MAX_DEPTH`] before any decoding.
 pub(crate) fn check_object(body: &[u8]) -> Result<(), PayloadError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => Err(PayloadError::Empty),
-        Some(b'{') => Ok(()),
+        Some(b'{') => check_depth(body),
         Some(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
             // Valid JSON of another type (array, string, number, …).
             Ok(_) => Err(PayloadError::NotAnObject),
             Err(e) => Err(json_error("JSON", e)),
         },
     }
+}
+
+/// One pass over the bytes, counting `{`/`[` outside strings; the first level past
+/// [`MAX_DEPTH`] is an error with its position. Syntax is left to the parser.
+fn check_depth(body: &[u8]) -> Result<(), PayloadError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut line, mut line_start) = (1usize, 0usize);
+    for (i, &b) in body.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(PayloadError::TooDeep {
+                        limit: MAX_DEPTH,
+                        line,
+                        column: i - line_start + 1,
+                    });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Decode `body` as `T`, mapping serde_json errors to client-safe [`PayloadError`]s.
@@ -448,6 +499,66 @@ pub(crate) fn missing(payload: &'static str, field: &str) -> PayloadError {
     PayloadError::MissingField {
         payload,
         field: field.to_owned(),
+    }
+}
+
+/// The documented example payloads in `tests/data/` and small tools over them, for the
+/// parsers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::Value;
+
+    use super::{Event, Parsed};
+
+    pub const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    /// The example `tests/data/<forge>/<name>.json`.
+    pub fn data(forge: &str, name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/data/{forge}/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    /// Every example of `forge`, by name, sorted.
+    pub fn examples(forge: &str) -> Vec<String> {
+        let dir = format!("{}/tests/data/{forge}", env!("CARGO_MANIFEST_DIR"));
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn value(forge: &str, name: &str) -> Value {
+        serde_json::from_slice(&data(forge, name)).expect("test data is JSON")
+    }
+
+    /// `v` with the value at JSON pointer `pointer` replaced.
+    pub fn set(mut v: Value, pointer: &str, new: Value) -> Value {
+        *v.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("no {pointer} in test data")) = new;
+        v
+    }
+
+    pub fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).expect("JSON")
+    }
+
+    /// The event of a delivery that must yield one; also checks that it survives a
+    /// serde round trip (events are stored as JSON in job rows).
+    pub fn event_of(parsed: Parsed) -> Event {
+        let event = parsed.event.clone().expect("an event, not an ignored kind");
+        assert_eq!(parsed.kind, event.kind());
+        let json = serde_json::to_string(&parsed).expect("serializes");
+        let back: Parsed = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, parsed);
+        event
     }
 }
 
@@ -567,5 +678,214 @@ mod tests {
             MergeRequestAction::from_gitlab("labeled"),
             MergeRequestAction::Other("labeled".into())
         );
+    }
+}
+
+/// Bad bodies, through both forges' parsers: clear errors that never echo the body.
+#[cfg(test)]
+mod bad_bodies {
+    use serde_json::{Value, json};
+
+    use super::testing::{bytes, data, set, value};
+    use super::{MAX_DEPTH, Parsed, PayloadError};
+    use crate::forge::{github, gitlab};
+
+    type ParseFn = fn(Option<&str>, &[u8]) -> Result<Parsed, PayloadError>;
+
+    const PARSERS: [(&str, ParseFn, &str); 2] = [
+        ("Push Hook", gitlab::payload::parse, "gitlab"),
+        ("push", github::payload::parse, "github"),
+    ];
+
+    #[test]
+    fn empty_and_non_object_bodies() {
+        for (header, parse, _) in PARSERS {
+            assert_eq!(parse(Some(header), b""), Err(PayloadError::Empty));
+            assert_eq!(parse(Some(header), b" \r\n "), Err(PayloadError::Empty));
+            assert_eq!(
+                parse(Some(header), br#"[{"object_kind":"push"}]"#),
+                Err(PayloadError::NotAnObject)
+            );
+            assert_eq!(parse(Some(header), b"42"), Err(PayloadError::NotAnObject));
+            assert_eq!(parse(Some(header), b"null"), Err(PayloadError::NotAnObject));
+        }
+    }
+
+    #[test]
+    fn truncated_examples_are_malformed_with_position() {
+        for (header, parse, forge) in PARSERS {
+            let name = if forge == "gitlab" {
+                "push"
+            } else {
+                "push_branch"
+            };
+            let body = data(forge, name);
+            let cut = &body[..body.len() / 2];
+            let err = parse(Some(header), cut).unwrap_err();
+            let PayloadError::Malformed { line, column, .. } = &err else {
+                panic!("{err:?}")
+            };
+            assert!(*line > 1 && *column > 0, "{err}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("line {line}")), "{text}");
+            assert!(
+                !text.contains("Diaspora") && !text.contains("Codertocat"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_is_malformed() {
+        let mut body = data("gitlab", "push");
+        body.extend_from_slice(b"\n{\"again\": 1}");
+        assert!(matches!(
+            gitlab::payload::parse(Some("Push Hook"), &body),
+            Err(PayloadError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_types_name_the_expectation_but_not_the_value() {
+        let v = set(
+            value("gitlab", "merge_request"),
+            "/object_attributes/iid",
+            json!("SECRET-TOKEN-VALUE, expected nothing"),
+        );
+        let err = gitlab::payload::parse(Some("Merge Request Hook"), &bytes(&v)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PayloadError::Invalid { .. }), "{err:?}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("GitLab merge_request"), "{text}");
+        assert!(text.contains("i64"), "{text}");
+
+        let v = set(value("github", "push_branch"), "/created", json!("yes"));
+        let err = github::payload::parse(Some("push"), &bytes(&v)).unwrap_err();
+        assert!(err.to_string().contains("expected a boolean"), "{err}");
+
+        let v = set(
+            value("gitlab", "push"),
+            "/project",
+            json!(["not", "an", "object"]),
+        );
+        assert!(gitlab::payload::parse(Some("Push Hook"), &bytes(&v)).is_err());
+    }
+
+    #[test]
+    fn missing_required_fields() {
+        let mut v = value("gitlab", "push");
+        v.as_object_mut().unwrap().remove("ref");
+        assert_eq!(
+            gitlab::payload::parse(Some("Push Hook"), &bytes(&v)),
+            Err(PayloadError::MissingField {
+                payload: "GitLab push",
+                field: "ref".into()
+            })
+        );
+        let v = set(value("gitlab", "tag_push"), "/project", Value::Null);
+        assert_eq!(
+            gitlab::payload::parse(Some("Tag Push Hook"), &bytes(&v))
+                .unwrap_err()
+                .to_string(),
+            "GitLab push payload: missing field `project.path_with_namespace`"
+        );
+        let mut v = value("github", "pull_request_opened");
+        v.as_object_mut().unwrap().remove("number");
+        assert_eq!(
+            github::payload::parse(Some("pull_request"), &bytes(&v)),
+            Err(PayloadError::MissingField {
+                payload: "GitHub pull_request",
+                field: "number".into()
+            })
+        );
+        let v = set(
+            value("gitlab", "member_add_to_group"),
+            "/group_path",
+            Value::Null,
+        );
+        assert!(matches!(
+            gitlab::payload::parse(Some("Member Hook"), &bytes(&v)),
+            Err(PayloadError::MissingField { .. })
+        ));
+        assert!(matches!(
+            github::payload::parse(Some("membership"), br#"{"action":"added","scope":"team"}"#),
+            Err(PayloadError::MissingField { .. })
+        ));
+    }
+
+    #[test]
+    fn deeply_nested_payloads_are_rejected_with_the_limit() {
+        let nested = |depth: usize, open: u8, close: u8, closed: bool| {
+            let mut v = std::iter::repeat_n(open, depth).collect::<Vec<u8>>();
+            if closed {
+                v.extend(std::iter::repeat_n(close, depth));
+            }
+            v
+        };
+        let body = |prefix: &str, junk: Vec<u8>| {
+            let mut b = prefix.as_bytes().to_vec();
+            b.extend(junk);
+            b.push(b'}');
+            b
+        };
+        for (header, parse, _) in PARSERS {
+            for prefix in [
+                r#"{"object_kind":"push","junk":"#,
+                r#"{"object_kind":"push","ref":"#,
+                r#"{"junk":"#,
+            ] {
+                for closed in [true, false] {
+                    let junk = nested(100_000, b'[', b']', closed);
+                    let err = parse(Some(header), &body(prefix, junk)).unwrap_err();
+                    let PayloadError::TooDeep {
+                        limit,
+                        line,
+                        column,
+                    } = err
+                    else {
+                        panic!("{err:?}")
+                    };
+                    assert_eq!((limit, line), (MAX_DEPTH, 1));
+                    // The first bracket past the limit (the body's own `{` is level 1).
+                    assert_eq!(column, prefix.len() + MAX_DEPTH);
+                }
+            }
+            let err = parse(
+                Some(header),
+                &body(r#"{"a":"#, nested(70, b'{', b'}', true)),
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("the JSON nests deeper than 64 levels at line 1"),
+                "{err}"
+            );
+        }
+        // Brackets inside strings (escaped quotes included) do not count.
+        let in_string = format!(
+            r#"{{"object_kind":"pipeline","junk":"\"{}"}}"#,
+            "[".repeat(1000)
+        );
+        assert_eq!(
+            gitlab::payload::parse(Some("Pipeline Hook"), in_string.as_bytes()).unwrap(),
+            Parsed::ignored("pipeline")
+        );
+        // At the limit, junk in a field nbforge skips is skipped.
+        let at_limit = body(
+            r#"{"object_kind":"pipeline","junk":"#,
+            nested(MAX_DEPTH - 1, b'[', b']', true),
+        );
+        assert_eq!(
+            gitlab::payload::parse(Some("Pipeline Hook"), &at_limit).unwrap(),
+            Parsed::ignored("pipeline")
+        );
+        // serde_json's own limit (128) lies beyond ours: depth within the cap never
+        // reaches it, even where a field is decoded.
+        let err = github::payload::parse(
+            Some("push"),
+            &body(r#"{"ref":"#, nested(MAX_DEPTH - 1, b'[', b']', true)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PayloadError::Invalid { .. }), "{err:?}");
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! One crate, one binary. See `docs/architecture.md` for the map of modules and flows.
 
+pub mod access;
 pub mod app;
 pub mod bench;
 pub mod catalog;

@@ -2,7 +2,8 @@
 //!
 //! `bench ingest` starts the real router on a loopback port in this process (no job
 //! workers, so only ingest is measured) and sends signed GitLab push deliveries, each
-//! with its own `X-Gitlab-Event-UUID`, and the same bodies to the no-op route:
+//! with its own `X-Gitlab-Event-UUID`, and the same bodies to a no-op route (`/noop`,
+//! mounted next to the real router for the benchmark only):
 //! first as fast as `--concurrency` connections allow (throughput), then open-loop at
 //! `--rate` deliveries/s (answer times at that load).
 
@@ -231,6 +232,11 @@ async fn open_loop(
     )
 }
 
+/// Answers 204 after reading its body: the baseline the webhook route is compared with.
+async fn noop(_body: axum::body::Bytes) -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
+}
+
 /// Runs the ingest benchmark against one database and returns its phases.
 pub async fn ingest_one(database_url: &str, args: &IngestArgs) -> anyhow::Result<Vec<Phase>> {
     let mut settings = Settings::for_database(database_url);
@@ -240,7 +246,10 @@ pub async fn ingest_one(database_url: &str, args: &IngestArgs) -> anyhow::Result
     let app = App::with_parts(settings, db, forges);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(axum::serve(listener, crate::web::router(app.clone())).into_future());
+    let router = axum::Router::new()
+        .route("/noop", axum::routing::post(noop))
+        .merge(crate::web::router(app.clone()));
+    let server = tokio::spawn(axum::serve(listener, router).into_future());
     let target = Arc::new(Target {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(args.concurrency.max(1) * 2)

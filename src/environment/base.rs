@@ -1,8 +1,10 @@
 //! `nbforge base-image`: makes the base image every environment starts from, without any
 //! image registry. A minimal Debian root file system is made with `debootstrap`, imported
-//! into the engine (`docker import`), and a Python, a Jupyter server and ipykernel are
-//! installed on top from Debian's packages. Extra CA certificates, when configured, are
-//! installed into the image the Debian way (`update-ca-certificates`).
+//! into the engine (`docker import`); Debian's Python and ipykernel are installed on top,
+//! and a current JupyterLab and Notebook on jupyter_server (pinned, from PyPI) in their own
+//! environment, `/opt/jupyter`, as repo2docker keeps the notebook server apart from the
+//! kernel's packages. Extra CA certificates, when configured, are installed into the image
+//! the Debian way (`update-ca-certificates`) and trusted by pip.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,17 +16,32 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BuildError, BuildRequest, Builder};
 
-/// Debian packages every base image has.
+/// Debian packages every base image has: the kernel's Python and what runs notebooks.
 pub const BASE_PACKAGES: &[&str] = &[
     "ca-certificates",
+    "git",
     "python3",
     "python3-venv",
     "python3-pip",
-    "jupyter-notebook",
-    "python3-jupyter-server",
     "python3-ipykernel",
     "python3-nbclient",
 ];
+
+/// The Jupyter server and interfaces, from PyPI into `/opt/jupyter` (pinned).
+pub const JUPYTER_PACKAGES: &[&str] = &[
+    "jupyterlab==4.6.6",
+    "notebook==7.6.5",
+    "jupyter_server==2.21.1",
+];
+
+/// Where the Jupyter server lives in the image.
+pub const JUPYTER_PREFIX: &str = "/opt/jupyter";
+
+/// The version of what the base image holds, in its `org.nbforge.base` label: an existing
+/// image with another version is made again.
+pub const BASE_VERSION: &str = "2";
+/// The label holding [`BASE_VERSION`].
+pub const LABEL_BASE: &str = "org.nbforge.base";
 
 /// File name of the extra CA bundle inside build contexts.
 pub const EXTRA_CA_FILE: &str = crate::spec::EXTRA_CA_FILE;
@@ -62,7 +79,20 @@ pub fn dockerfile(rootfs: &str, extra_ca: bool) -> String {
     d.push_str(&BASE_PACKAGES.join(" \\\n       "));
     d.push_str(" \\\n    && update-ca-certificates \\\n    && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
     d.push_str("ENV LANG=C.UTF-8 LC_ALL=C.UTF-8\n");
-    d.push_str("LABEL org.nbforge.base=\"1\"\n");
+    // The server in its own environment; the kernel is Debian's Python (and, in
+    // environments, their own), registered where every Jupyter finds it.
+    d.push_str(&format!(
+        "RUN python3 -m venv {JUPYTER_PREFIX} \\\n    \
+         && PIP_CERT=/etc/ssl/certs/ca-certificates.crt {JUPYTER_PREFIX}/bin/pip install --no-cache-dir --disable-pip-version-check \\\n       {} \\\n    \
+         && python3 -m ipykernel install --prefix /usr/local --name python3 --display-name \"Python 3 (ipykernel)\" \\\n    \
+         && ln -s {JUPYTER_PREFIX}/bin/jupyter {JUPYTER_PREFIX}/bin/jupyter-* /usr/local/bin/ \\\n    \
+         && jupyter lab --version\n",
+        JUPYTER_PACKAGES.join(" ")
+    ));
+    // `python3` stays Debian's (the kernel's); `jupyter` and its commands are the server's,
+    // linked into /usr/local/bin.
+    d.push_str("ENV JUPYTER_PATH=/usr/local/share/jupyter\n");
+    d.push_str(&format!("LABEL {LABEL_BASE}=\"{BASE_VERSION}\"\n"));
     d
 }
 
@@ -74,8 +104,17 @@ pub async fn ensure_base_image(
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(), BuildError> {
     if !force && builder.image_exists(&spec.name).await? {
-        log(&format!("{} already exists", spec.name));
-        return Ok(());
+        match base_version(builder, &spec.name).await?.as_deref() {
+            Some(BASE_VERSION) => {
+                log(&format!("{} already exists", spec.name));
+                return Ok(());
+            }
+            other => log(&format!(
+                "{} holds base version {}, not {BASE_VERSION}: making it again",
+                spec.name,
+                other.unwrap_or("none")
+            )),
+        }
     }
     let rootfs = rootfs_name(&spec.name);
     if force || !builder.image_exists(&rootfs).await? {
@@ -104,13 +143,27 @@ pub async fn ensure_base_image(
         )]),
     };
     log(&format!(
-        "installing {} into {}",
+        "installing {} and {} into {}",
         BASE_PACKAGES.join(", "),
+        JUPYTER_PACKAGES.join(", "),
         spec.name
     ));
     builder
         .build_own(&req, log, &CancellationToken::new())
         .await
+}
+
+/// The `org.nbforge.base` label of a local image.
+async fn base_version(builder: &Builder, image: &str) -> Result<Option<String>, BuildError> {
+    let info = builder
+        .docker()?
+        .inspect_image(image)
+        .await
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    Ok(info
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|l| l.get(LABEL_BASE).cloned()))
 }
 
 async fn debootstrap(

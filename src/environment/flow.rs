@@ -60,34 +60,6 @@ pub fn forge_project_id(p: &ProjectRef) -> ProjectId {
     }
 }
 
-/// `namespace%2Fproject`, as GitLab and BinderHub URLs carry a project path.
-pub fn encode_path(path: &str) -> String {
-    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// The BinderHub-style launch URL of a project at a ref or commit.
-pub fn launch_url(app: &App, project: &str, git_ref: &str) -> String {
-    format!(
-        "{}v2/gl/{}/{}",
-        app.settings.server.public_url,
-        encode_path(project),
-        percent_encoding::utf8_percent_encode(git_ref, percent_encoding::NON_ALPHANUMERIC)
-    )
-}
-
-/// The launch badge image.
-pub fn badge_url(app: &App) -> String {
-    format!("{}badge_logo.svg", app.settings.server.public_url)
-}
-
-/// The URL of a build's log.
-pub fn log_url(app: &App, build_id: i64) -> String {
-    format!(
-        "{}api/builds/{build_id}/log",
-        app.settings.server.public_url
-    )
-}
-
 struct Reporter<'a> {
     forge: Arc<dyn Forge>,
     project: ProjectId,
@@ -208,7 +180,7 @@ async fn run(
     build_id: i64,
 ) -> Result<Environment, JobError> {
     let logs = app.build_logs.clone();
-    let log_link = log_url(app, build_id);
+    let log_link = crate::web::urls::build_log(&app.settings.server.public_url, build_id);
     let short = short_sha(&req.commit);
     reporter
         .status(
@@ -272,7 +244,11 @@ async fn run(
     app.db
         .set_build_environment(build_id, &analysis.environment_key, &image)
         .await?;
-    let launch = launch_url(app, &req.project.path, &req.commit);
+    let launch = crate::web::urls::launch(
+        &app.settings.server.public_url,
+        &req.project.path,
+        &req.commit,
+    );
 
     // Cache: an image for the key means nothing to build.
     let exists = app
@@ -399,7 +375,11 @@ pub async fn report_infrastructure(
             format!("infrastructure problem, gave up: {error}"),
         )
     };
-    let target = launch_url(app, &req.project.path, &req.commit);
+    let target = crate::web::urls::launch(
+        &app.settings.server.public_url,
+        &req.project.path,
+        &req.commit,
+    );
     if let Err(e) = reporter.status(state, &description, &target).await {
         tracing::warn!(error = %e, "could not report the infrastructure problem on the commit");
     }

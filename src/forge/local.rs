@@ -1,14 +1,11 @@
 //! The local forge: plain bare git repositories on this machine, announced by
 //! `hooks/post-receive`. Commit statuses are kept in nbforge's own database (and
-//! shown through its API); refs and files are read straight from the repository.
-//! Merge requests and forks do not exist on a plain git server.
+//! shown through its API); projects are fetched straight from their repository.
+//! Merge requests do not exist on a plain git server.
 
 use async_trait::async_trait;
 
-use super::{
-    CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, GitRef, Member, MergeRequestInfo,
-    NewMergeRequest, Note, ProjectId, ProjectInfo,
-};
+use super::{CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, Note, ProjectId};
 use crate::storage::{Db, LocalStatusRow, ProjectRow};
 
 /// Projects heard of through GitLab-shaped events are recorded under this forge name.
@@ -31,72 +28,12 @@ impl LocalForge {
         .map_err(|e| ForgeError::Unavailable(e.to_string()))?;
         found.ok_or_else(|| ForgeError::NotFound(format!("project {project}")))
     }
-
-    async fn repo(&self, project: &ProjectId) -> ForgeResult<git2::Repository> {
-        let row = self.row(project).await?;
-        let url = row
-            .git_url
-            .ok_or_else(|| ForgeError::NotFound(format!("repository of project {project}")))?;
-        let path = url.strip_prefix("file://").unwrap_or(&url).to_owned();
-        git2::Repository::open_bare(&path)
-            .or_else(|_| git2::Repository::open(&path))
-            .map_err(|e| {
-                ForgeError::NotFound(format!("repository of project {project}: {}", e.message()))
-            })
-    }
-
-    /// Members recorded from member events for a scope (`project:<path>` or `group:<path>`).
-    async fn members(&self, scope: &str) -> ForgeResult<Vec<Member>> {
-        let rows = self
-            .db
-            .memberships(FORGE, scope)
-            .await
-            .map_err(|e| ForgeError::Unavailable(e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|m| Member {
-                user_id: m.user_id.unwrap_or(0),
-                username: m.username,
-                access_level: m.access_level,
-            })
-            .collect())
-    }
-
-    async fn refs(&self, project: &ProjectId, prefix: &str) -> ForgeResult<Vec<GitRef>> {
-        let repo = self.repo(project).await?;
-        let mut out = Vec::new();
-        let refs = repo
-            .references_glob(&format!("{prefix}*"))
-            .map_err(|e| ForgeError::Other(e.message().to_owned()))?;
-        for r in refs.flatten() {
-            let (Ok(name), Ok(commit)) = (r.name(), r.peel_to_commit()) else {
-                continue;
-            };
-            out.push(GitRef {
-                name: name.trim_start_matches(prefix).to_owned(),
-                commit: commit.id().to_string(),
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
 }
 
 #[async_trait]
 impl Forge for LocalForge {
     fn kind(&self) -> &'static str {
         "local"
-    }
-
-    async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
-        let row = self.row(project).await?;
-        Ok(ProjectInfo {
-            id: row.forge_id.unwrap_or(0),
-            path_with_namespace: row.path.clone(),
-            web_url: row.web_url.clone().unwrap_or_default(),
-            http_url_to_repo: row.git_url.clone().unwrap_or_default(),
-            default_branch: row.default_branch,
-        })
     }
 
     async fn set_commit_status(
@@ -135,58 +72,6 @@ impl Forge for LocalForge {
         _: i64,
         _: &str,
     ) -> ForgeResult<Note> {
-        Err(ForgeError::Unsupported("merge requests"))
-    }
-
-    async fn list_branches(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
-        self.refs(project, "refs/heads/").await
-    }
-
-    async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
-        self.refs(project, "refs/tags/").await
-    }
-
-    async fn read_file(
-        &self,
-        project: &ProjectId,
-        git_ref: &str,
-        path: &str,
-    ) -> ForgeResult<Vec<u8>> {
-        let repo = self.repo(project).await?;
-        let not_found = || ForgeError::NotFound(format!("{path} at {git_ref}"));
-        let commit = repo
-            .revparse_single(git_ref)
-            .and_then(|o| o.peel_to_commit())
-            .map_err(|_| not_found())?;
-        let tree = commit.tree().map_err(|_| not_found())?;
-        let entry = tree
-            .get_path(std::path::Path::new(path))
-            .map_err(|_| not_found())?;
-        let blob = entry
-            .to_object(&repo)
-            .and_then(|o| o.peel_to_blob())
-            .map_err(|_| not_found())?;
-        Ok(blob.content().to_vec())
-    }
-
-    async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>> {
-        let path = self.row(project).await?.path;
-        self.members(&format!("project:{path}")).await
-    }
-
-    async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>> {
-        self.members(&format!("group:{group}")).await
-    }
-
-    async fn create_fork(&self, _: &ProjectId, _: &str) -> ForgeResult<ProjectInfo> {
-        Err(ForgeError::Unsupported("forks"))
-    }
-
-    async fn create_merge_request(
-        &self,
-        _: &ProjectId,
-        _: &NewMergeRequest,
-    ) -> ForgeResult<MergeRequestInfo> {
         Err(ForgeError::Unsupported("merge requests"))
     }
 

@@ -53,21 +53,6 @@ pub struct Note {
     pub author: Option<String>,
 }
 
-/// A branch or tag and the commit it points to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GitRef {
-    pub name: String,
-    pub commit: String,
-}
-
-/// A member of a project or group with its GitLab access level (10 guest … 50 owner).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub user_id: i64,
-    pub username: String,
-    pub access_level: i64,
-}
-
 /// A project as the forge describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectInfo {
@@ -77,24 +62,6 @@ pub struct ProjectInfo {
     pub web_url: String,
     pub http_url_to_repo: String,
     pub default_branch: Option<String>,
-}
-
-/// A merge request as created or read from the forge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MergeRequestInfo {
-    pub iid: i64,
-    pub web_url: String,
-}
-
-/// Parameters for opening a merge request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewMergeRequest {
-    pub source_branch: String,
-    pub target_branch: String,
-    pub title: String,
-    pub description: Option<String>,
-    /// Target project when it differs from the source (a fork's upstream).
-    pub target_project_id: Option<i64>,
 }
 
 /// What went wrong talking to a forge.
@@ -141,13 +108,13 @@ impl std::fmt::Display for ProjectId {
     }
 }
 
-/// Everything nbforge asks of a forge.
+/// Everything nbforge asks of a forge today: commit statuses, the one merge request
+/// note, and where to fetch a project's git objects from. Reading refs, members, forks
+/// and opening merge requests come with the features that call them.
 #[async_trait]
 pub trait Forge: Send + Sync {
     /// Short name for logs and metrics: `gitlab`, `github`, `local`.
     fn kind(&self) -> &'static str;
-
-    async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo>;
 
     async fn set_commit_status(
         &self,
@@ -176,31 +143,6 @@ pub trait Forge: Send + Sync {
         note_id: i64,
         body: &str,
     ) -> ForgeResult<Note>;
-
-    async fn list_branches(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>>;
-
-    async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>>;
-
-    /// The raw bytes of `path` at `git_ref`.
-    async fn read_file(
-        &self,
-        project: &ProjectId,
-        git_ref: &str,
-        path: &str,
-    ) -> ForgeResult<Vec<u8>>;
-
-    /// Members with their effective access level (inherited members included).
-    async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>>;
-
-    async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>>;
-
-    async fn create_fork(&self, project: &ProjectId, namespace: &str) -> ForgeResult<ProjectInfo>;
-
-    async fn create_merge_request(
-        &self,
-        project: &ProjectId,
-        mr: &NewMergeRequest,
-    ) -> ForgeResult<MergeRequestInfo>;
 
     /// URL git can fetch the project from, and the credentials to use (username, token).
     async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource>;

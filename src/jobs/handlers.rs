@@ -172,8 +172,12 @@ fn note_body(app: &App, m: &MergeRequestEvent) -> String {
     match m.action {
         MergeRequestAction::Merge => format!(
             "{NOTE_MARKER}\n**nbforge**: merged. [![Launch]({badge})]({launch}) the environment of `{target}`.\n",
-            badge = flow::badge_url(app),
-            launch = flow::launch_url(app, &m.project.path, &m.target_branch),
+            badge = crate::web::urls::badge(&app.settings.server.public_url),
+            launch = crate::web::urls::launch(
+                &app.settings.server.public_url,
+                &m.project.path,
+                &m.target_branch
+            ),
             target = m.target_branch,
         ),
         MergeRequestAction::Close => {
@@ -185,8 +189,12 @@ fn note_body(app: &App, m: &MergeRequestEvent) -> String {
             "{NOTE_MARKER}\n**nbforge**: [![Launch]({badge})]({launch}) this merge request at `{short}` \
              (from `{source}:{branch}`).\n\nThe environment's progress is the `{status}` status of the commit; \
              this note follows new commits.\n",
-            badge = flow::badge_url(app),
-            launch = flow::launch_url(app, &m.source_project.path, &m.head_sha),
+            badge = crate::web::urls::badge(&app.settings.server.public_url),
+            launch = crate::web::urls::launch(
+                &app.settings.server.public_url,
+                &m.source_project.path,
+                &m.head_sha
+            ),
             source = m.source_project.path,
             branch = m.source_branch,
             status = flow::STATUS_NAME,

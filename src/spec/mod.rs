@@ -24,7 +24,7 @@ pub use launch::{LaunchConfig, ProjectKind, Resources, WorksheetEntry};
 
 /// Version of the generator; part of every environment key, so a change to what nbforge
 /// generates rebuilds environments.
-pub const GENERATOR_VERSION: &str = concat!("nbforge-spec/", env!("CARGO_PKG_VERSION"), "/1");
+pub const GENERATOR_VERSION: &str = concat!("nbforge-spec/", env!("CARGO_PKG_VERSION"), "/2");
 
 /// Build-context file name of the optional extra CA bundle.
 pub const EXTRA_CA_FILE: &str = "nbforge-extra-ca.crt";

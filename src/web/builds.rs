@@ -6,34 +6,33 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Admin, ListQuery, api_error, internal};
+use super::{Admin, ListQuery, WebError};
 use crate::app::App;
 use crate::environment::logs::LogEvent;
 
-pub async fn list(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
-    match app
-        .db
-        .list_builds(q.limit.unwrap_or(100).clamp(1, 1000))
-        .await
-    {
-        Ok(rows) => Json(json!({ "builds": rows })).into_response(),
-        Err(e) => internal(e),
-    }
+pub async fn list(
+    _: Admin,
+    State(app): State<App>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let rows = app.db.list_builds(q.limit()).await?;
+    Ok(Json(json!({ "builds": rows })).into_response())
 }
 
-pub async fn get(State(app): State<App>, Path(id): Path<i64>) -> Response {
-    match app.db.get_build(id).await {
-        Ok(Some(row)) => Json(json!({ "build": row })).into_response(),
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "no build with that id"),
-        Err(e) => internal(e),
-    }
+fn no_build() -> WebError {
+    WebError::NotFound("no build with that id".into())
+}
+
+pub async fn get(State(app): State<App>, Path(id): Path<i64>) -> Result<Response, WebError> {
+    let row = app.db.get_build(id).await?.ok_or_else(no_build)?;
+    Ok(Json(json!({ "build": row })).into_response())
 }
 
 fn sse_event(e: &LogEvent) -> Result<Event, Infallible> {
@@ -72,30 +71,25 @@ fn live_stream(
     start.chain(rest)
 }
 
-pub async fn log(State(app): State<App>, Path(id): Path<i64>) -> Response {
+pub async fn log(State(app): State<App>, Path(id): Path<i64>) -> Result<Response, WebError> {
     if let Some(sub) = app.build_logs.subscribe(id) {
-        return Sse::new(live_stream(sub))
+        return Ok(Sse::new(live_stream(sub))
             .keep_alive(KeepAlive::default())
-            .into_response();
+            .into_response());
     }
-    match app.db.get_build(id).await {
-        Ok(Some(row)) => {
-            let mut text = app
-                .db
-                .build_log(id)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if !row.phase.is_final() {
-                text.push_str(&format!(
-                    "[{}] the build is running in another nbforge process\n",
-                    row.phase
-                ));
-            }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "no build with that id"),
-        Err(e) => internal(e),
+    let row = app.db.get_build(id).await?.ok_or_else(no_build)?;
+    let mut text = app
+        .db
+        .build_log(id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !row.phase.is_final() {
+        text.push_str(&format!(
+            "[{}] the build is running in another nbforge process\n",
+            row.phase
+        ));
     }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }

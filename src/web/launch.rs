@@ -3,83 +3,143 @@
 //! that ref: ready (with its image), being built (with the live log), or failed (with the
 //! reason).
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use minijinja::context;
+use minijinja::value::Serde;
 
-use super::html_page as page;
+use super::WebError;
+use super::templates::Templates;
 use crate::app::App;
-use crate::storage::BuildPhase;
-use crate::worksheet::render::escape;
+use crate::storage::{BuildPhase, BuildRow};
 
 fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The launch page of `project` at `git_ref`: the commit it resolved to, if any, and the
+/// newest build of that commit.
+pub fn launch_page(
+    templates: &Templates,
+    project: &str,
+    git_ref: &str,
+    commit: Option<&str>,
+    build: Option<&BuildRow>,
+) -> Result<Response, WebError> {
+    let status = if commit.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let state = build.map(|b| match b.phase {
+        BuildPhase::Built => "ready",
+        BuildPhase::Failed | BuildPhase::Canceled => "failed",
+        _ => "preparing",
+    });
+    templates.page(
+        status,
+        "launch.html",
+        context! {
+            title => format!("{project} at {git_ref}"),
+            commit,
+            short_commit => commit.map(crate::environment::flow::short_sha),
+            build => Serde(build),
+            state,
+        },
+    )
+}
+
+/// The answer to `/v2/<provider>/…` for a provider other than `gl`, `gh` or `git`.
+fn unknown_provider(templates: &Templates) -> Result<Response, WebError> {
+    templates.page(
+        StatusCode::NOT_FOUND,
+        "unknown_provider.html",
+        context! { title => "Unknown provider" },
+    )
+}
+
 /// `GET /v2/{provider}/{project}/{ref}`.
 pub async fn launch(
     State(app): State<App>,
+    State(templates): State<Arc<Templates>>,
     Path((provider, project, git_ref)): Path<(String, String, String)>,
-) -> Response {
+) -> Result<Response, WebError> {
     if provider != "gl" && provider != "gh" && provider != "git" {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Unknown provider",
-            "<h1>Unknown provider</h1>\n<p>Use <code>/v2/gl/…</code>.</p>\n",
-        );
+        return unknown_provider(&templates);
     }
     let commit = if is_sha(&git_ref) {
         Some(git_ref.to_lowercase())
     } else {
-        match app.db.resolve_ref(&project, &git_ref).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "resolving a launch ref failed");
-                return page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Error",
-                    "<h1>Something went wrong</h1>\n",
-                );
-            }
-        }
+        app.db.resolve_ref(&project, &git_ref).await?
     };
-    let title = format!("{project} at {git_ref}");
-    let mut body = format!("<h1>{}</h1>\n", escape(&title));
-    let Some(commit) = commit else {
-        body.push_str("<p>nbforge has not seen this branch or tag yet. Push to it, and its environment is prepared.</p>\n");
-        return page(StatusCode::NOT_FOUND, &title, &body);
+    let build = match &commit {
+        Some(commit) => app.db.latest_build(&project, commit).await.ok().flatten(),
+        None => None,
     };
-    let build = app.db.latest_build(&project, &commit).await.ok().flatten();
-    let log = |id: i64| format!("/api/builds/{id}/log");
-    match build {
-        None => body.push_str(&format!(
-            "<p>No environment has been prepared for commit <code>{}</code> yet.</p>\n",
-            escape(crate::environment::flow::short_sha(&commit))
-        )),
-        Some(b) if b.phase == BuildPhase::Built => {
-            let image = b.image.unwrap_or_default();
-            body.push_str(&format!(
-                "<p class=\"ok\" role=\"status\">The environment is ready{}.</p>\n\
-                 <dl><dt>Commit</dt><dd><code>{}</code></dd><dt>Image</dt><dd><code>{}</code></dd></dl>\n\
-                 <p>Run it with Docker: <code>docker run --rm -p 8888:8888 {}</code></p>\n\
-                 <p><a href=\"{}\">Build log</a></p>\n",
-                if b.cached.0 { " (from the cache)" } else { "" },
-                escape(&commit),
-                escape(&image),
-                escape(&image),
-                escape(&log(b.id)),
-            ));
+    launch_page(
+        &templates,
+        &project,
+        &git_ref,
+        commit.as_deref(),
+        build.as_ref(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::templates::testing::{main, text};
+
+    fn build(phase: BuildPhase, message: Option<&str>) -> BuildRow {
+        BuildRow {
+            id: 7,
+            forge: "gitlab".into(),
+            project: "lab/growth".into(),
+            ref_name: Some("main".into()),
+            commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            environment_key: Some("k1".into()),
+            image: Some("nbforge/env:k1".into()),
+            phase,
+            cached: crate::storage::Flag(true),
+            message: message.map(Into::into),
+            job_id: None,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: None,
         }
-        Some(b) if matches!(b.phase, BuildPhase::Failed | BuildPhase::Canceled) => body.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">The environment could not be prepared: {}</p>\n<p><a href=\"{}\">Build log</a></p>\n",
-            escape(b.message.as_deref().unwrap_or(b.phase.as_str())),
-            escape(&log(b.id)),
-        )),
-        Some(b) => body.push_str(&format!(
-            "<p role=\"status\">The environment is being prepared ({}). <a href=\"{}\">Follow the build log</a>.</p>\n",
-            escape(b.phase.as_str()),
-            escape(&log(b.id)),
-        )),
     }
-    page(StatusCode::OK, &title, &body)
+
+    #[tokio::test]
+    async fn launch_page_in_each_state() {
+        let t = Templates::new();
+        let commit = Some("0123456789abcdef0123456789abcdef01234567");
+        let mut shown = String::new();
+        for (build, expected) in [
+            (Some(build(BuildPhase::Built, None)), StatusCode::OK),
+            (
+                Some(build(BuildPhase::Failed, Some("apt.txt:2:1: <bad> name"))),
+                StatusCode::OK,
+            ),
+            (Some(build(BuildPhase::Building, None)), StatusCode::OK),
+        ] {
+            let res = launch_page(&t, "lab/growth", "main", commit, build.as_ref()).unwrap();
+            let (status, page) = text(res).await;
+            assert_eq!(status, expected);
+            shown.push_str(main(&page));
+        }
+        let (status, page) =
+            text(launch_page(&t, "lab/growth", "main", commit, None).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        shown.push_str(main(&page));
+        let (status, page) = text(launch_page(&t, "lab/growth", "nope", None, None).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        shown.push_str(main(&page));
+        let (status, page) = text(unknown_provider(&t).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        shown.push_str(main(&page));
+        insta::assert_snapshot!(shown);
+    }
 }

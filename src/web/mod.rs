@@ -1,6 +1,10 @@
-//! HTTP routes: webhook ingest, health, metrics and the admin JSON API.
+//! HTTP routes: webhook ingest, health, metrics, the admin JSON API, launch links and
+//! the server-rendered pages. `web` owns the page frame (templates, stylesheet, CSP),
+//! the answers to errors ([`WebError`]) and the URLs nbforge hands out ([`urls`]).
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +16,40 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::App;
 
+pub mod builds;
+pub mod error;
+pub mod form;
+pub mod launch;
+pub mod pages;
+pub mod templates;
+pub mod urls;
+
+pub use error::WebError;
+pub use templates::{CSP, Templates};
+
+/// The state of the routes: the application and the loaded templates.
+#[derive(Clone)]
+pub struct Web {
+    pub app: App,
+    pub templates: Arc<Templates>,
+}
+
+impl FromRef<Web> for App {
+    fn from_ref(web: &Web) -> App {
+        web.app.clone()
+    }
+}
+
+impl FromRef<Web> for Arc<Templates> {
+    fn from_ref(web: &Web) -> Arc<Templates> {
+        web.templates.clone()
+    }
+}
+
 /// The whole HTTP surface of nbforge.
 pub fn router(app: App) -> Router {
+    let templates = Arc::new(Templates::new());
+    let max_body = app.settings.server.max_body_bytes;
     Router::new()
         .route("/hooks/gitlab", post(crate::ingest::gitlab))
         .route("/hooks/github", post(crate::ingest::github))
@@ -35,14 +71,18 @@ pub fn router(app: App) -> Router {
             "/api/projects/{project}/official",
             axum::routing::put(pages::set_official),
         )
-        .route("/noop", post(noop))
+        // Inside the header layers, so error pages get the same headers.
+        .layer(axum::middleware::from_fn_with_state(
+            templates.clone(),
+            error::answer_errors,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(crate::worksheet::CSP),
+            HeaderValue::from_static(CSP),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
@@ -52,15 +92,9 @@ pub fn router(app: App) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            app.settings.server.max_body_bytes,
-        ))
-        .with_state(app)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(Web { app, templates })
 }
-
-pub mod builds;
-pub mod launch;
-pub mod pages;
 
 /// The launch badge, as BinderHub serves `badge_logo.svg`.
 async fn badge() -> Response {
@@ -75,11 +109,6 @@ async fn badge() -> Response {
 }
 
 const BADGE_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: nbforge"><linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient><rect width="109" height="20" rx="3" fill="#555"/><rect x="48" width="61" height="20" rx="3" fill="#2e7d32"/><rect width="109" height="20" rx="3" fill="url(#s)"/><g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"><text x="24" y="14">launch</text><text x="77.5" y="14">nbforge</text></g></svg>"##;
-
-/// Answers 204 after reading its body: the baseline for `nbforge bench ingest`.
-async fn noop(_body: axum::body::Bytes) -> StatusCode {
-    StatusCode::NO_CONTENT
-}
 
 async fn healthz(State(app): State<App>) -> Response {
     if app.db.ping().await {
@@ -107,14 +136,17 @@ async fn metrics(State(app): State<App>) -> Response {
 /// A request carrying the admin bearer token.
 pub struct Admin;
 
-impl FromRequestParts<App> for Admin {
-    type Rejection = Response;
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    App: FromRef<S>,
+{
+    type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
         let Some(token) = &app.settings.server.admin_token else {
-            return Err(api_error(
-                StatusCode::FORBIDDEN,
-                "the admin API is disabled: set NBFORGE_ADMIN_TOKEN",
+            return Err(WebError::Forbidden(
+                "the admin API is disabled: set NBFORGE_ADMIN_TOKEN".into(),
             ));
         };
         let presented = parts
@@ -125,38 +157,11 @@ impl FromRequestParts<App> for Admin {
             .map(str::trim);
         match presented {
             Some(p) if token.matches(p.as_bytes()) => Ok(Admin),
-            _ => Err(api_error(
-                StatusCode::UNAUTHORIZED,
-                "admin token required (Authorization: Bearer …)",
+            _ => Err(WebError::Unauthorized(
+                "admin token required (Authorization: Bearer …)".into(),
             )),
         }
     }
-}
-
-/// A server-rendered page: the site header and `body`, with the stylesheet and CSP of
-/// [`crate::worksheet::page_html`].
-pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
-    let full = format!(
-        "<header class=\"site\"><a href=\"/\" class=\"brand\">nbforge</a></header>\n{body}"
-    );
-    (
-        status,
-        axum::response::Html(crate::worksheet::page_html(title, &full)),
-    )
-        .into_response()
-}
-
-/// A JSON error answer; the message must be safe to show.
-pub fn api_error(code: StatusCode, message: &str) -> Response {
-    (code, Json(json!({ "error": message }))).into_response()
-}
-
-pub fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin API request failed");
-    api_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error; see the server log",
-    )
 }
 
 #[derive(Deserialize)]
@@ -165,52 +170,64 @@ pub struct ListQuery {
     pub state: Option<String>,
 }
 
-async fn list_deliveries(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
-    match app
+impl ListQuery {
+    /// The number of rows asked for: 100 by default, at most 1000.
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}
+
+async fn list_deliveries(
+    _: Admin,
+    State(app): State<App>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let rows = app.db.list_deliveries(q.limit()).await?;
+    Ok(Json(json!({ "deliveries": rows })).into_response())
+}
+
+async fn get_delivery(
+    _: Admin,
+    State(app): State<App>,
+    Path(key): Path<String>,
+) -> Result<Response, WebError> {
+    let row = app
         .db
-        .list_deliveries(q.limit.unwrap_or(100).clamp(1, 1000))
-        .await
-    {
-        Ok(rows) => Json(json!({ "deliveries": rows })).into_response(),
-        Err(e) => internal(e),
-    }
+        .get_delivery(&key)
+        .await?
+        .ok_or_else(|| WebError::NotFound("no delivery with that key".into()))?;
+    let jobs = app
+        .db
+        .jobs_for_delivery(crate::storage::DeliveryId(row.id))
+        .await?;
+    Ok(Json(json!({ "delivery": row, "jobs": jobs })).into_response())
 }
 
-async fn get_delivery(_: Admin, State(app): State<App>, Path(key): Path<String>) -> Response {
-    match app.db.get_delivery(&key).await {
-        Ok(Some(row)) => {
-            let jobs = app
-                .db
-                .jobs_for_delivery(crate::storage::DeliveryId(row.id))
-                .await;
-            match jobs {
-                Ok(jobs) => Json(json!({ "delivery": row, "jobs": jobs })).into_response(),
-                Err(e) => internal(e),
-            }
-        }
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "no delivery with that key"),
-        Err(e) => internal(e),
-    }
+async fn list_jobs(
+    _: Admin,
+    State(app): State<App>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let rows = app.db.list_jobs(q.state.as_deref(), q.limit()).await?;
+    let counts: serde_json::Map<String, serde_json::Value> = app
+        .db
+        .job_counts()
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s, json!(n)))
+        .collect();
+    Ok(Json(json!({ "counts": counts, "jobs": rows })).into_response())
 }
 
-async fn list_jobs(_: Admin, State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = app.db.list_jobs(q.state.as_deref(), limit).await;
-    let counts = app.db.job_counts().await;
-    match (rows, counts) {
-        (Ok(rows), Ok(counts)) => {
-            let counts: serde_json::Map<String, serde_json::Value> =
-                counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
-            Json(json!({ "counts": counts, "jobs": rows })).into_response()
-        }
-        (Err(e), _) | (_, Err(e)) => internal(e),
-    }
-}
-
-async fn get_job(_: Admin, State(app): State<App>, Path(id): Path<i64>) -> Response {
-    match app.db.get_job(crate::storage::JobId(id)).await {
-        Ok(Some(row)) => Json(json!({ "job": row })).into_response(),
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "no job with that id"),
-        Err(e) => internal(e),
-    }
+async fn get_job(
+    _: Admin,
+    State(app): State<App>,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let row = app
+        .db
+        .get_job(crate::storage::JobId(id))
+        .await?
+        .ok_or_else(|| WebError::NotFound("no job with that id".into()))?;
+    Ok(Json(json!({ "job": row })).into_response())
 }

@@ -1,356 +1,275 @@
 //! Server-rendered pages: the landing page (official worksheets by field of biology,
 //! then project, with a title search) and the published worksheets under
-//! `/w/<namespace>/<project>[/<tag>[/<path>]]`. Plain HTML that works without JavaScript;
-//! every page is sent with the Content-Security-Policy of [`crate::worksheet::CSP`].
+//! `/w/<namespace>/<project>[/<tag>[/<path>]]`. Plain HTML from the templates that works
+//! without JavaScript.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{Form, Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use serde::Deserialize;
+use minijinja::context;
+use minijinja::value::Serde;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Admin, api_error, html_page, internal};
+use super::form::FormView;
+use super::templates::{Templates, notebook_html, values_view};
+use super::{Admin, WebError, urls};
 use crate::app::App;
-use crate::storage::CardRow;
-use crate::worksheet::render::escape;
-use crate::worksheet::{FieldError, Notebook, form_html, parameterize, parameters, validate};
-
-/// Characters escaped in one path segment of a URL.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
-
-/// `/w/<project>/<tag>/<path>` with each segment escaped.
-pub fn worksheet_url(project: &str, tag: Option<&str>, path: Option<&str>) -> String {
-    let mut url = String::from("/w");
-    for part in project
-        .split('/')
-        .chain(tag)
-        .chain(path.into_iter().flat_map(|p| p.split('/')))
-    {
-        url.push('/');
-        url.extend(utf8_percent_encode(part, SEGMENT));
-    }
-    url
-}
-
-fn page(title: &str, body: &str) -> Response {
-    html_page(StatusCode::OK, title, body)
-}
-
-fn not_found(what: &str) -> Response {
-    html_page(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        &format!(
-            "<h1>Not found</h1>
-<p>{}</p>
-",
-            escape(what)
-        ),
-    )
-}
-
-fn server_error(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "page failed");
-    html_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Error",
-        "<h1>Something went wrong</h1>\n<p>Please try again later.</p>\n",
-    )
-}
+use crate::storage::{CardRow, WorksheetRow};
+use crate::worksheet::{FieldError, Notebook, parameterize, parameters, validate};
 
 #[derive(Deserialize)]
 pub struct Search {
     q: Option<String>,
 }
 
-/// `/`: official worksheets grouped by area, then project; newest version of each.
-pub async fn landing(State(app): State<App>, Query(search): Query<Search>) -> Response {
-    let q = search.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let cards = match app.db.official_cards(q).await {
-        Ok(c) => c,
-        Err(e) => return server_error(e),
-    };
-    let mut body = String::from("<h1>Worksheets</h1>\n");
-    body.push_str(
-        "<form class=\"search\" method=\"get\" action=\"/\" role=\"search\">\
-         <label for=\"q\">Search by title</label> ",
-    );
-    body.push_str(&format!(
-        "<input id=\"q\" name=\"q\" type=\"search\" value=\"{}\"> <button type=\"submit\">Search</button></form>\n",
-        escape(q.unwrap_or(""))
-    ));
-    if cards.is_empty() {
-        body.push_str(match q {
-            Some(_) => "<p class=\"empty\">No worksheet matches this search.</p>\n",
-            None => "<p class=\"empty\">No official worksheets are published yet.</p>\n",
-        });
-    }
-    // area -> project -> cards, in the order the query returned them.
-    let mut areas: BTreeMap<String, Vec<(String, Vec<&CardRow>)>> = BTreeMap::new();
-    for c in &cards {
-        let area = c.area.clone().unwrap_or_else(|| "Other".into());
-        let projects = areas.entry(area).or_default();
-        match projects.iter_mut().find(|(p, _)| *p == c.project) {
-            Some((_, list)) => list.push(c),
-            None => projects.push((c.project.clone(), vec![c])),
-        }
-    }
-    for (area, projects) in &areas {
-        body.push_str(&format!(
-            "<section class=\"area\">\n<h2>{}</h2>\n",
-            escape(area)
-        ));
-        for (project, list) in projects {
-            let title = list[0]
-                .project_title
-                .clone()
-                .unwrap_or_else(|| project.clone());
-            body.push_str(&format!(
-                "<h3><a href=\"{}\">{}</a></h3>\n<ul class=\"cards\">\n",
-                escape(&worksheet_url(project, None, None)),
-                escape(&title)
-            ));
-            for c in list {
-                body.push_str(&format!(
-                    "<li class=\"card\"><a href=\"{}\">{}</a>{}<span class=\"version\">{}</span></li>\n",
-                    escape(&worksheet_url(&c.project, Some(&c.tag), Some(&c.path))),
-                    escape(&c.title),
-                    c.description
-                        .as_deref()
-                        .map(|d| format!("<p>{}</p>", escape(d)))
-                        .unwrap_or_default(),
-                    escape(&c.tag)
-                ));
-            }
-            body.push_str("</ul>\n");
-        }
-        body.push_str("</section>\n");
-    }
-    page("nbforge worksheets", &body)
+/// Official worksheets of one field of biology, by project.
+#[derive(Serialize)]
+pub struct AreaView<'a> {
+    pub name: String,
+    pub projects: Vec<ProjectCards<'a>>,
 }
 
-/// The parts of `/w/...`: a project with releases, then maybe a tag and a notebook path.
+/// One project's cards on the landing page.
+#[derive(Serialize)]
+pub struct ProjectCards<'a> {
+    pub path: String,
+    pub title: String,
+    pub cards: Vec<&'a CardRow>,
+}
+
+/// Groups cards by area (sorted), then project (in the order given).
+pub fn areas(cards: &[CardRow]) -> Vec<AreaView<'_>> {
+    let mut areas: BTreeMap<String, Vec<ProjectCards<'_>>> = BTreeMap::new();
+    for c in cards {
+        let area = c.area.clone().unwrap_or_else(|| "Other".into());
+        let projects = areas.entry(area).or_default();
+        match projects.iter_mut().find(|p| p.path == c.project) {
+            Some(p) => p.cards.push(c),
+            None => projects.push(ProjectCards {
+                path: c.project.clone(),
+                title: c.project_title.clone().unwrap_or_else(|| c.project.clone()),
+                cards: vec![c],
+            }),
+        }
+    }
+    areas
+        .into_iter()
+        .map(|(name, projects)| AreaView { name, projects })
+        .collect()
+}
+
+/// The landing page for a search `q` and the cards it found.
+pub fn landing_page(
+    templates: &Templates,
+    q: Option<&str>,
+    cards: &[CardRow],
+) -> Result<Response, WebError> {
+    templates.page(
+        StatusCode::OK,
+        "landing.html",
+        context! {
+            title => "nbforge worksheets",
+            q,
+            areas => Serde(areas(cards)),
+        },
+    )
+}
+
+/// `/`: official worksheets grouped by area, then project; newest version of each.
+pub async fn landing(
+    State(app): State<App>,
+    State(templates): State<Arc<Templates>>,
+    Query(search): Query<Search>,
+) -> Result<Response, WebError> {
+    let q = search.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let cards = app.db.official_cards(q).await?;
+    landing_page(&templates, q, &cards)
+}
+
+/// The most path segments a `/w/...` URL may have, and the most a project path may have
+/// (GitLab nests groups 20 deep).
+const MAX_SEGMENTS: usize = 64;
+const MAX_PROJECT_SEGMENTS: usize = 21;
+
+/// The parts of `/w/...`: a project with releases, then maybe a tag (which may itself hold
+/// `/`) and a notebook path. At most [`MAX_PROJECT_SEGMENTS`] lookups, whatever the URL.
 async fn resolve(
     app: &App,
     rest: &str,
-) -> Result<Option<(String, Option<String>, Option<String>)>, crate::storage::DbError> {
+) -> Result<(String, Option<String>, Option<String>), WebError> {
+    let not_found = || WebError::NotFound("No published worksheets here.".into());
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    for k in (2..=parts.len()).rev() {
-        let project = parts[..k].join("/");
-        if app.db.has_releases(&project).await? {
-            let tag = parts.get(k).map(|t| t.to_string());
-            let path = (parts.len() > k + 1).then(|| parts[k + 1..].join("/"));
-            return Ok(Some((project, tag, path)));
-        }
-    }
-    Ok(None)
-}
-
-fn crumbs(project: &str, tag: Option<&str>) -> String {
-    let mut out = format!(
-        "<nav class=\"crumbs\"><a href=\"/\">Worksheets</a> › <a href=\"{}\">{}</a>",
-        escape(&worksheet_url(project, None, None)),
-        escape(project)
-    );
-    if let Some(tag) = tag {
-        out.push_str(&format!(
-            " › <a href=\"{}\">{}</a>",
-            escape(&worksheet_url(project, Some(tag), None)),
-            escape(tag)
+    if parts.len() > MAX_SEGMENTS {
+        return Err(WebError::BadRequest(
+            "This address has too many parts to be a worksheet.".into(),
         ));
     }
-    out.push_str("</nav>\n");
-    out
+    for k in (2..=parts.len().min(MAX_PROJECT_SEGMENTS)).rev() {
+        let project = parts[..k].join("/");
+        if !app.db.has_releases(&project).await? {
+            continue;
+        }
+        let after = &parts[k..];
+        if after.is_empty() {
+            return Ok((project, None, None));
+        }
+        // The longest published tag the rest of the path starts with; else its first segment.
+        let releases = app.db.releases(&project).await?;
+        let tag_len = releases
+            .iter()
+            .map(|r| r.tag.split('/').collect::<Vec<_>>())
+            .filter(|t| t.len() <= after.len() && after[..t.len()] == t[..])
+            .map(|t| t.len())
+            .max()
+            .unwrap_or(1);
+        let tag = after[..tag_len].join("/");
+        let path = (after.len() > tag_len).then(|| after[tag_len..].join("/"));
+        return Ok((project, Some(tag), path));
+    }
+    Err(not_found())
+}
+
+fn no_worksheet() -> WebError {
+    WebError::NotFound("No worksheet here.".into())
 }
 
 /// `GET /w/...`: a project's versions, a release's worksheets, or one worksheet.
 pub async fn get(
     State(app): State<App>,
+    State(templates): State<Arc<Templates>>,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
-) -> Response {
-    let (project, tag, path) = match resolve(&app, &rest).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return not_found("No published worksheets here."),
-        Err(e) => return server_error(e),
+) -> Result<Response, WebError> {
+    let (project, tag, path) = resolve(&app, &rest).await?;
+    let (tag, path) = match (tag, path) {
+        (None, _) => return project_page(&app, &templates, &project).await,
+        (Some(tag), None) => return release_page(&app, &templates, &project, &tag).await,
+        (Some(tag), Some(path)) => (tag, path),
     };
-    match (tag, path) {
-        (None, _) => project_page(&app, &project).await,
-        (Some(tag), None) => release_page(&app, &project, &tag).await,
-        (Some(tag), Some(path)) => {
-            let form: HashMap<String, String> = query
-                .as_deref()
-                .map(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .into_owned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            if form.get("format").map(String::as_str) == Some("ipynb") {
-                let mut values = form;
-                values.remove("format");
-                return download(&app, &project, &tag, &path, &values).await;
-            }
-            worksheet_page(
-                &app,
-                &project,
-                &tag,
-                &path,
-                &HashMap::new(),
-                &[],
-                StatusCode::OK,
-            )
-            .await
-        }
+    let mut form: HashMap<String, String> = query
+        .as_deref()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if form.get("format").map(String::as_str) == Some("ipynb") {
+        form.remove("format");
+        return download(&app, &project, &tag, &path, &form).await;
     }
+    let sheet = load(&app, &project, &tag, &path).await?;
+    sheet.page(&templates, &HashMap::new(), &[], StatusCode::OK)
 }
 
 /// `POST /w/<project>/<tag>/<path>`: checks the submitted values on the server.
 pub async fn post(
     State(app): State<App>,
+    State(templates): State<Arc<Templates>>,
     Path(rest): Path<String>,
-    axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
-) -> Response {
-    let (project, tag, path) = match resolve(&app, &rest).await {
-        Ok(Some((p, Some(t), Some(path)))) => (p, t, path),
-        Ok(_) => return not_found("No worksheet here."),
-        Err(e) => return server_error(e),
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form?;
+    let (project, tag, path) = match resolve(&app, &rest).await? {
+        (p, Some(t), Some(path)) => (p, t, path),
+        _ => return Err(no_worksheet()),
     };
-    let nb = match load(&app, &project, &tag, &path).await {
-        Ok(Some((_, _, Some(nb)))) => nb,
-        Ok(_) => return not_found("No worksheet here."),
-        Err(r) => return r,
-    };
-    match validate(&parameters(&nb), &form) {
+    let sheet = load(&app, &project, &tag, &path).await?;
+    let nb = sheet.notebook.as_ref().ok_or_else(no_worksheet)?;
+    let values = match validate(&parameters(nb), &form) {
+        Ok(values) => values,
         Err(errors) => {
-            worksheet_page(
-                &app,
-                &project,
-                &tag,
-                &path,
-                &form,
-                &errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+            return sheet.page(&templates, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY);
         }
-        Ok(values) => {
-            let (sheet, _, _) = match app.db.worksheet(&project, &tag, &path).await {
-                Ok(Some(s)) => s,
-                Ok(None) => return not_found("No worksheet here."),
-                Err(e) => return server_error(e),
-            };
-            let query: String = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(values.0.iter().map(|(k, v)| {
-                    (
-                        k.clone(),
-                        form.get(k).cloned().unwrap_or_else(|| v.to_python()),
-                    )
-                }))
-                .append_pair("format", "ipynb")
-                .finish();
-            let mut body = crumbs(&project, Some(&tag));
-            body.push_str(&format!("<h1>{}</h1>\n", escape(&sheet.title)));
-            body.push_str("<p class=\"ok\" role=\"status\">These values are valid.</p>\n");
-            body.push_str(&crate::worksheet::values_summary_html(&values));
-            body.push_str(&format!(
-                "<p><a href=\"{}?{}\" download>Download the notebook with these values</a> \
-                 (it runs unchanged with <code>jupyter execute</code> or papermill).</p>\n\
-                 <p><a href=\"{}\">Back to the worksheet</a></p>\n",
-                escape(&worksheet_url(&project, Some(&tag), Some(&path))),
-                escape(&query),
-                escape(&worksheet_url(&project, Some(&tag), Some(&path))),
-            ));
-            page(&sheet.title, &body)
-        }
-    }
-}
-
-async fn load(
-    app: &App,
-    project: &str,
-    tag: &str,
-    path: &str,
-) -> Result<Option<(crate::storage::WorksheetRow, String, Option<Notebook>)>, Response> {
-    match app.db.worksheet(project, tag, path).await {
-        Ok(Some((sheet, body, bytes))) => {
-            if sheet.error.is_some() {
-                return Ok(Some((sheet, body, None)));
-            }
-            match Notebook::from_slice(&bytes).map(Some) {
-                Ok(nb) => Ok(Some((sheet, body, nb))),
-                Err(e) => Err(server_error(e)),
-            }
-        }
-        Ok(None) => Ok(None),
-        Err(e) => Err(server_error(e)),
-    }
-}
-
-async fn worksheet_page(
-    app: &App,
-    project: &str,
-    tag: &str,
-    path: &str,
-    submitted: &HashMap<String, String>,
-    errors: &[FieldError],
-    status: StatusCode,
-) -> Response {
-    let (sheet, body_html, nb) = match load(app, project, tag, path).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_found("No worksheet here."),
-        Err(r) => return r,
     };
-    let mut body = crumbs(project, Some(tag));
-    body.push_str(&format!("<h1>{}</h1>\n", escape(&sheet.title)));
-    if let Some(d) = &sheet.description {
-        body.push_str(&format!("<p class=\"description\">{}</p>\n", escape(d)));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(values.0.iter().map(|(k, v)| {
+            (
+                k.clone(),
+                form.get(k).cloned().unwrap_or_else(|| v.to_python()),
+            )
+        }))
+        .append_pair("format", "ipynb")
+        .finish();
+    templates.page(
+        StatusCode::OK,
+        "checked.html",
+        context! {
+            title => sheet.row.title.as_str(),
+            project,
+            tag,
+            path,
+            query,
+            values => Serde(values_view(&values)),
+        },
+    )
+}
+
+/// A published worksheet: its row, its rendered body, and its notebook unless it failed
+/// to publish.
+pub struct Sheet {
+    pub row: WorksheetRow,
+    pub body_html: String,
+    pub notebook: Option<Notebook>,
+}
+
+async fn load(app: &App, project: &str, tag: &str, path: &str) -> Result<Sheet, WebError> {
+    let (row, body_html, bytes) = app
+        .db
+        .worksheet(project, tag, path)
+        .await?
+        .ok_or_else(no_worksheet)?;
+    let notebook = match row.error {
+        Some(_) => None,
+        None => Some(Notebook::from_slice(&bytes)?),
+    };
+    Ok(Sheet {
+        row,
+        body_html,
+        notebook,
+    })
+}
+
+impl Sheet {
+    /// The worksheet page: its outputs and its form with the `submitted` values and
+    /// their `errors`.
+    pub fn page(
+        &self,
+        templates: &Templates,
+        submitted: &HashMap<String, String>,
+        errors: &[FieldError],
+        status: StatusCode,
+    ) -> Result<Response, WebError> {
+        let row = &self.row;
+        let problem = match (&row.error, &self.notebook) {
+            (Some(e), _) => Some(e.as_str()),
+            (None, None) => Some("the notebook is missing"),
+            (None, Some(_)) => None,
+        };
+        let action = urls::worksheet(&row.project, Some(&row.tag), Some(&row.path));
+        let params = self.notebook.as_ref().map(parameters).unwrap_or_default();
+        let form = FormView::new(&params, submitted, errors, &action, "post");
+        templates.page(
+            status,
+            "worksheet.html",
+            context! {
+                title => row.title.as_str(),
+                project => row.project.as_str(),
+                tag => row.tag.as_str(),
+                sheet => Serde(row),
+                problem,
+                error_count => errors.len(),
+                form => Serde(form),
+                notebook => notebook_html(self.body_html.clone()),
+            },
+        )
     }
-    if sheet.error.is_some() || nb.is_none() {
-        let err = sheet.error.as_deref().unwrap_or("the notebook is missing");
-        body.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">This worksheet could not be published: {}</p>\n",
-            escape(err)
-        ));
-    } else if let Some(nb) = &nb {
-        let params = parameters(nb);
-        if !errors.is_empty() {
-            body.push_str(&format!(
-                "<p class=\"error\" role=\"alert\">Please correct {} in the form below.</p>\n",
-                if errors.len() == 1 {
-                    "the value".to_owned()
-                } else {
-                    format!("{} values", errors.len())
-                }
-            ));
-        }
-        if !params.is_empty() {
-            body.push_str(&form_html(
-                &params,
-                submitted,
-                errors,
-                &worksheet_url(project, Some(tag), Some(path)),
-                "post",
-            ));
-        }
-        body.push_str(&body_html);
-    }
-    html_page(status, &sheet.title, &body)
 }
 
 async fn download(
@@ -359,116 +278,99 @@ async fn download(
     tag: &str,
     path: &str,
     values: &HashMap<String, String>,
-) -> Response {
-    let nb = match load(app, project, tag, path).await {
-        Ok(Some((_, _, Some(nb)))) => nb,
-        Ok(_) => return not_found("No worksheet here."),
-        Err(r) => return r,
-    };
-    match validate(&parameters(&nb), values) {
+) -> Result<Response, WebError> {
+    let sheet = load(app, project, tag, path).await?;
+    let nb = sheet.notebook.as_ref().ok_or_else(no_worksheet)?;
+    match validate(&parameters(nb), values) {
         Ok(v) => {
-            let out = parameterize(&nb, &v);
-            let name = path
-                .rsplit('/')
-                .next()
-                .unwrap_or("worksheet.ipynb")
-                .replace('"', "");
-            (
+            let out = parameterize(nb, &v);
+            Ok((
                 [
                     (header::CONTENT_TYPE, "application/x-ipynb+json".to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
+                    (header::CONTENT_DISPOSITION, ipynb_disposition(path)),
                 ],
                 out.to_json_pretty(),
             )
-                .into_response()
+                .into_response())
         }
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            (StatusCode::UNPROCESSABLE_ENTITY, list.join("\n")).into_response()
+            Err(WebError::Unprocessable(list.join("\n")))
         }
     }
 }
 
-async fn project_page(app: &App, project: &str) -> Response {
-    let releases = match app.db.releases(project).await {
-        Ok(r) => r,
-        Err(e) => return server_error(e),
+/// `Content-Disposition` for a notebook download (RFC 6266): an ASCII `filename` with
+/// anything unsafe replaced, the exact name as UTF-8 in `filename*`, and always `.ipynb`.
+fn ipynb_disposition(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or_default();
+    let stem = base.strip_suffix(".ipynb").unwrap_or(base);
+    let stem = if stem.trim().is_empty() {
+        "worksheet"
+    } else {
+        stem
     };
+    let name = format!("{stem}.ipynb");
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ' | '(' | ')') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+async fn project_page(
+    app: &App,
+    templates: &Templates,
+    project: &str,
+) -> Result<Response, WebError> {
+    let releases = app.db.releases(project).await?;
     let Some(newest) = releases.first() else {
-        return not_found("No published worksheets here.");
+        return Err(WebError::NotFound("No published worksheets here.".into()));
     };
-    let title = newest.title.clone().unwrap_or_else(|| project.to_owned());
-    let mut body = format!(
-        "<nav class=\"crumbs\"><a href=\"/\">Worksheets</a></nav>\n<h1>{}</h1>\n",
-        escape(&title)
-    );
-    body.push_str(&release_list(app, project, &newest.tag).await);
-    body.push_str("<h2>Versions</h2>\n<ul class=\"versions\">\n");
-    for r in &releases {
-        body.push_str(&format!(
-            "<li><a href=\"{}\">{}</a>{}</li>\n",
-            escape(&worksheet_url(project, Some(&r.tag), None)),
-            escape(&r.tag),
-            if r.tag == newest.tag { " (newest)" } else { "" }
-        ));
-    }
-    body.push_str("</ul>\n");
-    page(&title, &body)
+    let sheets = app.db.worksheets(project, &newest.tag).await?;
+    templates.page(
+        StatusCode::OK,
+        "project.html",
+        context! {
+            title => newest.title.as_deref().unwrap_or(project),
+            project,
+            newest => newest.tag.as_str(),
+            sheets => Serde(sheets),
+            releases => Serde(&releases),
+        },
+    )
 }
 
-async fn release_list(app: &App, project: &str, tag: &str) -> String {
-    let sheets = app.db.worksheets(project, tag).await.unwrap_or_default();
-    let mut out = format!(
-        "<h2>Worksheets in {}</h2>\n<ul class=\"cards\">\n",
-        escape(tag)
-    );
-    for s in &sheets {
-        match &s.error {
-            None => out.push_str(&format!(
-                "<li class=\"card\"><a href=\"{}\">{}</a>{}</li>\n",
-                escape(&worksheet_url(project, Some(tag), Some(&s.path))),
-                escape(&s.title),
-                s.description.as_deref().map(|d| format!("<p>{}</p>", escape(d))).unwrap_or_default()
-            )),
-            Some(err) => out.push_str(&format!(
-                "<li class=\"card failed\"><strong>{}</strong><p class=\"error\">Not published: {}</p></li>\n",
-                escape(&s.title),
-                escape(err)
-            )),
-        }
-    }
-    if sheets.is_empty() {
-        out.push_str("<li class=\"empty\">No worksheets in this version.</li>\n");
-    }
-    out.push_str("</ul>\n");
-    out
-}
-
-async fn release_page(app: &App, project: &str, tag: &str) -> Response {
-    let releases = match app.db.releases(project).await {
-        Ok(r) => r,
-        Err(e) => return server_error(e),
-    };
+async fn release_page(
+    app: &App,
+    templates: &Templates,
+    project: &str,
+    tag: &str,
+) -> Result<Response, WebError> {
+    let releases = app.db.releases(project).await?;
     let Some(release) = releases.iter().find(|r| r.tag == tag) else {
-        return not_found("No such version.");
+        return Err(WebError::NotFound("No such version.".into()));
     };
-    let mut body = crumbs(project, None);
-    body.push_str(&format!(
-        "<h1>{} {}</h1>\n",
-        escape(release.title.as_deref().unwrap_or(project)),
-        escape(tag)
-    ));
-    if let Some(err) = &release.error {
-        body.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">{}</p>\n",
-            escape(err)
-        ));
-    }
-    body.push_str(&release_list(app, project, tag).await);
-    page(&format!("{project} {tag}"), &body)
+    let sheets = app.db.worksheets(project, tag).await?;
+    templates.page(
+        StatusCode::OK,
+        "release.html",
+        context! {
+            title => format!("{project} {tag}"),
+            heading => release.title.as_deref().unwrap_or(project),
+            project,
+            tag,
+            error => release.error.as_deref(),
+            sheets => Serde(sheets),
+        },
+    )
 }
 
 /// `GET /w` alone: the landing page has the list.
@@ -493,15 +395,158 @@ pub async fn set_official(
     _: Admin,
     State(app): State<App>,
     Path(project): Path<String>,
-    Json(body): Json<Official>,
-) -> Response {
-    match app
+    body: Result<Json<Official>, JsonRejection>,
+) -> Result<Response, WebError> {
+    let Json(body) = body?;
+    if app
         .db
         .set_official(&body.forge, &project, body.official, body.area.as_deref())
-        .await
+        .await?
     {
-        Ok(true) => Json(json!({ "project": project, "official": body.official })).into_response(),
-        Ok(false) => api_error(StatusCode::NOT_FOUND, "no such project"),
-        Err(e) => internal(e),
+        Ok(Json(json!({ "project": project, "official": body.official })).into_response())
+    } else {
+        Err(WebError::NotFound("no such project".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::templates::testing::{main, text};
+
+    /// Finding 21: the download's name came from the path as given, without RFC 6266's
+    /// `filename*`, and without the `.ipynb` extension when the path lacked it.
+    #[test]
+    fn content_disposition_is_not_rfc_6266() {
+        assert_eq!(
+            ipynb_disposition("lab/growth.ipynb"),
+            "attachment; filename=\"growth.ipynb\"; filename*=UTF-8''growth%2Eipynb"
+        );
+        let d = ipynb_disposition("analyses/Wachstum \"größe\";.ipynb");
+        assert!(
+            d.starts_with("attachment; filename=\"Wachstum _gr__e__.ipynb\"; "),
+            "{d}"
+        );
+        assert!(
+            d.contains("filename*=UTF-8''Wachstum%20%22gr%C3%B6%C3%9Fe%22%3B%2Eipynb"),
+            "{d}"
+        );
+        assert!(ipynb_disposition("notes.txt").contains("filename=\"notes.txt.ipynb\""));
+        assert!(ipynb_disposition("").contains("filename=\"worksheet.ipynb\""));
+        assert!(!ipynb_disposition("a\r\nSet-Cookie: x=1").contains('\n'));
+    }
+
+    fn card(project: &str, area: Option<&str>, path: &str, title: &str) -> CardRow {
+        CardRow {
+            project: project.into(),
+            project_title: Some("Bacterial growth".into()),
+            area: area.map(Into::into),
+            tag: "v1.2".into(),
+            path: path.into(),
+            title: title.into(),
+            description: Some("Logistic growth <of> a culture".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn renders_landing_page() {
+        let cards = vec![
+            card(
+                "lab/growth",
+                Some("Microbiology"),
+                "growth.ipynb",
+                "Growth curve",
+            ),
+            card(
+                "lab/growth",
+                Some("Microbiology"),
+                "sub dir/b.ipynb",
+                "Second",
+            ),
+            card("lab/other", None, "x.ipynb", "Uncategorised"),
+        ];
+        let (status, page) =
+            text(landing_page(&Templates::new(), Some("gro\"wth"), &cards).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<title>nbforge worksheets</title>"));
+        insta::assert_snapshot!(main(&page));
+
+        let (_, empty) = text(landing_page(&Templates::new(), None, &[]).unwrap()).await;
+        assert!(empty.contains("No official worksheets are published yet."));
+        let (_, none) = text(landing_page(&Templates::new(), Some("zzz"), &[]).unwrap()).await;
+        assert!(none.contains("No worksheet matches this search."));
+    }
+
+    /// A small worksheet: markdown, a parameters cell, and outputs of each kind.
+    const NOTEBOOK: &str = r##"{
+ "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+ "cells": [
+  {"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# Growth curve\n\nThe *logistic* model."},
+  {"cell_type": "code", "id": "b", "metadata": {"tags": ["parameters"]}, "execution_count": 1, "outputs": [],
+   "source": "rate: float = 0.8  # growth rate r per hour\nhours = 24  # length of the experiment\nlog_scale = False\nreplicates = [1, 2, 3]\ncfg = load_config()"},
+  {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 2,
+   "source": "import numpy\nprint('done')",
+   "outputs": [
+    {"output_type": "stream", "name": "stdout", "text": "done <ok>\n"},
+    {"output_type": "display_data", "metadata": {}, "data": {"text/html": "<table><tr><td>1</td></tr></table><script>alert(1)</script>", "text/plain": "table"}}
+   ]}
+ ]
+}"##;
+
+    fn sheet() -> Sheet {
+        let nb = Notebook::from_slice(NOTEBOOK.as_bytes()).unwrap();
+        let rendered = crate::worksheet::render(&nb, &Default::default());
+        Sheet {
+            row: WorksheetRow {
+                forge: "gitlab".into(),
+                project: "lab/growth".into(),
+                tag: "v1".into(),
+                path: "growth.ipynb".into(),
+                title: "Growth curve".into(),
+                description: Some("Logistic growth of a culture".into()),
+                error: None,
+                published_at: 0,
+            },
+            body_html: rendered.body_html,
+            notebook: Some(nb),
+        }
+    }
+
+    #[tokio::test]
+    async fn worksheet_page_with_outputs_and_form() {
+        let res = sheet()
+            .page(&Templates::new(), &HashMap::new(), &[], StatusCode::OK)
+            .unwrap();
+        let (status, page) = text(res).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!page.contains("import numpy"), "no code");
+        assert!(!page.contains("<script"), "outputs are sanitized");
+        insta::assert_snapshot!(main(&page));
+    }
+
+    #[tokio::test]
+    async fn worksheet_form_with_errors() {
+        let sheet = sheet();
+        let submitted: HashMap<String, String> = [
+            ("hours", "abc"),
+            ("replicates", "1, two, 3"),
+            ("ratee", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let params = parameters(sheet.notebook.as_ref().unwrap());
+        let errors = validate(&params, &submitted).unwrap_err();
+        let res = sheet
+            .page(
+                &Templates::new(),
+                &submitted,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .unwrap();
+        let (status, page) = text(res).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        insta::assert_snapshot!(main(&page));
     }
 }

@@ -8,7 +8,7 @@
 //! - **process per notebook**: one `jupyter nbconvert --to html --no-input` run per notebook,
 //!   timed from outside, interpreter start-up included — what a service shelling out pays.
 
-use super::{Notebook, RenderOptions, page_html, render};
+use super::{Notebook, RenderOptions, Values, render};
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -210,6 +210,7 @@ pub fn bench(
         bail!("no .ipynb files under {}", corpus_dir.display());
     }
     let options = RenderOptions::default();
+    let templates = crate::web::Templates::new();
     let mut rows = Vec::with_capacity(files.len());
     for path in &files {
         let bytes =
@@ -219,10 +220,11 @@ pub fn bench(
         for _ in 0..iterations {
             let nb = Notebook::from_slice(&bytes).with_context(|| format!("{}", path.display()))?;
             let rendered = render(&nb, &options);
-            let page = page_html(
+            let page = templates.standalone(
                 rendered.title.as_deref().unwrap_or("Worksheet"),
-                &rendered.body_html,
-            );
+                &Values::default(),
+                rendered.body_html,
+            )?;
             html_bytes = std::hint::black_box(page).len();
         }
         rows.push(BenchRow {

@@ -1,7 +1,7 @@
 //! `nbforge render`: render a notebook as a worksheet page, optionally with parameters,
 //! and optionally write the parameterized notebook for `jupyter execute` or papermill.
 
-use super::{Notebook, RenderOptions, page_html, parameterize, parameters, render, validate};
+use super::{Notebook, RenderOptions, parameterize, parameters, render, validate};
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -83,12 +83,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Worksheet".into())
     });
-    let body = format!(
-        "{}{}",
-        super::values_summary_html(&values),
-        rendered.body_html
-    );
-    let page = page_html(&title, &body);
+    let page = crate::web::Templates::new().standalone(&title, &values, rendered.body_html)?;
     match &args.output {
         Some(out) => {
             std::fs::write(out, page).with_context(|| format!("cannot write {}", out.display()))?

@@ -8,7 +8,6 @@ use crate::support::{ADMIN_TOKEN, Backend, TestApp};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 const GROWTH: &[u8] = include_bytes!("../data/notebooks/growth_curve.ipynb");
-const EXPRESSION: &[u8] = include_bytes!("../data/notebooks/expression_report.ipynb");
 const HOSTILE: &[u8] = include_bytes!("../data/notebooks/hostile/xss.ipynb");
 
 const LAUNCH: &str = r#"kind = "worksheet"
@@ -91,96 +90,6 @@ async fn post_form(t: &TestApp, path: &str, form: &[(&str, &str)]) -> crate::sup
         .unwrap();
     t.request(req).await
 }
-
-crate::on_both_databases!(
-    a_tag_publishes_worksheets_and_the_landing_page_lists_them,
-    |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app_for(&fake, backend).await else {
-            return;
-        };
-        let p = fake.add_project("lab/growth");
-        publish(&t, &fake, &p, "v1", &release_files()).await;
-
-        // Not official yet: the landing page lists nothing, but the project's pages exist.
-        let landing = t.get("/").await;
-        assert_eq!(landing.status, StatusCode::OK);
-        assert!(
-            landing.text().contains("No official worksheets"),
-            "{}",
-            landing.text()
-        );
-        let project = t.get("/w/lab/growth").await;
-        assert_eq!(project.status, StatusCode::OK);
-        let text = project.text();
-        assert!(
-            text.contains("Growth curve") && text.contains("v1</a> (newest)"),
-            "{text}"
-        );
-        // The broken notebook fails alone, with its reason.
-        assert!(
-            text.contains("Not published") && text.contains("broken.ipynb"),
-            "{text}"
-        );
-
-        make_official(&t, "lab/growth").await;
-        let text = t.get("/").await.text();
-        assert!(text.contains("<h2>Microbiology</h2>"), "{text}");
-        assert!(
-            text.contains("href=\"/w/lab/growth/v1/growth.ipynb\""),
-            "{text}"
-        );
-        assert!(text.contains("Logistic growth of a culture"), "{text}");
-        assert!(
-            !text.contains("Broken one"),
-            "failed worksheets are not cards"
-        );
-
-        // A newer tag becomes the default everywhere.
-        let mut files = release_files();
-        files.push(("expression.ipynb", EXPRESSION));
-        publish(&t, &fake, &p, "v2", &files).await;
-        let text = t.get("/").await.text();
-        assert!(
-            text.contains("href=\"/w/lab/growth/v2/growth.ipynb\""),
-            "{text}"
-        );
-        assert!(!text.contains("/v1/"), "{text}");
-        let text = t.get("/w/lab/growth").await.text();
-        assert!(
-            text.contains("v2</a> (newest)") && text.contains(">v1<"),
-            "{text}"
-        );
-        // v1 stays readable.
-        assert_eq!(
-            t.get("/w/lab/growth/v1/growth.ipynb").await.status,
-            StatusCode::OK
-        );
-
-        // Search by title.
-        assert!(t.get("/?q=growth").await.text().contains("Growth curve"));
-        let none = t.get("/?q=zebrafish").await.text();
-        assert!(
-            none.contains("No worksheet matches") && !none.contains("Growth curve"),
-            "{none}"
-        );
-
-        // Deleting a tag withdraws that version.
-        let hook = fake.tag_push_payload(&p, "v2", &fake.branch_sha(&p, "main").unwrap(), ZERO);
-        t.gitlab(hook.event, "tag-v2-delete", hook.bytes()).await;
-        t.run_jobs().await;
-        assert_eq!(
-            t.get("/w/lab/growth/v2/growth.ipynb").await.status,
-            StatusCode::NOT_FOUND
-        );
-        assert!(
-            t.get("/")
-                .await
-                .text()
-                .contains("/w/lab/growth/v1/growth.ipynb")
-        );
-    }
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worksheet_page_form_validation_and_download() {
@@ -334,4 +243,60 @@ async fn official_listing_needs_the_admin_token() {
         t.get("/w/nobody/nothing").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_pages_for_pages_and_json_for_the_api() {
+    let fake = FakeGitLab::start().await;
+    let url = fake.url();
+    let token = fake.token();
+    let t = TestApp::with_settings(Backend::Sqlite, move |s| {
+        s.forges.gitlab_url = Some(url);
+        s.forges.gitlab_token = Some(token);
+        s.server.max_body_bytes = 4096;
+    })
+    .await
+    .unwrap();
+    let p = fake.add_project("lab/growth");
+    publish(&t, &fake, &p, "v1", &release_files()).await;
+
+    // A page route: an HTML error page in the site's frame, with the CSP.
+    let page = t.get("/w/lab/growth/v9").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let html = page.text();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("<h1>Not found</h1>\n<p>No such version.</p>"),
+        "{html}"
+    );
+    assert!(page.headers.get("content-security-policy").is_some());
+
+    // An API route: JSON with the same status.
+    let api = t.get("/api/builds/999999").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.json(),
+        serde_json::json!({ "error": "no build with that id" })
+    );
+    let req = Request::put("/api/projects/lab%2Fgrowth/official")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let bad = t.request(req).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"].is_string(), "{}", bad.text());
+
+    // A form over the body limit: 413, as a page.
+    let req = Request::post("/w/lab/growth/v1/growth.ipynb")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("strain={}", "x".repeat(8192))))
+        .unwrap();
+    let big = t.request(req).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(big.text().contains("<h1>Too large</h1>"), "{}", big.text());
+
+    // The ingest benchmark's no-op route is not part of the service.
+    let req = Request::post("/noop").body(Body::from("x")).unwrap();
+    assert_eq!(t.request(req).await.status, StatusCode::NOT_FOUND);
 }

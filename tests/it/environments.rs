@@ -7,11 +7,11 @@ use bollard::query_parameters::{
     CreateContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use nbforge::config::Secret;
 use nbforge::storage::BuildPhase;
 
-use crate::support::fake_gitlab::{FakeGitLab, FakeProject, MrAction};
-use crate::support::{Backend, TestApp, missing_service};
+use crate::support::fake_gitlab::{FakeGitLab, FakeProject};
+use crate::support::scenario::docker_ready;
+use crate::support::{Backend, TestApp};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -28,29 +28,6 @@ async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Set
     })
     .await
     .expect("SQLite app")
-}
-
-/// Whether the engine and the base image are there (else skip or fail, as configured).
-async fn docker_ready(t: &TestApp) -> bool {
-    match t
-        .app
-        .builder
-        .image_exists(&t.app.settings.environments.base_image)
-        .await
-    {
-        Ok(true) => true,
-        Ok(false) => {
-            missing_service(&format!(
-                "the base image {} (nbforge base-image)",
-                t.app.settings.environments.base_image
-            ));
-            false
-        }
-        Err(e) => {
-            missing_service(&format!("the Docker engine ({e})"));
-            false
-        }
-    }
 }
 
 async fn deliver_push(t: &TestApp, fake: &FakeGitLab, p: &FakeProject, before: &str, after: &str) {
@@ -236,37 +213,6 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spec_error_fails_the_status_with_the_users_message() {
-    let fake = FakeGitLab::start().await;
-    let t = app_for(&fake, |_| {}).await;
-    let p = fake.add_project("lab/broken");
-    let sha = fake.commit(
-        &p,
-        "main",
-        &[
-            ("launch.toml", b"kind = \"notebook\"\ncolour = \"blue\"\n"),
-            ("requirements.txt", b"numpy\n"),
-        ],
-        "typo",
-    );
-    deliver_push(&t, &fake, &p, ZERO, &sha).await;
-    t.run_jobs().await;
-    t.assert_queue_empty().await;
-    let last = fake.statuses_for(&sha).pop().expect("a status");
-    assert_eq!(last.state, "failed");
-    let description = last.description.unwrap_or_default();
-    assert!(description.contains("launch.toml:2:1"), "{description}");
-    assert!(description.contains("colour"), "{description}");
-    // Not retried: the spec is the user's to fix.
-    let jobs = t.db().list_jobs(Some("failed"), 10).await.unwrap();
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(
-        (jobs[0].kind.as_str(), jobs[0].attempts),
-        ("environment", 1)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_engine_is_retried_and_the_status_recovers() {
     let fake = FakeGitLab::start().await;
     let mut t = app_for(&fake, |s| {
@@ -332,98 +278,6 @@ async fn a_stopped_engine_is_retried_and_the_status_recovers() {
         .unwrap();
     assert_eq!((job.state.as_str(), job.attempts), ("done", 2));
     assert_eq!(fake.statuses_for(&sha).pop().unwrap().state, "success");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merge_request_gets_exactly_one_note_across_pushes() {
-    let fake = FakeGitLab::start().await;
-    let t = app_for(&fake, |_| {}).await;
-    if !docker_ready(&t).await {
-        return;
-    }
-    let upstream = fake.add_project("lab/mr-demo");
-    fake.commit(
-        &upstream,
-        "main",
-        &[("requirements.txt", b"tomli-w\n")],
-        "env",
-    );
-    let mut head = fake.commit(&upstream, "feature", &[("a.ipynb", b"{}")], "work");
-    let mr = fake.open_merge_request(&upstream, "feature", &upstream, "main", "My analysis");
-    let hook = fake.merge_request_payload(&mr, MrAction::Open, None);
-    assert_eq!(
-        t.gitlab(hook.event, "mr-open", hook.bytes()).await.status,
-        202
-    );
-    t.run_jobs().await;
-    for i in 0..3 {
-        let before = head.clone();
-        head = fake.commit(
-            &upstream,
-            "feature",
-            &[("a.ipynb", format!("{{\"v\": {i}}}").as_bytes())],
-            "more",
-        );
-        let hook = fake.merge_request_payload(&mr, MrAction::Update, Some(&before));
-        assert_eq!(
-            t.gitlab(hook.event, &format!("mr-update-{i}"), hook.bytes())
-                .await
-                .status,
-            202
-        );
-        t.run_jobs().await;
-    }
-    t.assert_queue_empty().await;
-    let notes = fake.notes_for(&upstream, mr.iid);
-    assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(
-        notes[0].body.contains(&head[..8]),
-        "the note follows the newest commit: {}",
-        notes[0].body
-    );
-    assert!(notes[0].body.contains("badge_logo.svg"));
-    assert_eq!(fake.statuses_for(&head).pop().unwrap().state, "success");
-
-    // Merged: the same note says so.
-    let hook = fake.merge_request_payload(&mr, MrAction::Merge, None);
-    t.gitlab(hook.event, "mr-merge", hook.bytes()).await;
-    t.run_jobs().await;
-    let notes = fake.notes_for(&upstream, mr.iid);
-    assert_eq!(notes.len(), 1);
-    assert!(notes[0].body.contains("merged"), "{}", notes[0].body);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_a_merge_request_cancels_its_pending_environment() {
-    let fake = FakeGitLab::start().await;
-    let t = app_for(&fake, |s| {
-        s.forges.gitlab_token = Some(Secret::new("unused"))
-    })
-    .await;
-    let upstream = fake.add_project("lab/close-demo");
-    fake.commit(
-        &upstream,
-        "main",
-        &[("requirements.txt", b"tomli-w\n")],
-        "env",
-    );
-    fake.commit(&upstream, "feature", &[("a.ipynb", b"{}")], "work");
-    let mr = fake.open_merge_request(&upstream, "feature", &upstream, "main", "Draft");
-    let open = fake.merge_request_payload(&mr, MrAction::Open, None);
-    t.gitlab(open.event, "o", open.bytes()).await;
-    let closed = fake.set_merge_request_state(&mr, "closed");
-    let close = fake.merge_request_payload(&closed, MrAction::Close, None);
-    t.gitlab(close.event, "c", close.bytes()).await;
-    let jobs = t.db().list_jobs(None, 10).await.unwrap();
-    let env = jobs
-        .iter()
-        .find(|j| j.kind == "environment")
-        .expect("an environment job");
-    assert_eq!(env.state, "superseded");
-    assert!(
-        jobs.iter()
-            .any(|j| j.kind == "cancel" && j.state == "pending")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

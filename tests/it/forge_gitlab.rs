@@ -4,7 +4,7 @@
 
 use nbforge::config::Secret;
 use nbforge::forge::gitlab::GitLabForge;
-use nbforge::forge::{CommitStatus, Forge, ForgeError, NewMergeRequest, ProjectId, StatusState};
+use nbforge::forge::{CommitStatus, Forge, ForgeError, ProjectId, StatusState};
 
 use crate::support::fake_gitlab::{FakeGitLab, MemberEvent, MrAction, SystemProjectEvent};
 
@@ -217,258 +217,40 @@ async fn note_is_created_then_edited_in_place() {
 }
 
 #[tokio::test]
-async fn branches_and_tags_come_from_real_git_across_pages() {
+async fn notes_are_listed_across_pages() {
     let fake = FakeGitLab::start().await;
     let project = fake.add_project("lab/proj");
-    let first = fake.commit(&project, "main", &[("a.txt", b"1")], "one");
-    let second = fake.commit(&project, "main", &[("a.txt", b"2")], "two");
-    let feature = fake.commit(&project, "feature", &[("b.txt", b"b")], "feature");
-    fake.set_branch(&project, "old", &first);
-    fake.tag(&project, "v1.0", &first, None);
-    let annotated = fake.tag(&project, "v2.0", &second, Some("Release 2"));
-    assert_ne!(annotated, second, "annotated tag has its own object");
+    fake.commit(&project, "main", &[("a.txt", b"1")], "one");
+    fake.commit(&project, "feature", &[("b.txt", b"b")], "feature");
+    let mr = fake.open_merge_request(&project, "feature", &project, "main", "Add b");
+    let human = fake.add_user("alice");
+    for i in 0..3 {
+        fake.add_note(&project, mr.iid, &human, &format!("note {i}"));
+    }
 
-    // One item per page, so every list needs several requests.
+    // One item per page, so the list needs several requests.
     let forge = forge(&fake).with_page_size(1);
-    let mut branches = forge
-        .list_branches(&project.project_path())
+    let notes = forge
+        .list_merge_request_notes(&project.project_path(), mr.iid)
         .await
-        .expect("branches");
-    branches.sort_by(|a, b| a.name.cmp(&b.name));
-    let got: Vec<(&str, &str)> = branches
-        .iter()
-        .map(|b| (b.name.as_str(), b.commit.as_str()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            ("feature", feature.as_str()),
-            ("main", second.as_str()),
-            ("old", first.as_str())
-        ]
-    );
-
-    let mut tags = forge.list_tags(&project.project_id()).await.expect("tags");
-    tags.sort_by(|a, b| a.name.cmp(&b.name));
-    let got: Vec<(&str, &str)> = tags
-        .iter()
-        .map(|t| (t.name.as_str(), t.commit.as_str()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![("v1.0", first.as_str()), ("v2.0", second.as_str())]
-    );
-
-    let branch_pages = fake
+        .expect("notes");
+    let mut bodies: Vec<&str> = notes.iter().map(|n| n.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["note 0", "note 1", "note 2"]);
+    let pages = fake
         .requests()
         .iter()
-        .filter(|r| r.path.ends_with("/repository/branches"))
+        .filter(|r| r.method == "GET" && r.path.ends_with("/notes"))
         .count();
-    assert!(branch_pages >= 3, "{branch_pages} branch requests");
+    assert!(pages >= 3, "{pages} note requests");
 
-    // A new commit shows up on the next read.
-    let third = fake.commit(&project, "main", &[("a.txt", b"3")], "three");
-    let branches = forge.list_branches(&project.project_path()).await.unwrap();
-    let main = branches.iter().find(|b| b.name == "main").unwrap();
-    assert_eq!(main.commit, third);
-}
-
-#[tokio::test]
-async fn read_file_returns_bytes_at_a_ref() {
-    let fake = FakeGitLab::start().await;
-    let project = fake.add_project("lab/sub/proj");
-    let v1 = fake.commit(
-        &project,
-        "main",
-        &[
-            ("requirements.txt", b"numpy==1.26\n"),
-            ("binder/environment.yml", b"name: env\n"),
-        ],
-        "v1",
-    );
-    let binary: &[u8] = &[0, 159, 146, 150, 255, 10];
-    fake.commit(
-        &project,
-        "main",
-        &[
-            ("requirements.txt", b"numpy==2.0\n"),
-            ("data/blob.bin", binary),
-        ],
-        "v2",
-    );
-    fake.tag(&project, "v1", &v1, None);
-    let forge = forge(&fake);
-    let pid = project.project_path();
-
-    assert_eq!(
-        forge
-            .read_file(&pid, &v1, "requirements.txt")
-            .await
-            .unwrap(),
-        b"numpy==1.26\n"
-    );
-    assert_eq!(
-        forge
-            .read_file(&pid, "v1", "requirements.txt")
-            .await
-            .unwrap(),
-        b"numpy==1.26\n"
-    );
-    assert_eq!(
-        forge
-            .read_file(&pid, "main", "requirements.txt")
-            .await
-            .unwrap(),
-        b"numpy==2.0\n"
-    );
-    assert_eq!(
-        forge
-            .read_file(&pid, "main", "binder/environment.yml")
-            .await
-            .unwrap(),
-        b"name: env\n"
-    );
-    assert_eq!(
-        forge
-            .read_file(&pid, "main", "data/blob.bin")
-            .await
-            .unwrap(),
-        binary
-    );
-
-    let err = forge
-        .read_file(&pid, &v1, "data/blob.bin")
+    // A new note shows up on the next read.
+    fake.add_note(&project, mr.iid, &human, "note 3");
+    let notes = forge
+        .list_merge_request_notes(&project.project_id(), mr.iid)
         .await
-        .unwrap_err();
-    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
-    let err = forge
-        .read_file(&pid, "no-such-ref", "requirements.txt")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
-    assert!(
-        fake.requests().iter().any(|r| r.path
-            == "/api/v4/projects/lab%2Fsub%2Fproj/repository/files/binder%2Fenvironment.yml/raw"),
-        "file paths are URL-encoded: {:?}",
-        fake.requests()
-    );
-}
-
-#[tokio::test]
-async fn members_include_inherited_with_highest_level() {
-    let fake = FakeGitLab::start().await;
-    let project = fake.add_project("lab/sub/proj");
-    let alice = fake.add_user("alice");
-    let bob = fake.add_user("bob");
-    let carol = fake.add_user("carol");
-    fake.add_member("lab", &alice, 30);
-    fake.add_member("lab/sub/proj", &alice, 40);
-    fake.add_member("lab/sub", &bob, 20);
-    fake.add_member("lab", &carol, 50);
-    fake.add_member("lab/sub", &carol, 10);
-    let forge = forge(&fake).with_page_size(2);
-
-    let mut members = forge
-        .list_project_members(&project.project_path())
-        .await
-        .expect("project members");
-    members.sort_by_key(|m| m.user_id);
-    let got: Vec<(&str, i64)> = members
-        .iter()
-        .map(|m| (m.username.as_str(), m.access_level))
-        .collect();
-    assert_eq!(got, vec![("alice", 40), ("bob", 20), ("carol", 50)]);
-    assert_eq!(members[0].user_id, alice.id);
-
-    let mut group = forge
-        .list_group_members("lab/sub")
-        .await
-        .expect("group members");
-    group.sort_by_key(|m| m.user_id);
-    let got: Vec<(&str, i64)> = group
-        .iter()
-        .map(|m| (m.username.as_str(), m.access_level))
-        .collect();
-    assert_eq!(got, vec![("alice", 30), ("bob", 20), ("carol", 50)]);
-
-    let top = forge.list_group_members("lab").await.expect("top group");
-    assert_eq!(top.len(), 2, "bob is only in the subgroup: {top:?}");
-
-    let err = forge.list_group_members("nope").await.unwrap_err();
-    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
-}
-
-#[tokio::test]
-async fn fork_then_merge_request_upstream() {
-    let fake = FakeGitLab::start().await;
-    let upstream = fake.add_project("lab/proj");
-    let base = fake.commit(&upstream, "main", &[("analysis.ipynb", b"{}")], "base");
-    fake.add_user("alice");
-    let forge = forge(&fake);
-
-    let fork = forge
-        .create_fork(&upstream.project_path(), "alice")
-        .await
-        .expect("fork");
-    assert_eq!(fork.path_with_namespace, "alice/proj");
-    assert_ne!(fork.id, upstream.id);
-    assert_eq!(fork.default_branch.as_deref(), Some("main"));
-    let fork_branches = forge.list_branches(&ProjectId::Id(fork.id)).await.unwrap();
-    assert_eq!(fork_branches.len(), 1);
-    assert_eq!(fork_branches[0].commit, base);
-
-    let fork_project = fake.project("alice/proj").expect("fork exists in the fake");
-    assert_eq!(fork_project.forked_from, Some(upstream.id));
-    let change = fake.commit(
-        &fork_project,
-        "fix-plot",
-        &[("analysis.ipynb", b"{\"v\":2}")],
-        "fix",
-    );
-
-    let mr = forge
-        .create_merge_request(
-            &ProjectId::Id(fork.id),
-            &NewMergeRequest {
-                source_branch: "fix-plot".into(),
-                target_branch: "main".into(),
-                title: "Fix the plot".into(),
-                description: Some("Axis labels".into()),
-                target_project_id: Some(upstream.id),
-            },
-        )
-        .await
-        .expect("merge request");
-    assert_eq!(mr.iid, 1);
-    assert!(
-        mr.web_url.ends_with("/lab/proj/-/merge_requests/1"),
-        "{}",
-        mr.web_url
-    );
-    let recorded = fake.merge_requests();
-    assert_eq!(recorded.len(), 1);
-    assert_eq!(recorded[0].source_project_id, fork.id);
-    assert_eq!(recorded[0].project_id, upstream.id);
-    assert_eq!(recorded[0].description, "Axis labels");
-
-    // The payload for it carries the fork's tip as last commit.
-    let hook = fake.merge_request_payload(&recorded[0], MrAction::Open, None);
-    assert_eq!(
-        hook.body["object_attributes"]["last_commit"]["id"],
-        change.as_str()
-    );
-
-    // Forking again into the same namespace conflicts.
-    let err = forge
-        .create_fork(&upstream.project_path(), "alice")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ForgeError::Other(_)), "{err}");
-    let err = forge
-        .create_fork(&upstream.project_path(), "nobody")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
+        .unwrap();
+    assert_eq!(notes.len(), 4);
 }
 
 #[tokio::test]
@@ -521,13 +303,10 @@ async fn wrong_token_is_forbidden_and_never_echoed() {
             .await
             .unwrap_err(),
         forge
-            .list_branches(&project.project_id())
+            .list_merge_request_notes(&project.project_id(), 1)
             .await
             .unwrap_err(),
-        forge
-            .read_file(&project.project_id(), "main", "a.txt")
-            .await
-            .unwrap_err(),
+        forge.fetch_source(&project.project_id()).await.unwrap_err(),
         forge.check_token().await.unwrap_err(),
     ];
     for err in &errors {
@@ -556,15 +335,15 @@ async fn outage_is_unavailable_and_transient() {
             )
             .await
             .unwrap_err(),
-        forge.list_tags(&project.project_id()).await.unwrap_err(),
         forge
-            .read_file(&project.project_id(), "main", "a.txt")
+            .list_merge_request_notes(&project.project_id(), 1)
             .await
             .unwrap_err(),
         forge
-            .list_project_members(&project.project_id())
+            .create_merge_request_note(&project.project_id(), 1, "x")
             .await
             .unwrap_err(),
+        forge.fetch_source(&project.project_id()).await.unwrap_err(),
     ];
     for err in &errors {
         assert!(matches!(err, ForgeError::Unavailable(_)), "{err}");
@@ -616,7 +395,7 @@ async fn unknown_things_are_not_found() {
             .await
             .unwrap_err(),
         forge
-            .read_file(&project.project_id(), "main", "missing.txt")
+            .fetch_source(&ProjectId::Path("lab/missing".into()))
             .await
             .unwrap_err(),
     ];

@@ -408,3 +408,41 @@ async fn build_steps_reach_host_services() {
         "on the default bridge the same step reaches the host (the test's control): {reached:?}"
     );
 }
+
+/// Finding 14: `/w/…` looked up one candidate project per path segment, so a URL of 32,000
+/// segments cost as many queries. Such a URL is now refused before any lookup.
+#[tokio::test]
+async fn worksheet_paths_cost_a_query_per_segment() {
+    let t = TestApp::sqlite().await;
+    let long = format!("/w/{}", "a/".repeat(32_000));
+    let res = t.get(&long).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("too many parts"), "{}", res.text());
+    // An ordinary unknown worksheet is still a plain 404.
+    assert_eq!(t.get("/w/lab/unknown/v1/a.ipynb").await.status, 404);
+}
+
+/// Finding 22: a tag holding `/` was published but its worksheets could not be reached
+/// under `/w`.
+#[tokio::test]
+async fn tags_with_a_slash_cannot_be_reached() {
+    let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
+    else {
+        return;
+    };
+    t.push("lab/growth", &crate::catalog::release_files()).await;
+    t.tag("lab/growth", "release/2026.1").await;
+    t.run_jobs().await;
+    let project = t.get("/w/lab/growth").await;
+    assert_eq!(project.status, 200, "{}", project.text());
+    let release = t.get("/w/lab/growth/release/2026.1").await;
+    assert_eq!(release.status, 200, "{}", release.text());
+    assert!(
+        release.text().contains("growth.ipynb"),
+        "{}",
+        release.text()
+    );
+    let sheet = t.get("/w/lab/growth/release/2026.1/growth.ipynb").await;
+    assert_eq!(sheet.status, 200, "{}", sheet.text());
+    assert!(sheet.text().contains("Growth curve"), "{}", sheet.text());
+}

@@ -26,12 +26,23 @@ fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+fn form_html(
+    params: &[worksheet::Parameter],
+    values: &HashMap<String, String>,
+    errors: &[worksheet::FieldError],
+    action: &str,
+    method: &str,
+) -> String {
+    let form = nbforge::web::form::FormView::new(params, values, errors, action, method);
+    nbforge::web::Templates::new().form(&form).unwrap()
+}
+
 #[test]
 fn form_has_typed_labelled_inputs_with_help_and_errors() {
     let params = worksheet::parameters(&load("growth_curve.ipynb"));
     let submitted = form(&[("hours", "abc"), ("strain", "\"><script>x</script>")]);
     let errors = worksheet::validate(&params, &submitted).unwrap_err();
-    let html = worksheet::form_html(&params, &submitted, &errors, "/run?x=1&y=2", "post");
+    let html = form_html(&params, &submitted, &errors, "/run?x=1&y=2", "post");
     assert!(
         html.starts_with("<form class=\"parameters\" action=\"/run?x=1&amp;y=2\" method=\"post\">")
     );
@@ -56,7 +67,7 @@ fn form_has_typed_labelled_inputs_with_help_and_errors() {
     let odd = worksheet::params::parse_parameters_source(
         "cfg = load_config()  # from disk\nflag = True\n",
     );
-    let html = worksheet::form_html(&odd, &HashMap::new(), &[], "/go", "GET");
+    let html = form_html(&odd, &HashMap::new(), &[], "/go", "GET");
     assert!(html.contains("method=\"get\""));
     assert!(html.contains("value=\"load_config()\" readonly disabled"));
     assert!(html.contains("Fixed value:"));
@@ -66,12 +77,18 @@ fn form_has_typed_labelled_inputs_with_help_and_errors() {
 #[test]
 fn page_is_standalone_with_csp_and_viewport() {
     let rendered = worksheet::render(&load("growth_curve.ipynb"), &RenderOptions::default());
-    let page = worksheet::page_html(rendered.title.as_deref().unwrap(), &rendered.body_html);
+    let page = nbforge::web::Templates::new()
+        .standalone(
+            rendered.title.as_deref().unwrap(),
+            &Default::default(),
+            rendered.body_html,
+        )
+        .unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<title>Bacterial growth curve</title>"));
     assert!(page.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'none';"));
     assert!(!page.contains("frame-ancestors"), "ignored in a meta tag");
-    assert!(worksheet::CSP.contains("frame-ancestors 'none'"));
+    assert!(nbforge::web::CSP.contains("frame-ancestors 'none'"));
     assert!(page.contains("name=\"viewport\" content=\"width=device-width, initial-scale=1\""));
     assert!(page.contains("@media (max-width: 48rem)"));
     assert!(!page.contains("<script"));
@@ -82,7 +99,9 @@ fn page_is_standalone_with_csp_and_viewport() {
         &Notebook::from_slice(&bytes).unwrap(),
         &RenderOptions::default(),
     );
-    let page = worksheet::page_html("x", &hostile.body_html);
+    let page = nbforge::web::Templates::new()
+        .standalone("x", &Default::default(), hostile.body_html)
+        .unwrap();
     assert!(page.contains("script-src 'none'"));
 }
 

@@ -11,10 +11,10 @@
 //! fields nbforge reads are decoded and everything else is skipped without being copied.
 //!
 //! Mapping: a push to `refs/heads/X` is a [`PushEvent`]; a push to `refs/tags/X`, and a
-//! `create` / `delete` with `ref_type: tag`, are [`TagPushEvent`]s (GitHub sends both a
-//! `push` and a `create` for a new tag, so a tag may arrive twice; `create` carries no
-//! sha, so its `commit` is `None`). Branch `create` / `delete` are ignored: the `push`
-//! that comes with them says the same. `member` (repository collaborators) gives a
+//! `delete` with `ref_type: tag`, are [`TagPushEvent`]s (GitHub sends both a `push` and a
+//! `delete` for a deleted tag, so a deletion may arrive twice). `create` is ignored, for
+//! tags as for branches: it carries no sha, and the `push` that comes with it does.
+//! Branch `delete` is ignored too: its `push` says the same. `member` (repository collaborators) gives a
 //! project-scoped [`MemberEvent`], `membership` (team members) a group-scoped one with
 //! path `org/team-slug`, and `fork` a [`ProjectAction::Forked`].
 
@@ -198,8 +198,9 @@ fn parse_ref_event(body: &[u8], deleted: bool) -> Result<Parsed, PayloadError> {
         ("GitHub create", "create")
     };
     let w: WireRefEvent = decode(p, body)?;
-    if w.ref_type.as_deref() != Some("tag") {
-        // Branches (and repositories): the accompanying push covers them.
+    if !deleted || w.ref_type.as_deref() != Some("tag") {
+        // Created refs, deleted branches (and repositories): the accompanying push
+        // covers them, with the sha that `create` lacks.
         return Ok(Parsed::ignored(kind));
     }
     let git_ref = w.git_ref.ok_or_else(|| missing(p, "ref"))?;
@@ -488,5 +489,372 @@ mod tests {
                 path: "o/r".into()
             }
         );
+    }
+}
+
+/// GitHub's documented example payloads (`tests/data/github`) parsed into domain events.
+#[cfg(test)]
+mod examples {
+    use serde_json::{Value, json};
+
+    use crate::events::testing::{ZERO, bytes, data, event_of, examples, set, value};
+    use crate::events::{
+        Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
+        MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectRef, PushEvent,
+        TagPushEvent,
+    };
+    use crate::forge::github;
+
+    /// The `X-GitHub-Event` header GitHub sends with example `name`.
+    fn header_for(name: &str) -> &'static str {
+        match name {
+            "create_tag" => "create",
+            "delete_tag" => "delete",
+            "fork" => "fork",
+            "ping" => "ping",
+            n if n.starts_with("membership_") => "membership",
+            n if n.starts_with("member_") => "member",
+            n if n.starts_with("pull_request_") => "pull_request",
+            n if n.starts_with("push_") => "push",
+            other => panic!("no header known for the example {other}"),
+        }
+    }
+
+    /// Every example, parsed: reviewed snapshots in `snapshots/`.
+    #[test]
+    fn every_documented_example_parses() {
+        let names = examples("github");
+        assert!(names.len() >= 16, "{names:?}");
+        for name in names {
+            let parsed = github::payload::parse(Some(header_for(&name)), &data("github", &name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            insta::assert_json_snapshot!(name.as_str(), parsed);
+        }
+    }
+
+    fn gh(header: &str, body: &[u8]) -> Event {
+        event_of(github::payload::parse(Some(header), body).expect("parses"))
+    }
+
+    // ---------------------------------------------------------------- GitHub
+
+    fn hello_world() -> ProjectRef {
+        ProjectRef {
+            forge: ForgeKind::GitHub,
+            id: Some(186853002),
+            path: "Codertocat/Hello-World".into(),
+            web_url: Some("https://github.com/Codertocat/Hello-World".into()),
+            git_http_url: Some("https://github.com/Codertocat/Hello-World.git".into()),
+            default_branch: Some("master".into()),
+        }
+    }
+
+    fn codertocat() -> Option<Actor> {
+        Some(Actor {
+            id: Some(21031067),
+            username: Some("Codertocat".into()),
+            name: None,
+        })
+    }
+
+    const GH_SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+
+    #[test]
+    fn github_push_to_branch() {
+        let raw = value("github", "push_branch");
+        let commits = raw["commits"].as_array().unwrap().len() as i64;
+        assert_eq!(
+            gh("push", &data("github", "push_branch")),
+            Event::Push(PushEvent {
+                project: hello_world(),
+                branch: "master".into(),
+                before: ZERO.into(),
+                after: GH_SHA.into(),
+                created: true,
+                deleted: false,
+                actor: codertocat(),
+                total_commits: Some(commits),
+            })
+        );
+    }
+
+    #[test]
+    fn github_push_of_tags() {
+        assert_eq!(
+            gh("push", &data("github", "push_tag")),
+            Event::TagPush(TagPushEvent {
+                project: hello_world(),
+                tag: "simple-tag".into(),
+                commit: Some(GH_SHA.into()),
+                deleted: false,
+                actor: codertocat(),
+            })
+        );
+        let Event::TagPush(e) = gh("push", &data("github", "push_tag_deleted")) else {
+            panic!()
+        };
+        assert!(e.deleted);
+        assert_eq!(e.commit, None);
+        assert_eq!(e.tag, "simple-tag");
+    }
+
+    #[test]
+    fn github_create_and_delete_tag() {
+        // The `push` that comes with a new tag carries its sha; `create` has none.
+        assert_eq!(
+            github::payload::parse(Some("create"), &data("github", "create_tag")).unwrap(),
+            Parsed::ignored("create")
+        );
+
+        let Event::TagPush(e) = gh("delete", &data("github", "delete_tag")) else {
+            panic!()
+        };
+        assert_eq!(e.project, hello_world());
+        assert_eq!(e.tag, "simple-tag");
+        assert_eq!(e.commit, None);
+        assert!(e.deleted);
+        assert_eq!(e.actor, codertocat());
+    }
+
+    #[test]
+    fn github_branch_create_is_ignored() {
+        let v = set(value("github", "create_tag"), "/ref_type", json!("branch"));
+        assert_eq!(
+            github::payload::parse(Some("create"), &bytes(&v)).unwrap(),
+            Parsed::ignored("create")
+        );
+    }
+
+    fn expected_github_pr(action: MergeRequestAction, state: &str) -> MergeRequestEvent {
+        MergeRequestEvent {
+            project: hello_world(),
+            source_project: hello_world(),
+            iid: 2,
+            action,
+            title: "Update the README with new information.".into(),
+            state: state.into(),
+            source_branch: "changes".into(),
+            target_branch: "master".into(),
+            head_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+            merge_commit_sha: None,
+            url: Some("https://github.com/Codertocat/Hello-World/pull/2".into()),
+            actor: codertocat(),
+            new_commits: false,
+        }
+    }
+
+    #[test]
+    fn github_pull_request_actions() {
+        assert_eq!(
+            gh("pull_request", &data("github", "pull_request_opened")),
+            Event::MergeRequest(expected_github_pr(MergeRequestAction::Open, "opened"))
+        );
+        assert_eq!(
+            gh("pull_request", &data("github", "pull_request_reopened")),
+            Event::MergeRequest(expected_github_pr(MergeRequestAction::Reopen, "opened"))
+        );
+        assert_eq!(
+            gh("pull_request", &data("github", "pull_request_synchronize")),
+            Event::MergeRequest(MergeRequestEvent {
+                new_commits: true,
+                ..expected_github_pr(MergeRequestAction::Update, "opened")
+            })
+        );
+        // Closed without merging: the example's merge_commit_sha is a test merge, not reported.
+        assert_eq!(
+            gh("pull_request", &data("github", "pull_request_closed")),
+            Event::MergeRequest(expected_github_pr(MergeRequestAction::Close, "closed"))
+        );
+        assert_eq!(
+            gh("pull_request", &data("github", "pull_request_labeled")),
+            Event::MergeRequest(expected_github_pr(
+                MergeRequestAction::Other("labeled".into()),
+                "opened"
+            ))
+        );
+    }
+
+    #[test]
+    fn github_pull_request_merged_and_edited() {
+        let merged = set(
+            value("github", "pull_request_closed"),
+            "/pull_request/merged",
+            json!(true),
+        );
+        assert_eq!(
+            gh("pull_request", &bytes(&merged)),
+            Event::MergeRequest(MergeRequestEvent {
+                merge_commit_sha: Some("c4295bd74fb0f4fda03689c3df3f2803b658fd85".into()),
+                ..expected_github_pr(MergeRequestAction::Merge, "merged")
+            })
+        );
+        let edited = set(
+            value("github", "pull_request_opened"),
+            "/action",
+            json!("edited"),
+        );
+        assert_eq!(
+            gh("pull_request", &bytes(&edited)),
+            Event::MergeRequest(expected_github_pr(MergeRequestAction::Update, "opened"))
+        );
+    }
+
+    #[test]
+    fn github_pull_request_from_a_fork_and_from_a_deleted_fork() {
+        let v = value("github", "pull_request_opened");
+        let fork = set(
+            set(
+                v.clone(),
+                "/pull_request/head/repo/full_name",
+                json!("octo/Hello-World"),
+            ),
+            "/pull_request/head/repo/id",
+            json!(7),
+        );
+        let Event::MergeRequest(e) = gh("pull_request", &bytes(&fork)) else {
+            panic!()
+        };
+        assert_eq!(e.source_project.path, "octo/Hello-World");
+        assert_eq!(e.source_project.id, Some(7));
+        assert_eq!(e.project.path, "Codertocat/Hello-World");
+
+        let gone = set(v, "/pull_request/head/repo", Value::Null);
+        let Event::MergeRequest(e) = gh("pull_request", &bytes(&gone)) else {
+            panic!()
+        };
+        assert_eq!(e.source_project, hello_world());
+    }
+
+    #[test]
+    fn github_collaborators() {
+        let ev = gh("member", &data("github", "member_added"));
+        assert_eq!(
+            ev,
+            Event::Member(MemberEvent {
+                action: MemberAction::Added,
+                scope: MemberScope::Project {
+                    id: Some(186853002),
+                    path: "Codertocat/Hello-World".into()
+                },
+                user: Actor {
+                    id: Some(39652351),
+                    username: Some("hacktocat".into()),
+                    name: None,
+                },
+                access_level: None,
+                expires_at: None,
+            })
+        );
+        assert_eq!(ev.project_path(), Some("Codertocat/Hello-World"));
+
+        let mut with_role = value("github", "member_added");
+        with_role["changes"] = json!({"permission": {"to": "admin"}});
+        let Event::Member(m) = gh("member", &bytes(&with_role)) else {
+            panic!()
+        };
+        assert_eq!(m.access_level, Some(50));
+
+        let Event::Member(m) = gh("member", &data("github", "member_edited")) else {
+            panic!()
+        };
+        assert_eq!(m.action, MemberAction::Updated);
+        assert_eq!(m.user.username.as_deref(), Some("octocat"));
+        assert_eq!(m.user.id, Some(583231));
+        assert_eq!(m.access_level, None, "only the old permission is given");
+
+        let removed = set(value("github", "member_added"), "/action", json!("removed"));
+        let Event::Member(m) = gh("member", &bytes(&removed)) else {
+            panic!()
+        };
+        assert_eq!(m.action, MemberAction::Removed);
+    }
+
+    #[test]
+    fn github_team_membership() {
+        let expected = |action| {
+            Event::Member(MemberEvent {
+                action,
+                scope: MemberScope::Group {
+                    id: Some(3253328),
+                    path: "Octocoders/github".into(),
+                },
+                user: codertocat().unwrap(),
+                access_level: None,
+                expires_at: None,
+            })
+        };
+        assert_eq!(
+            gh("membership", &data("github", "membership_added")),
+            expected(MemberAction::Added)
+        );
+        assert_eq!(
+            gh("membership", &data("github", "membership_removed")),
+            expected(MemberAction::Removed)
+        );
+    }
+
+    #[test]
+    fn github_fork() {
+        let Event::Project(p) = gh("fork", &data("github", "fork")) else {
+            panic!()
+        };
+        assert_eq!(p.project.path, "Octocoders/Hello-World");
+        assert_eq!(p.project.id, Some(186853261));
+        assert_eq!(
+            p.project.git_http_url.as_deref(),
+            Some("https://github.com/Octocoders/Hello-World.git")
+        );
+        let ProjectAction::Forked { from } = p.action else {
+            panic!()
+        };
+        assert_eq!(from.path, "Codertocat/Hello-World");
+        assert_eq!(from.id, Some(186853002));
+    }
+
+    #[test]
+    fn github_kinds_nbforge_ignores() {
+        assert_eq!(
+            github::payload::parse(Some("ping"), &data("github", "ping")).unwrap(),
+            Parsed::ignored("ping")
+        );
+        assert_eq!(
+            github::payload::parse(Some("star"), br#"{"action":"created"}"#).unwrap(),
+            Parsed::ignored("star")
+        );
+        assert_eq!(
+            github::payload::parse(Some("Weird Header!"), b"{}").unwrap(),
+            Parsed::ignored("unknown")
+        );
+        // Ignored kinds still have to be valid JSON.
+        assert!(matches!(
+            github::payload::parse(Some("ping"), b"{\"zen\": }"),
+            Err(PayloadError::Malformed { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn github_requires_the_event_header() {
+        assert_eq!(
+            github::payload::parse(None, &data("github", "push_branch")),
+            Err(PayloadError::MissingHeader {
+                header: "X-GitHub-Event"
+            })
+        );
+    }
+
+    #[test]
+    fn big_bodies_parse() {
+        // A push with many commits, each with a long message: parsed, counted, nothing kept.
+        let mut v = value("github", "push_branch");
+        let commit = v["commits"][0].clone();
+        let mut big = commit.clone();
+        big["message"] = json!("x".repeat(64 * 1024));
+        v["commits"] = Value::Array(vec![big; 200]);
+        let body = bytes(&v);
+        assert!(body.len() > 10 * 1024 * 1024);
+        let Event::Push(e) = gh("push", &body) else {
+            panic!()
+        };
+        assert_eq!(e.total_commits, Some(200));
     }
 }

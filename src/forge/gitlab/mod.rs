@@ -8,7 +8,6 @@
 //! page by page until GitLab runs out. The token never appears in an error.
 
 pub mod client;
-pub mod endpoints;
 pub mod payload;
 
 use async_trait::async_trait;
@@ -20,8 +19,8 @@ use url::Url;
 use self::client::GitLabClient;
 use crate::config::Secret;
 use crate::forge::{
-    CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, GitRef, Member, MergeRequestInfo,
-    NewMergeRequest, Note, ProjectId, ProjectInfo, StatusState,
+    CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, Note, ProjectId, ProjectInfo,
+    StatusState,
 };
 
 /// GitLab keeps commit status `description`, `ref` and `target_url` to 255 characters.
@@ -106,49 +105,6 @@ impl From<NoteResp> for Note {
             author: n.author.map(|a| a.username),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct RefCommit {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct RefResp {
-    name: String,
-    commit: RefCommit,
-}
-
-impl From<RefResp> for GitRef {
-    fn from(r: RefResp) -> Self {
-        GitRef {
-            name: r.name,
-            commit: r.commit.id,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct MemberResp {
-    id: i64,
-    username: String,
-    access_level: i64,
-}
-
-impl From<MemberResp> for Member {
-    fn from(m: MemberResp) -> Self {
-        Member {
-            user_id: m.id,
-            username: m.username,
-            access_level: m.access_level,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct MergeRequestResp {
-    iid: i64,
-    web_url: String,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +216,17 @@ impl GitLabForge {
             .map_err(|e| self.client.map_error(what, e))
     }
 
+    /// The project as GitLab describes it (the source of its clone URL).
+    pub async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
+        let what = format!("reading project {project}");
+        let endpoint = glapi::projects::Project::builder()
+            .project(name_or_id(project)?)
+            .build()
+            .map_err(|e| builder_error(&what, e))?;
+        let p: ProjectResp = self.query(&what, endpoint).await?;
+        Ok(p.into())
+    }
+
     /// Who the token belongs to and what it may do, with the problems an
     /// administrator should fix (missing `api` scope, expired or revoked token,
     /// blocked user). Fails with `Forbidden` when GitLab refuses the token outright.
@@ -324,16 +291,6 @@ impl GitLabForge {
 impl Forge for GitLabForge {
     fn kind(&self) -> &'static str {
         "gitlab"
-    }
-
-    async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
-        let what = format!("reading project {project}");
-        let endpoint = glapi::projects::Project::builder()
-            .project(name_or_id(project)?)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        let p: ProjectResp = self.query(&what, endpoint).await?;
-        Ok(p.into())
     }
 
     async fn set_commit_status(
@@ -429,113 +386,6 @@ impl Forge for GitLabForge {
             .map_err(|e| builder_error(&what, e))?;
         let note: NoteResp = self.query(&what, endpoint).await?;
         Ok(note.into())
-    }
-
-    async fn list_branches(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
-        let what = format!("listing branches of {project}");
-        let endpoint = glapi::projects::repository::branches::Branches::builder()
-            .project(name_or_id(project)?)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        let refs: Vec<RefResp> = self.list(&what, endpoint).await?;
-        Ok(refs.into_iter().map(GitRef::from).collect())
-    }
-
-    async fn list_tags(&self, project: &ProjectId) -> ForgeResult<Vec<GitRef>> {
-        let what = format!("listing tags of {project}");
-        let endpoint = glapi::projects::repository::tags::Tags::builder()
-            .project(name_or_id(project)?)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        let refs: Vec<RefResp> = self.list(&what, endpoint).await?;
-        Ok(refs.into_iter().map(GitRef::from).collect())
-    }
-
-    async fn read_file(
-        &self,
-        project: &ProjectId,
-        git_ref: &str,
-        path: &str,
-    ) -> ForgeResult<Vec<u8>> {
-        let what = format!("reading {path} at {git_ref} in {project}");
-        let path = path.trim_start_matches('/');
-        if path.is_empty() {
-            return Err(ForgeError::Other(format!("{what}: empty file path")));
-        }
-        let endpoint = glapi::projects::repository::files::FileRaw::builder()
-            .project(name_or_id(project)?)
-            .file_path(path)
-            .ref_(git_ref)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        self.query(&what, glapi::raw(endpoint)).await
-    }
-
-    async fn list_project_members(&self, project: &ProjectId) -> ForgeResult<Vec<Member>> {
-        let what = format!("listing members of {project}");
-        let endpoint = glapi::projects::members::AllProjectMembers::builder()
-            .project(name_or_id(project)?)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        let members: Vec<MemberResp> = self.list(&what, endpoint).await?;
-        Ok(members.into_iter().map(Member::from).collect())
-    }
-
-    async fn list_group_members(&self, group: &str) -> ForgeResult<Vec<Member>> {
-        let what = format!("listing members of group {group}");
-        let group = group.trim_matches('/');
-        if group.is_empty() {
-            return Err(ForgeError::Other(format!("{what}: empty group path")));
-        }
-        let endpoint = glapi::groups::members::AllGroupMembers::builder()
-            .group(group)
-            .build()
-            .map_err(|e| builder_error(&what, e))?;
-        let members: Vec<MemberResp> = self.list(&what, endpoint).await?;
-        Ok(members.into_iter().map(Member::from).collect())
-    }
-
-    async fn create_fork(&self, project: &ProjectId, namespace: &str) -> ForgeResult<ProjectInfo> {
-        let what = format!("forking {project} into {namespace}");
-        let namespace = namespace.trim_matches('/');
-        if namespace.is_empty() {
-            return Err(ForgeError::Other(format!("{what}: empty namespace")));
-        }
-        let endpoint = endpoints::ForkProject {
-            project: name_or_id(project)?,
-            namespace_path: namespace.into(),
-        };
-        let p: ProjectResp = self.query(&what, endpoint).await?;
-        Ok(p.into())
-    }
-
-    async fn create_merge_request(
-        &self,
-        project: &ProjectId,
-        mr: &NewMergeRequest,
-    ) -> ForgeResult<MergeRequestInfo> {
-        let what = format!(
-            "opening a merge request {} → {} in {project}",
-            mr.source_branch, mr.target_branch
-        );
-        let mut builder = glapi::projects::merge_requests::CreateMergeRequest::builder();
-        builder
-            .project(name_or_id(project)?)
-            .source_branch(mr.source_branch.as_str())
-            .target_branch(mr.target_branch.as_str())
-            .title(mr.title.as_str());
-        if let Some(d) = &mr.description {
-            builder.description(d.as_str());
-        }
-        if let Some(target) = mr.target_project_id {
-            builder.target_project_id(positive("target project id", target)?);
-        }
-        let endpoint = builder.build().map_err(|e| builder_error(&what, e))?;
-        let created: MergeRequestResp = self.query(&what, endpoint).await?;
-        Ok(MergeRequestInfo {
-            iid: created.iid,
-            web_url: created.web_url,
-        })
     }
 
     async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource> {

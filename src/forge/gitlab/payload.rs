@@ -492,3 +492,531 @@ mod tests {
         );
     }
 }
+
+/// GitLab's documented example payloads (`tests/data/gitlab`) parsed into domain events.
+#[cfg(test)]
+mod examples {
+    use serde_json::{Value, json};
+
+    use crate::events::testing::{ZERO, bytes, data, event_of, examples, set, value};
+    use crate::events::{
+        Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
+        MergeRequestEvent, Parsed, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
+        TagPushEvent,
+    };
+    use crate::forge::gitlab;
+
+    /// The `X-Gitlab-Event` header GitLab sends with example `name`.
+    fn header_for(name: &str) -> &'static str {
+        match name {
+            "push" => "Push Hook",
+            "tag_push" => "Tag Push Hook",
+            "merge_request" => "Merge Request Hook",
+            "wiki_page" => "Wiki Page Hook",
+            n if n.starts_with("system_") => "System Hook",
+            n if n.starts_with("member_") => "Member Hook",
+            n if n.starts_with("group_project_") => "Project Hook",
+            other => panic!("no header known for the example {other}"),
+        }
+    }
+
+    /// Every example, parsed: reviewed snapshots in `snapshots/`.
+    #[test]
+    fn every_documented_example_parses() {
+        let names = examples("gitlab");
+        assert!(names.len() >= 20, "{names:?}");
+        for name in names {
+            let parsed = gitlab::payload::parse(Some(header_for(&name)), &data("gitlab", &name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            insta::assert_json_snapshot!(name.as_str(), parsed);
+        }
+    }
+
+    fn gl(header: &str, body: &[u8]) -> Event {
+        event_of(gitlab::payload::parse(Some(header), body).expect("parses"))
+    }
+
+    fn gitlab_project(id: i64, path: &str, name: &str) -> ProjectRef {
+        ProjectRef {
+            forge: ForgeKind::GitLab,
+            id: Some(id),
+            path: path.into(),
+            web_url: Some(format!("http://example.com/{name}")),
+            git_http_url: Some(format!("http://example.com/{name}.git")),
+            default_branch: Some("master".into()),
+        }
+    }
+
+    fn bare_gitlab_project(id: i64, path: &str) -> ProjectRef {
+        ProjectRef {
+            forge: ForgeKind::GitLab,
+            id: Some(id),
+            path: path.into(),
+            web_url: None,
+            git_http_url: None,
+            default_branch: None,
+        }
+    }
+
+    // ---------------------------------------------------------------- GitLab: push and tags
+
+    #[test]
+    fn gitlab_push_hook() {
+        let ev = gl("Push Hook", &data("gitlab", "push"));
+        assert_eq!(
+            ev,
+            Event::Push(PushEvent {
+                project: gitlab_project(15, "mike/diaspora", "mike/diaspora"),
+                branch: "master".into(),
+                before: "95790bf891e76fee5e1747ab589903a6a1f80f22".into(),
+                after: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into(),
+                created: false,
+                deleted: false,
+                actor: Some(Actor {
+                    id: Some(4),
+                    username: Some("jsmith".into()),
+                    name: Some("John Smith".into()),
+                }),
+                total_commits: Some(4),
+            })
+        );
+        assert_eq!(ev.project_path(), Some("mike/diaspora"));
+    }
+
+    #[test]
+    fn gitlab_push_creating_and_deleting_a_branch() {
+        let v = value("gitlab", "push");
+        let created = set(v.clone(), "/before", json!(ZERO));
+        let Event::Push(e) = gl("Push Hook", &bytes(&created)) else {
+            panic!()
+        };
+        assert!(e.created && !e.deleted);
+
+        let deleted = set(set(v, "/after", json!(ZERO)), "/checkout_sha", Value::Null);
+        let Event::Push(e) = gl("Push Hook", &bytes(&deleted)) else {
+            panic!()
+        };
+        assert!(!e.created && e.deleted);
+        assert_eq!(e.after, ZERO);
+    }
+
+    #[test]
+    fn gitlab_tag_push_hook() {
+        let ev = gl("Tag Push Hook", &data("gitlab", "tag_push"));
+        assert_eq!(
+            ev,
+            Event::TagPush(TagPushEvent {
+                project: gitlab_project(1, "jsmith/example", "jsmith/example"),
+                tag: "v1.0.0".into(),
+                commit: Some("82b3d5ae55f7080f1e6022629cdb57bfae7cccc7".into()),
+                deleted: false,
+                actor: Some(Actor {
+                    id: Some(1),
+                    username: None,
+                    name: Some("John Smith".into()),
+                }),
+            })
+        );
+    }
+
+    #[test]
+    fn gitlab_tag_deletion() {
+        let v = value("gitlab", "tag_push");
+        let v = set(
+            v,
+            "/before",
+            json!("82b3d5ae55f7080f1e6022629cdb57bfae7cccc7"),
+        );
+        let v = set(set(v, "/after", json!(ZERO)), "/checkout_sha", Value::Null);
+        let Event::TagPush(e) = gl("Tag Push Hook", &bytes(&v)) else {
+            panic!()
+        };
+        assert!(e.deleted);
+        assert_eq!(e.commit, None);
+        assert_eq!(e.tag, "v1.0.0");
+    }
+
+    #[test]
+    fn gitlab_system_hook_push_and_tag() {
+        // System hooks: no object_kind, project without `id` (top-level project_id instead).
+        let Event::Push(e) = gl("System Hook", &data("gitlab", "system_push")) else {
+            panic!()
+        };
+        assert_eq!(e.project.id, Some(15));
+        assert_eq!(e.project.path, "mike/diaspora");
+        assert_eq!(e.branch, "master");
+        assert_eq!(e.after, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
+        assert_eq!(e.total_commits, Some(1));
+        assert_eq!(e.actor.unwrap().username, None);
+
+        let Event::TagPush(e) = gl("System Hook", &data("gitlab", "system_tag_push")) else {
+            panic!()
+        };
+        assert_eq!(e.project.id, Some(1));
+        assert_eq!(e.tag, "v1.0.0");
+        // The commit is checkout_sha (what the tag points to), not `after`.
+        assert_eq!(
+            e.commit.as_deref(),
+            Some("5937ac0a7beb003549fc5fd26fc247adbce4a52e")
+        );
+    }
+
+    // ---------------------------------------------------------------- GitLab: merge requests
+
+    fn expected_gitlab_mr() -> MergeRequestEvent {
+        MergeRequestEvent {
+            project: gitlab_project(1, "gitlabhq/gitlab-test", "gitlabhq/gitlab-test"),
+            source_project: gitlab_project(
+                14,
+                "awesome_space/awesome_project",
+                "awesome_space/awesome_project",
+            ),
+            iid: 1,
+            action: MergeRequestAction::Open,
+            title: "MS-Viewport".into(),
+            state: "opened".into(),
+            source_branch: "ms-viewport".into(),
+            target_branch: "master".into(),
+            head_sha: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into(),
+            merge_commit_sha: None,
+            url: Some("http://example.com/diaspora/merge_requests/1".into()),
+            actor: Some(Actor {
+                id: Some(1),
+                username: Some("root".into()),
+                name: Some("Administrator".into()),
+            }),
+            new_commits: false,
+        }
+    }
+
+    #[test]
+    fn gitlab_merge_request_hook() {
+        let ev = gl("Merge Request Hook", &data("gitlab", "merge_request"));
+        assert_eq!(ev, Event::MergeRequest(expected_gitlab_mr()));
+        assert_eq!(ev.project_path(), Some("gitlabhq/gitlab-test"));
+    }
+
+    #[test]
+    fn gitlab_system_hook_merge_request() {
+        let ev = gl("System Hook", &data("gitlab", "system_merge_request"));
+        assert_eq!(ev, Event::MergeRequest(expected_gitlab_mr()));
+    }
+
+    #[test]
+    fn gitlab_every_merge_request_action() {
+        let base = value("gitlab", "merge_request");
+        let cases = [
+            ("open", MergeRequestAction::Open),
+            ("reopen", MergeRequestAction::Reopen),
+            ("update", MergeRequestAction::Update),
+            ("close", MergeRequestAction::Close),
+            ("merge", MergeRequestAction::Merge),
+            ("approved", MergeRequestAction::Approved),
+            ("unapproved", MergeRequestAction::Unapproved),
+            ("approval", MergeRequestAction::Approval),
+            ("unapproval", MergeRequestAction::Unapproval),
+            ("frobnicate", MergeRequestAction::Other("frobnicate".into())),
+        ];
+        for (name, want) in cases {
+            let v = set(base.clone(), "/object_attributes/action", json!(name));
+            let Event::MergeRequest(e) = gl("Merge Request Hook", &bytes(&v)) else {
+                panic!("{name}")
+            };
+            assert_eq!(e.action, want, "{name}");
+            assert_eq!(e.action.as_str(), name);
+            assert!(!e.new_commits, "{name}");
+        }
+    }
+
+    #[test]
+    fn gitlab_update_with_oldrev_has_new_commits() {
+        let v = set(
+            value("gitlab", "merge_request"),
+            "/object_attributes/action",
+            json!("update"),
+        );
+        let mut with_oldrev = v.clone();
+        with_oldrev["object_attributes"]["oldrev"] =
+            json!("95790bf891e76fee5e1747ab589903a6a1f80f22");
+        let Event::MergeRequest(e) = gl("Merge Request Hook", &bytes(&with_oldrev)) else {
+            panic!()
+        };
+        assert_eq!(e.action, MergeRequestAction::Update);
+        assert!(e.new_commits);
+
+        let Event::MergeRequest(e) = gl("Merge Request Hook", &bytes(&v)) else {
+            panic!()
+        };
+        assert!(!e.new_commits, "label/title-only update");
+    }
+
+    #[test]
+    fn gitlab_merged_merge_request_keeps_merge_commit() {
+        let mut v = set(
+            value("gitlab", "merge_request"),
+            "/object_attributes/action",
+            json!("merge"),
+        );
+        v["object_attributes"]["state"] = json!("merged");
+        v["object_attributes"]["merge_commit_sha"] =
+            json!("82b3d5ae55f7080f1e6022629cdb57bfae7cccc7");
+        let Event::MergeRequest(e) = gl("Merge Request Hook", &bytes(&v)) else {
+            panic!()
+        };
+        assert_eq!(e.action, MergeRequestAction::Merge);
+        assert_eq!(e.state, "merged");
+        assert_eq!(
+            e.merge_commit_sha.as_deref(),
+            Some("82b3d5ae55f7080f1e6022629cdb57bfae7cccc7")
+        );
+    }
+
+    #[test]
+    fn gitlab_merge_request_from_deleted_fork_falls_back_to_target() {
+        let v = set(
+            value("gitlab", "merge_request"),
+            "/object_attributes/source",
+            Value::Null,
+        );
+        let Event::MergeRequest(e) = gl("Merge Request Hook", &bytes(&v)) else {
+            panic!()
+        };
+        assert_eq!(e.source_project, e.project);
+    }
+
+    // ---------------------------------------------------------------- GitLab: members
+
+    fn group_member(action: MemberAction, access: i64, expires: &str) -> Event {
+        Event::Member(MemberEvent {
+            action,
+            scope: MemberScope::Group {
+                id: Some(100),
+                path: "webhook-test".into(),
+            },
+            user: Actor {
+                id: Some(64),
+                username: Some("test_user".into()),
+                name: Some("Test User".into()),
+            },
+            access_level: Some(access),
+            expires_at: Some(expires.into()),
+        })
+    }
+
+    #[test]
+    fn gitlab_group_member_hooks() {
+        assert_eq!(
+            gl("Member Hook", &data("gitlab", "member_add_to_group")),
+            group_member(MemberAction::Added, 10, "2020-12-14T00:00:00Z")
+        );
+        assert_eq!(
+            gl("Member Hook", &data("gitlab", "member_update_for_group")),
+            group_member(MemberAction::Updated, 30, "2020-12-20T00:00:00Z")
+        );
+        let removed = gl("Member Hook", &data("gitlab", "member_remove_from_group"));
+        assert_eq!(
+            removed,
+            group_member(MemberAction::Removed, 10, "2020-12-14T00:00:00Z")
+        );
+        assert_eq!(removed.project_path(), None);
+        assert_eq!(removed.kind(), "member");
+    }
+
+    #[test]
+    fn gitlab_system_hook_group_members() {
+        for (name, action) in [
+            ("system_user_add_to_group", MemberAction::Added),
+            ("system_user_update_for_group", MemberAction::Updated),
+            ("system_user_remove_from_group", MemberAction::Removed),
+        ] {
+            let ev = gl("System Hook", &data("gitlab", name));
+            assert_eq!(
+                ev,
+                Event::Member(MemberEvent {
+                    action,
+                    scope: MemberScope::Group {
+                        id: Some(78),
+                        path: "storecloud".into()
+                    },
+                    user: Actor {
+                        id: Some(41),
+                        username: Some("johnsmith".into()),
+                        name: Some("John Smith".into()),
+                    },
+                    access_level: Some(40),
+                    expires_at: None,
+                }),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn gitlab_system_hook_project_members() {
+        for (name, action) in [
+            ("system_user_add_to_team", MemberAction::Added),
+            ("system_user_update_for_team", MemberAction::Updated),
+            ("system_user_remove_from_team", MemberAction::Removed),
+        ] {
+            let ev = gl("System Hook", &data("gitlab", name));
+            assert_eq!(ev.project_path(), Some("jsmith/storecloud"), "{name}");
+            let Event::Member(m) = ev else { panic!() };
+            assert_eq!(m.action, action);
+            assert_eq!(
+                m.scope,
+                MemberScope::Project {
+                    id: Some(74),
+                    path: "jsmith/storecloud".into()
+                }
+            );
+            assert_eq!(m.user.id, Some(41));
+            assert_eq!(m.user.username.as_deref(), Some("johnsmith"));
+            assert_eq!(m.access_level, Some(40), "Maintainer");
+        }
+    }
+
+    #[test]
+    fn gitlab_member_with_custom_role_has_no_level() {
+        let v = set(
+            value("gitlab", "member_add_to_group"),
+            "/group_access",
+            json!("Lab Technician"),
+        );
+        let Event::Member(m) = gl("Member Hook", &bytes(&v)) else {
+            panic!()
+        };
+        assert_eq!(m.access_level, None);
+    }
+
+    // ---------------------------------------------------------------- GitLab: projects
+
+    #[test]
+    fn gitlab_system_hook_projects() {
+        let cases = [
+            (
+                "system_project_create",
+                ProjectAction::Created,
+                bare_gitlab_project(74, "jsmith/storecloud"),
+            ),
+            (
+                "system_project_destroy",
+                ProjectAction::Destroyed,
+                bare_gitlab_project(73, "jsmith/underscore"),
+            ),
+            (
+                "system_project_rename",
+                ProjectAction::Renamed {
+                    old_path: "jsmith/overscore".into(),
+                },
+                bare_gitlab_project(73, "jsmith/underscore"),
+            ),
+            (
+                "system_project_transfer",
+                ProjectAction::Transferred {
+                    old_path: "jsmith/overscore".into(),
+                },
+                bare_gitlab_project(73, "scores/underscore"),
+            ),
+        ];
+        for (name, action, project) in cases {
+            assert_eq!(
+                gl("System Hook", &data("gitlab", name)),
+                Event::Project(ProjectEvent { action, project }),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn gitlab_group_project_hooks() {
+        assert_eq!(
+            gl("Project Hook", &data("gitlab", "group_project_create")),
+            Event::Project(ProjectEvent {
+                action: ProjectAction::Created,
+                project: bare_gitlab_project(22, "group1/project1"),
+            })
+        );
+        assert_eq!(
+            gl("Project Hook", &data("gitlab", "group_project_destroy")),
+            Event::Project(ProjectEvent {
+                action: ProjectAction::Destroyed,
+                project: bare_gitlab_project(22, "group1/project1"),
+            })
+        );
+    }
+
+    #[test]
+    fn gitlab_rename_without_old_path_is_an_error() {
+        let mut v = value("gitlab", "system_project_rename");
+        v.as_object_mut().unwrap().remove("old_path_with_namespace");
+        let err = gitlab::payload::parse(Some("System Hook"), &bytes(&v)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GitLab project payload: missing field `old_path_with_namespace`"
+        );
+    }
+
+    // ---------------------------------------------------------------- GitLab: ignored kinds
+
+    #[test]
+    fn gitlab_kinds_nbforge_ignores() {
+        let cases = [
+            ("System Hook", "system_project_update", "project_update"),
+            (
+                "System Hook",
+                "system_repository_update",
+                "repository_update",
+            ),
+            ("System Hook", "system_user_create", "user_create"),
+            ("System Hook", "system_group_rename", "group_rename"),
+            (
+                "System Hook",
+                "system_user_access_request_to_project",
+                "user_access_request_to_project",
+            ),
+            (
+                "Member Hook",
+                "member_access_request_to_group",
+                "user_access_request_to_group",
+            ),
+            ("Wiki Page Hook", "wiki_page", "wiki_page"),
+        ];
+        for (header, name, kind) in cases {
+            let parsed = gitlab::payload::parse(Some(header), &data("gitlab", name)).unwrap();
+            assert_eq!(
+                parsed,
+                Parsed {
+                    kind: kind.into(),
+                    event: None
+                },
+                "{name}"
+            );
+        }
+        let note =
+            br#"{"object_kind":"note","event_type":"note","object_attributes":{"note":"hi"}}"#;
+        assert_eq!(
+            gitlab::payload::parse(Some("Note Hook"), note).unwrap(),
+            Parsed::ignored("note")
+        );
+        let pipeline = br#"{"object_kind":"pipeline","object_attributes":{"id":31}}"#;
+        assert_eq!(
+            gitlab::payload::parse(Some("Pipeline Hook"), pipeline)
+                .unwrap()
+                .kind,
+            "pipeline"
+        );
+        // A kind that is not a tidy label does not leak into metrics.
+        let odd = br#"{"object_kind":"Drop Table; --"}"#;
+        assert_eq!(
+            gitlab::payload::parse(None, odd).unwrap(),
+            Parsed::ignored("unknown")
+        );
+    }
+
+    #[test]
+    fn gitlab_body_wins_over_header() {
+        // A merge request body under a push header is still a merge request.
+        let ev = gl("Push Hook", &data("gitlab", "merge_request"));
+        assert_eq!(ev.kind(), "merge_request");
+    }
+}

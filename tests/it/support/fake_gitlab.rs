@@ -5,11 +5,7 @@
 //! What it speaks (paths under `/api/v4`, projects by numeric id or URL-encoded path):
 //! `GET /user`, `GET /personal_access_tokens/self`, `GET /projects/:id`,
 //! `POST /projects/:id/statuses/:sha`, `GET /projects/:id/repository/commits/:sha/statuses`,
-//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`,
-//! `GET /projects/:id/repository/branches`, `GET /projects/:id/repository/tags`,
-//! `GET /projects/:id/repository/files/:path/raw`, `GET /projects/:id/members/all`,
-//! `GET /groups/:id/members/all`, `POST /projects/:id/fork`,
-//! `POST /projects/:id/merge_requests`, `GET /projects/:id/merge_requests/:iid`.
+//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`.
 //! Lists honour `page`/`per_page` and send GitLab's `X-*` pagination headers.
 //! Every request is recorded (see [`FakeGitLab::requests`]); a missing or wrong
 //! `PRIVATE-TOKEN` / `Authorization: Bearer` gets 401; [`FakeGitLab::set_down`] makes
@@ -25,6 +21,8 @@
 
 mod hooks;
 mod http;
+
+pub(super) use http::page_of;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -153,10 +151,10 @@ pub struct RecordedRequest {
     pub query: Option<String>,
 }
 
-/// A webhook delivery body with the `X-Gitlab-Event` header GitLab sends with it.
+/// A webhook delivery body with the event header the forge sends with it (both fakes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeHook {
-    /// `X-Gitlab-Event` value, e.g. `Push Hook`.
+    /// `X-Gitlab-Event` (e.g. `Push Hook`) or `X-GitHub-Event` (e.g. `push`) value.
     pub event: &'static str,
     pub body: Value,
 }
@@ -382,29 +380,58 @@ impl FakeState {
     }
 }
 
-struct Inner {
-    token: String,
-    base_url: String,
-    dir: TempDir,
-    state: Mutex<FakeState>,
+/// What a fake's handlers share: its one token, its base URL, the folder of its
+/// repositories and its state (both fakes).
+pub struct FakeInner<S> {
+    pub token: String,
+    pub base_url: String,
+    pub dir: TempDir,
+    pub state: Mutex<S>,
 }
 
-impl Inner {
-    fn state(&self) -> MutexGuard<'_, FakeState> {
+impl<S> FakeInner<S> {
+    pub fn state(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+type Inner = FakeInner<FakeState>;
+
 /// The fake GitLab server. Dropping it stops the server and removes its repositories.
 pub struct FakeGitLab {
     inner: Arc<Inner>,
-    addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: Served,
 }
 
-impl Drop for FakeGitLab {
+/// A fake's HTTP server on a loopback port; dropping it stops the server.
+pub struct Served {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// A free port on `127.0.0.1` for the fake named `what`.
+    pub async fn bind(what: &str) -> (tokio::net::TcpListener, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind {what}: {e}"));
+        let addr = listener.local_addr().expect("bound address");
+        (listener, addr)
+    }
+
+    /// Serves `app` on `listener` until dropped.
+    pub fn serve(listener: tokio::net::TcpListener, app: Router) -> Served {
+        let addr = listener.local_addr().expect("bound address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Served { addr, task }
+    }
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
-        self.server.abort();
+        self.task.abort();
     }
 }
 
@@ -413,10 +440,7 @@ impl FakeGitLab {
     /// the actor in hook payloads) and the token's user `nbforge-bot` (id 2), whose
     /// token has the `api` scope.
     pub async fn start() -> FakeGitLab {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake GitLab");
-        let addr = listener.local_addr().expect("fake GitLab address");
+        let (listener, addr) = Served::bind("fake GitLab").await;
         let mut state = FakeState {
             token_scopes: Some(vec!["api".to_owned()]),
             ..FakeState::default()
@@ -442,15 +466,8 @@ impl FakeGitLab {
             dir: TempDir::new().expect("fake GitLab temp dir"),
             state: Mutex::new(state),
         });
-        let app = http::router(inner.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeGitLab {
-            inner,
-            addr,
-            server,
-        }
+        let server = Served::serve(listener, http::router(inner.clone()));
+        FakeGitLab { inner, server }
     }
 
     /// The instance root, `http://127.0.0.1:PORT`.
@@ -459,7 +476,7 @@ impl FakeGitLab {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr
     }
 
     /// The one token the fake accepts.
@@ -630,32 +647,7 @@ impl FakeGitLab {
         files: &[(&str, &[u8], i32)],
         message: &str,
     ) -> String {
-        let repo = project.repo();
-        let refname = format!("refs/heads/{branch}");
-        let parent = repo
-            .find_reference(&refname)
-            .ok()
-            .and_then(|r| r.peel_to_commit().ok());
-        let base_tree = parent.as_ref().map(|c| c.tree().expect("parent tree"));
-        let mut entries = Vec::new();
-        for (path, content, mode) in files {
-            let blob = repo.blob(content).expect("write blob");
-            let comps: Vec<String> = path
-                .split('/')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect();
-            assert!(!comps.is_empty(), "empty file path");
-            entries.push((comps, blob, *mode));
-        }
-        let tree_id = build_tree(&repo, base_tree, entries).expect("write tree");
-        let tree = repo.find_tree(tree_id).expect("find tree");
-        let sig = Signature::now("Test Author", "author@example.com").expect("signature");
-        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let oid = repo
-            .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
-            .expect("commit");
-        oid.to_string()
+        commit_files(&project.repo(), branch, files, message)
     }
 
     /// Point `branch` at `sha` (creating or moving it).
@@ -696,18 +688,7 @@ impl FakeGitLab {
         sha: &str,
         message: Option<&str>,
     ) -> String {
-        let repo = project.repo();
-        let obj = repo
-            .find_object(Oid::from_str(sha).expect("sha"), None)
-            .expect("tag target exists");
-        let oid = match message {
-            Some(m) => {
-                let sig = Signature::now("Test Author", "author@example.com").expect("signature");
-                repo.tag(name, &obj, &sig, m, false).expect("annotated tag")
-            }
-            None => repo.tag_lightweight(name, &obj, false).expect("tag"),
-        };
-        oid.to_string()
+        tag_commit(&project.repo(), name, sha, message)
     }
 
     pub fn delete_tag(&self, project: &FakeProject, name: &str) {
@@ -861,6 +842,57 @@ fn new_project(
     }
 }
 
+/// Commits `files` (path, content, git mode) on top of `branch` of `repo` (created if
+/// missing). Returns the new commit's sha. Shared by the fake forges.
+pub fn commit_files(
+    repo: &Repository,
+    branch: &str,
+    files: &[(&str, &[u8], i32)],
+    message: &str,
+) -> String {
+    let refname = format!("refs/heads/{branch}");
+    let parent = repo
+        .find_reference(&refname)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
+    let base_tree = parent.as_ref().map(|c| c.tree().expect("parent tree"));
+    let mut entries = Vec::new();
+    for (path, content, mode) in files {
+        let blob = repo.blob(content).expect("write blob");
+        let comps: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        assert!(!comps.is_empty(), "empty file path");
+        entries.push((comps, blob, *mode));
+    }
+    let tree_id = build_tree(repo, base_tree, entries).expect("write tree");
+    let tree = repo.find_tree(tree_id).expect("find tree");
+    let sig = Signature::now("Test Author", "author@example.com").expect("signature");
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let oid = repo
+        .commit(Some(&refname), &sig, &sig, message, &tree, &parents)
+        .expect("commit");
+    oid.to_string()
+}
+
+/// Creates tag `name` at `sha` in `repo`: annotated when `message` is given, else
+/// lightweight. Returns the ref's target (the tag object for an annotated tag).
+pub fn tag_commit(repo: &Repository, name: &str, sha: &str, message: Option<&str>) -> String {
+    let obj = repo
+        .find_object(Oid::from_str(sha).expect("sha"), None)
+        .expect("tag target exists");
+    let oid = match message {
+        Some(m) => {
+            let sig = Signature::now("Test Author", "author@example.com").expect("signature");
+            repo.tag(name, &obj, &sig, m, false).expect("annotated tag")
+        }
+        None => repo.tag_lightweight(name, &obj, false).expect("tag"),
+    };
+    oid.to_string()
+}
+
 fn build_tree(
     repo: &Repository,
     base: Option<git2::Tree<'_>>,
@@ -895,7 +927,7 @@ fn default_branch(repo: &Repository) -> Option<String> {
     target.strip_prefix("refs/heads/").map(str::to_owned)
 }
 
-fn file_url(path: &Path) -> String {
+pub fn file_url(path: &Path) -> String {
     url::Url::from_file_path(path)
         .map(|u| u.to_string())
         .unwrap_or_else(|_| format!("file://{}", path.display()))
@@ -953,7 +985,7 @@ fn title_case(s: &str) -> String {
 // ----- time ------------------------------------------------------------------
 
 /// `YYYY-MM-DDTHH:MM:SS±HH:MM` for a git time.
-fn git_time(t: git2::Time) -> String {
+pub fn git_time(t: git2::Time) -> String {
     iso8601(t.seconds(), t.offset_minutes())
 }
 

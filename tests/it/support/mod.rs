@@ -10,8 +10,10 @@
     reason = "each test module uses a different part of the harness"
 )]
 
+pub mod fake_github;
 pub mod fake_gitlab;
 pub mod process;
+pub mod scenario;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -22,17 +22,6 @@ pub(super) fn router(inner: Shared) -> Router {
             "/projects/{id}/merge_requests/{iid}/notes/{note_id}",
             put(edit_note),
         )
-        .route("/projects/{id}/repository/branches", get(list_branches))
-        .route("/projects/{id}/repository/tags", get(list_tags))
-        .route("/projects/{id}/repository/files/{path}/raw", get(file_raw))
-        .route("/projects/{id}/members/all", get(project_members))
-        .route("/groups/{id}/members/all", get(group_members))
-        .route("/projects/{id}/fork", post(fork_project))
-        .route("/projects/{id}/merge_requests", post(create_merge_request))
-        .route(
-            "/projects/{id}/merge_requests/{iid}",
-            get(get_merge_request),
-        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Not Found") });
     Router::new()
         .nest("/api/v4", api)
@@ -155,26 +144,37 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// One page of `items` with GitLab's offset-pagination headers.
-fn paginate(items: Vec<Value>, query: Option<&str>) -> Response {
+/// The page of `items` that `page` and `per_page` (at most 100, `default_per_page`
+/// when absent) in `query` ask for, with the page number and size used.
+pub(in crate::support) fn page_of(
+    items: Vec<Value>,
+    query: Option<&str>,
+    default_per_page: usize,
+) -> (Vec<Value>, usize, usize) {
     let q = query_params(query);
     let per_page = q
         .get("per_page")
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(20)
+        .unwrap_or(default_per_page)
         .clamp(1, 100);
     let page = q
         .get("page")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(1)
         .max(1);
-    let total = items.len();
-    let total_pages = total.div_ceil(per_page).max(1);
-    let chunk: Vec<Value> = items
+    let chunk = items
         .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
         .collect();
+    (chunk, page, per_page)
+}
+
+/// One page of `items` with GitLab's offset-pagination headers.
+fn paginate(items: Vec<Value>, query: Option<&str>) -> Response {
+    let total = items.len();
+    let (chunk, page, per_page) = page_of(items, query, 20);
+    let total_pages = total.div_ceil(per_page).max(1);
     let mut resp = axum::Json(Value::Array(chunk)).into_response();
     let h = resp.headers_mut();
     let num = |n: usize| HeaderValue::from_str(&n.to_string()).expect("number header");
@@ -268,43 +268,6 @@ fn user_json(u: &FakeUser, base: &str) -> Value {
         "locked": false,
         "avatar_url": avatar(u),
         "web_url": format!("{base}/{}", u.username),
-    })
-}
-
-fn mr_json(s: &FakeState, mr: &FakeMergeRequest, base: &str) -> Value {
-    let author = s.user(mr.author_id).map(|u| user_json(u, base));
-    let sha = s
-        .projects
-        .iter()
-        .find(|p| p.id == mr.source_project_id)
-        .and_then(|p| {
-            p.repo()
-                .find_reference(&format!("refs/heads/{}", mr.source_branch))
-                .ok()
-                .and_then(|r| r.target())
-                .map(|o| o.to_string())
-        });
-    json!({
-        "id": mr.id,
-        "iid": mr.iid,
-        "project_id": mr.project_id,
-        "title": mr.title,
-        "description": mr.description,
-        "state": mr.state,
-        "created_at": "2024-01-01T00:00:00.000Z",
-        "updated_at": "2024-01-01T00:00:00.000Z",
-        "target_branch": mr.target_branch,
-        "source_branch": mr.source_branch,
-        "author": author,
-        "source_project_id": mr.source_project_id,
-        "target_project_id": mr.project_id,
-        "draft": false,
-        "work_in_progress": false,
-        "merge_status": "can_be_merged",
-        "detailed_merge_status": "mergeable",
-        "sha": sha,
-        "references": { "short": format!("!{}", mr.iid) },
-        "web_url": mr.web_url,
     })
 }
 
@@ -683,304 +646,4 @@ async fn edit_note(
     note.edits += 1;
     let note = note.clone();
     axum::Json(note_json(&s, &note, &inner.base_url)).into_response()
-}
-
-fn refs_json(project: &FakeProject, tags: bool) -> Vec<Value> {
-    let repo = project.repo();
-    let glob = if tags { "refs/tags/*" } else { "refs/heads/*" };
-    let default = default_branch(&repo);
-    let mut out: Vec<(String, Value)> = Vec::new();
-    for r in repo.references_glob(glob).expect("refs").flatten() {
-        let Ok(name) = r.shorthand().map(str::to_owned) else {
-            continue;
-        };
-        let Ok(commit) = r.peel_to_commit() else {
-            continue;
-        };
-        let commit_v = commit_json(&repo, project, &commit);
-        let v = if tags {
-            let target = r.target().map(|o| o.to_string());
-            let annotated = r.peel_to_tag().ok();
-            json!({
-                "name": name,
-                "message": annotated.as_ref().and_then(|t| t.message().ok().flatten().map(str::to_owned)).unwrap_or_default(),
-                "target": target,
-                "commit": commit_v,
-                "release": Value::Null,
-                "protected": false,
-                "created_at": annotated.as_ref().and_then(|t| t.tagger()).map(|s| git_time(s.when())),
-            })
-        } else {
-            let is_default = default.as_deref() == Some(name.as_str());
-            json!({
-                "name": name,
-                "commit": commit_v,
-                "merged": false,
-                "protected": is_default,
-                "developers_can_push": false,
-                "developers_can_merge": false,
-                "can_push": true,
-                "default": is_default,
-                "web_url": format!("{}/-/tree/{name}", project.web_url),
-            })
-        };
-        out.push((name, v));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out.into_iter().map(|(_, v)| v).collect()
-}
-
-async fn list_branches(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let project = inner.state().find_project(&id).cloned();
-    match project {
-        Some(p) => paginate(refs_json(&p, false), query.as_deref()),
-        None => not_found("Project"),
-    }
-}
-
-async fn list_tags(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let project = inner.state().find_project(&id).cloned();
-    match project {
-        Some(p) => paginate(refs_json(&p, true), query.as_deref()),
-        None => not_found("Project"),
-    }
-}
-
-async fn file_raw(
-    State(inner): State<Shared>,
-    UrlPath((id, path)): UrlPath<(String, String)>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let Some(project) = inner.state().find_project(&id).cloned() else {
-        return not_found("Project");
-    };
-    let repo = project.repo();
-    let q = query_params(query.as_deref());
-    let Some(rev) = q.get("ref").cloned().or_else(|| default_branch(&repo)) else {
-        return not_found("File");
-    };
-    let Ok(commit) = repo.revparse_single(&rev).and_then(|o| o.peel_to_commit()) else {
-        return not_found("Commit");
-    };
-    let blob = commit
-        .tree()
-        .ok()
-        .and_then(|t| t.get_path(Path::new(&path)).ok())
-        .and_then(|e| e.to_object(&repo).ok())
-        .and_then(|o| o.into_blob().ok());
-    match blob {
-        Some(b) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-                (
-                    header::HeaderName::from_static("x-gitlab-blob-id"),
-                    b.id().to_string(),
-                ),
-                (
-                    header::HeaderName::from_static("x-gitlab-commit-id"),
-                    commit.id().to_string(),
-                ),
-            ],
-            b.content().to_vec(),
-        )
-            .into_response(),
-        None => not_found("File"),
-    }
-}
-
-fn members_json(members: Vec<(FakeUser, i64)>, base: &str) -> Vec<Value> {
-    members
-        .into_iter()
-        .map(|(u, level)| {
-            let mut v = user_json(&u, base);
-            v["access_level"] = json!(level);
-            v["created_at"] = json!("2024-01-01T00:00:00.000Z");
-            v["expires_at"] = Value::Null;
-            v["membership_state"] = json!("active");
-            v
-        })
-        .collect()
-}
-
-async fn project_members(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let s = inner.state();
-    let Some(project) = s.find_project(&id).cloned() else {
-        return not_found("Project");
-    };
-    let members = s.effective_members(&s.project_sources(&project));
-    paginate(members_json(members, &inner.base_url), query.as_deref())
-}
-
-async fn group_members(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let s = inner.state();
-    let Some(group) = s.find_group(&id).cloned() else {
-        return not_found("Group");
-    };
-    let sources: Vec<(String, i64)> = s
-        .group_chain(&group.full_path)
-        .into_iter()
-        .map(|g| ("group".to_owned(), g.id))
-        .collect();
-    let members = s.effective_members(&sources);
-    paginate(members_json(members, &inner.base_url), query.as_deref())
-}
-
-async fn fork_project(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = params(&headers, query.as_deref(), &body);
-    let (source, namespace) = {
-        let s = inner.state();
-        let Some(source) = s.find_project(&id).cloned() else {
-            return not_found("Project");
-        };
-        let bot = s.user(s.token_user).cloned().expect("token user");
-        let ns_key = p
-            .get("namespace_path")
-            .or_else(|| p.get("namespace_id"))
-            .or_else(|| p.get("namespace"))
-            .cloned()
-            .unwrap_or_else(|| bot.username.clone());
-        let namespace = if let Some(g) = s.find_group(&ns_key) {
-            g.full_path.clone()
-        } else if let Some(u) = s
-            .users
-            .iter()
-            .find(|u| u.username == ns_key || u.id.to_string() == ns_key)
-        {
-            u.username.clone()
-        } else {
-            return not_found("Target Namespace");
-        };
-        (source, namespace)
-    };
-    let path = p
-        .get("path")
-        .cloned()
-        .unwrap_or_else(|| source.path.clone());
-    let new_path = format!("{namespace}/{path}");
-    if inner.state().find_project(&new_path).is_some() {
-        return (
-            StatusCode::CONFLICT,
-            axum::Json(json!({"message": {"path": ["has already been taken"], "name": ["has already been taken"]}})),
-        )
-            .into_response();
-    }
-    // Build the fork outside the lock: copying refs runs git.
-    let id = inner.state().id();
-    let fork = new_project(&inner, id, &namespace, &path, Some(source.id));
-    {
-        let repo = fork.repo();
-        let mut remote = repo
-            .remote_anonymous(&source.http_url_to_repo)
-            .expect("remote");
-        remote
-            .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                None,
-                None,
-            )
-            .expect("copy refs into fork");
-        if let Some(b) = default_branch(&source.repo()) {
-            repo.set_head(&format!("refs/heads/{b}"))
-                .expect("fork HEAD");
-        }
-    }
-    let mut s = inner.state();
-    let bot = s.token_user;
-    if !s.groups.iter().any(|g| g.full_path == namespace) {
-        s.members.insert(("project".into(), fork.id, bot), 50);
-    }
-    s.projects.push(fork.clone());
-    (
-        StatusCode::CREATED,
-        axum::Json(project_json(&s, &fork, &inner.base_url)),
-    )
-        .into_response()
-}
-
-async fn create_merge_request(
-    State(inner): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = params(&headers, query.as_deref(), &body);
-    let mut s = inner.state();
-    let Some(source) = s.find_project(&id).cloned() else {
-        return not_found("Project");
-    };
-    let target_id = match p.get("target_project_id") {
-        Some(t) => match t.parse::<i64>() {
-            Ok(t) => t,
-            Err(_) => return bad_request("target_project_id is invalid"),
-        },
-        None => source.id,
-    };
-    let (Some(sb), Some(tb), Some(title)) = (
-        p.get("source_branch").cloned(),
-        p.get("target_branch").cloned(),
-        p.get("title").cloned(),
-    ) else {
-        return bad_request("source_branch, target_branch and title are required");
-    };
-    let description = p.get("description").cloned().unwrap_or_default();
-    let author = s.token_user;
-    match create_mr(
-        &mut s,
-        source.id,
-        target_id,
-        &sb,
-        &tb,
-        &title,
-        &description,
-        author,
-    ) {
-        Ok(mr) => (
-            StatusCode::CREATED,
-            axum::Json(mr_json(&s, &mr, &inner.base_url)),
-        )
-            .into_response(),
-        Err(f) => f.into_response(),
-    }
-}
-
-async fn get_merge_request(
-    State(inner): State<Shared>,
-    UrlPath((id, iid)): UrlPath<(String, String)>,
-) -> Response {
-    let s = inner.state();
-    let (project, iid) = match find_mr(&s, &id, &iid) {
-        Ok(x) => x,
-        Err(f) => return f.into_response(),
-    };
-    let mr = s
-        .merge_requests
-        .iter()
-        .find(|m| m.project_id == project.id && m.iid == iid)
-        .cloned()
-        .expect("found above");
-    axum::Json(mr_json(&s, &mr, &inner.base_url)).into_response()
 }
