@@ -85,15 +85,6 @@ impl BenchReport {
         let theirs = mean(both.iter().map(|b| b.1), both.len()).as_secs_f64();
         (ours > 0.0 && !both.is_empty()).then(|| theirs / ours)
     }
-
-    /// Notebooks nbconvert failed on (in process or as a process), with its reason.
-    pub fn nbconvert_failures(&self) -> impl Iterator<Item = (&Path, &str)> {
-        self.rows.iter().flat_map(|r| {
-            [&r.in_process_error, &r.nbconvert_error]
-                .into_iter()
-                .filter_map(|e| e.as_deref().map(|e| (r.notebook.as_path(), e)))
-        })
-    }
 }
 
 fn mean(times: impl Iterator<Item = Duration>, n: usize) -> Duration {
@@ -159,8 +150,17 @@ impl fmt::Display for BenchReport {
                 ms(theirs)
             )?;
         }
-        for (path, err) in self.nbconvert_failures() {
-            write!(f, "\nnbconvert failed on {}: {err}", path.display())?;
+        for r in &self.rows {
+            let failures = [
+                ("in-process", &r.in_process_error),
+                ("process per notebook", &r.nbconvert_error),
+            ];
+            for (how, err) in failures {
+                if let Some(err) = err {
+                    let path = r.notebook.display();
+                    write!(f, "\nnbconvert ({how}) failed on {path}: {err}")?;
+                }
+            }
         }
         Ok(())
     }
