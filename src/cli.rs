@@ -123,16 +123,17 @@ pub enum BenchCommand {
         #[command(flatten)]
         image: ImageArgs,
     },
-    /// Worksheet rendering over a folder of notebooks, next to
-    /// `jupyter nbconvert --to html --no-input` on the same files.
+    /// Worksheet rendering over a folder of notebooks, next to nbconvert on the same files:
+    /// its HTMLExporter in one Python process over the same iterations (in-process), and
+    /// `jupyter nbconvert --to html --no-input` run once per notebook (process per notebook).
     Worksheets {
         /// Folder of notebooks (searched recursively).
         #[arg(default_value = "tests/data/notebooks")]
         dir: std::path::PathBuf,
-        /// Renders per notebook.
+        /// Renders per notebook, for nbforge and for in-process nbconvert.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
-        /// Skip nbconvert.
+        /// Skip nbconvert (both ways).
         #[arg(long)]
         no_nbconvert: bool,
     },

@@ -284,3 +284,18 @@ fn print_human(a: &Analysis) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::testing::example_repositories;
+
+    #[test]
+    fn analysis_json_of_each_example_repository() {
+        for (name, path) in example_repositories() {
+            let analysis = analyze(&DirTree::new(&path), &Options::default()).unwrap();
+            let text = serde_json::to_string_pretty(&json_of(&analysis)).unwrap();
+            insta::assert_snapshot!(format!("analysis_{name}"), text);
+        }
+    }
+}

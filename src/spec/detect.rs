@@ -717,6 +717,9 @@ fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str, version: &mut O
 
 #[cfg(test)]
 mod tests {
+    use crate::spec::testing::*;
+    use crate::spec::{self, Kind, Options};
+
     use super::*;
 
     #[test]
@@ -754,5 +757,296 @@ mod tests {
         for bad in ["a\"b", "a$b", "a*b", "-x", "a\nb", "a\\b", ""] {
             assert!(!copyable(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn spec_precedence_every_pair() {
+        for (i, (winner, wf, wc)) in KINDS.iter().enumerate() {
+            for (_, lf, lc) in &KINDS[i + 1..] {
+                for dir in ["", "binder/"] {
+                    let wp = format!("{dir}{wf}");
+                    let lp = format!("{dir}{lf}");
+                    let a = ok(&[(&wp, wc), (&lp, lc)]);
+                    assert_eq!(a.kind, *winner, "{wp} + {lp}");
+                    assert!(a.files.contains(&wp), "{wp} + {lp}: {:?}", a.files);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spec_other_selectors() {
+        assert_eq!(ok(&[("JuliaProject.toml", "")]).kind, Kind::Julia);
+        assert_eq!(
+            ok(&[("Project.toml", ""), ("REQUIRE", "")]).kind,
+            Kind::Julia
+        );
+        assert_eq!(
+            ok(&[("Pipfile.lock", "{}"), ("requirements.txt", "x\n")]).kind,
+            Kind::Pipfile
+        );
+        // R from runtime.txt or DESCRIPTION beats conda and Python.
+        let r = ok(&[
+            ("runtime.txt", "r-4.1-2022-01-01\n"),
+            ("environment.yml", "dependencies: []\n"),
+        ]);
+        assert_eq!(r.kind, Kind::R);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("2022-01-01")),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(ok(&[("runtime.txt", "r-2022-01-01\n")]).kind, Kind::R);
+        let d = ok(&[
+            ("DESCRIPTION", "Package: x\n"),
+            ("requirements.txt", "numpy\n"),
+        ]);
+        assert_eq!(d.kind, Kind::R);
+        assert!(
+            d.files.contains(&"requirements.txt".to_owned()),
+            "R installs requirements.txt too"
+        );
+        // DESCRIPTION only counts at the root when there is no binder folder.
+        assert_eq!(
+            ok(&[("DESCRIPTION", "x"), ("binder/requirements.txt", "numpy\n")]).kind,
+            Kind::Python
+        );
+        // Nothing at all: Python with the default version.
+        let empty = ok(&[("README.md", "hi")]);
+        assert_eq!(empty.kind, Kind::Python);
+        assert_eq!(empty.python_version.as_deref(), Some("3.10"));
+        assert!(empty.files.is_empty());
+        // setup.py / pyproject.toml alone select Python and install the repository.
+        for f in ["setup.py", "pyproject.toml"] {
+            let a = ok(&[(f, ""), ("mypkg/__init__.py", "")]);
+            assert_eq!(a.kind, Kind::Python);
+            assert!(
+                a.inputs.contains(&"mypkg/__init__.py".to_owned()),
+                "{:?}",
+                a.inputs
+            );
+        }
+    }
+
+    #[test]
+    fn spec_runtime_txt() {
+        let a = ok(&[
+            ("runtime.txt", "python-3.11\n"),
+            ("requirements.txt", "numpy\n"),
+        ]);
+        assert_eq!(a.python_version.as_deref(), Some("3.11"));
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        let old = ok(&[("runtime.txt", "python-3.8\n")]);
+        assert_eq!(old.python_version.as_deref(), Some("3.8"));
+        assert!(
+            old.warnings
+                .iter()
+                .any(|w| w.contains("3.8") && w.contains("3.11")),
+            "{:?}",
+            old.warnings
+        );
+        // Ignored next to environment.yml; the version comes from environment.yml.
+        let c = ok(&[
+            ("runtime.txt", "python-3.8\n"),
+            ("environment.yml", "dependencies:\n  - python=3.9\n"),
+        ]);
+        assert_eq!(c.kind, Kind::Conda);
+        assert_eq!(c.python_version.as_deref(), Some("3.9"));
+        assert!(!c.files.contains(&"runtime.txt".to_owned()));
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("runtime.txt is ignored")),
+            "{:?}",
+            c.warnings
+        );
+        // Pipfile's [requires] wins over runtime.txt.
+        let p = ok(&[
+            ("Pipfile", "[requires]\npython_version = \"3.11\"\n"),
+            ("runtime.txt", "python-3.9\n"),
+        ]);
+        assert_eq!(p.python_version.as_deref(), Some("3.11"));
+        let bad = err_text(&[("runtime.txt", "python-three\n")]);
+        assert!(bad.starts_with("runtime.txt:1:8:"), "{bad}");
+        let bad_r = err_text(&[("runtime.txt", "r-latest\n")]);
+        assert!(bad_r.starts_with("runtime.txt:1:1:"), "{bad_r}");
+        // Python version is configurable.
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), &[("requirements.txt", "x\n")]);
+        let opts = Options {
+            default_python: "3.12".into(),
+            ..Options::default()
+        };
+        assert_eq!(
+            analyze_at(tmp.path(), &opts)
+                .unwrap()
+                .python_version
+                .as_deref(),
+            Some("3.12")
+        );
+    }
+
+    #[test]
+    fn spec_binder_folders() {
+        // A binder folder hides root-level spec files.
+        let a = ok(&[
+            ("Dockerfile", "FROM x\n"),
+            ("binder/requirements.txt", "numpy\n"),
+        ]);
+        assert_eq!(a.kind, Kind::Python);
+        assert_eq!(a.spec_dir.as_deref(), Some("binder"));
+        let b = ok(&[
+            ("requirements.txt", "numpy\n"),
+            (".binder/environment.yml", "dependencies: []\n"),
+        ]);
+        assert_eq!(b.kind, Kind::Conda);
+        assert_eq!(b.spec_dir.as_deref(), Some(".binder"));
+        // Root apt.txt is hidden as well; setup.py at the root is not installed.
+        let c = ok(&[
+            ("apt.txt", "curl\n"),
+            ("setup.py", ""),
+            ("binder/requirements.txt", "x\n"),
+        ]);
+        assert!(c.apt_packages.is_empty());
+        assert!(!c.inputs.contains(&"setup.py".to_owned()));
+        let both = err_text(&[
+            ("binder/requirements.txt", "x\n"),
+            (".binder/requirements.txt", "y\n"),
+        ]);
+        assert!(
+            both.contains("binder/") && both.contains(".binder/"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn spec_unsupported_kinds_say_so() {
+        for (files, word) in [
+            (vec![("default.nix", "{}")], "Nix"),
+            (vec![("binder/Project.toml", "")], "Julia"),
+            (vec![("REQUIRE", "")], "Julia"),
+            (vec![("environment.yml", "dependencies: []\n")], "conda"),
+        ] {
+            let a = ok(&files);
+            let msg = a.unsupported.clone().unwrap_or_default();
+            assert!(msg.contains(word), "{msg}");
+            match a.dockerfile(&Options::default()) {
+                Err(SpecError::Unsupported { kind, message }) => {
+                    assert_eq!(kind, a.kind);
+                    assert!(message.contains(word));
+                }
+                other => panic!("expected Unsupported, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn spec_hostile_apt_names() {
+        let e = err_text(&[("apt.txt", "curl\ncurl; rm -rf /\n$(id)\n`id`\n")]);
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("apt.txt:2:1:") && l.contains("curl;")),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("apt.txt:2:10:") && l.contains("-rf")),
+            "{e}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with("apt.txt:3:1:")), "{e}");
+        assert!(lines.iter().any(|l| l.starts_with("apt.txt:4:1:")), "{e}");
+        for bad in ["Curl", "-y", "a", "pkg=1.0", "pkg:amd64", "x&&y"] {
+            assert!(!spec::validate_apt_name(bad), "{bad}");
+        }
+        let a = ok(&[(
+            "apt.txt",
+            "# tools\nncbi-blast+ samtools # aligners\nlibc6.1\n",
+        )]);
+        assert_eq!(a.apt_packages, ["ncbi-blast+", "samtools", "libc6.1"]);
+    }
+
+    #[test]
+    fn spec_hostile_paths_and_sizes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.txt");
+        std::fs::write(&outside, "secret\n").unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(root.join("binder")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("binder/requirements.txt")).unwrap();
+        let e = analyze_at(&root, &Options::default()).unwrap_err();
+        assert!(e.is_user_error());
+        assert!(
+            e.to_string().contains("binder/requirements.txt") && e.to_string().contains("outside"),
+            "{e}"
+        );
+        std::fs::remove_file(root.join("binder/requirements.txt")).unwrap();
+        std::os::unix::fs::symlink("../../outside.txt", root.join("binder/requirements.txt"))
+            .unwrap();
+        let e = analyze_at(&root, &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("outside the repository"), "{e}");
+        // A symlink inside the repository is fine, and the folder can be a symlink too.
+        std::fs::remove_file(root.join("binder/requirements.txt")).unwrap();
+        std::fs::remove_dir(root.join("binder")).unwrap();
+        write(&root, &[("env/requirements.txt", "numpy\n")]);
+        std::os::unix::fs::symlink("env", root.join("binder")).unwrap();
+        assert_eq!(
+            analyze_at(&root, &Options::default()).unwrap().kind,
+            Kind::Python
+        );
+        // A loop is reported, not followed forever.
+        std::os::unix::fs::symlink("loop", root.join("env/loop")).unwrap();
+        std::os::unix::fs::symlink("loop/x", root.join("env/apt.txt")).unwrap();
+        let e = analyze_at(&root, &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("symlinks"), "{e}");
+
+        // Local packages and includes outside the repository.
+        let e = err_text(&[("requirements.txt", "-e ../other\n")]);
+        assert!(
+            e.starts_with("requirements.txt:1:1:") && e.contains("inside the repository"),
+            "{e}"
+        );
+        let e = err_text(&[("requirements.txt", "-r ../../etc/passwd\n")]);
+        assert!(e.contains("leaves the repository"), "{e}");
+        // Not UTF-8.
+        let tmp2 = tempfile::tempdir().unwrap();
+        std::fs::write(tmp2.path().join("requirements.txt"), b"numpy\n\xff\xfe\n").unwrap();
+        let e = analyze_at(tmp2.path(), &Options::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("UTF-8") && e.to_string().contains("byte 6"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spec_huge_requirements_rejected_without_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(tmp.path().join("requirements.txt")).unwrap();
+        f.set_len(100 << 20).unwrap();
+        drop(f);
+        let e = analyze_at(tmp.path(), &Options::default()).unwrap_err();
+        assert!(e.is_user_error());
+        let text = e.to_string();
+        assert!(
+            text.contains("requirements.txt")
+                && text.contains("104857600 bytes")
+                && text.contains("1048576"),
+            "{text}"
+        );
+        // The limit is configurable.
+        let small = Options {
+            max_file_size: 10,
+            ..Options::default()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), &[("apt.txt", "curl wget git\n")]);
+        assert!(
+            analyze_at(tmp.path(), &small)
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
     }
 }

@@ -133,3 +133,139 @@ pub(super) fn compute(
     a.whole_tree = whole;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::Options;
+    use crate::spec::testing::*;
+
+    #[test]
+    fn spec_key_stability() {
+        let tmp = worksheet_example();
+        let root = tmp.path();
+        let k0 = key(root);
+        assert_eq!(k0.len(), 64);
+        // Notebook, data and documentation edits keep the key.
+        write(
+            root,
+            &[
+                ("growth.ipynb", "{\"cells\": [1]}"),
+                ("data/new.csv", "a,b\n"),
+                ("docs/notes.md", "x"),
+            ],
+        );
+        assert_eq!(key(root), k0);
+        // launch.toml edits outside [build] keep it too.
+        let lt = std::fs::read_to_string(root.join("launch.toml")).unwrap();
+        write(
+            root,
+            &[("launch.toml", &lt.replace("Bacterial", "Microbial"))],
+        );
+        assert_eq!(key(root), k0);
+        // The package tree installed by `-e .` is an input.
+        write(root, &[("lib/growth/__init__.py", "X = 1\n")]);
+        let k1 = key(root);
+        assert_ne!(k1, k0);
+        // So is the requirements file.
+        write(root, &[("binder/requirements.txt", "-e .\nscipy>=1.11\n")]);
+        let k2 = key(root);
+        assert_ne!(k2, k1);
+        // And the base image and the extra CA option.
+        let other_base = Options {
+            base_image: "nbforge/base:other".into(),
+            ..Options::default()
+        };
+        assert_ne!(analyze_at(root, &other_base).unwrap().environment_key, k2);
+        let ca = Options {
+            extra_ca: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+            ..Options::default()
+        };
+        assert_ne!(analyze_at(root, &ca).unwrap().environment_key, k2);
+        let a = analyze_at(root, &Options::default()).unwrap();
+        assert!(!a.whole_tree);
+        assert!(
+            a.inputs.iter().all(|i| !i.ends_with(".ipynb")),
+            "{:?}",
+            a.inputs
+        );
+        assert!(a.inputs.contains(&"setup.py".to_owned()));
+    }
+
+    #[test]
+    fn spec_key_includes_referenced_requirement_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(
+            root,
+            &[
+                (
+                    "requirements.txt",
+                    "-r requirements/base.txt\n-c constraints.txt\nnumpy\n",
+                ),
+                ("requirements/base.txt", "pandas\n"),
+                ("constraints.txt", "pandas<3\n"),
+                ("notes.ipynb", "{}"),
+            ],
+        );
+        let a = analyze_at(root, &Options::default()).unwrap();
+        for f in [
+            "requirements.txt",
+            "requirements/base.txt",
+            "constraints.txt",
+        ] {
+            assert!(a.inputs.contains(&f.to_owned()), "{f}: {:?}", a.inputs);
+        }
+        let k0 = a.environment_key;
+        write(root, &[("requirements/base.txt", "pandas>=2\n")]);
+        assert_ne!(key(root), k0);
+        let missing = err_text(&[("requirements.txt", "numpy\n-r nothere.txt\n")]);
+        assert!(missing.starts_with("requirements.txt:2:1:"), "{missing}");
+    }
+
+    #[test]
+    fn spec_post_build_covers_whole_tree_unless_narrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(
+            root,
+            &[
+                ("requirements.txt", "numpy\n"),
+                ("postBuild", "#!/bin/sh\necho hi\n"),
+                ("a.ipynb", "{}"),
+            ],
+        );
+        let a = analyze_at(root, &Options::default()).unwrap();
+        assert!(a.whole_tree);
+        assert!(
+            a.warnings
+                .iter()
+                .any(|w| w.contains("postBuild") && w.contains("[build] inputs")),
+            "{:?}",
+            a.warnings
+        );
+        write(root, &[("a.ipynb", "{\"x\": 1}")]);
+        assert_ne!(
+            key(root),
+            a.environment_key,
+            "whole-tree key follows every file"
+        );
+
+        // The apt + postBuild example narrows it with [build] inputs.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        copy_dir(&examples().join("apt-postbuild"), root);
+        let a = analyze_at(root, &Options::default()).unwrap();
+        assert!(!a.whole_tree);
+        assert!(a.inputs.contains(&"binder/reference.fa".to_owned()));
+        write(
+            root,
+            &[
+                ("data/samples.csv", "sample,reads\nb,2\n"),
+                ("x.ipynb", "{}"),
+            ],
+        );
+        assert_eq!(key(root), a.environment_key);
+        write(root, &[("binder/reference.fa", ">chr2\nTT\n")]);
+        assert_ne!(key(root), a.environment_key);
+    }
+}

@@ -241,6 +241,9 @@ pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::spec::testing::*;
+    use crate::spec::{self};
+
     use super::*;
 
     #[test]
@@ -309,5 +312,69 @@ inputs = ["data/schema.json", "lib/**/*.py"]
         assert_eq!(parse_memory("G"), None);
         assert_eq!(parse_memory("0"), None);
         assert_eq!(parse_memory("99999999999999T"), None);
+    }
+
+    #[test]
+    fn deeply_nested_launch_toml_is_refused() {
+        // The toml parser stops at its recursion limit with an error: nested arrays, inline
+        // tables and dotted keys in a hostile launch.toml cannot overflow the stack.
+        let levels = 100_000;
+        let texts = [
+            format!("title = {}1{}\n", "[".repeat(levels), "]".repeat(levels)),
+            format!(
+                "title = {}1{}\n",
+                "{a = ".repeat(levels),
+                "}".repeat(levels)
+            ),
+            format!("{}= 1\n", "a.".repeat(levels)),
+            format!("[{}a]\n", "a.".repeat(levels)),
+        ];
+        for text in texts {
+            let errors = parse(&text).unwrap_err();
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].line, Some(1), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn spec_launch_toml_errors_have_positions() {
+        let e = err_text(&[("launch.toml", "kind = \"worksheet\"\ncolour = \"red\"\n")]);
+        assert!(e.starts_with("launch.toml:2:1:"), "{e}");
+        let e = err_text(&[(
+            "launch.toml",
+            "[build]\ninputs = [\"ok.txt\", \"../../etc/passwd\"]\n",
+        )]);
+        assert!(
+            e.starts_with("launch.toml:2:21:") && e.contains(".."),
+            "{e}"
+        );
+        let e = err_text(&[("launch.toml", "[build]\ninputs = [\"/etc/passwd\"]\n")]);
+        assert!(e.contains("absolute"), "{e}");
+        let e = err_text(&[("launch.toml", "[[worksheet]]\ntitle = \"no path\"\n")]);
+        assert!(e.contains("path"), "{e}");
+        let a = ok(&[(
+            "launch.toml",
+            "kind = \"dashboard\"\ndefault = \"app.ipynb\"\n",
+        )]);
+        assert_eq!(a.launch.unwrap().kind, spec::ProjectKind::Dashboard);
+        let w = ok(&[
+            ("requirements.txt", "x\n"),
+            ("data/a.csv", "1"),
+            (
+                "launch.toml",
+                "[build]\ninputs = [\"nothere.txt\", \"*.tsv\", \"data/*.csv\"]\n",
+            ),
+        ]);
+        assert!(
+            w.inputs.contains(&"data/a.csv".to_owned()),
+            "{:?}",
+            w.inputs
+        );
+        let unmatched = w
+            .warnings
+            .iter()
+            .filter(|m| m.contains("matches no file"))
+            .count();
+        assert_eq!(unmatched, 2, "{:?}", w.warnings);
     }
 }

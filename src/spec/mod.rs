@@ -13,6 +13,8 @@ mod detect;
 mod dockerfile;
 mod key;
 pub mod launch;
+#[cfg(test)]
+mod testing;
 
 use crate::repo::{FileTree, TreeError};
 use serde::Serialize;

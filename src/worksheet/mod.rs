@@ -10,6 +10,8 @@ pub mod cli;
 pub mod model;
 pub mod params;
 pub mod render;
+#[cfg(test)]
+mod testing;
 
 pub use model::{Cell, CellType, MultilineString, Notebook, NotebookError, Output};
 pub use params::{

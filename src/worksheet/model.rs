@@ -208,7 +208,7 @@ impl<'de> Deserialize<'de> for MultilineString {
 }
 
 /// Text of a MIME bundle value: a string or a list of strings (nbformat), else `None`.
-pub fn bundle_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub(super) fn bundle_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match value {
         Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Array(items) => {
@@ -430,6 +430,7 @@ fn split_value(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worksheet::testing::*;
 
     #[test]
     fn syntax_error_names_line_and_column() {
@@ -474,5 +475,135 @@ mod tests {
         let err = Notebook::from_json(r#"{"nbformat":3,"nbformat_minor":0,"worksheets":[]}"#)
             .unwrap_err();
         assert!(matches!(err, NotebookError::Version { major: 3, .. }));
+    }
+
+    #[test]
+    fn deeply_nested_notebook_json_is_refused() {
+        // serde_json refuses nesting beyond 128 levels (its default recursion limit) with an
+        // error, so hostile metadata or outputs cannot overflow the stack.
+        let levels = 100_000;
+        let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        for text in [
+            format!(r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{"x":{deep}}},"cells":[]}}"#),
+            format!(
+                r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{}},"cells":[{{"cell_type":"code","metadata":{{}},"source":"","outputs":[{{"output_type":"display_data","data":{{"application/json":{deep}}}}}]}}]}}"#
+            ),
+        ] {
+            match Notebook::from_json(&text) {
+                Err(NotebookError::Json { message, .. }) => {
+                    assert!(message.contains("recursion limit"), "{message}")
+                }
+                other => panic!("expected a JSON error, got {other:?}"),
+            }
+        }
+        // Nesting below the limit is kept and written back.
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let nb = Notebook::from_json(&format!(
+            r#"{{"nbformat":4,"nbformat_minor":5,"metadata":{{"x":{nested}}},"cells":[]}}"#
+        ))
+        .unwrap();
+        assert_eq!(Notebook::from_json(&nb.to_json_pretty()).unwrap(), nb);
+    }
+
+    #[test]
+    fn corpus_is_real_and_every_notebook_round_trips_byte_for_byte() {
+        let files = corpus();
+        assert!(files.len() >= 8, "corpus has {} notebooks", files.len());
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.len() < 300 * 1024, "{} is too large", path.display());
+            let nb = Notebook::from_json(&text).unwrap();
+            // nbformat's writer output is reproduced exactly (sorted keys, 1-space indent,
+            // sources and text outputs split into lines).
+            let written = nb.to_json_pretty();
+            assert_eq!(
+                written,
+                text,
+                "{} changed when written back",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_metadata_survive_a_round_trip() {
+        let text = r##"{
+          "nbformat": 4, "nbformat_minor": 2, "x_top": {"keep": [1, 2]},
+          "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {"model_name": "IntSliderModel"}}}},
+                       "celltoolbar": "Tags", "custom": {"deep": {"n": null}}},
+          "cells": [
+            {"cell_type": "code", "execution_count": null, "metadata": {"collapsed": true, "scrolled": "auto"},
+             "source": "x = 1", "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n", "x_out": 3}],
+             "x_cell": "kept"},
+            {"cell_type": "markdown", "metadata": {}, "source": ["# T\n", "body"],
+             "attachments": {"a.png": {"image/png": "iVBORw0KGgo="}}}
+          ]}"##;
+        let nb = Notebook::from_json(text).unwrap();
+        let again = Notebook::from_json(&nb.to_json_pretty()).unwrap();
+        assert_eq!(again, nb);
+        let written: serde_json::Value = serde_json::from_str(&nb.to_json_pretty()).unwrap();
+        assert_eq!(written["x_top"]["keep"][1], 2);
+        assert_eq!(written["metadata"]["celltoolbar"], "Tags");
+        assert!(written["metadata"]["custom"]["deep"]["n"].is_null());
+        assert_eq!(
+            written["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]["abc"]
+                ["model_name"],
+            "IntSliderModel"
+        );
+        assert_eq!(written["cells"][0]["x_cell"], "kept");
+        assert!(written["cells"][0]["execution_count"].is_null());
+        assert_eq!(written["cells"][0]["outputs"][0]["x_out"], 3);
+        assert_eq!(written["cells"][0]["metadata"]["scrolled"], "auto");
+        assert!(written["cells"][1].get("execution_count").is_none());
+        assert_eq!(
+            written["cells"][1]["attachments"]["a.png"]["image/png"],
+            "iVBORw0KGgo="
+        );
+    }
+
+    #[test]
+    fn broken_notebooks_give_located_errors() {
+        let err = Notebook::from_json(
+            "{\"nbformat\": 4,\n \"cells\": [\n  {\"cell_type\": \"code\",}\n]}",
+        )
+        .unwrap_err();
+        match &err {
+            NotebookError::Json { line, column, .. } => assert_eq!((*line, *column), (3, 24)),
+            other => panic!("expected a JSON error, got {other:?}"),
+        }
+        assert!(err.to_string().contains("line 3, column 24"), "{err}");
+
+        let err = Notebook::from_json(
+            "{\"nbformat\": 4, \"nbformat_minor\": 4, \"metadata\": {}, \"cells\": [\n {\"cell_type\": \"markdown\", \"source\": \"a\"},\n {\"cell_type\": \"code\", \"source\": 42}\n]}",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NotebookError::Cell {
+                    index: 1,
+                    line: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("cell 1"), "{err}");
+
+        assert!(Notebook::from_json("").is_err());
+        assert!(Notebook::from_json("[]").is_err());
+        assert!(Notebook::from_slice(&[0xff, 0xfe, 0x00]).is_err());
+    }
+
+    #[test]
+    fn truncated_or_foreign_notebooks_never_panic() {
+        let bytes = std::fs::read(corpus_dir().join("hidden_cells.ipynb")).unwrap();
+        for end in (0..bytes.len()).step_by(7) {
+            let err = Notebook::from_slice(&bytes[..end]).unwrap_err();
+            assert!(
+                matches!(err, NotebookError::Json { line, .. } if line >= 1),
+                "{err}"
+            );
+        }
     }
 }

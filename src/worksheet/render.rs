@@ -584,7 +584,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Remove ANSI/VT100 escape sequences (colours, cursor moves, OSC titles and links).
-pub fn strip_ansi(text: &str) -> Cow<'_, str> {
+fn strip_ansi(text: &str) -> Cow<'_, str> {
     if !text.contains('\x1b') {
         return Cow::Borrowed(text);
     }
@@ -647,6 +647,8 @@ fn terminal_text(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worksheet;
+    use crate::worksheet::testing::*;
 
     #[test]
     fn ansi_is_stripped() {
@@ -666,5 +668,217 @@ mod tests {
         let html = markdown_html("Let $a_1 * b_2 < c$ and\n\n$$x^2$$", None, None);
         assert!(html.contains("$a_1 * b_2 &lt; c$"), "{html}");
         assert!(html.contains("$$x^2$$"), "{html}");
+    }
+
+    #[test]
+    fn code_is_hidden_and_outputs_follow_display_priority() {
+        let html = render_file("growth_curve.ipynb");
+        assert!(!html.contains("np.linspace"), "code must not be shown");
+        assert!(html.contains(
+            "<img class=\"output image\" alt=\"output image\" src=\"data:image/png;base64,iVBOR"
+        ));
+        assert!(html.contains("final OD600"));
+        let with_code = worksheet::render(
+            &load("growth_curve.ipynb"),
+            &RenderOptions {
+                show_code: true,
+                ..Default::default()
+            },
+        )
+        .body_html;
+        assert!(with_code.contains("np.linspace"));
+
+        let svg = render_file("svg_plot.ipynb");
+        assert!(svg.contains("src=\"data:image/svg+xml;base64,"));
+        assert!(!svg.contains("<svg"));
+
+        let tables = render_file("pandas_tables.ipynb");
+        assert!(
+            tables.contains("<table"),
+            "pandas HTML preferred over text/plain"
+        );
+        assert!(tables.contains("GENE0"));
+        assert!(tables.contains("<del>Old normalisation</del>"));
+        assert!(!tables.contains("<style"));
+
+        let mix = render_file("display_mix.ipynb");
+        assert!(mix.contains("<th>well</th>"));
+        assert!(mix.contains("src=\"data:image/jpeg;base64,/9j/"));
+        assert!(mix.contains("width=\"64\""));
+        assert!(mix.contains("<pre class=\"output json\">"));
+        assert!(mix.contains("&quot;wells&quot;"));
+        assert!(
+            !mix.contains("IPython.core.display"),
+            "text/plain fallback not used when richer data exists"
+        );
+        assert!(mix.contains("<pre class=\"output text\">42</pre>"));
+    }
+
+    #[test]
+    fn errors_streams_and_widgets() {
+        let html = render_file("errors.ipynb");
+        assert!(
+            html.contains("<strong>KeyError</strong>: &#39;chrM&#39;"),
+            "{html}"
+        );
+        assert!(html.contains("<strong>ZeroDivisionError</strong>: division by zero"));
+        assert!(
+            !html.contains("Traceback") && !html.contains("-----"),
+            "traceback hidden by default"
+        );
+        assert!(html.contains("red and bold green"));
+        assert!(!html.contains('\u{1b}'));
+        assert!(html.contains("class=\"output stream stderr\""));
+        let tb = worksheet::render(
+            &load("errors.ipynb"),
+            &RenderOptions {
+                show_traceback: true,
+                ..Default::default()
+            },
+        )
+        .body_html;
+        assert!(tb.contains("class=\"traceback\""));
+        assert!(!tb.contains('\u{1b}'));
+
+        let streams = render_file("streams.ipynb");
+        assert!(streams.contains("read batch 39"));
+        assert!(streams.contains("&lt;b&gt;not html&lt;/b&gt; &amp; kept as text"));
+        assert_eq!(
+            streams.matches("class=\"output stream stdout\"").count(),
+            2,
+            "chunks of one stream are merged"
+        );
+
+        let widgets = render_file("widgets.ipynb");
+        assert!(widgets.contains("An interactive widget is not shown"));
+        assert!(widgets.contains("threshold is 5"));
+        let fallback = Notebook::from_json(r#"{"nbformat":4,"nbformat_minor":5,"metadata":{},"cells":[{"cell_type":"code","id":"w","metadata":{},"execution_count":1,"source":"s","outputs":[{"output_type":"display_data","metadata":{},"data":{"application/vnd.jupyter.widget-view+json":{"model_id":"1","version_major":2,"version_minor":0},"text/plain":"IntSlider(value=5)"}}]}]}"#).unwrap();
+        let html = worksheet::render(&fallback, &RenderOptions::default()).body_html;
+        assert!(html.contains("IntSlider(value=5)"));
+    }
+
+    #[test]
+    fn markdown_math_attachments_and_title() {
+        let rendered = worksheet::render(&load("markdown_math.ipynb"), &RenderOptions::default());
+        assert_eq!(rendered.title.as_deref(), Some("Population genetics notes"));
+        let html = rendered.body_html;
+        assert!(html.contains("$p^2 + 2pq + q^2 = 1$"));
+        assert!(
+            html.contains("$p_1 * q_2$"),
+            "math is not touched by emphasis rules"
+        );
+        assert!(html.contains("$$\\chi^2 = \\sum_i \\frac{(O_i - E_i)^2}{E_i}$$"));
+        assert!(html.contains("<table>") && html.contains("<td>Aa</td>"));
+        assert!(
+            html.contains("src=\"data:image/png;base64,iVBORw0KGgo"),
+            "attachment resolved"
+        );
+        assert!(!html.contains("attachment:"));
+        assert!(html.contains("<b>bold HTML</b>"));
+        assert!(html.contains("rel=\"noopener noreferrer\""));
+        assert!(html.contains("<strong>computed</strong> result: <span class=\"math math-inline\">$\\hat{p} = 0.54$</span>"));
+        assert!(html.contains("$$F_{ST} = \\frac{H_T - H_S}{H_T}$$"));
+        assert!(!html.contains("raw cell text"));
+    }
+
+    #[test]
+    fn tags_and_jupyter_flags_hide_cells() {
+        let html = render_file("hidden_cells.ipynb");
+        assert!(!html.contains("removed entirely"));
+        assert!(!html.contains("output removed"));
+        assert!(html.contains("input removed, output kept"));
+        assert!(html.contains("input hidden, output kept"));
+        assert!(!html.contains(">outputs_hidden"));
+        assert!(!html.contains("collapsed markdown"));
+        assert!(html.contains("Visible closing remark."));
+    }
+
+    #[test]
+    fn dashboard_layout_places_cells_on_a_grid() {
+        let html = render_file("dashboard.ipynb");
+        assert!(html.contains(
+            "class=\"worksheet dashboard-grid\" style=\"--cols: 12; --row-height: 20px\""
+        ));
+        assert!(html.contains("style=\"grid-column: 1 / span 12; grid-row: 1 / span 2\""));
+        assert!(html.contains("style=\"grid-column: 1 / span 8; grid-row: 3 / span 10\""));
+        assert!(html.contains("style=\"grid-column: 9 / span 4; grid-row: 3 / span 4\""));
+        assert!(html.contains("plate 7, 96 wells"));
+        assert!(
+            !html.contains("Notes for the operator"),
+            "hidden in the dashboard view"
+        );
+    }
+
+    fn assert_inert(html: &str) {
+        let lower = html.to_ascii_lowercase();
+        for bad in [
+            "<script",
+            "onerror",
+            "onload",
+            "onclick",
+            "=\"javascript:",
+            "<iframe",
+            "<object",
+            "<style",
+            "<form",
+            "srcdoc",
+            "data:text/html",
+            "style=",
+            "<svg",
+        ] {
+            assert!(!lower.contains(bad), "found {bad:?} in:\n{html}");
+        }
+    }
+
+    #[test]
+    fn hostile_outputs_and_markdown_cannot_run_script() {
+        let bytes = std::fs::read(corpus_dir().join("hostile/xss.ipynb")).unwrap();
+        let nb = Notebook::from_slice(&bytes).unwrap();
+        let rendered = worksheet::render(
+            &nb,
+            &RenderOptions {
+                show_traceback: true,
+                ..Default::default()
+            },
+        );
+        let html = &rendered.body_html;
+        assert_inert(html);
+        assert!(html.contains("<td>kept cell</td>"), "harmless HTML is kept");
+        assert!(html.contains(">styled</p>"));
+        assert!(
+            html.contains("data:image/svg+xml;base64,"),
+            "SVG isolated in an <img>"
+        );
+        assert!(html.contains("not valid base64"));
+        assert!(html.contains("&lt;b&gt;Evil&lt;/b&gt;"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;ename&#39;)"));
+
+        let md = worksheet::markdown_html(
+            "<a href=\"JaVaScRiPt:alert(1)\">x</a> <img src=\"x\" onerror=\"alert(1)\"> <svg><script>alert(1)</script></svg>",
+            None,
+            None,
+        );
+        assert_inert(&md);
+        let html = worksheet::sanitize_html(
+            "<a href=\"data:text/html,<script>alert(1)</script>\">x</a><img src=\"data:image/png;base64,iVBORw0KGgo=\">",
+        );
+        assert!(!html.contains("data:text/html"));
+        assert!(html.contains("src=\"data:image/png;base64,iVBORw0KGgo=\""));
+    }
+
+    #[test]
+    fn rendered_bodies_of_the_corpus() {
+        // Embedded images are long base64 runs: the snapshot keeps their type and size.
+        let base64 = regex::Regex::new(r"base64,[A-Za-z0-9+/=]{64,}").unwrap();
+        let hostile = corpus_dir().join("hostile/xss.ipynb");
+        for path in corpus().into_iter().chain([hostile]) {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let rel = path.strip_prefix(corpus_dir()).unwrap().to_str().unwrap();
+            let body = render_file(rel);
+            let body = base64.replace_all(&body, |c: &regex::Captures| {
+                format!("base64,[{} bytes]", c[0].len() - "base64,".len())
+            });
+            insta::assert_snapshot!(format!("body_{name}"), body);
+        }
     }
 }

@@ -1,0 +1,2 @@
+n_genes = 12  # number of genes to show
+seed = 7
