@@ -8,6 +8,7 @@
 //! `--rate` deliveries/s (answer times at that load).
 
 pub mod environments;
+pub mod worksheets;
 
 use std::process::ExitCode;
 use std::sync::Arc;

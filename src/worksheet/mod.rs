@@ -2,11 +2,9 @@
 //! parameters. This module owns the nbformat model ([`Notebook`]), reading the papermill
 //! `parameters` cell ([`parameters`]), validating form values ([`validate`]), writing the
 //! `injected-parameters` cell ([`parameterize`]), rendering without code into sanitized
-//! HTML fragments ([`render`]), the `nbforge render` command ([`cli`]) and the rendering
-//! benchmark ([`bench`]). Pages around those fragments are `web`'s.
+//! HTML fragments ([`render`]). Pages around those fragments are `web`'s; the `nbforge
+//! render` command is `cli::render` and the rendering benchmark `bench::worksheets`.
 
-pub mod bench;
-pub mod cli;
 pub mod model;
 pub mod params;
 pub mod render;

@@ -2,10 +2,8 @@
 //! command, the benchmark, and parameterized notebooks executed by Jupyter. The model,
 //! parameters, injection and rendering are tested next to their code in `src/worksheet/`.
 
-use nbforge::worksheet::{
-    self, FORM_MARKER, INJECTED_TAG, Notebook, RenderOptions,
-    cli::{RenderArgs, run},
-};
+use nbforge::cli::render::{RenderArgs, run};
+use nbforge::worksheet::{self, FORM_MARKER, INJECTED_TAG, Notebook, RenderOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -173,7 +171,7 @@ fn cli_renders_and_writes_the_parameterized_notebook() {
 
 #[test]
 fn bench_renders_every_corpus_notebook() {
-    let report = worksheet::bench::bench(&corpus_dir(), 2, false).unwrap();
+    let report = nbforge::bench::worksheets::bench(&corpus_dir(), 2, false).unwrap();
     // The folder is searched recursively: `hostile/` and `papermill/` are included.
     for notebook in [
         "growth_curve.ipynb",
@@ -195,7 +193,7 @@ fn bench_renders_every_corpus_notebook() {
             .all(|r| r.html_bytes > 500 && r.nbconvert.is_none())
     );
     assert!(report.to_string().contains("notebooks, 2 iterations"));
-    assert!(worksheet::bench::bench(Path::new("/nonexistent-corpus"), 1, false).is_err());
+    assert!(nbforge::bench::worksheets::bench(Path::new("/nonexistent-corpus"), 1, false).is_err());
 }
 
 #[test]
@@ -220,7 +218,7 @@ fn bench_compares_with_nbconvert_when_installed() {
         dir.path().join("nested/streams.ipynb"),
     )
     .unwrap();
-    let report = worksheet::bench::bench(dir.path(), 2, true).unwrap();
+    let report = nbforge::bench::worksheets::bench(dir.path(), 2, true).unwrap();
     assert_eq!(report.rows.len(), 2);
     assert_eq!(report.rows[1].notebook, Path::new("nested/streams.ipynb"));
     assert!(report.rows.iter().all(|r| r.nbconvert.is_some()));

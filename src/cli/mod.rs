@@ -1,4 +1,7 @@
-//! The `nbforge` command line: `serve`, `migrate`, `doctor`, `bench`.
+//! The `nbforge` command line: `serve`, `migrate`, `doctor`, `base-image`, `spec`,
+//! `render` ([`render`]), `build` and `bench`.
+
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -85,7 +88,7 @@ pub enum Command {
     },
     /// Render a notebook as a worksheet (no code, a parameter form), optionally with
     /// parameters set, and write the parameterized notebook.
-    Render(crate::worksheet::cli::RenderArgs),
+    Render(render::RenderArgs),
     /// Build a repository folder's environment image with the local Docker engine.
     Build {
         #[command(flatten)]
@@ -289,11 +292,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             iterations,
             no_nbconvert,
         }) => {
-            let report = crate::worksheet::bench::bench(&dir, iterations, !no_nbconvert)?;
+            let report = crate::bench::worksheets::bench(&dir, iterations, !no_nbconvert)?;
             println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render(args) => crate::worksheet::cli::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Spec { args, .. } => {
             crate::spec::cli::run(&args, &crate::app::spec_options(&settings))
         }

@@ -1,7 +1,7 @@
 //! `nbforge render`: render a notebook as a worksheet page, optionally with parameters,
 //! and optionally write the parameterized notebook for `jupyter execute` or papermill.
 
-use super::{Notebook, RenderOptions, parameterize, parameters, render, validate};
+use crate::worksheet::{Notebook, RenderOptions, parameterize, parameters, render, validate};
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::io::Write as _;

@@ -8,7 +8,7 @@
 //! - **process per notebook**: one `jupyter nbconvert --to html --no-input` run per notebook,
 //!   timed from outside, interpreter start-up included — what a service shelling out pays.
 
-use super::{Notebook, RenderOptions, Values, render};
+use crate::worksheet::{Notebook, RenderOptions, Values, render};
 use anyhow::{Context as _, bail};
 use std::fmt;
 use std::path::{Path, PathBuf};
