@@ -58,7 +58,7 @@ pub enum Command {
         docker: DockerArgs,
     },
     /// Make the base image environments start from, with no registry: debootstrap, import,
-    /// then Python, a Jupyter server and ipykernel from Debian's packages.
+    /// then Debian's Python and ipykernel, and JupyterLab on jupyter_server from PyPI.
     BaseImage {
         /// Make it again even if it exists.
         #[arg(long)]
