@@ -521,14 +521,35 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
         .id_prefix(Some("nb-"))
         .add_url_schemes(["data"])
         .attribute_filter(|element, attribute, value| {
-            let v = value.trim_start();
-            let is_data = v.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"));
-            if !is_data {
+            // A notebook's classes are its own: prefixed, so that it cannot dress its output
+            // as nbforge's messages (`p.error`, `p.ok`, `.output.note`). Only the math
+            // classes that Markdown rendering itself writes stay as they are.
+            if attribute == "class" {
+                const KEPT: &[&str] = &["math", "math-inline", "math-display"];
+                let prefixed: Vec<String> = value
+                    .split_ascii_whitespace()
+                    .map(|c| {
+                        if KEPT.contains(&c) {
+                            c.to_owned()
+                        } else {
+                            format!("nb-{c}")
+                        }
+                    })
+                    .collect();
+                return Some(Cow::Owned(prefixed.join(" ")));
+            }
+            // The scheme as a browser reads it: the URL parser drops leading C0 controls
+            // and spaces and tabs and newlines anywhere (`\x01data:`, `da\tta:`).
+            let scheme = url::Url::parse(value)
+                .ok()
+                .map(|u| u.scheme().to_ascii_lowercase());
+            if scheme.as_deref() != Some("data") {
                 if element == "input" && attribute == "type" && value != "checkbox" {
                     return None;
                 }
                 return Some(Cow::Borrowed(value));
             }
+            let v = value.trim_start_matches(|c: char| c <= ' ');
             let image = [
                 "data:image/png;",
                 "data:image/jpeg;",
@@ -828,6 +849,32 @@ mod tests {
         ] {
             assert!(!lower.contains(bad), "found {bad:?} in:\n{html}");
         }
+    }
+
+    /// Finding 19: the `data:` check missed C0 control characters before the scheme, and a
+    /// notebook's `class` attributes could dress its output as nbforge's own messages.
+    #[test]
+    fn data_urls_behind_control_characters_and_borrowed_classes() {
+        for hostile in [
+            "<a href=\"\u{1}data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">x</a>",
+            "<a href=\" \u{1f}DATA:text/html,<script>alert(1)</script>\">x</a>",
+            "<a href=\"da\tta:text/html,x\">x</a>",
+            "<img src=\"\u{1}data:text/html,x\">",
+        ] {
+            let clean = sanitize_html(hostile);
+            assert!(
+                !clean.to_ascii_lowercase().contains("text/html"),
+                "{hostile:?} -> {clean}"
+            );
+        }
+        let image = sanitize_html("<img src=\"data:image/png;base64,iVBORw0KGgo=\">");
+        assert!(image.contains("src=\"data:image/png;base64,"), "{image}");
+
+        let imitation = sanitize_html("<p class=\"ok error\">Your account is verified</p>");
+        assert_eq!(
+            imitation,
+            "<p class=\"nb-ok nb-error\">Your account is verified</p>"
+        );
     }
 
     #[test]
