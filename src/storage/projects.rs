@@ -202,10 +202,16 @@ impl Db {
 
     pub async fn delete_project(&self, forge: &str, path: &str) -> DbResult<()> {
         let mut tx = self.pool.begin().await?;
+        // Its publications are withdrawn, so that nothing stays published under a path
+        // someone else may take later.
         for sql in [
             "DELETE FROM projects WHERE forge = $1 AND path = $2",
             "DELETE FROM refs WHERE forge = $1 AND project = $2",
             "DELETE FROM memberships WHERE forge = $1 AND scope = 'project:' || $2",
+            "DELETE FROM releases WHERE forge = $1 AND project = $2",
+            "DELETE FROM worksheets WHERE forge = $1 AND project = $2",
+            "DELETE FROM merge_requests WHERE forge = $1 AND project = $2",
+            "DELETE FROM mr_notes WHERE forge = $1 AND project = $2",
         ] {
             sqlx::query(sql)
                 .bind(forge)
@@ -225,10 +231,25 @@ impl Db {
         new: &ProjectRow,
     ) -> DbResult<()> {
         let mut tx = self.pool.begin().await?;
+        // Whatever was left at the new path belonged to no live project: the moved one wins.
+        for sql in [
+            "DELETE FROM releases WHERE forge = $1 AND project = $2",
+            "DELETE FROM worksheets WHERE forge = $1 AND project = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(forge)
+                .bind(&new.path)
+                .execute(&mut *tx)
+                .await?;
+        }
         for sql in [
             "UPDATE projects SET path = $3 WHERE forge = $1 AND path = $2",
             "UPDATE refs SET project = $3 WHERE forge = $1 AND project = $2",
             "UPDATE merge_requests SET project = $3 WHERE forge = $1 AND project = $2",
+            "UPDATE releases SET project = $3 WHERE forge = $1 AND project = $2",
+            "UPDATE worksheets SET project = $3 WHERE forge = $1 AND project = $2",
+            "UPDATE builds SET project = $3 WHERE forge = $1 AND project = $2",
+            "UPDATE mr_notes SET project = $3 WHERE forge = $1 AND project = $2",
         ] {
             sqlx::query(sql)
                 .bind(forge)

@@ -523,3 +523,48 @@ async fn bodies_are_read_before_authentication() {
         );
     }
 }
+
+/// Finding 24: a deleted or renamed project stayed published under its old path, which
+/// someone else could take later. Destroying withdraws it; renaming moves it.
+#[tokio::test]
+async fn deleted_and_renamed_projects_stay_published() {
+    use crate::support::Backend;
+    use crate::support::scenario::Scenario;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(t) = Scenario::gitlab(backend).await else {
+            continue;
+        };
+        for path in ["lab/growth", "lab/doomed"] {
+            t.push(path, &crate::catalog::release_files()).await;
+            t.tag(path, "v1").await;
+        }
+        t.run_jobs().await;
+        assert_eq!(t.get("/w/lab/growth/v1/growth.ipynb").await.status, 200);
+
+        let system_hook = |file: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut body: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            edit(&mut body);
+            serde_json::to_vec(&body).unwrap()
+        };
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gitlab/");
+        let rename = system_hook(&format!("{data}system_project_rename.json"), &|b| {
+            b["path_with_namespace"] = "biolab/growth".into();
+            b["old_path_with_namespace"] = "lab/growth".into();
+        });
+        let destroy = system_hook(&format!("{data}system_project_destroy.json"), &|b| {
+            b["path_with_namespace"] = "lab/doomed".into();
+        });
+        let res = t.app.gitlab("System Hook", "rename-1", rename).await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        let res = t.app.gitlab("System Hook", "destroy-1", destroy).await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+
+        assert_eq!(t.get("/w/lab/growth/v1/growth.ipynb").await.status, 404);
+        let moved = t.get("/w/biolab/growth/v1/growth.ipynb").await;
+        assert_eq!(moved.status, 200, "{}", moved.text());
+        assert_eq!(t.get("/w/lab/doomed").await.status, 404);
+        assert_eq!(t.get("/w/lab/doomed/v1/growth.ipynb").await.status, 404);
+    }
+}
