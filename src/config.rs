@@ -162,7 +162,7 @@ pub struct JobArgs {
     /// Job workers in this process; 0 makes an ingest-only process [default: 2].
     #[arg(long, env = "NBFORGE_WORKERS")]
     pub workers: Option<usize>,
-    /// Tries before a job is dead-lettered [default: 5].
+    /// Tries before a job is dead-lettered [default: 10, about 20 minutes of retries].
     #[arg(long, env = "NBFORGE_JOB_MAX_ATTEMPTS")]
     pub job_max_attempts: Option<u32>,
     /// Seconds a claimed job's lease lasts without a heartbeat [default: 60].
@@ -171,6 +171,9 @@ pub struct JobArgs {
     /// First retry delay in milliseconds; doubles each try [default: 2000].
     #[arg(long, env = "NBFORGE_JOB_BACKOFF_MS")]
     pub job_backoff_ms: Option<u64>,
+    /// Longest delay between two tries, in seconds [default: 600].
+    #[arg(long, env = "NBFORGE_JOB_BACKOFF_MAX_SECS")]
+    pub job_backoff_max_secs: Option<u64>,
     /// How often idle workers look for jobs queued by other processes, in ms [default: 500].
     #[arg(long, env = "NBFORGE_POLL_INTERVAL_MS")]
     pub poll_interval_ms: Option<u64>,
@@ -314,6 +317,7 @@ struct FileSettings {
     job_max_attempts: Option<u32>,
     job_lease_secs: Option<u64>,
     job_backoff_ms: Option<u64>,
+    job_backoff_max_secs: Option<u64>,
     poll_interval_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     cleanup_period_secs: Option<u64>,
@@ -377,6 +381,8 @@ pub struct JobSettings {
     pub max_attempts: u32,
     pub lease: Duration,
     pub backoff: Duration,
+    /// The longest delay between two tries.
+    pub backoff_max: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     /// How often the cleanup job runs.
@@ -574,7 +580,7 @@ impl Settings {
             .jobs
             .job_max_attempts
             .or(file.job_max_attempts)
-            .unwrap_or(5);
+            .unwrap_or(10);
         if job_max_attempts == 0 {
             problems.push("job_max_attempts: must be at least 1".into());
         }
@@ -720,6 +726,13 @@ impl Settings {
                         .job_backoff_ms
                         .or(file.job_backoff_ms)
                         .unwrap_or(2000),
+                ),
+                backoff_max: Duration::from_secs(
+                    args.jobs
+                        .job_backoff_max_secs
+                        .or(file.job_backoff_max_secs)
+                        .unwrap_or(600)
+                        .max(1),
                 ),
                 poll_interval: Duration::from_millis(
                     args.jobs

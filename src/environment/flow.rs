@@ -66,11 +66,18 @@ macro_rules! infrastructure_from {
         }
     )*};
 }
-infrastructure_from!(
-    crate::storage::DbError,
-    crate::forge::ForgeError,
-    crate::repo::mirror::MirrorError
-);
+infrastructure_from!(crate::storage::DbError, crate::repo::mirror::MirrorError);
+
+impl From<crate::forge::ForgeError> for PrepareError {
+    /// A refusal the forge would repeat is final; the rest is retried.
+    fn from(e: crate::forge::ForgeError) -> Self {
+        if e.is_permanent() {
+            PrepareError::User(e.to_string())
+        } else {
+            PrepareError::Infrastructure(e.into())
+        }
+    }
+}
 
 /// What preparing an environment uses.
 #[derive(Clone)]

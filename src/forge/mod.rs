@@ -79,6 +79,10 @@ pub enum ForgeError {
     /// The forge cannot do this (e.g. a plain git server has no merge requests).
     #[error("not supported by this forge: {0}")]
     Unsupported(&'static str),
+    /// The forge refused the request as it is (400, 409, 422: a field over its length
+    /// limit, a state it will not take): sending it again cannot help.
+    #[error("refused by the forge: {0}")]
+    Rejected(String),
     #[error("{0}")]
     Other(String),
 }
@@ -87,6 +91,13 @@ impl ForgeError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, ForgeError::Unavailable(_))
+    }
+
+    /// Whether trying again can never succeed without a change on nbforge's side: the
+    /// request itself was refused, or what it names does not exist. (A refused token is not
+    /// permanent: an administrator may fix it while the job waits.)
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ForgeError::Rejected(_) | ForgeError::NotFound(_))
     }
 }
 

@@ -176,6 +176,16 @@ macro_rules! transient_from {
 transient_from!(
     anyhow::Error,
     crate::storage::DbError,
-    crate::forge::ForgeError,
     crate::repo::mirror::MirrorError
 );
+
+impl From<crate::forge::ForgeError> for JobError {
+    /// A refusal the forge would repeat fails the job at once; the rest is retried.
+    fn from(e: crate::forge::ForgeError) -> Self {
+        if e.is_permanent() {
+            JobError::User(e.to_string())
+        } else {
+            JobError::Transient(e.into())
+        }
+    }
+}

@@ -91,11 +91,10 @@ pub fn worker_owner(index: usize) -> String {
     )
 }
 
-/// Delay before try number `attempt + 1`: `base * 2^(attempt-1)`, at most an hour.
-pub fn backoff(base: Duration, attempt: i64) -> Duration {
+/// Delay before try number `attempt + 1`: `base * 2^(attempt-1)`, at most `max`.
+pub fn backoff(base: Duration, max: Duration, attempt: i64) -> Duration {
     let exp = attempt.clamp(1, 20) - 1;
-    base.saturating_mul(1u32 << exp)
-        .min(Duration::from_secs(3600))
+    base.saturating_mul(1u32 << exp).min(max)
 }
 
 /// Runs the configured number of job loops, and the schedule ticker, until `shutdown`
@@ -329,7 +328,8 @@ async fn record(
                 let _ = db.dead_letter_job(id, owner, &msg).await;
                 Outcome::Dead
             } else {
-                let delay = backoff(ctx.settings.jobs.backoff, row.attempts);
+                let jobs = &ctx.settings.jobs;
+                let delay = backoff(jobs.backoff, jobs.backoff_max, row.attempts);
                 tracing::warn!(
                     "{name} failed (try {} of {}), retrying in {delay:?}: {msg}",
                     row.attempts,

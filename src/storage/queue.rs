@@ -487,6 +487,23 @@ impl Db {
         self.finish_job(id, owner, "dead", Some(error), None).await
     }
 
+    /// Puts a dead-lettered or failed job back in the queue with its tries counted from
+    /// zero (an administrator's re-drive after an outage). `false` when the job is not dead
+    /// or failed.
+    pub async fn redrive_job(&self, id: JobId) -> DbResult<bool> {
+        let now = self.now();
+        let res = sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $1, lease_owner = NULL,
+                    lease_until = NULL, cancel_requested = 0, updated_at = $1, finished_at = NULL
+             WHERE id = $2 AND state IN ('dead', 'failed')",
+        )
+        .bind(now)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// Superseded while running.
     pub async fn cancel_job(&self, id: JobId, owner: &str) -> DbResult<bool> {
         self.finish_job(

@@ -30,6 +30,9 @@ pub enum WebError {
     /// 404: nothing here.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the resource is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
     /// 413: the request body is over the limit.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -83,6 +86,7 @@ impl WebError {
             WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -64,6 +64,7 @@ pub fn router(app: App) -> Router {
         .route("/api/deliveries/{key}", get(get_delivery))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(get_job))
+        .route("/api/jobs/{id}/retry", post(retry_job))
         .route("/api/builds", get(builds::list))
         .route("/api/builds/{id}", get(builds::get))
         .route("/api/builds/{id}/log", get(builds::log))
@@ -226,6 +227,26 @@ async fn list_jobs(
         .map(|(s, n)| (s, json!(n)))
         .collect();
     Ok(Json(json!({ "counts": counts, "jobs": rows })).into_response())
+}
+
+/// `POST /api/jobs/{id}/retry`: re-drives a dead-lettered or failed job.
+async fn retry_job(
+    _: Admin,
+    State(app): State<App>,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let id = crate::storage::JobId(id);
+    if app.db.get_job(id).await?.is_none() {
+        return Err(WebError::NotFound("no job with that id".into()));
+    }
+    if !app.db.redrive_job(id).await? {
+        return Err(WebError::Conflict(
+            "only dead-lettered or failed jobs can be retried".into(),
+        ));
+    }
+    app.jobs_ready.notify_waiters();
+    let row = app.db.get_job(id).await?;
+    Ok(Json(json!({ "job": row })).into_response())
 }
 
 async fn get_job(

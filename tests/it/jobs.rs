@@ -137,10 +137,17 @@ on_both_databases!(
 
         // Backoff doubles per attempt and is capped.
         let base = Duration::from_secs(2);
-        assert_eq!(nbforge::jobs::backoff(base, 1), Duration::from_secs(2));
-        assert_eq!(nbforge::jobs::backoff(base, 2), Duration::from_secs(4));
-        assert_eq!(nbforge::jobs::backoff(base, 4), Duration::from_secs(16));
-        assert_eq!(nbforge::jobs::backoff(base, 40), Duration::from_secs(3600));
+        let max = Duration::from_secs(600);
+        assert_eq!(nbforge::jobs::backoff(base, max, 1), Duration::from_secs(2));
+        assert_eq!(nbforge::jobs::backoff(base, max, 2), Duration::from_secs(4));
+        assert_eq!(
+            nbforge::jobs::backoff(base, max, 4),
+            Duration::from_secs(16)
+        );
+        assert_eq!(nbforge::jobs::backoff(base, max, 40), max);
+        // The default ten tries ride out an outage of about twenty minutes.
+        let waited: Duration = (1..10).map(|a| nbforge::jobs::backoff(base, max, a)).sum();
+        assert!(waited > Duration::from_secs(15 * 60), "{waited:?}");
     }
 );
 

@@ -568,3 +568,71 @@ async fn deleted_and_renamed_projects_stay_published() {
         assert_eq!(t.get("/w/lab/doomed/v1/growth.ipynb").await.status, 404);
     }
 }
+
+/// Finding 12: a few quick tries dead-lettered every job in flight during a short forge or
+/// Docker restart, with no way to re-drive them; a forge's refusal was retried as if it
+/// were an outage. Dead letters can now be retried through the admin API, the backoff rides
+/// out about twenty minutes, and refusals fail at once.
+#[tokio::test]
+async fn dead_letters_cannot_be_redriven() {
+    use nbforge::forge::ForgeError;
+    use nbforge::jobs::JobError;
+    use std::time::Duration;
+
+    let t = TestApp::sqlite().await;
+    let res = t
+        .gitlab(
+            "Push Hook",
+            "redrive-1",
+            push_payload("lab/x", "main", &sha(1), &sha(2)),
+        )
+        .await;
+    assert_eq!(res.status, 202);
+    let db = t.db();
+    let job = db
+        .claim_job("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the push's job");
+    assert!(
+        db.dead_letter_job(job.id(), "w", "GitLab down")
+            .await
+            .unwrap()
+    );
+
+    let post = |path: String, token: Option<&str>| {
+        let mut req = axum::http::Request::post(path);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        t.request(req.body(axum::body::Body::empty()).unwrap())
+    };
+    let path = format!("/api/jobs/{}/retry", job.id().0);
+    assert_eq!(post(path.clone(), None).await.status, 401);
+    let res = post(path.clone(), Some(crate::support::ADMIN_TOKEN)).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let row = db.get_job(job.id()).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
+    let res = post(path, Some(crate::support::ADMIN_TOKEN)).await;
+    assert_eq!(res.status, 409, "only dead or failed jobs: {}", res.text());
+    let res = post(
+        "/api/jobs/999999/retry".into(),
+        Some(crate::support::ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(res.status, 404);
+    assert_eq!(t.run_jobs().await, 1, "the re-driven job runs");
+
+    // A refusal (HTTP 400/409/422) is final; an outage or a refused token is retried.
+    let refused: JobError = ForgeError::Rejected("target_url is too long".into()).into();
+    assert!(matches!(refused, JobError::User(_)), "{refused}");
+    let outage: JobError = ForgeError::Unavailable("502".into()).into();
+    assert!(matches!(outage, JobError::Transient(_)));
+    let token: JobError = ForgeError::Forbidden("401".into()).into();
+    assert!(matches!(token, JobError::Transient(_)));
+    let defaults = Settings::for_database("sqlite::memory:").jobs;
+    let waited: Duration = (1..i64::from(defaults.max_attempts))
+        .map(|a| nbforge::jobs::backoff(defaults.backoff, defaults.backoff_max, a))
+        .sum();
+    assert!(waited >= Duration::from_secs(15 * 60), "{waited:?}");
+}

@@ -148,6 +148,7 @@ impl GitHubForge {
                     }
                     403 => ForgeError::Forbidden(detail),
                     408 | 429 | 500..=599 => ForgeError::Unavailable(detail),
+                    400 | 409 | 422 => ForgeError::Rejected(detail),
                     _ => ForgeError::Other(detail),
                 }
             }

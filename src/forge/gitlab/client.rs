@@ -217,6 +217,7 @@ fn by_status(what: &str, status: http::StatusCode, msg: &str) -> ForgeError {
         404 => ForgeError::NotFound(detail),
         401 | 403 => ForgeError::Forbidden(detail),
         408 | 429 | 500..=599 => ForgeError::Unavailable(detail),
+        400 | 409 | 422 => ForgeError::Rejected(detail),
         _ => ForgeError::Other(detail),
     }
 }
@@ -238,6 +239,7 @@ pub fn scrub(err: ForgeError, token: &str) -> ForgeError {
         ForgeError::Forbidden(s) => ForgeError::Forbidden(fix(s)),
         ForgeError::Unavailable(s) => ForgeError::Unavailable(fix(s)),
         ForgeError::Other(s) => ForgeError::Other(fix(s)),
+        ForgeError::Rejected(s) => ForgeError::Rejected(fix(s)),
         ForgeError::Unsupported(s) => ForgeError::Unsupported(s),
     }
 }
