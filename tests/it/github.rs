@@ -244,7 +244,10 @@ async fn the_forge_speaks_githubs_rest_api() {
         .set_commit_status(&by_id, &"f".repeat(40), &status(StatusState::Pending, "x"))
         .await
         .unwrap_err();
-    assert!(matches!(err, ForgeError::Other(_)), "{err}");
+    assert!(
+        matches!(err, ForgeError::Rejected(_)) && err.is_permanent(),
+        "an unknown commit is refused, not retried: {err}"
+    );
 
     // Comments, listed across pages.
     for i in 0..120 {

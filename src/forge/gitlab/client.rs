@@ -294,10 +294,8 @@ mod tests {
         ));
         assert!(by_status("x", StatusCode::BAD_GATEWAY, "").is_transient());
         assert!(by_status("x", StatusCode::TOO_MANY_REQUESTS, "").is_transient());
-        assert!(matches!(
-            by_status("x", StatusCode::UNPROCESSABLE_ENTITY, "bad"),
-            ForgeError::Other(_)
-        ));
+        let refused = by_status("x", StatusCode::UNPROCESSABLE_ENTITY, "bad");
+        assert!(matches!(refused, ForgeError::Rejected(_)) && refused.is_permanent());
     }
 
     #[test]

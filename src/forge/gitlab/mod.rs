@@ -332,7 +332,7 @@ impl Forge for GitLabForge {
             // GitLab refuses to move a pending/running status to the state it is
             // already in ("Cannot transition status via :run from :running"): the
             // status is already what was asked, so that is success.
-            Err(ForgeError::Other(msg)) if already_in_state(&msg, status.state) => Ok(()),
+            Err(ForgeError::Rejected(msg)) if already_in_state(&msg, status.state) => Ok(()),
             Err(e) => Err(e),
         }
     }
