@@ -241,7 +241,7 @@ impl Forge for GitHubForge {
     ) -> ForgeResult<()> {
         let what = format!("setting status `{}` on {project}@{sha}", status.name);
         if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ForgeError::Other(format!("{what}: not a commit sha")));
+            return Err(ForgeError::Rejected(format!("{what}: not a commit sha")));
         }
         let route = format!("{}/statuses/{sha}", self.repo_route(project).await?);
         let body = json!({

@@ -301,7 +301,7 @@ impl Forge for GitLabForge {
     ) -> ForgeResult<()> {
         let what = format!("setting status `{}` on {project}@{sha}", status.name);
         if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ForgeError::Other(format!("{what}: not a commit sha")));
+            return Err(ForgeError::Rejected(format!("{what}: not a commit sha")));
         }
         let mut builder = glapi::projects::repository::commits::CreateCommitStatus::builder();
         builder
@@ -311,13 +311,13 @@ impl Forge for GitLabForge {
             .name(status.name.as_str());
         if let Some(r) = &status.ref_name {
             if r.len() > STATUS_FIELD_MAX {
-                return Err(ForgeError::Other(format!("{what}: ref name too long")));
+                return Err(ForgeError::Rejected(format!("{what}: ref name too long")));
             }
             builder.ref_(r.as_str());
         }
         if let Some(url) = &status.target_url {
             if url.len() > STATUS_FIELD_MAX {
-                return Err(ForgeError::Other(format!(
+                return Err(ForgeError::Rejected(format!(
                     "{what}: target URL longer than {STATUS_FIELD_MAX} characters"
                 )));
             }
