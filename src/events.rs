@@ -367,6 +367,11 @@ pub enum PayloadError {
     },
     #[error("missing {header} header")]
     MissingHeader { header: &'static str },
+    #[error("{payload} payload: `{field}` is not a commit id (40 or 64 hexadecimal digits)")]
+    NotACommit {
+        payload: &'static str,
+        field: &'static str,
+    },
     #[error("the JSON nests deeper than {limit} levels at line {line}, column {column}")]
     TooDeep {
         limit: usize,
@@ -398,6 +403,25 @@ pub fn kind_label(raw: &str) -> String {
         }
     }
     out
+}
+
+/// True for a full git object id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits. Never a
+/// ref name or an expression such as `main~1`.
+pub fn is_commit_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `value` when it is a commit id, else the error naming `field` of `payload`.
+pub fn commit_id(
+    payload: &'static str,
+    field: &'static str,
+    value: String,
+) -> Result<String, PayloadError> {
+    if is_commit_id(&value) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(PayloadError::NotACommit { payload, field })
+    }
 }
 
 /// True for the all-zeros object id forges use for "no commit" (SHA-1 or SHA-256).

@@ -636,3 +636,39 @@ async fn dead_letters_cannot_be_redriven() {
         .sum();
     assert!(waited >= Duration::from_secs(15 * 60), "{waited:?}");
 }
+
+/// Finding 1, in part: `checkout_sha`/`after` were never checked to be commit ids, so
+/// `main~1` was accepted and stored as a "sha". Payload commits must now be 40 or 64
+/// hexadecimal digits.
+#[tokio::test]
+async fn payload_commits_are_not_checked_to_be_ids() {
+    let t = TestApp::sqlite().await;
+    for (n, bad) in ["main~1", "HEAD", &"g".repeat(40), &"a".repeat(39)]
+        .into_iter()
+        .enumerate()
+    {
+        let res = t
+            .gitlab(
+                "Push Hook",
+                &format!("bad-{n}"),
+                push_payload("lab/x", "main", &sha(1), bad),
+            )
+            .await;
+        assert_eq!(res.status, 400, "{bad}: {}", res.text());
+        assert!(res.text().contains("is not a commit id"), "{}", res.text());
+    }
+    let res = t
+        .gitlab(
+            "Push Hook",
+            "good",
+            push_payload("lab/x", "main", &sha(1), &"ab".repeat(32)),
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        202,
+        "a SHA-256 id is a commit id: {}",
+        res.text()
+    );
+    assert_eq!(t.run_jobs().await, 1);
+}

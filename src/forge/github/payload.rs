@@ -24,7 +24,7 @@ use serde::de::IgnoredAny;
 use crate::events::{
     Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
     MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-    TagPushEvent, check_object, decode, is_zero_sha, missing,
+    TagPushEvent, check_object, commit_id, decode, is_zero_sha, missing,
 };
 
 /// `event_header` is X-GitHub-Event ("push", "create", "delete", "pull_request", "member", "membership", "ping", ...).
@@ -142,8 +142,8 @@ fn parse_push(body: &[u8]) -> Result<Parsed, PayloadError> {
     const P: &str = "GitHub push";
     let w: WirePush = decode(P, body)?;
     let git_ref = w.git_ref.ok_or_else(|| missing(P, "ref"))?;
-    let before = w.before.ok_or_else(|| missing(P, "before"))?;
-    let after = w.after.ok_or_else(|| missing(P, "after"))?;
+    let before = commit_id(P, "before", w.before.ok_or_else(|| missing(P, "before"))?)?;
+    let after = commit_id(P, "after", w.after.ok_or_else(|| missing(P, "after"))?)?;
     let project = repository(P, "repository", w.repository)?;
     let actor = w.sender.and_then(WireUser::into_actor).or_else(|| {
         w.pusher.and_then(|p| p.name).map(|name| Actor {
@@ -286,9 +286,12 @@ fn parse_pull_request(body: &[u8]) -> Result<Parsed, PayloadError> {
         target_branch: base
             .git_ref
             .ok_or_else(|| missing(P, "pull_request.base.ref"))?,
-        head_sha: head
-            .sha
-            .ok_or_else(|| missing(P, "pull_request.head.sha"))?,
+        head_sha: commit_id(
+            P,
+            "pull_request.head.sha",
+            head.sha
+                .ok_or_else(|| missing(P, "pull_request.head.sha"))?,
+        )?,
         // Before merging, GitHub fills this with a test merge commit; only report real ones.
         merge_commit_sha: pr.merge_commit_sha.filter(|_| merged),
         url: pr.html_url,

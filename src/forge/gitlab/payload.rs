@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::events::{
     Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
     MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-    TagPushEvent, check_object, decode, is_zero_sha, missing,
+    TagPushEvent, check_object, commit_id, decode, is_zero_sha, missing,
 };
 
 /// `event_header` is the X-Gitlab-Event header value ("Push Hook", "Tag Push Hook", "Merge Request Hook",
@@ -126,8 +126,12 @@ fn parse_push(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     const P: &str = "GitLab push";
     let w: WirePush = decode(P, body)?;
     let git_ref = w.git_ref.ok_or_else(|| missing(P, "ref"))?;
-    let before = w.before.ok_or_else(|| missing(P, "before"))?;
-    let after = w.after.ok_or_else(|| missing(P, "after"))?;
+    let before = commit_id(P, "before", w.before.ok_or_else(|| missing(P, "before"))?)?;
+    let after = commit_id(P, "after", w.after.ok_or_else(|| missing(P, "after"))?)?;
+    let checkout_sha = w
+        .checkout_sha
+        .map(|c| commit_id(P, "checkout_sha", c))
+        .transpose()?;
     let project = w
         .project
         .and_then(|p| p.into_ref(w.project_id))
@@ -151,7 +155,7 @@ fn parse_push(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         let commit = if deleted {
             None
         } else {
-            w.checkout_sha.filter(|s| !is_zero_sha(s))
+            checkout_sha.filter(|s| !is_zero_sha(s))
         };
         return Ok(Parsed::event(Event::TagPush(TagPushEvent {
             project,
@@ -222,6 +226,12 @@ fn parse_merge_request(body: &[u8]) -> Result<Parsed, PayloadError> {
         .last_commit
         .and_then(|c| c.id)
         .ok_or_else(|| missing(P, "object_attributes.last_commit.id"))?;
+    let head_sha = commit_id(P, "object_attributes.last_commit.id", head_sha)?;
+    let merge_commit_sha = a
+        .merge_commit_sha
+        .filter(|s| !s.is_empty())
+        .map(|c| commit_id(P, "object_attributes.merge_commit_sha", c))
+        .transpose()?;
     let actor = w
         .user
         .and_then(|u| Actor::from_parts(u.id, u.username, u.name));
@@ -243,7 +253,7 @@ fn parse_merge_request(body: &[u8]) -> Result<Parsed, PayloadError> {
             .target_branch
             .ok_or_else(|| missing(P, "object_attributes.target_branch"))?,
         head_sha,
-        merge_commit_sha: a.merge_commit_sha.filter(|s| !s.is_empty()),
+        merge_commit_sha,
         url: a.url,
         actor,
         new_commits: a.oldrev.is_some_and(|s| !s.is_empty()),
