@@ -213,6 +213,19 @@ pub fn mirror_path(cache_root: &Path, key: &str) -> Result<PathBuf, MirrorError>
     Ok(cache_root.join(format!("{key}.git")))
 }
 
+/// Whether git asks for credentials for the same scheme, host and port as the URL nbforge
+/// gave it: a token is never handed to a host a redirect led to.
+fn same_origin(given: &str, asked: &str) -> bool {
+    match (url::Url::parse(given), url::Url::parse(asked)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 /// Opens (creating if needed) the bare mirror `key` under `cache_root` and fetches `url` into
 /// it with `refspecs` (or [`DEFAULT_REFSPECS`] when empty), pruning refs gone upstream.
 /// `creds` is (username, token) for HTTPS remotes.
@@ -249,11 +262,13 @@ pub fn fetch_mirror(
         })?;
         let mut callbacks = git2::RemoteCallbacks::new();
         let mut attempts = 0u32;
-        callbacks.credentials(move |_url, _user_from_url, allowed| {
+        let origin = url.to_owned();
+        callbacks.credentials(move |asked, _user_from_url, allowed| {
             attempts += 1;
             match creds {
                 Some((user, token))
                     if attempts == 1
+                        && same_origin(&origin, asked)
                         && allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) =>
                 {
                     git2::Cred::userpass_plaintext(user, token.expose())
@@ -291,6 +306,29 @@ pub fn fetch_mirror(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 18: the credential callback handed the token to whatever URL git asked about.
+    #[test]
+    fn tokens_go_to_another_host() {
+        let given = "https://gitlab.example.org/lab/x.git";
+        assert!(same_origin(
+            given,
+            "https://gitlab.example.org/lab/x.git/info/refs"
+        ));
+        assert!(same_origin(
+            given,
+            "https://gitlab.example.org:443/other.git"
+        ));
+        for other in [
+            "https://evil.example/lab/x.git",
+            "http://gitlab.example.org/lab/x.git",
+            "https://gitlab.example.org:8443/lab/x.git",
+            "https://gitlab.example.org.evil.example/x.git",
+            "not a url",
+        ] {
+            assert!(!same_origin(given, other), "{other}");
+        }
+    }
 
     #[test]
     fn keys_are_folder_names() {

@@ -672,3 +672,64 @@ async fn payload_commits_are_not_checked_to_be_ids() {
     );
     assert_eq!(t.run_jobs().await, 1);
 }
+
+/// Finding 18: the GitLab client followed redirects, and its `PRIVATE-TOKEN` header went
+/// along to whatever host the answer named.
+#[tokio::test]
+async fn forge_tokens_follow_redirects_to_other_hosts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use nbforge::forge::{CommitStatus, Forge, ProjectId, StatusState};
+
+    // Another host, which must never see the token.
+    let stolen = Arc::new(AtomicUsize::new(0));
+    let seen = stolen.clone();
+    let thief = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let seen = seen.clone();
+        async move {
+            if headers.contains_key("private-token") {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            "{}"
+        }
+    });
+    let thief_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let thief_addr = thief_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(thief_listener, thief).await });
+    // A "GitLab" that redirects every request there.
+    let redirector = axum::Router::new().fallback(move || async move {
+        (
+            axum::http::StatusCode::FOUND,
+            [(
+                axum::http::header::LOCATION,
+                format!("http://{thief_addr}/steal"),
+            )],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+    let forge = nbforge::forge::gitlab::GitLabForge::new(
+        &format!("http://{addr}").parse().unwrap(),
+        nbforge::config::Secret::new("glpat-must-stay-home"),
+    )
+    .unwrap();
+    let status = CommitStatus {
+        state: StatusState::Pending,
+        name: "nbforge/environment".into(),
+        ref_name: None,
+        target_url: None,
+        description: None,
+    };
+    let result = forge
+        .set_commit_status(&ProjectId::Path("lab/x".into()), &sha(1), &status)
+        .await;
+    assert!(result.is_err(), "a redirect is not followed: {result:?}");
+    assert_eq!(
+        stolen.load(Ordering::SeqCst),
+        0,
+        "the token reached another host"
+    );
+}

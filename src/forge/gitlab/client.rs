@@ -76,8 +76,11 @@ impl GitLabClient {
         let rest_url = root
             .join("api/v4/")
             .map_err(|e| ForgeError::Other(format!("bad GitLab URL: {e}")))?;
+        // Redirects are not followed: the `PRIVATE-TOKEN` header would go along to wherever
+        // the answer points, another host included.
         let http = reqwest::Client::builder()
             .user_agent(concat!("nbforge/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
