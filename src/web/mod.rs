@@ -236,17 +236,26 @@ async fn retry_job(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let id = crate::storage::JobId(id);
-    if app.db.get_job(id).await?.is_none() {
-        return Err(WebError::NotFound("no job with that id".into()));
-    }
+    job_or_404(&app, id).await?;
     if !app.db.redrive_job(id).await? {
         return Err(WebError::Conflict(
             "only dead-lettered or failed jobs can be retried".into(),
         ));
     }
     app.jobs_ready.notify_waiters();
-    let row = app.db.get_job(id).await?;
+    let row = job_or_404(&app, id).await?;
     Ok(Json(json!({ "job": row })).into_response())
+}
+
+/// The job `id`, or a 404.
+async fn job_or_404(
+    app: &App,
+    id: crate::storage::JobId,
+) -> Result<crate::storage::JobRow, WebError> {
+    app.db
+        .get_job(id)
+        .await?
+        .ok_or_else(|| WebError::NotFound("no job with that id".into()))
 }
 
 async fn get_job(
@@ -254,10 +263,6 @@ async fn get_job(
     State(app): State<App>,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let row = app
-        .db
-        .get_job(crate::storage::JobId(id))
-        .await?
-        .ok_or_else(|| WebError::NotFound("no job with that id".into()))?;
+    let row = job_or_404(&app, crate::storage::JobId(id)).await?;
     Ok(Json(json!({ "job": row })).into_response())
 }
