@@ -47,6 +47,38 @@ impl ForgeKind {
 }
 
 /// A project (GitLab) or repository (GitHub) as an event names it.
+/// A project's visibility in GitLab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Anyone, logged in or not.
+    Public,
+    /// Any logged-in user.
+    Internal,
+    /// Members only.
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Internal => "internal",
+            Visibility::Private => "private",
+        }
+    }
+
+    /// GitLab's names (`visibility`) and numbers (`visibility_level`: 0, 10, 20); anything
+    /// else is private, since when in doubt nbforge denies.
+    pub fn parse(s: &str) -> Visibility {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "public" | "20" => Visibility::Public,
+            "internal" | "10" => Visibility::Internal,
+            _ => Visibility::Private,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectRef {
     pub forge: ForgeKind,
@@ -58,6 +90,9 @@ pub struct ProjectRef {
     /// HTTP(S) clone URL.
     pub git_http_url: Option<String>,
     pub default_branch: Option<String>,
+    /// The project's visibility, when the payload says it.
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
 }
 
 /// The user who caused an event, or the user an event is about.
@@ -687,6 +722,7 @@ mod tests {
                 web_url: None,
                 git_http_url: None,
                 default_branch: None,
+                visibility: None,
             },
         });
         let v = serde_json::to_value(&ev).unwrap();

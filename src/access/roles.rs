@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::events::Visibility;
+
 /// A GitLab access level, as GitLab numbers them (10 guest, 15 planner, 20 reporter,
 /// 30 developer, 40 maintainer, 50 owner). Unknown numbers are kept as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -116,38 +118,6 @@ impl RoleMap {
             .take_while(|(min, _)| *min <= level)
             .last()
             .map_or(Role::None, |(_, r)| *r)
-    }
-}
-
-/// A project's visibility in GitLab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    /// Anyone, logged in or not.
-    Public,
-    /// Any logged-in user.
-    Internal,
-    /// Members only.
-    Private,
-}
-
-impl Visibility {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Internal => "internal",
-            Visibility::Private => "private",
-        }
-    }
-
-    /// GitLab's names (`visibility`) and numbers (`visibility_level`: 0, 10, 20); anything
-    /// else is private, since when in doubt nbforge denies.
-    pub fn parse(s: &str) -> Visibility {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "public" | "20" => Visibility::Public,
-            "internal" | "10" => Visibility::Internal,
-            _ => Visibility::Private,
-        }
     }
 }
 

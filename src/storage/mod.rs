@@ -17,17 +17,21 @@ mod builds;
 mod catalog;
 mod clock;
 mod deliveries;
+mod members;
 mod projects;
 mod queue;
 mod schedules;
+mod users;
 
 pub use builds::*;
 pub use catalog::*;
 pub use clock::{Clock, millis};
 pub use deliveries::*;
+pub use members::*;
 pub use projects::*;
 pub use queue::*;
 pub use schedules::*;
+pub use users::*;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

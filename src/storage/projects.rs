@@ -1,4 +1,4 @@
-//! Projects, their refs, memberships, merge requests and the local forge's commit statuses.
+//! Projects, their refs, merge requests and the local forge's commit statuses.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -30,18 +30,17 @@ pub struct ProjectRow {
     pub git_url: Option<String>,
     pub default_branch: Option<String>,
     pub forked_from: Option<String>,
+    /// `public`, `internal` or `private`; `None` until the forge has said.
+    pub visibility: Option<String>,
 }
 
-/// A membership as nbforge last heard of it.
-#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
-pub struct MembershipRow {
-    #[sqlx(try_from = "String")]
-    pub forge: ForgeKind,
-    pub scope: String,
-    pub user_id: Option<i64>,
-    pub username: String,
-    pub access_level: i64,
-    pub expires_at: Option<String>,
+impl ProjectRow {
+    /// The project's visibility, when known.
+    pub fn visibility(&self) -> Option<crate::events::Visibility> {
+        self.visibility
+            .as_deref()
+            .map(crate::events::Visibility::parse)
+    }
 }
 
 /// A merge request as nbforge last heard of it.
@@ -151,14 +150,15 @@ impl Db {
 
     pub async fn upsert_project(&self, p: &ProjectRow) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO projects (forge, path, forge_id, web_url, git_url, default_branch, forked_from, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO projects (forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (forge, path) DO UPDATE SET
                 forge_id = COALESCE(excluded.forge_id, projects.forge_id),
                 web_url = COALESCE(excluded.web_url, projects.web_url),
                 git_url = COALESCE(excluded.git_url, projects.git_url),
                 default_branch = COALESCE(excluded.default_branch, projects.default_branch),
                 forked_from = COALESCE(excluded.forked_from, projects.forked_from),
+                visibility = COALESCE(excluded.visibility, projects.visibility),
                 updated_at = excluded.updated_at",
         )
         .bind(p.forge.name())
@@ -168,6 +168,7 @@ impl Db {
         .bind(p.git_url.as_deref())
         .bind(p.default_branch.as_deref())
         .bind(p.forked_from.as_deref())
+        .bind(p.visibility.as_deref())
         .bind(self.now())
         .execute(&self.pool)
         .await?;
@@ -176,7 +177,7 @@ impl Db {
 
     pub async fn get_project(&self, forge: &str, path: &str) -> DbResult<Option<ProjectRow>> {
         Ok(sqlx::query_as(
-            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
              FROM projects WHERE forge = $1 AND path = $2",
         )
         .bind(forge)
@@ -191,7 +192,7 @@ impl Db {
         forge_id: i64,
     ) -> DbResult<Option<ProjectRow>> {
         Ok(sqlx::query_as(
-            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
              FROM projects WHERE forge = $1 AND forge_id = $2",
         )
         .bind(forge)
@@ -207,7 +208,7 @@ impl Db {
         for sql in [
             "DELETE FROM projects WHERE forge = $1 AND path = $2",
             "DELETE FROM refs WHERE forge = $1 AND project = $2",
-            "DELETE FROM memberships WHERE forge = $1 AND scope = 'project:' || $2",
+            "DELETE FROM members WHERE forge = $1 AND scope = 'project:' || $2",
             "DELETE FROM releases WHERE forge = $1 AND project = $2",
             "DELETE FROM worksheets WHERE forge = $1 AND project = $2",
             "DELETE FROM merge_requests WHERE forge = $1 AND project = $2",
@@ -258,7 +259,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE memberships SET scope = 'project:' || $3 WHERE forge = $1 AND scope = 'project:' || $2")
+        sqlx::query("UPDATE members SET scope = 'project:' || $3 WHERE forge = $1 AND scope = 'project:' || $2")
             .bind(forge)
             .bind(old_path)
             .bind(&new.path)
@@ -266,52 +267,6 @@ impl Db {
             .await?;
         tx.commit().await?;
         self.upsert_project(new).await
-    }
-
-    pub async fn upsert_membership(&self, m: &MembershipRow) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO memberships (forge, scope, user_id, username, access_level, expires_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (forge, scope, username) DO UPDATE SET
-                user_id = excluded.user_id, access_level = excluded.access_level,
-                expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-        )
-        .bind(m.forge.name())
-        .bind(&m.scope)
-        .bind(m.user_id)
-        .bind(&m.username)
-        .bind(m.access_level)
-        .bind(m.expires_at.as_deref())
-        .bind(self.now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn delete_membership(
-        &self,
-        forge: &str,
-        scope: &str,
-        username: &str,
-    ) -> DbResult<()> {
-        sqlx::query("DELETE FROM memberships WHERE forge = $1 AND scope = $2 AND username = $3")
-            .bind(forge)
-            .bind(scope)
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn memberships(&self, forge: &str, scope: &str) -> DbResult<Vec<MembershipRow>> {
-        Ok(sqlx::query_as(
-            "SELECT forge, scope, user_id, username, access_level, expires_at FROM memberships
-             WHERE forge = $1 AND scope = $2 ORDER BY username",
-        )
-        .bind(forge)
-        .bind(scope)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     pub async fn upsert_merge_request(&self, m: &MergeRequestRow) -> DbResult<()> {

@@ -279,14 +279,11 @@ on_both_databases!(
         t.run_jobs().await;
         let members = t
             .db()
-            .memberships("gitlab", "group:webhook-test")
+            .members(nbforge::events::ForgeKind::GitLab, "group:webhook-test")
             .await
             .unwrap();
         assert_eq!(members.len(), 1, "{members:?}");
-        assert_eq!(
-            (members[0].username.as_str(), members[0].access_level),
-            ("test_user", 10)
-        );
+        assert_eq!((members[0].user_id, members[0].access_level), (64, 10));
 
         let mut update = add.clone();
         update["event_name"] = "user_update_for_group".into();
@@ -295,7 +292,7 @@ on_both_databases!(
         t.run_jobs().await;
         let members = t
             .db()
-            .memberships("gitlab", "group:webhook-test")
+            .members(nbforge::events::ForgeKind::GitLab, "group:webhook-test")
             .await
             .unwrap();
         assert_eq!(members[0].access_level, 30);
@@ -306,7 +303,7 @@ on_both_databases!(
         t.run_jobs().await;
         assert!(
             t.db()
-                .memberships("gitlab", "group:webhook-test")
+                .members(nbforge::events::ForgeKind::GitLab, "group:webhook-test")
                 .await
                 .unwrap()
                 .is_empty()
@@ -652,6 +649,7 @@ on_both_databases!(
                 git_url: None,
                 default_branch: None,
                 forked_from: None,
+                visibility: None,
             };
             row.path = path.into();
             t.db().upsert_project(&row).await.unwrap();

@@ -24,7 +24,7 @@ use serde::de::IgnoredAny;
 use crate::events::{
     Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
     MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-    TagPushEvent, check_object, commit_id, decode, is_zero_sha, missing,
+    TagPushEvent, Visibility, check_object, commit_id, decode, is_zero_sha, missing,
 };
 
 /// `event_header` is X-GitHub-Event ("push", "create", "delete", "pull_request", "member", "membership", "ping", ...).
@@ -81,6 +81,9 @@ struct WireRepository {
     html_url: Option<String>,
     clone_url: Option<String>,
     default_branch: Option<String>,
+    private: Option<bool>,
+    /// `public`, `private` or (GitHub Enterprise) `internal`.
+    visibility: Option<String>,
 }
 
 impl WireRepository {
@@ -92,6 +95,12 @@ impl WireRepository {
             web_url: self.html_url,
             git_http_url: self.clone_url,
             default_branch: self.default_branch,
+            visibility: match (self.visibility.as_deref(), self.private) {
+                (Some(v), _) => Some(Visibility::parse(v)),
+                (None, Some(true)) => Some(Visibility::Private),
+                (None, Some(false)) => Some(Visibility::Public),
+                (None, None) => None,
+            },
         })
     }
 }
@@ -549,6 +558,7 @@ mod examples {
             web_url: Some("https://github.com/Codertocat/Hello-World".into()),
             git_http_url: Some("https://github.com/Codertocat/Hello-World.git".into()),
             default_branch: Some("master".into()),
+            visibility: Some(crate::events::Visibility::Public),
         }
     }
 

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::events::{
     Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
     MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-    TagPushEvent, check_object, commit_id, decode, is_zero_sha, missing,
+    TagPushEvent, Visibility, check_object, commit_id, decode, is_zero_sha, missing,
 };
 
 /// `event_header` is the X-Gitlab-Event header value ("Push Hook", "Tag Push Hook", "Merge Request Hook",
@@ -91,6 +91,8 @@ struct WireProject {
     git_http_url: Option<String>,
     http_url: Option<String>,
     default_branch: Option<String>,
+    /// 0 private, 10 internal, 20 public.
+    visibility_level: Option<i64>,
 }
 
 impl WireProject {
@@ -102,6 +104,9 @@ impl WireProject {
             web_url: self.web_url,
             git_http_url: self.git_http_url.or(self.http_url),
             default_branch: self.default_branch,
+            visibility: self
+                .visibility_level
+                .map(|l| Visibility::parse(&l.to_string())),
         })
     }
 }
@@ -363,6 +368,8 @@ struct WireProjectHook {
     project_id: Option<i64>,
     path_with_namespace: Option<String>,
     old_path_with_namespace: Option<String>,
+    /// `private`, `internal` or `public`.
+    project_visibility: Option<String>,
 }
 
 fn parse_project(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
@@ -396,6 +403,7 @@ fn parse_project(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             web_url: None,
             git_http_url: None,
             default_branch: None,
+            visibility: w.project_visibility.as_deref().map(Visibility::parse),
         },
     })))
 }
@@ -554,10 +562,11 @@ mod examples {
             web_url: Some(format!("http://example.com/{name}")),
             git_http_url: Some(format!("http://example.com/{name}.git")),
             default_branch: Some("master".into()),
+            visibility: Some(crate::events::Visibility::Private),
         }
     }
 
-    fn bare_gitlab_project(id: i64, path: &str) -> ProjectRef {
+    fn bare_gitlab_project(id: i64, path: &str, visibility: &str) -> ProjectRef {
         ProjectRef {
             forge: ForgeKind::GitLab,
             id: Some(id),
@@ -565,6 +574,7 @@ mod examples {
             web_url: None,
             git_http_url: None,
             default_branch: None,
+            visibility: Some(crate::events::Visibility::parse(visibility)),
         }
     }
 
@@ -699,17 +709,25 @@ mod examples {
         }
     }
 
+    /// The documented merge request example, whose projects are public (level 20).
+    fn public_mr() -> MergeRequestEvent {
+        let mut mr = expected_gitlab_mr();
+        mr.project.visibility = Some(crate::events::Visibility::Public);
+        mr.source_project.visibility = Some(crate::events::Visibility::Public);
+        mr
+    }
+
     #[test]
     fn gitlab_merge_request_hook() {
         let ev = gl("Merge Request Hook", &data("gitlab", "merge_request"));
-        assert_eq!(ev, Event::MergeRequest(expected_gitlab_mr()));
+        assert_eq!(ev, Event::MergeRequest(public_mr()));
         assert_eq!(ev.project_path(), Some("gitlabhq/gitlab-test"));
     }
 
     #[test]
     fn gitlab_system_hook_merge_request() {
         let ev = gl("System Hook", &data("gitlab", "system_merge_request"));
-        assert_eq!(ev, Event::MergeRequest(expected_gitlab_mr()));
+        assert_eq!(ev, Event::MergeRequest(public_mr()));
     }
 
     #[test]
@@ -906,26 +924,26 @@ mod examples {
             (
                 "system_project_create",
                 ProjectAction::Created,
-                bare_gitlab_project(74, "jsmith/storecloud"),
+                bare_gitlab_project(74, "jsmith/storecloud", "private"),
             ),
             (
                 "system_project_destroy",
                 ProjectAction::Destroyed,
-                bare_gitlab_project(73, "jsmith/underscore"),
+                bare_gitlab_project(73, "jsmith/underscore", "internal"),
             ),
             (
                 "system_project_rename",
                 ProjectAction::Renamed {
                     old_path: "jsmith/overscore".into(),
                 },
-                bare_gitlab_project(73, "jsmith/underscore"),
+                bare_gitlab_project(73, "jsmith/underscore", "internal"),
             ),
             (
                 "system_project_transfer",
                 ProjectAction::Transferred {
                     old_path: "jsmith/overscore".into(),
                 },
-                bare_gitlab_project(73, "scores/underscore"),
+                bare_gitlab_project(73, "scores/underscore", "internal"),
             ),
         ];
         for (name, action, project) in cases {
@@ -943,14 +961,14 @@ mod examples {
             gl("Project Hook", &data("gitlab", "group_project_create")),
             Event::Project(ProjectEvent {
                 action: ProjectAction::Created,
-                project: bare_gitlab_project(22, "group1/project1"),
+                project: bare_gitlab_project(22, "group1/project1", "private"),
             })
         );
         assert_eq!(
             gl("Project Hook", &data("gitlab", "group_project_destroy")),
             Event::Project(ProjectEvent {
                 action: ProjectAction::Destroyed,
-                project: bare_gitlab_project(22, "group1/project1"),
+                project: bare_gitlab_project(22, "group1/project1", "private"),
             })
         );
     }

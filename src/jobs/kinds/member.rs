@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{ForgeKind, MemberAction, MemberScope};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
-use crate::storage::{JobKind, MembershipRow};
+use crate::storage::{JobKind, MemberRow, UserUpdate, group_scope, project_scope};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordMember {
@@ -20,8 +20,8 @@ pub struct RecordMember {
 /// The membership scope key: `group:<path>` or `project:<path>`.
 pub fn scope_key(scope: &MemberScope) -> String {
     match scope {
-        MemberScope::Group { path, .. } => format!("group:{path}"),
-        MemberScope::Project { path, .. } => format!("project:{path}"),
+        MemberScope::Group { path, .. } => group_scope(path),
+        MemberScope::Project { path, .. } => project_scope(path),
     }
 }
 
@@ -36,13 +36,23 @@ impl Job for RecordMember {
     }
 
     async fn run(&self, ctx: &Context, _run: &Run) -> Result<(), JobError> {
-        let forge = self.forge.name();
-        let Some(username) = self.username.clone() else {
-            return Err(JobError::User("member event without a username".into()));
+        let Some(user_id) = self.user_id else {
+            return Err(JobError::User("member event without a user id".into()));
         };
+        if let Some(username) = &self.username {
+            ctx.db
+                .upsert_user(&UserUpdate {
+                    id: user_id,
+                    username,
+                    name: None,
+                    avatar_url: None,
+                    state: None,
+                })
+                .await?;
+        }
         let scope = scope_key(&self.scope);
         match self.action {
-            MemberAction::Removed => ctx.db.delete_membership(forge, &scope, &username).await?,
+            MemberAction::Removed => ctx.db.delete_member(self.forge, &scope, user_id).await?,
             MemberAction::Added | MemberAction::Updated => {
                 let Some(level) = self.access_level else {
                     return Err(JobError::User(
@@ -50,13 +60,13 @@ impl Job for RecordMember {
                     ));
                 };
                 ctx.db
-                    .upsert_membership(&MembershipRow {
+                    .upsert_member(&MemberRow {
                         forge: self.forge,
                         scope,
-                        user_id: self.user_id,
-                        username,
+                        user_id,
                         access_level: level,
                         expires_at: self.expires_at.clone(),
+                        source: "hook".into(),
                     })
                     .await?
             }

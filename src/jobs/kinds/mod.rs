@@ -33,5 +33,6 @@ fn project_row(p: &ProjectRef) -> ProjectRow {
         git_url: p.git_http_url.clone(),
         default_branch: p.default_branch.clone(),
         forked_from: None,
+        visibility: p.visibility.map(|v| v.as_str().to_owned()),
     }
 }
