@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use tokio::sync::Notify;
 
+use crate::access::Access;
 use crate::config::Settings;
 use crate::environment::{Builder, LogHub};
 use crate::forge::Forge;
@@ -38,6 +39,8 @@ pub struct App {
     pub mirrors: Arc<Mirrors>,
     /// Where storage and jobs read the time (the database's clock).
     pub clock: Clock,
+    /// Who is looking and what they may do.
+    pub access: Access,
 }
 
 impl App {
@@ -45,14 +48,17 @@ impl App {
     pub async fn new(settings: Settings) -> anyhow::Result<App> {
         let db = Db::connect(&settings.database_url).await?;
         let forges = build_forges(&settings, &db)?;
-        Ok(Self::with_parts(settings, db, forges))
+        Self::with_parts(settings, db, forges)
     }
 
-    /// The app over `db`, reading the time from `db`'s clock.
-    pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> App {
+    /// The app over `db`, reading the time from `db`'s clock. Fails when the access
+    /// settings cannot be used (a bad secret key or role map).
+    pub fn with_parts(settings: Settings, db: Db, forges: Forges) -> anyhow::Result<App> {
         let builder = builder_for(&settings);
         let clock = db.clock().clone();
-        App {
+        let access = Access::new(&settings, db.clone())?;
+        Ok(App {
+            access,
             mirrors: Arc::new(Mirrors::new(
                 settings.data_dir.join("mirrors"),
                 clock.clone(),
@@ -69,7 +75,7 @@ impl App {
             builder,
             build_logs: Arc::new(LogHub::new()),
             clock,
-        }
+        })
     }
 
     /// What jobs see of the app.

@@ -275,6 +275,8 @@ pub struct BaseImageArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SettingsArgs {
     #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
     pub file: FileArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -296,6 +298,53 @@ pub struct SettingsArgs {
     pub environment: EnvironmentArgs,
     #[command(flatten)]
     pub base: BaseImageArgs,
+}
+
+/// Login with GitLab, browser sessions and who may do what.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessArgs {
+    /// The application id of nbforge's OAuth application in GitLab (login is off without it).
+    #[arg(long, env = "NBFORGE_GITLAB_OAUTH_CLIENT_ID")]
+    pub gitlab_oauth_client_id: Option<String>,
+    /// The application's secret.
+    #[arg(long, env = "NBFORGE_GITLAB_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    pub gitlab_oauth_client_secret: Option<Secret>,
+    /// Scopes asked at login, space-separated [default: openid read_user api].
+    #[arg(long, env = "NBFORGE_GITLAB_OAUTH_SCOPES")]
+    pub gitlab_oauth_scopes: Option<String>,
+    /// Key sealing users' GitLab tokens at rest: 64 hex digits or 43 base64url characters
+    /// [default: generated into <data dir>/secret.key on first start].
+    #[arg(long, env = "NBFORGE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<Secret>,
+    /// Platform administrators: GitLab usernames, comma-separated.
+    #[arg(long, env = "NBFORGE_ADMINS")]
+    pub admins: Option<String>,
+    /// Members of this GitLab group with maintainer or more are platform administrators.
+    #[arg(long, env = "NBFORGE_ADMIN_GROUP")]
+    pub admin_group: Option<String>,
+    /// Interface levels from GitLab groups, e.g. `script-author=biolab/authors,developer=biolab/dev`.
+    #[arg(long, env = "NBFORGE_LEVEL_GROUPS")]
+    pub level_groups: Option<String>,
+    /// Access level to role, e.g. `guest=none,reporter=read,developer=write,maintainer=admin`
+    /// [default: guest none, planner and reporter read, developer write, maintainer and owner admin].
+    #[arg(long, env = "NBFORGE_ROLE_MAP")]
+    pub role_map: Option<String>,
+    /// A browser session ends after this many idle minutes [default: 1440].
+    #[arg(long, env = "NBFORGE_SESSION_IDLE_MINUTES")]
+    pub session_idle_minutes: Option<u64>,
+    /// A browser session ends this many hours after login, active or not [default: 336].
+    #[arg(long, env = "NBFORGE_SESSION_MAX_HOURS")]
+    pub session_max_hours: Option<u64>,
+    /// Visibility of projects whose forge does not say (plain git servers): public,
+    /// internal or private [default: public].
+    #[arg(long, env = "NBFORGE_PLAIN_GIT_VISIBILITY")]
+    pub plain_git_visibility: Option<String>,
+    /// Anonymous visitors may launch sessions of public projects [default: true].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_SESSIONS")]
+    pub anonymous_sessions: Option<bool>,
+    /// Anonymous visitors may run worksheets of public projects [default: false].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUNS")]
+    pub anonymous_runs: Option<bool>,
 }
 
 /// The TOML file: the same keys as the flags, with `_` for `-`.
@@ -340,6 +389,19 @@ struct FileSettings {
     debian_mirror: Option<String>,
     environments: Option<bool>,
     docker_host: Option<String>,
+    gitlab_oauth_client_id: Option<String>,
+    gitlab_oauth_client_secret: Option<Secret>,
+    gitlab_oauth_scopes: Option<String>,
+    secret_key: Option<Secret>,
+    admins: Option<Vec<String>>,
+    admin_group: Option<String>,
+    level_groups: Option<String>,
+    role_map: Option<String>,
+    session_idle_minutes: Option<u64>,
+    session_max_hours: Option<u64>,
+    plain_git_visibility: Option<String>,
+    anonymous_sessions: Option<bool>,
+    anonymous_runs: Option<bool>,
 }
 
 /// Validated settings, read once at start-up and passed in, grouped by concern.
@@ -352,6 +414,7 @@ pub struct Settings {
     pub forges: ForgeSettings,
     pub jobs: JobSettings,
     pub environments: EnvironmentSettings,
+    pub access: AccessSettings,
 }
 
 /// The HTTP service.
@@ -501,6 +564,7 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let mut file_access = file_access(&file);
         let mut problems = Vec::new();
         let listen = args
             .server
@@ -691,10 +755,18 @@ impl Settings {
                 problems.push(format!("allowed_base_images: `{pattern}`: {e}"));
             }
         }
+        let access = access_settings(&args.access, &mut file_access, &mut problems);
+        if access.oauth_client_id.is_some() && gitlab_url.is_none() {
+            problems.push(
+                "gitlab_oauth_client_id: login with GitLab needs gitlab_url (NBFORGE_GITLAB_URL)"
+                    .into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Settings {
+            access,
             database_url,
             data_dir: args
                 .storage
@@ -833,6 +905,162 @@ impl Settings {
             ..Default::default()
         };
         Settings::load(&args).expect("default settings are valid")
+    }
+}
+
+/// Login, sessions and the rules of access. Role maps and level names are checked by
+/// `access` when the service starts.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret: Option<Secret>,
+    pub oauth_scopes: Vec<String>,
+    pub secret_key: Option<Secret>,
+    pub admins: Vec<String>,
+    pub admin_group: Option<String>,
+    /// `(level name, group path)` pairs.
+    pub level_groups: Vec<(String, String)>,
+    pub role_map: Option<String>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    pub plain_git_visibility: String,
+    pub anonymous_sessions: bool,
+    pub anonymous_runs: bool,
+}
+
+impl AccessSettings {
+    /// Whether login with GitLab is configured.
+    pub fn login_enabled(&self) -> bool {
+        self.oauth_client_id.is_some()
+    }
+}
+
+/// The access keys of the TOML file.
+struct FileAccess {
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    scopes: Option<String>,
+    secret_key: Option<Secret>,
+    admins: Option<Vec<String>>,
+    admin_group: Option<String>,
+    level_groups: Option<String>,
+    role_map: Option<String>,
+    idle: Option<u64>,
+    max: Option<u64>,
+    plain_git_visibility: Option<String>,
+    anonymous_sessions: Option<bool>,
+    anonymous_runs: Option<bool>,
+}
+
+fn file_access(f: &FileSettings) -> FileAccess {
+    FileAccess {
+        client_id: f.gitlab_oauth_client_id.clone(),
+        client_secret: f.gitlab_oauth_client_secret.clone(),
+        scopes: f.gitlab_oauth_scopes.clone(),
+        secret_key: f.secret_key.clone(),
+        admins: f.admins.clone(),
+        admin_group: f.admin_group.clone(),
+        level_groups: f.level_groups.clone(),
+        role_map: f.role_map.clone(),
+        idle: f.session_idle_minutes,
+        max: f.session_max_hours,
+        plain_git_visibility: f.plain_git_visibility.clone(),
+        anonymous_sessions: f.anonymous_sessions,
+        anonymous_runs: f.anonymous_runs,
+    }
+}
+
+/// Comma-separated items, trimmed, empty ones dropped.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn access_settings(
+    a: &AccessArgs,
+    f: &mut FileAccess,
+    problems: &mut Vec<String>,
+) -> AccessSettings {
+    let oauth_client_id = a.gitlab_oauth_client_id.clone().or(f.client_id.take());
+    let oauth_client_secret = a
+        .gitlab_oauth_client_secret
+        .clone()
+        .or(f.client_secret.take());
+    if oauth_client_id.is_some() && oauth_client_secret.is_none() {
+        problems.push(
+            "gitlab_oauth_client_secret: required with gitlab_oauth_client_id \
+             (NBFORGE_GITLAB_OAUTH_CLIENT_SECRET)"
+                .into(),
+        );
+    }
+    let oauth_scopes: Vec<String> = a
+        .gitlab_oauth_scopes
+        .clone()
+        .or(f.scopes.take())
+        .unwrap_or_else(|| "openid read_user api".into())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let level_groups = a
+        .level_groups
+        .clone()
+        .or(f.level_groups.take())
+        .map(|s| list(&s))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pair| match pair.split_once('=') {
+            Some((level, group)) if !group.trim().is_empty() => {
+                Some((level.trim().to_owned(), group.trim().trim_matches('/').to_owned()))
+            }
+            _ => {
+                problems.push(format!("level_groups: `{pair}` is not LEVEL=GROUP"));
+                None
+            }
+        })
+        .collect();
+    let plain_git_visibility = a
+        .plain_git_visibility
+        .clone()
+        .or(f.plain_git_visibility.take())
+        .unwrap_or_else(|| "public".into())
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(
+        plain_git_visibility.as_str(),
+        "public" | "internal" | "private"
+    ) {
+        problems.push(format!(
+            "plain_git_visibility: `{plain_git_visibility}` is not public, internal or private"
+        ));
+    }
+    let idle = a.session_idle_minutes.or(f.idle).unwrap_or(24 * 60).max(1);
+    let max = a.session_max_hours.or(f.max).unwrap_or(14 * 24).max(1);
+    AccessSettings {
+        oauth_client_id,
+        oauth_client_secret,
+        oauth_scopes,
+        secret_key: a.secret_key.clone().or(f.secret_key.take()),
+        admins: match (&a.admins, f.admins.take()) {
+            (Some(s), _) => list(s),
+            (None, Some(v)) => v,
+            (None, None) => Vec::new(),
+        },
+        admin_group: a
+            .admin_group
+            .clone()
+            .or(f.admin_group.take())
+            .map(|g| g.trim().trim_matches('/').to_owned())
+            .filter(|g| !g.is_empty()),
+        level_groups,
+        role_map: a.role_map.clone().or(f.role_map.take()),
+        session_idle: Duration::from_secs(idle * 60),
+        session_max: Duration::from_secs(max * 3600),
+        plain_git_visibility,
+        anonymous_sessions: a.anonymous_sessions.or(f.anonymous_sessions).unwrap_or(true),
+        anonymous_runs: a.anonymous_runs.or(f.anonymous_runs).unwrap_or(false),
     }
 }
 

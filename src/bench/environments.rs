@@ -157,7 +157,7 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
     settings.jobs.workers = 2;
     let db = crate::storage::Db::connect(&settings.database_url).await?;
     let forges = build_forges(&settings, &db)?;
-    let mut app = App::with_parts(settings.clone(), db, forges);
+    let mut app = App::with_parts(settings.clone(), db, forges)?;
     if !app
         .builder
         .image_exists(&settings.environments.base_image)

@@ -244,7 +244,7 @@ pub async fn ingest_one(database_url: &str, args: &IngestArgs) -> anyhow::Result
     settings.forges.gitlab_webhook_secrets = vec![Secret::new(BENCH_SECRET)];
     let db = crate::storage::Db::connect(database_url).await?;
     let forges = build_forges(&settings, &db)?;
-    let app = App::with_parts(settings, db, forges);
+    let app = App::with_parts(settings, db, forges)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = axum::Router::new()

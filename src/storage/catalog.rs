@@ -48,6 +48,8 @@ pub struct NewWorksheet {
 /// A card of the landing page: an official project's worksheet at its newest release.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct CardRow {
+    #[sqlx(try_from = "String")]
+    pub forge: ForgeKind,
     pub project: String,
     pub project_title: Option<String>,
     pub area: Option<String>,
@@ -153,6 +155,16 @@ impl Db {
         .await?)
     }
 
+    /// The forge of the project whose releases live under `project`, if any.
+    pub async fn release_forge(&self, project: &str) -> DbResult<Option<ForgeKind>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT forge FROM releases WHERE project = $1 LIMIT 1")
+                .bind(project)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(f,)| ForgeKind::try_from(f).ok()))
+    }
+
     /// Whether any release of `project` exists.
     pub async fn has_releases(&self, project: &str) -> DbResult<bool> {
         let row: Option<(i64,)> =
@@ -226,7 +238,7 @@ impl Db {
     pub async fn official_cards(&self, query: Option<&str>) -> DbResult<Vec<CardRow>> {
         let pattern = query.map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
         Ok(sqlx::query_as(
-            "SELECT w.project AS project, p.title AS project_title, COALESCE(p.area, r.area) AS area,
+            "SELECT w.forge AS forge, w.project AS project, p.title AS project_title, COALESCE(p.area, r.area) AS area,
                     w.tag AS tag, w.path AS path, w.title AS title, w.description AS description
              FROM projects p
              JOIN releases r ON r.forge = p.forge AND r.project = p.path

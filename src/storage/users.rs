@@ -279,4 +279,16 @@ impl Db {
         // Two callbacks racing with one state: only the one whose delete took the row wins.
         Ok(row.filter(|_| deleted == 1))
     }
+
+    /// Whether the user holds at least `level` in any GitLab group or project.
+    pub async fn has_role_at_least(&self, user_id: i64, level: i64) -> DbResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM members WHERE user_id = $1 AND access_level >= $2",
+        )
+        .bind(user_id)
+        .bind(level)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
 }

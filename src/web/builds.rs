@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -14,7 +14,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Admin, ListQuery, WebError};
+use crate::access::{Action, Denied, Viewer};
 use crate::app::App;
+use crate::storage::BuildRow;
 use crate::environment::logs::LogEvent;
 
 pub async fn list(
@@ -30,8 +32,33 @@ fn no_build() -> WebError {
     WebError::NotFound("no build with that id".into())
 }
 
-pub async fn get(State(app): State<App>, Path(id): Path<i64>) -> Result<Response, WebError> {
+/// The build `id`, when the viewer may read its project's build logs; a 404 otherwise,
+/// whether or not it exists.
+async fn readable_build(
+    app: &App,
+    viewer: &Viewer,
+    uri: &Uri,
+    id: i64,
+) -> Result<BuildRow, WebError> {
     let row = app.db.get_build(id).await?.ok_or_else(no_build)?;
+    match app
+        .access
+        .check(viewer, Action::ReadBuildLogs, row.forge, &row.project)
+        .await?
+    {
+        Ok(_) => Ok(row),
+        Err(Denied::NeedsLogin) => Err(super::auth::deny(app, Denied::NeedsLogin, uri)),
+        Err(Denied::Hidden) => Err(no_build()),
+    }
+}
+
+pub async fn get(
+    State(app): State<App>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let row = readable_build(&app, &viewer, &uri, id).await?;
     Ok(Json(json!({ "build": row })).into_response())
 }
 
@@ -71,13 +98,18 @@ fn live_stream(
     start.chain(rest)
 }
 
-pub async fn log(State(app): State<App>, Path(id): Path<i64>) -> Result<Response, WebError> {
+pub async fn log(
+    State(app): State<App>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let row = readable_build(&app, &viewer, &uri, id).await?;
     if let Some(sub) = app.build_logs.subscribe(id) {
         return Ok(Sse::new(live_stream(sub))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let row = app.db.get_build(id).await?.ok_or_else(no_build)?;
     let mut text = app
         .db
         .build_log(id)

@@ -39,6 +39,15 @@ pub enum WebError {
     /// 422: the request is well-formed but its values are not acceptable.
     #[error("{0}")]
     Unprocessable(String),
+    /// 303 to the login page (the path, with `next`), for pages a login may open.
+    #[error("log in to see this page")]
+    LoginRequired(String),
+    /// 400: a login did not complete; the page offers to log in again.
+    #[error("{0}")]
+    LoginFailed(String),
+    /// 503: something nbforge depends on is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: our fault; logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -89,6 +98,9 @@ impl WebError {
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
+            WebError::LoginFailed(_) => StatusCode::BAD_REQUEST,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +120,8 @@ impl WebError {
 struct ErrorAnswer {
     status: StatusCode,
     message: Option<String>,
+    /// Offer a "log in again" link.
+    login_again: bool,
 }
 
 impl IntoResponse for WebError {
@@ -115,9 +129,13 @@ impl IntoResponse for WebError {
         if let WebError::Internal(e) = &self {
             tracing::error!(error = %format!("{e:#}"), "request failed");
         }
+        if let WebError::LoginRequired(path) = &self {
+            return super::auth::to_login(path);
+        }
         let answer = ErrorAnswer {
             status: self.status(),
             message: self.public_message(),
+            login_again: matches!(self, WebError::LoginFailed(_)),
         };
         // Without `answer_errors` (never in the router): plain text.
         let mut res = (
@@ -175,6 +193,16 @@ fn error_page(templates: &Templates, answer: &ErrorAnswer) -> Result<Response, W
             answer.message.as_deref(),
         ),
         StatusCode::FORBIDDEN => ("Forbidden", "Forbidden", answer.message.as_deref()),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "Unavailable",
+            "Unavailable",
+            answer.message.as_deref(),
+        ),
+        _ if answer.login_again => (
+            "Login failed",
+            "Login failed",
+            answer.message.as_deref(),
+        ),
         _ => (
             "Invalid request",
             "Invalid request",
@@ -184,7 +212,7 @@ fn error_page(templates: &Templates, answer: &ErrorAnswer) -> Result<Response, W
     templates.page(
         answer.status,
         "error.html",
-        minijinja::context! { title, heading, message },
+        minijinja::context! { title, heading, message, login_again => answer.login_again },
     )
 }
 
@@ -199,6 +227,7 @@ mod tests {
         let answer = ErrorAnswer {
             status: StatusCode::NOT_FOUND,
             message: Some("No worksheet <here>.".into()),
+            login_again: false,
         };
         let (status, page) = text(error_page(&t, &answer).unwrap()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -208,6 +237,7 @@ mod tests {
         let internal = ErrorAnswer {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: None,
+            login_again: false,
         };
         let (status, page) = text(error_page(&t, &internal).unwrap()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

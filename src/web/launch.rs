@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
@@ -13,6 +13,7 @@ use minijinja::value::Serde;
 
 use super::WebError;
 use super::templates::Templates;
+use crate::access::{Action, Viewer};
 use crate::app::App;
 use crate::events::ForgeKind;
 use crate::storage::{BuildPhase, BuildRow};
@@ -67,6 +68,8 @@ fn unknown_provider(templates: &Templates) -> Result<Response, WebError> {
 pub async fn launch(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
     Path((provider, project, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
     let forge = match provider.as_str() {
@@ -74,16 +77,38 @@ pub async fn launch(
         "gh" => ForgeKind::GitHub,
         _ => return unknown_provider(&templates),
     };
+    gate(&app, &viewer, &uri, forge, &project).await?;
     show(&app, &templates, forge, &project, &git_ref).await
+}
+
+/// The launch page needs `ViewLaunchPage` in the project.
+async fn gate(
+    app: &App,
+    viewer: &Viewer,
+    uri: &axum::http::Uri,
+    forge: ForgeKind,
+    project: &str,
+) -> Result<(), WebError> {
+    match app
+        .access
+        .check(viewer, Action::ViewLaunchPage, forge, project)
+        .await?
+    {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(super::auth::deny(app, denied, uri)),
+    }
 }
 
 /// `GET /v2/gh/{owner}/{repo}/{ref}`: a GitHub repository, as BinderHub spells it.
 pub async fn launch_github(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
     Path((owner, repo, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
     let project = format!("{owner}/{repo}");
+    gate(&app, &viewer, &uri, ForgeKind::GitHub, &project).await?;
     show(&app, &templates, ForgeKind::GitHub, &project, &git_ref).await
 }
 

@@ -1,5 +1,5 @@
-//! HTTP routes: webhook ingest, health, metrics, the admin JSON API, launch links and
-//! the server-rendered pages. `web` owns the page frame (templates, stylesheet, CSP),
+//! HTTP routes: webhook ingest, health, metrics, the admin JSON API, launch links, login
+//! and the server-rendered pages. `web` owns the page frame (templates, stylesheet, CSP),
 //! the answers to errors ([`WebError`]) and the URLs nbforge hands out ([`urls`]).
 
 use std::sync::Arc;
@@ -16,10 +16,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::App;
 
+pub mod auth;
 pub mod builds;
 pub mod error;
 pub mod form;
 pub mod launch;
+pub mod me;
 pub mod pages;
 pub mod templates;
 
@@ -55,6 +57,10 @@ impl FromRef<Web> for Arc<Templates> {
 pub fn router(app: App) -> Router {
     let templates = Arc::new(Templates::new());
     let max_body = app.settings.server.max_body_bytes;
+    let web = Web {
+        app,
+        templates: templates.clone(),
+    };
     Router::new()
         .route("/hooks/gitlab", post(crate::ingest::gitlab))
         .route("/hooks/github", post(crate::ingest::github))
@@ -70,6 +76,10 @@ pub fn router(app: App) -> Router {
         .route("/api/builds/{id}/log", get(builds::log))
         .route("/badge_logo.svg", get(badge))
         .route("/", get(pages::landing))
+        .route("/login", get(auth::login))
+        .route("/oauth/callback", get(auth::callback))
+        .route("/logout", post(auth::logout))
+        .route("/me", get(me::page).post(me::set_level))
         .route("/v2/{provider}/{project}/{git_ref}", get(launch::launch))
         .route(
             "/v2/gh/{owner}/{repo}/{git_ref}",
@@ -85,6 +95,11 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             templates.clone(),
             error::answer_errors,
+        ))
+        // Outside `answer_errors`, so that error pages show who is logged in too.
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            auth::find_viewer,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -103,7 +118,7 @@ pub fn router(app: App) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(Web { app, templates })
+        .with_state(web)
 }
 
 /// The launch badge, as BinderHub serves `badge_logo.svg`.
@@ -143,7 +158,8 @@ async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-/// A request carrying the admin bearer token.
+/// A request for the admin API: the admin bearer token, or a platform administrator's
+/// browser session (`NBFORGE_ADMINS`, `NBFORGE_ADMIN_GROUP`).
 pub struct Admin;
 
 impl<S: Send + Sync> FromRequestParts<S> for Admin
@@ -154,23 +170,25 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = App::from_ref(state);
-        let Some(token) = &app.settings.server.admin_token else {
+        let viewer = crate::access::Viewer::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        if app.access.can_platform(&viewer, crate::access::Action::AdminApi) {
+            return Ok(Admin);
+        }
+        if viewer.subject.is_logged_in() {
+            return Err(WebError::Forbidden(
+                "only platform administrators may do this".into(),
+            ));
+        }
+        if app.settings.server.admin_token.is_none() && !app.access.login_enabled() {
             return Err(WebError::Forbidden(
                 "the admin API is disabled: set NBFORGE_ADMIN_TOKEN".into(),
             ));
-        };
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            Some(p) if token.matches(p.as_bytes()) => Ok(Admin),
-            _ => Err(WebError::Unauthorized(
-                "admin token required (Authorization: Bearer …)".into(),
-            )),
         }
+        Err(WebError::Unauthorized(
+            "admin token required (Authorization: Bearer …)".into(),
+        ))
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{Form, Path, Query, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Form, OriginalUri, Path, Query, RawQuery, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use minijinja::value::Serde;
@@ -18,8 +18,11 @@ use serde_json::json;
 
 use super::form::FormView;
 use super::templates::{Templates, notebook_html, values_view};
+use super::auth::deny;
 use super::{Admin, WebError};
+use crate::access::{Action, Viewer};
 use crate::app::App;
+use crate::events::ForgeKind;
 use crate::storage::{CardRow, WorksheetRow};
 use crate::urls;
 use crate::worksheet::{FieldError, Notebook, parameterize, parameters, validate};
@@ -86,11 +89,43 @@ pub fn landing_page(
 pub async fn landing(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    viewer: Viewer,
     Query(search): Query<Search>,
 ) -> Result<Response, WebError> {
     let q = search.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let cards = app.db.official_cards(q).await?;
+    let mut cards = app.db.official_cards(q).await?;
+    // Only what the viewer may see: one check per project.
+    let mut visible: HashMap<(ForgeKind, String), bool> = HashMap::new();
+    for card in &cards {
+        let key = (card.forge, card.project.clone());
+        if !visible.contains_key(&key) {
+            let ok = app
+                .access
+                .may_view(&viewer, card.forge, &card.project)
+                .await?;
+            visible.insert(key, ok);
+        }
+    }
+    cards.retain(|c| visible[&(c.forge, c.project.clone())]);
     landing_page(&templates, q, &cards)
+}
+
+/// Lets the request through when the viewer may do `action` in the project published
+/// under `project`; otherwise a login redirect or a 404.
+async fn gate(
+    app: &App,
+    viewer: &Viewer,
+    uri: &Uri,
+    project: &str,
+    action: Action,
+) -> Result<(), WebError> {
+    let Some(forge) = app.db.release_forge(project).await? else {
+        return Err(WebError::NotFound("No published worksheets here.".into()));
+    };
+    match app.access.check(viewer, action, forge, project).await? {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(deny(app, denied, uri)),
+    }
 }
 
 /// The most path segments a `/w/...` URL may have, and the most a project path may have
@@ -144,10 +179,13 @@ fn no_worksheet() -> WebError {
 pub async fn get(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, WebError> {
     let (project, tag, path) = resolve(&app, &rest).await?;
+    gate(&app, &viewer, &uri, &project, Action::ViewWorksheets).await?;
     let (tag, path) = match (tag, path) {
         (None, _) => return project_page(&app, &templates, &project).await,
         (Some(tag), None) => return release_page(&app, &templates, &project, &tag).await,
@@ -173,14 +211,18 @@ pub async fn get(
 pub async fn post(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
     Path(rest): Path<String>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let Form(form) = form?;
+    let Form(mut form) = form?;
+    form.remove(super::auth::CSRF_FIELD);
     let (project, tag, path) = match resolve(&app, &rest).await? {
         (p, Some(t), Some(path)) => (p, t, path),
         _ => return Err(no_worksheet()),
     };
+    gate(&app, &viewer, &uri, &project, Action::ViewWorksheets).await?;
     let sheet = load(&app, &project, &tag, &path).await?;
     let nb = sheet.notebook.as_ref().ok_or_else(no_worksheet)?;
     let values = match validate(&parameters(nb), &form) {
@@ -439,6 +481,7 @@ mod tests {
 
     fn card(project: &str, area: Option<&str>, path: &str, title: &str) -> CardRow {
         CardRow {
+            forge: ForgeKind::GitLab,
             project: project.into(),
             project_title: Some("Bacterial growth".into()),
             area: area.map(Into::into),

@@ -40,6 +40,7 @@ const FILES: &[(&str, &str)] = &[
         include_str!("templates/unknown_provider.html"),
     ),
     ("standalone.html", include_str!("templates/standalone.html")),
+    ("me.html", include_str!("templates/me.html")),
 ];
 
 /// A sanitized notebook fragment (from [`crate::worksheet::render`], which sanitizes every
@@ -125,14 +126,23 @@ impl Templates {
             .map_err(|e| WebError::Internal(anyhow::anyhow!("rendering {name}: {e:#}")))
     }
 
-    /// A page: the template `name` rendered with `ctx`, answered with `status`.
+    /// A page: the template `name` rendered with `ctx` (and, inside a request, the
+    /// viewer's `frame`), answered with `status`.
     pub fn page(
         &self,
         status: StatusCode,
         name: &str,
         ctx: impl Serialize,
     ) -> Result<Response, WebError> {
-        Ok((status, Html(self.render(name, ctx)?)).into_response())
+        // The viewer's part of the frame, set for the request by `auth::find_viewer`.
+        let html = match super::auth::FRAME.try_with(Clone::clone) {
+            Ok(frame) => self.render(
+                name,
+                minijinja::context! { frame => Serde(frame), ..Value::from(Serde(&ctx)) },
+            )?,
+            Err(_) => self.render(name, ctx)?,
+        };
+        Ok((status, Html(html)).into_response())
     }
 
     /// A parameter form alone (the worksheet page includes it).

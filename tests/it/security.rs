@@ -551,6 +551,7 @@ async fn deleted_and_renamed_projects_stay_published() {
         let rename = system_hook(&format!("{data}system_project_rename.json"), &|b| {
             b["path_with_namespace"] = "biolab/growth".into();
             b["old_path_with_namespace"] = "lab/growth".into();
+            b["project_visibility"] = "public".into();
         });
         let destroy = system_hook(&format!("{data}system_project_destroy.json"), &|b| {
             b["path_with_namespace"] = "lab/doomed".into();

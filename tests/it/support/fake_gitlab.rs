@@ -5,7 +5,8 @@
 //! What it speaks (paths under `/api/v4`, projects by numeric id or URL-encoded path):
 //! `GET /user`, `GET /personal_access_tokens/self`, `GET /projects/:id`,
 //! `POST /projects/:id/statuses/:sha`, `GET /projects/:id/repository/commits/:sha/statuses`,
-//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`.
+//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`; and the
+//! OAuth2 provider (`/oauth/authorize`, `/oauth/token`, see `oauth.rs`).
 //! Lists honour `page`/`per_page` and send GitLab's `X-*` pagination headers.
 //! Every request is recorded (see [`FakeGitLab::requests`]); a missing or wrong
 //! `PRIVATE-TOKEN` / `Authorization: Bearer` gets 401; [`FakeGitLab::set_down`] makes
@@ -21,6 +22,7 @@
 
 mod hooks;
 mod http;
+mod oauth;
 
 pub(super) use http::page_of;
 
@@ -68,7 +70,8 @@ pub struct FakeProject {
     pub web_url: String,
     /// The `file://` URL of the bare repository (see the module docs).
     pub http_url_to_repo: String,
-    /// `private`, `internal` or `public`.
+    /// `private`, `internal` or `public` (new projects are public, unlike in GitLab, so that
+    /// tests about something else need not log in).
     pub visibility: String,
     pub forked_from: Option<i64>,
 }
@@ -284,6 +287,7 @@ struct FakeState {
     token_scopes: Option<Vec<String>>,
     token_user: i64,
     actor: i64,
+    oauth: oauth::OAuthState,
 }
 
 impl FakeState {
@@ -837,7 +841,7 @@ fn new_project(
         http_url_to_repo: file_url(&bare),
         path_with_namespace,
         bare_repo_path: bare,
-        visibility: "private".into(),
+        visibility: "public".into(),
         forked_from,
     }
 }

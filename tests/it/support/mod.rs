@@ -130,7 +130,7 @@ impl TestApp {
             .with_clock(clock);
         let forges = build_forges(&settings, &db).expect("forges");
         Some(TestApp {
-            app: App::with_parts(settings, db, forges),
+            app: App::with_parts(settings, db, forges).expect("the app starts"),
             backend,
             dir,
         })
@@ -335,7 +335,7 @@ pub fn push_payload(path: &str, branch: &str, before: &str, after: &str) -> Vec<
             "git_ssh_url": format!("git@example.com:{path}.git"),
             "git_http_url": format!("http://example.com/{path}.git"),
             "namespace": path.split('/').next().unwrap_or(path),
-            "visibility_level": 0,
+            "visibility_level": 20,
             "path_with_namespace": path,
             "default_branch": "main",
             "homepage": format!("http://example.com/{path}"),
@@ -350,7 +350,7 @@ pub fn push_payload(path: &str, branch: &str, before: &str, after: &str) -> Vec<
             "homepage": format!("http://example.com/{path}"),
             "git_http_url": format!("http://example.com/{path}.git"),
             "git_ssh_url": format!("git@example.com:{path}.git"),
-            "visibility_level": 0
+            "visibility_level": 20
         },
         "commits": [],
         "total_commits_count": 1

@@ -25,14 +25,25 @@ pub(super) fn router(inner: Shared) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Not Found") });
     Router::new()
         .nest("/api/v4", api)
+        .merge(super::oauth::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Not Found") })
         .layer(middleware::from_fn_with_state(inner.clone(), gatekeeper))
         .with_state(inner)
 }
 
-/// Record the request, then answer 503 when down and 401 without the right token.
-async fn gatekeeper(State(inner): State<Shared>, req: Request, next: Next) -> Response {
-    let authorized = {
+/// Record the request, then answer 503 when down and 401 without the right token (the
+/// bot's token, or a user's OAuth access token; `/oauth/…` needs neither).
+async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -> Response {
+    let oauth_user = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| super::oauth::token_user(&inner, t));
+    if let Some(id) = oauth_user {
+        req.extensions_mut().insert(super::oauth::OAuthUser(id));
+    }
+    let authorized = oauth_user.is_some() || req.uri().path().starts_with("/oauth/") || {
         let headers = req.headers();
         let private = headers
             .get("private-token")
@@ -359,9 +370,13 @@ pub(super) fn create_mr(
     Ok(mr)
 }
 
-async fn current_user(State(inner): State<Shared>) -> Response {
+async fn current_user(
+    State(inner): State<Shared>,
+    oauth_user: Option<axum::Extension<super::oauth::OAuthUser>>,
+) -> Response {
     let s = inner.state();
-    let u = s.user(s.token_user).cloned().expect("token user");
+    let id = oauth_user.map_or(s.token_user, |u| u.0.0);
+    let u = s.user(id).cloned().expect("token user");
     let mut v = user_json(&u, &inner.base_url);
     v["email"] = json!(u.email);
     v["bot"] = json!(false);
