@@ -307,7 +307,11 @@ pub struct AccessArgs {
     #[arg(long, env = "NBFORGE_GITLAB_OAUTH_CLIENT_ID")]
     pub gitlab_oauth_client_id: Option<String>,
     /// The application's secret.
-    #[arg(long, env = "NBFORGE_GITLAB_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "NBFORGE_GITLAB_OAUTH_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub gitlab_oauth_client_secret: Option<Secret>,
     /// Scopes asked at login, space-separated [default: openid read_user api].
     #[arg(long, env = "NBFORGE_GITLAB_OAUTH_SCOPES")]
@@ -1012,9 +1016,10 @@ fn access_settings(
         .unwrap_or_default()
         .into_iter()
         .filter_map(|pair| match pair.split_once('=') {
-            Some((level, group)) if !group.trim().is_empty() => {
-                Some((level.trim().to_owned(), group.trim().trim_matches('/').to_owned()))
-            }
+            Some((level, group)) if !group.trim().is_empty() => Some((
+                level.trim().to_owned(),
+                group.trim().trim_matches('/').to_owned(),
+            )),
             _ => {
                 problems.push(format!("level_groups: `{pair}` is not LEVEL=GROUP"));
                 None
@@ -1059,7 +1064,10 @@ fn access_settings(
         session_idle: Duration::from_secs(idle * 60),
         session_max: Duration::from_secs(max * 3600),
         plain_git_visibility,
-        anonymous_sessions: a.anonymous_sessions.or(f.anonymous_sessions).unwrap_or(true),
+        anonymous_sessions: a
+            .anonymous_sessions
+            .or(f.anonymous_sessions)
+            .unwrap_or(true),
         anonymous_runs: a.anonymous_runs.or(f.anonymous_runs).unwrap_or(false),
     }
 }

@@ -230,15 +230,13 @@ impl Access {
             &a.oauth_client_secret,
             &settings.forges.gitlab_url,
         ) {
-            (Some(id), Some(secret), Some(gitlab)) => {
-                Some(OAuthClient::new(OAuthSettings {
-                    gitlab_url: gitlab.clone(),
-                    client_id: id.clone(),
-                    client_secret: secret.clone(),
-                    redirect_uri: settings.server.public_url.join("oauth/callback")?,
-                    scopes: a.oauth_scopes.clone(),
-                }))
-            }
+            (Some(id), Some(secret), Some(gitlab)) => Some(OAuthClient::new(OAuthSettings {
+                gitlab_url: gitlab.clone(),
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+                redirect_uri: settings.server.public_url.join("oauth/callback")?,
+                scopes: a.oauth_scopes.clone(),
+            })),
             _ => None,
         };
         Ok(Access {
@@ -408,7 +406,11 @@ impl Access {
         path: &str,
     ) -> Result<Result<ProjectAccess, Denied>, DbError> {
         let standing = self.project(viewer, forge, path).await?;
-        if self.inner.policy.can(&viewer.subject, action, standing.resource()) {
+        if self
+            .inner
+            .policy
+            .can(&viewer.subject, action, standing.resource())
+        {
             return Ok(Ok(standing));
         }
         // Would any logged-in member with the read role be allowed? Then a login may help.
@@ -627,7 +629,9 @@ impl Access {
 
 fn login_error(e: OAuthError) -> LoginError {
     match e {
-        OAuthError::Refused(code) => LoginError::Refused(crate::text::truncate(&code, 80).into_owned()),
+        OAuthError::Refused(code) => {
+            LoginError::Refused(crate::text::truncate(&code, 80).into_owned())
+        }
         OAuthError::Unavailable(_) => LoginError::Unavailable,
         e @ OAuthError::Malformed(_) => LoginError::Internal(e.into()),
     }

@@ -119,7 +119,12 @@ fn cross_site(headers: &HeaderMap, app: &App) -> bool {
         return true;
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let ours = app.settings.server.public_url.origin().ascii_serialization();
+        let ours = app
+            .settings
+            .server
+            .public_url
+            .origin()
+            .ascii_serialization();
         return origin != ours;
     }
     false
@@ -148,9 +153,7 @@ pub async fn find_viewer(State(web): State<Web>, req: Request, next: Next) -> Re
         }
         Err(e) => {
             let frame = FrameView::of(&Viewer::anonymous(), web.app.access.login_enabled());
-            FRAME
-                .scope(frame, async move { e.into_response() })
-                .await
+            FRAME.scope(frame, async move { e.into_response() }).await
         }
     }
 }
@@ -220,8 +223,7 @@ async fn viewer_and_request(app: &App, req: Request) -> Result<(Viewer, Request)
 
 fn csrf_refused() -> WebError {
     WebError::Forbidden(
-        "This form has expired or did not come from nbforge. Reload the page and try again."
-            .into(),
+        "This form has expired or did not come from nbforge. Reload the page and try again.".into(),
     )
 }
 
@@ -335,12 +337,7 @@ pub async fn callback(
     let mut res = Redirect::to(&done.next).into_response();
     append_cookie(
         &mut res,
-        &set_cookie(
-            names,
-            names.session,
-            done.session.expose(),
-            Some(max_age),
-        ),
+        &set_cookie(names, names.session, done.session.expose(), Some(max_age)),
     );
     append_cookie(&mut res, &clear_cookie(names, names.login));
     Ok(res)
@@ -370,10 +367,8 @@ fn append_cookie(res: &mut Response, cookie: &str) {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// The level a viewer may switch to, for `/me`.
@@ -391,11 +386,7 @@ pub fn choosable_levels(viewer: &Viewer) -> Vec<&'static str> {
 
 /// 303 See Other to the login page: used by [`WebError::LoginRequired`].
 pub fn to_login(path: &str) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, path.to_owned())],
-    )
-        .into_response()
+    (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()
 }
 
 #[cfg(test)]
@@ -405,7 +396,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; nbforge_session=xyz"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; nbforge_session=xyz"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie_value(&h, "nbforge_session").as_deref(), Some("xyz"));
         assert_eq!(cookie_value(&h, "b").as_deref(), Some("2"));

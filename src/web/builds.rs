@@ -16,8 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Admin, ListQuery, WebError};
 use crate::access::{Action, Denied, Viewer};
 use crate::app::App;
-use crate::storage::BuildRow;
 use crate::environment::logs::LogEvent;
+use crate::storage::BuildRow;
 
 pub async fn list(
     _: Admin,

@@ -193,16 +193,10 @@ fn error_page(templates: &Templates, answer: &ErrorAnswer) -> Result<Response, W
             answer.message.as_deref(),
         ),
         StatusCode::FORBIDDEN => ("Forbidden", "Forbidden", answer.message.as_deref()),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "Unavailable",
-            "Unavailable",
-            answer.message.as_deref(),
-        ),
-        _ if answer.login_again => (
-            "Login failed",
-            "Login failed",
-            answer.message.as_deref(),
-        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("Unavailable", "Unavailable", answer.message.as_deref())
+        }
+        _ if answer.login_again => ("Login failed", "Login failed", answer.message.as_deref()),
         _ => (
             "Invalid request",
             "Invalid request",

@@ -11,9 +11,9 @@ use minijinja::context;
 use minijinja::value::Serde;
 use serde::Serialize;
 
+use super::WebError;
 use super::auth::{choosable_levels, deny};
 use super::templates::Templates;
-use super::WebError;
 use crate::access::{AccessLevel, Denied, UserLevel, Viewer};
 use crate::app::App;
 use crate::events::ForgeKind;

@@ -173,7 +173,10 @@ where
         let viewer = crate::access::Viewer::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|never| match never {});
-        if app.access.can_platform(&viewer, crate::access::Action::AdminApi) {
+        if app
+            .access
+            .can_platform(&viewer, crate::access::Action::AdminApi)
+        {
             return Ok(Admin);
         }
         if viewer.subject.is_logged_in() {

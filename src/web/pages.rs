@@ -16,9 +16,9 @@ use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::deny;
 use super::form::FormView;
 use super::templates::{Templates, notebook_html, values_view};
-use super::auth::deny;
 use super::{Admin, WebError};
 use crate::access::{Action, Viewer};
 use crate::app::App;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod browser;
 mod catalog;
 mod ci_template;

@@ -215,13 +215,13 @@ async fn token(
 }
 
 impl FakeGitLab {
-    /// Registers nbforge as an OAuth application with `redirect_uri`; returns its id and
-    /// secret.
-    pub fn register_oauth_app(&self, redirect_uri: &str) -> (String, Secret) {
-        let id = format!("app-{}", random());
-        let secret = format!("gloas-{}", random());
-        self.inner.state().oauth.app = Some((id.clone(), secret.clone(), redirect_uri.to_owned()));
-        (id, Secret::new(secret))
+    /// Registers an OAuth application (nbforge) with its id, secret and `redirect_uri`.
+    pub fn register_oauth_app(&self, id: &str, secret: &Secret, redirect_uri: &str) {
+        self.inner.state().oauth.app = Some((
+            id.to_owned(),
+            secret.expose().to_owned(),
+            redirect_uri.to_owned(),
+        ));
     }
 
     /// Who the fake's web UI considers signed in (`None`: nobody).
