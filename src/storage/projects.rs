@@ -186,6 +186,18 @@ impl Db {
         .await?)
     }
 
+    /// Every project of one forge that has a forge id (what the membership reconciler
+    /// reads), by path.
+    pub async fn projects_with_forge_ids(&self, forge: &str) -> DbResult<Vec<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
+             FROM projects WHERE forge = $1 AND forge_id IS NOT NULL ORDER BY path",
+        )
+        .bind(forge)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get_project_by_forge_id(
         &self,
         forge: &str,
