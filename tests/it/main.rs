@@ -12,6 +12,7 @@ mod github;
 mod images;
 mod ingest;
 mod jobs;
+mod members;
 mod scenarios;
 mod security;
 mod serve;
