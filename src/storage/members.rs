@@ -82,24 +82,26 @@ fn today(now_ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
+/// Inserts a membership or updates its level, expiry and source.
+const UPSERT_MEMBER: &str =
+    "INSERT INTO members (forge, scope, user_id, access_level, expires_at, source, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (forge, scope, user_id) DO UPDATE SET
+        access_level = excluded.access_level, expires_at = excluded.expires_at,
+        source = excluded.source, updated_at = excluded.updated_at";
+
 impl Db {
     pub async fn upsert_member(&self, m: &MemberRow) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO members (forge, scope, user_id, access_level, expires_at, source, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (forge, scope, user_id) DO UPDATE SET
-                access_level = excluded.access_level, expires_at = excluded.expires_at,
-                source = excluded.source, updated_at = excluded.updated_at",
-        )
-        .bind(m.forge.name())
-        .bind(&m.scope)
-        .bind(m.user_id)
-        .bind(m.access_level)
-        .bind(m.expires_at.as_deref())
-        .bind(&m.source)
-        .bind(self.now())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(UPSERT_MEMBER)
+            .bind(m.forge.name())
+            .bind(&m.scope)
+            .bind(m.user_id)
+            .bind(m.access_level)
+            .bind(m.expires_at.as_deref())
+            .bind(&m.source)
+            .bind(self.now())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -129,22 +131,16 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         for m in rows {
-            sqlx::query(
-                "INSERT INTO members (forge, scope, user_id, access_level, expires_at, source, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (forge, scope, user_id) DO UPDATE SET
-                    access_level = excluded.access_level, expires_at = excluded.expires_at,
-                    source = excluded.source, updated_at = excluded.updated_at",
-            )
-            .bind(forge.name())
-            .bind(scope)
-            .bind(m.user_id)
-            .bind(m.access_level)
-            .bind(m.expires_at.as_deref())
-            .bind(&m.source)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_MEMBER)
+                .bind(forge.name())
+                .bind(scope)
+                .bind(m.user_id)
+                .bind(m.access_level)
+                .bind(m.expires_at.as_deref())
+                .bind(&m.source)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

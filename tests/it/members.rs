@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use nbforge::events::ForgeKind;
-use nbforge::storage::{Clock, JobId, JobRow};
+use nbforge::storage::{Clock, JobId, JobRow, MemberRow, ProjectRow};
 
 use crate::on_both_databases;
 use crate::support::fake_gitlab::{
@@ -17,14 +17,22 @@ use crate::support::{ADMIN_TOKEN, Backend, TestApp};
 
 const GL: ForgeKind = ForgeKind::GitLab;
 
-/// An app talking to `fake`, on a manual clock.
-async fn app(backend: Backend, fake: &FakeGitLab) -> Option<TestApp> {
+/// A fake GitLab and an app talking to it, on a manual clock.
+async fn start(backend: Backend) -> Option<(FakeGitLab, TestApp)> {
+    let fake = FakeGitLab::start().await;
     let (url, token) = (fake.url(), fake.token());
-    TestApp::with_clock(backend, Clock::manual(), move |s| {
+    let t = TestApp::with_clock(backend, Clock::manual(), move |s| {
         s.forges.gitlab_url = Some(url);
         s.forges.gitlab_token = Some(token);
     })
-    .await
+    .await?;
+    Some((fake, t))
+}
+
+/// Makes `user` a member of group `group` in GitLab, and says so by member hook.
+async fn join(t: &TestApp, fake: &FakeGitLab, group: &str, user: &FakeUser, level: i64) {
+    fake.add_member(group, user, level);
+    deliver(t, fake.member_payload(group, user, level, MemberEvent::Add)).await;
 }
 
 /// Delivers `hook` through the webhook endpoint and runs the jobs it caused.
@@ -44,12 +52,18 @@ async fn known(t: &TestApp, fake: &FakeGitLab, project: &FakeProject) {
     )
     .await;
     assert!(
-        t.db()
-            .get_project("gitlab", &project.path_with_namespace)
+        stored_project(t, &project.path_with_namespace)
             .await
-            .unwrap()
             .is_some()
     );
+}
+
+async fn stored_project(t: &TestApp, path: &str) -> Option<ProjectRow> {
+    t.db().get_project("gitlab", path).await.unwrap()
+}
+
+async fn member_rows(t: &TestApp, scope: &str) -> Vec<MemberRow> {
+    t.db().members(GL, scope).await.unwrap()
 }
 
 async fn level(t: &TestApp, user: &FakeUser, project: &str) -> Option<i64> {
@@ -80,8 +94,7 @@ async fn all_done(t: &TestApp) {
 on_both_databases!(
     member_hooks_add_update_remove_with_group_inheritance,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/sub/rnaseq");
@@ -91,8 +104,7 @@ on_both_databases!(
         let carol = fake.add_user("carol");
 
         // A member of the parent group is a member of its subgroup's project.
-        fake.add_member("lab", &alice, 30);
-        deliver(&t, fake.member_payload("lab", &alice, 30, MemberEvent::Add)).await;
+        join(&t, &fake, "lab", &alice, 30).await;
         assert_eq!(level(&t, &alice, "lab/sub/rnaseq").await, Some(30));
         assert_eq!(
             t.db()
@@ -124,7 +136,7 @@ on_both_databases!(
             fake.member_payload("lab/sub", &carol, 20, MemberEvent::Add),
         )
         .await;
-        let sub = t.db().members(GL, "group:lab/sub").await.unwrap();
+        let sub = member_rows(&t, "group:lab/sub").await;
         assert_eq!(sub.len(), 1, "{sub:?}");
         assert_eq!((sub[0].user_id, sub[0].source.as_str()), (carol.id, "hook"));
         assert_eq!(level(&t, &carol, "lab/sub/rnaseq").await, Some(20));
@@ -164,8 +176,7 @@ on_both_databases!(
 on_both_databases!(
     members_of_unknown_projects_and_users_are_kept_but_grant_nothing_yet,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         // GitLab knows the project and the user; nbforge has heard of neither.
@@ -185,16 +196,10 @@ on_both_databases!(
             .unwrap()
             .expect("user recorded");
         assert_eq!(user.username, "dave");
-        let rows = t.db().members(GL, "project:lab/unseen").await.unwrap();
+        let rows = member_rows(&t, "project:lab/unseen").await;
         assert_eq!(rows.len(), 1, "the membership is stored");
         // Pages look the project up first: unknown, it grants nothing.
-        assert!(
-            t.db()
-                .get_project("gitlab", "lab/unseen")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(stored_project(&t, "lab/unseen").await.is_none());
         // Once the project is known, the membership counts.
         known(&t, &fake, &unseen).await;
         assert_eq!(level(&t, &dave, "lab/unseen").await, Some(30));
@@ -204,8 +209,7 @@ on_both_databases!(
 on_both_databases!(
     groups_deleted_or_renamed_and_projects_made_private,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/sub/rnaseq");
@@ -256,23 +260,13 @@ on_both_databases!(
             ),
         )
         .await;
-        assert!(
-            t.db()
-                .members(GL, "group:lab/sub")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            t.db().members(GL, "group:lab/omics").await.unwrap().len(),
-            1
-        );
+        assert!(member_rows(&t, "group:lab/sub").await.is_empty());
+        assert_eq!(member_rows(&t, "group:lab/omics").await.len(), 1);
         assert_eq!(level(&t, &bob, "lab/omics/rnaseq").await, Some(20));
         assert_eq!(level(&t, &alice, "lab/omics/rnaseq").await, Some(30));
 
         // `lab` deleted: every membership at or under it goes.
-        fake.add_member("lab", &alice, 50);
-        deliver(&t, fake.member_payload("lab", &alice, 50, MemberEvent::Add)).await;
+        join(&t, &fake, "lab", &alice, 50).await;
         let destroyed = fake.system_group_payload("lab", SystemGroupEvent::Destroy);
         fake.remove_group("lab");
         deliver(&t, destroyed).await;
@@ -287,16 +281,14 @@ on_both_databases!(
 on_both_databases!(
     users_deleted_blocked_or_renamed,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         fake.add_group("lab");
         let alice = fake.add_user("alice");
         let bob = fake.add_user("bob");
         for u in [&alice, &bob] {
-            fake.add_member("lab", u, 30);
-            deliver(&t, fake.member_payload("lab", u, 30, MemberEvent::Add)).await;
+            join(&t, &fake, "lab", u, 30).await;
         }
         let far = t.app.clock.now_ms() + 86_400_000;
         t.db()
@@ -372,16 +364,14 @@ on_both_databases!(
 on_both_databases!(
     a_lost_removal_is_repaired_on_demand_and_on_schedule,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/rnaseq");
         known(&t, &fake, &project).await;
         let alice = fake.add_user("alice");
         let bob = fake.add_user("bob");
-        fake.add_member("lab", &alice, 30);
-        deliver(&t, fake.member_payload("lab", &alice, 30, MemberEvent::Add)).await;
+        join(&t, &fake, "lab", &alice, 30).await;
         fake.add_member("lab/rnaseq", &bob, 20);
         assert_eq!(level(&t, &alice, "lab/rnaseq").await, Some(30));
 
@@ -394,7 +384,7 @@ on_both_databases!(
         assert_eq!(level(&t, &alice, "lab/rnaseq").await, None);
         // A member the hooks never told of is found too.
         assert_eq!(level(&t, &bob, "lab/rnaseq").await, Some(20));
-        let rows = t.db().members(GL, "project:lab/rnaseq").await.unwrap();
+        let rows = member_rows(&t, "project:lab/rnaseq").await;
         assert!(rows.iter().all(|r| r.source == "reconcile"), "{rows:?}");
         assert_eq!(
             t.db().get_user(bob.id).await.unwrap().unwrap().name,
@@ -413,15 +403,14 @@ on_both_databases!(
         let tick = || nbforge::jobs::schedule::tick(&ctx, &schedules);
         assert_eq!(tick().await.unwrap().len(), 2, "cleanup and reconcile");
         assert_eq!(t.run_jobs().await, 2);
-        fake.add_member("lab", &alice, 40);
-        deliver(&t, fake.member_payload("lab", &alice, 40, MemberEvent::Add)).await;
+        join(&t, &fake, "lab", &alice, 40).await;
         fake.remove_member("lab", &alice);
         assert!(tick().await.unwrap().is_empty(), "not due yet");
         t.advance(std::time::Duration::from_secs(3600));
         assert_eq!(tick().await.unwrap().len(), 2);
         t.run_jobs().await;
         assert_eq!(level(&t, &alice, "lab/rnaseq").await, None);
-        assert!(t.db().members(GL, "group:lab").await.unwrap().is_empty());
+        assert!(member_rows(&t, "group:lab").await.is_empty());
         all_done(&t).await;
     }
 );
@@ -429,8 +418,7 @@ on_both_databases!(
 on_both_databases!(
     leaving_a_group_drops_what_the_reconciler_found_under_it,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/sub/rnaseq");
@@ -443,7 +431,7 @@ on_both_databases!(
         reconcile(&t, "").await;
         t.run_jobs().await;
         // `/members/all` of the project lists them, inherited or not.
-        let rows = t.db().members(GL, "project:lab/sub/rnaseq").await.unwrap();
+        let rows = member_rows(&t, "project:lab/sub/rnaseq").await;
         assert_eq!(rows.len(), 2, "{rows:?}");
 
         // Removed from `lab`: the project's row may have come from `lab`, so it goes too.
@@ -473,8 +461,7 @@ on_both_databases!(
 on_both_databases!(
     reconcile_pages_through_members_and_waits_out_rate_limits,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/big");
@@ -488,7 +475,7 @@ on_both_databases!(
         let id = reconcile(&t, "").await;
         t.run_jobs().await;
         assert_eq!(job(&t, id).await.state, "done");
-        let rows = t.db().members(GL, "project:lab/big").await.unwrap();
+        let rows = member_rows(&t, "project:lab/big").await;
         assert_eq!(rows.len(), 150);
         let pages: Vec<Option<String>> = fake
             .requests()
@@ -511,10 +498,7 @@ on_both_databases!(
         assert_eq!(row.state, "pending", "{row:?}");
         let error = row.last_error.unwrap_or_default();
         assert!(error.contains("HTTP 429"), "{error}");
-        assert_eq!(
-            t.db().members(GL, "project:lab/big").await.unwrap().len(),
-            150
-        );
+        assert_eq!(member_rows(&t, "project:lab/big").await.len(), 150);
         fake.rate_limit(0, 0);
     }
 );
@@ -522,15 +506,13 @@ on_both_databases!(
 on_both_databases!(
     a_revoked_token_fails_clearly_and_leaves_the_rows,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let project = fake.add_project("lab/rnaseq");
         known(&t, &fake, &project).await;
         let alice = fake.add_user("alice");
-        fake.add_member("lab", &alice, 30);
-        deliver(&t, fake.member_payload("lab", &alice, 30, MemberEvent::Add)).await;
+        join(&t, &fake, "lab", &alice, 30).await;
         fake.remove_member("lab", &alice);
 
         fake.revoke_token(true);
@@ -544,21 +526,14 @@ on_both_databases!(
         assert!(!error.contains("message"), "no remote body: {error}");
         // Nothing changed: the rows stay until GitLab can be read again.
         assert_eq!(level(&t, &alice, "lab/rnaseq").await, Some(30));
-        assert!(
-            t.db()
-                .get_project("gitlab", "lab/rnaseq")
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(stored_project(&t, "lab/rnaseq").await.is_some());
     }
 );
 
 on_both_databases!(
     projects_and_groups_gone_from_gitlab_are_removed_by_reconcile,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((fake, t)) = start(backend).await else {
             return;
         };
         let kept = fake.add_project("lab/kept");
@@ -580,10 +555,7 @@ on_both_databases!(
         reconcile(&t, "").await;
         t.run_jobs().await;
         assert_eq!(level(&t, &alice, "lab/gone").await, Some(30));
-        assert_eq!(
-            t.db().members(GL, "group:other/sub").await.unwrap().len(),
-            1
-        );
+        assert_eq!(member_rows(&t, "group:other/sub").await.len(), 1);
 
         // Deleted, renamed and a group deleted, all without hooks.
         fake.remove_project(&gone);
@@ -591,44 +563,14 @@ on_both_databases!(
         fake.remove_group("other");
         reconcile(&t, "").await;
         t.run_jobs().await;
-        assert!(
-            t.db()
-                .get_project("gitlab", "lab/gone")
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            t.db()
-                .members(GL, "project:lab/gone")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            t.db()
-                .get_project("gitlab", "lab/old-name")
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let renamed = t.db().get_project("gitlab", "lab/new-name").await.unwrap();
+        assert!(stored_project(&t, "lab/gone").await.is_none());
+        assert!(member_rows(&t, "project:lab/gone").await.is_empty());
+        assert!(stored_project(&t, "lab/old-name").await.is_none());
+        let renamed = stored_project(&t, "lab/new-name").await;
         assert_eq!(renamed.and_then(|p| p.forge_id), Some(moved.id));
         assert_eq!(level(&t, &alice, "lab/new-name").await, Some(40));
-        assert!(
-            t.db()
-                .members(GL, "group:other/sub")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            t.db()
-                .get_project("gitlab", "lab/kept")
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(member_rows(&t, "group:other/sub").await.is_empty());
+        assert!(stored_project(&t, "lab/kept").await.is_some());
         all_done(&t).await;
     }
 );
@@ -636,8 +578,7 @@ on_both_databases!(
 on_both_databases!(
     reconcile_on_demand_needs_the_admin_token_and_a_known_project,
     |backend: Backend| async move {
-        let fake = FakeGitLab::start().await;
-        let Some(t) = app(backend, &fake).await else {
+        let Some((_fake, t)) = start(backend).await else {
             return;
         };
         let res = t
