@@ -186,12 +186,12 @@ impl Db {
         .await?)
     }
 
-    /// Every project of one forge that has a forge id (what the membership reconciler
-    /// reads), by path.
-    pub async fn projects_with_forge_ids(&self, forge: &str) -> DbResult<Vec<ProjectRow>> {
+    /// Every project of one forge, by path (what the membership reconciler reads, and
+    /// what a group rename moves).
+    pub async fn projects_of_forge(&self, forge: &str) -> DbResult<Vec<ProjectRow>> {
         Ok(sqlx::query_as(
             "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
-             FROM projects WHERE forge = $1 AND forge_id IS NOT NULL ORDER BY path",
+             FROM projects WHERE forge = $1 ORDER BY path",
         )
         .bind(forge)
         .fetch_all(&self.pool)

@@ -263,6 +263,10 @@ on_both_databases!(
         assert!(member_rows(&t, "group:lab/sub").await.is_empty());
         assert_eq!(member_rows(&t, "group:lab/omics").await.len(), 1);
         assert_eq!(level(&t, &bob, "lab/omics/rnaseq").await, Some(20));
+        // The project moved with its group, visibility and all.
+        assert!(stored_project(&t, "lab/sub/rnaseq").await.is_none());
+        let moved = stored_project(&t, "lab/omics/rnaseq").await.expect("moved");
+        assert_eq!(moved.visibility.as_deref(), Some("private"));
         assert_eq!(level(&t, &alice, "lab/omics/rnaseq").await, Some(30));
 
         // `lab` deleted: every membership at or under it goes.

@@ -1,14 +1,16 @@
 //! `sync-group`: a group deleted or renamed (GitLab `group_destroy`, `group_rename`).
 //!
-//! A deleted group takes the memberships of its subgroups and their projects with it; a
-//! renamed group moves them under its new path. Projects themselves are not touched
-//! here: GitLab sends a hook per project, and the reconciler finds the rest.
+//! A deleted group takes the memberships of its subgroups and their projects with it
+//! (the projects themselves go by their own `project_destroy` hooks, or when the
+//! reconciler finds them gone). A renamed group moves the memberships, and the projects
+//! under it (refs, releases, merge requests…, as a project rename does), to its new
+//! path: GitLab sends no project hook for them.
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::{ForgeKind, GroupAction};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
-use crate::storage::{JobKind, group_scope};
+use crate::storage::{JobKind, ProjectRow, group_scope};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncGroup {
@@ -41,6 +43,22 @@ impl Job for SyncGroup {
                 );
             }
             GroupAction::Renamed { old_full_path } => {
+                let forge = self.forge.name();
+                for p in ctx.db.projects_of_forge(forge).await? {
+                    let Some(rest) = p
+                        .path
+                        .strip_prefix(old_full_path.as_str())
+                        .and_then(|r| r.strip_prefix('/'))
+                    else {
+                        continue;
+                    };
+                    let old_path = p.path.clone();
+                    let moved = ProjectRow {
+                        path: format!("{}/{rest}", self.full_path),
+                        ..p
+                    };
+                    ctx.db.rename_project(forge, &old_path, &moved).await?;
+                }
                 ctx.db
                     .move_group_members(self.forge, old_full_path, &self.full_path)
                     .await?;

@@ -91,7 +91,13 @@ impl Job for Reconcile {
                     )));
                 }
             },
-            None => ctx.db.projects_with_forge_ids(gitlab).await?,
+            None => ctx
+                .db
+                .projects_of_forge(gitlab)
+                .await?
+                .into_iter()
+                .filter(|p| p.forge_id.is_some())
+                .collect(),
         };
         let mut tally = Tally::default();
         for p in &projects {
