@@ -33,8 +33,6 @@ pub struct RateLimits {
     pub tries: u32,
     /// The longest wait after a 429, whatever `Retry-After` says.
     pub max_wait: Duration,
-    /// A pause before every request of a listing after the first, to stay under limits.
-    pub pause: Duration,
 }
 
 impl Default for RateLimits {
@@ -42,7 +40,6 @@ impl Default for RateLimits {
         RateLimits {
             tries: 4,
             max_wait: Duration::from_secs(60),
-            pause: Duration::ZERO,
         }
     }
 }
@@ -194,10 +191,7 @@ impl GitLabForge {
             .append_pair("per_page", &PER_PAGE.to_string())
             .append_pair("page", "1");
         let mut items = Vec::new();
-        for page in 0..MAX_PAGES {
-            if page > 0 && !self.rate_limits.pause.is_zero() {
-                tokio::time::sleep(self.rate_limits.pause).await;
-            }
+        for _ in 0..MAX_PAGES {
             let (headers, body) = self.get_raw(what, &url).await?;
             let batch: Vec<T> = serde_json::from_slice(&body).map_err(|e| unexpected(what, &e))?;
             let empty = batch.is_empty();
