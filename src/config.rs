@@ -183,6 +183,11 @@ pub struct JobArgs {
     /// Seconds between two runs of the cleanup job [default: 3600].
     #[arg(long, env = "NBFORGE_CLEANUP_PERIOD_SECS")]
     pub cleanup_period_secs: Option<u64>,
+    /// Seconds between two runs of the membership reconciler, which reads members and
+    /// visibility from the GitLab API and repairs what hooks missed; 0 turns it off
+    /// [default: 3600].
+    #[arg(long, env = "NBFORGE_RECONCILE_INTERVAL_SECS")]
+    pub reconcile_interval_secs: Option<u64>,
     /// Days finished jobs and their deliveries are kept [default: 30].
     #[arg(long, env = "NBFORGE_JOB_RETENTION_DAYS")]
     pub job_retention_days: Option<u64>,
@@ -374,6 +379,7 @@ struct FileSettings {
     poll_interval_ms: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     cleanup_period_secs: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
     job_retention_days: Option<u64>,
     mirror_retention_days: Option<u64>,
     image_retention_days: Option<u64>,
@@ -454,6 +460,8 @@ pub struct JobSettings {
     pub shutdown_grace: Duration,
     /// How often the cleanup job runs.
     pub cleanup_period: Duration,
+    /// How often the membership reconciler runs; `None`: never on its own.
+    pub reconcile_interval: Option<Duration>,
     pub retention: Retention,
 }
 
@@ -830,6 +838,14 @@ impl Settings {
                         .unwrap_or(3600)
                         .max(1),
                 ),
+                reconcile_interval: Some(
+                    args.jobs
+                        .reconcile_interval_secs
+                        .or(file.reconcile_interval_secs)
+                        .unwrap_or(3600),
+                )
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
                 retention: Retention {
                     jobs: days(args.jobs.job_retention_days.or(file.job_retention_days)),
                     mirrors: days(

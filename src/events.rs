@@ -133,6 +133,8 @@ pub enum Event {
     MergeRequest(MergeRequestEvent),
     Member(MemberEvent),
     Project(ProjectEvent),
+    Group(GroupEvent),
+    User(UserEvent),
 }
 
 impl Event {
@@ -148,10 +150,12 @@ impl Event {
                 MemberScope::Group { .. } => None,
             },
             Event::Project(e) => Some(&e.project.path),
+            Event::Group(_) | Event::User(_) => None,
         }
     }
 
-    /// Stable label: `push`, `tag_push`, `merge_request`, `member` or `project`.
+    /// Stable label: `push`, `tag_push`, `merge_request`, `member`, `project`, `group` or
+    /// `user`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Push(_) => "push",
@@ -159,6 +163,8 @@ impl Event {
             Event::MergeRequest(_) => "merge_request",
             Event::Member(_) => "member",
             Event::Project(_) => "project",
+            Event::Group(_) => "group",
+            Event::User(_) => "user",
         }
     }
 }
@@ -335,6 +341,9 @@ pub enum ProjectAction {
     Forked {
         from: ProjectRef,
     },
+    /// Some attribute changed, its path aside (GitLab `project_update`: visibility, name,
+    /// description…).
+    Updated,
 }
 
 /// A project created, destroyed, renamed, transferred or forked.
@@ -343,6 +352,44 @@ pub struct ProjectEvent {
     pub action: ProjectAction,
     /// The project as it is now (for `Forked`, the new fork).
     pub project: ProjectRef,
+}
+
+/// What happened to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GroupAction {
+    /// The group, its subgroups and their projects are gone.
+    Destroyed,
+    /// The group moved from `old_full_path`; its subgroups and projects moved with it.
+    Renamed { old_full_path: String },
+}
+
+/// A group deleted or renamed (GitLab `group_destroy`, `group_rename` system hooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEvent {
+    pub action: GroupAction,
+    pub id: Option<i64>,
+    /// The group's full path (`lab/sub`) as it is now (for `Destroyed`, as it was).
+    pub full_path: String,
+}
+
+/// What happened to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UserAction {
+    /// The user was deleted.
+    Destroyed,
+    /// The user's username changed.
+    Renamed { old_username: Option<String> },
+    /// A blocked user tried to sign in (GitLab `user_failed_login`, which says `state`).
+    Blocked,
+}
+
+/// A user deleted, renamed or found blocked (GitLab system hooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvent {
+    pub action: UserAction,
+    pub user: Actor,
 }
 
 /// Result of parsing one delivery.

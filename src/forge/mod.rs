@@ -64,6 +64,32 @@ pub struct ProjectInfo {
     pub default_branch: Option<String>,
 }
 
+/// A project's identity and visibility as the forge says now (GitLab `GET /projects/:id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectAccess {
+    pub id: i64,
+    /// `namespace/project` today: differs from nbforge's record after a rename or transfer.
+    pub path_with_namespace: String,
+    pub visibility: crate::events::Visibility,
+}
+
+/// Someone who can reach a group or project, at their effective level (GitLab
+/// `/members/all`: direct members, members of every ancestor group and of groups the
+/// group or project is shared with; the highest level wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeMember {
+    pub user_id: i64,
+    pub username: String,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    /// The user's state: `active`, `blocked`, …
+    pub state: Option<String>,
+    /// GitLab's raw access level (10 guest … 50 owner).
+    pub access_level: i64,
+    /// `YYYY-MM-DD`, as GitLab gives it.
+    pub expires_at: Option<String>,
+}
+
 /// What went wrong talking to a forge.
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
@@ -120,8 +146,10 @@ impl std::fmt::Display for ProjectId {
 }
 
 /// Everything nbforge asks of a forge today: commit statuses, the one merge request
-/// note, and where to fetch a project's git objects from. Reading refs, members, forks
-/// and opening merge requests come with the features that call them.
+/// note, where to fetch a project's git objects from, and (GitLab only; the others answer
+/// [`ForgeError::Unsupported`]) member directories and project visibility for the
+/// membership reconciler. Reading refs, forks and opening merge requests come with the
+/// features that call them.
 #[async_trait]
 pub trait Forge: Send + Sync {
     /// Short name for logs and metrics: `gitlab`, `github`, `local`.
@@ -157,6 +185,27 @@ pub trait Forge: Send + Sync {
 
     /// URL git can fetch the project from, and the credentials to use (username, token).
     async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource>;
+
+    /// The project's current path and visibility; `NotFound` when it is gone.
+    async fn project_access(&self, _project: &ProjectId) -> ForgeResult<ProjectAccess> {
+        Err(ForgeError::Unsupported("project visibility"))
+    }
+
+    /// Everyone who can reach the project (inherited members included), every page.
+    async fn project_members(&self, _project: &ProjectId) -> ForgeResult<Vec<ForgeMember>> {
+        Err(ForgeError::Unsupported("member directories"))
+    }
+
+    /// Everyone who can reach the group `full_path` (inherited members included).
+    async fn group_members(&self, _full_path: &str) -> ForgeResult<Vec<ForgeMember>> {
+        Err(ForgeError::Unsupported("member directories"))
+    }
+
+    /// The full path (`lab/sub`) of the group with id `id`: member hooks name a group by
+    /// its last segment only.
+    async fn group_full_path(&self, _id: i64) -> ForgeResult<String> {
+        Err(ForgeError::Unsupported("groups"))
+    }
 }
 
 /// Where and how to fetch a project's git objects.

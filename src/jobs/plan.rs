@@ -6,12 +6,13 @@
 //!   `prepare-environment` for the source branch's head; closed: `sync-merge-request`, and
 //!   its environment work is superseded; merged: the same, plus `prepare-environment` for
 //!   the target branch;
-//! - tag push: `publish-tag`; member: `record-member`; project: `sync-project`.
+//! - tag push: `publish-tag`; member: `record-member`; project: `sync-project`;
+//!   group deleted or renamed: `sync-group`; user deleted, renamed or blocked: `sync-user`.
 
 use super::Job;
 use super::kinds::{
-    PrepareEnvironment, PublishTag, RecordMember, RecordPush, SyncMergeRequest, SyncProject,
-    ZERO_SHA,
+    PrepareEnvironment, PublishTag, RecordMember, RecordPush, SyncGroup, SyncMergeRequest,
+    SyncProject, SyncUser, ZERO_SHA,
 };
 use crate::events::{Event, ForgeKind, MergeRequestAction};
 use crate::storage::Enqueue;
@@ -139,6 +140,27 @@ pub fn plan(forge: ForgeKind, event: &Event, planning: Planning) -> Enqueue {
                 project: p.project.clone(),
             };
             jobs.push(project.to_new_job(n));
+        }
+        Event::Group(g) => {
+            let group = SyncGroup {
+                forge,
+                action: g.action.clone(),
+                full_path: g.full_path.clone(),
+            };
+            jobs.push(group.to_new_job(n));
+        }
+        Event::User(u) => {
+            // The parser refuses user events without an id.
+            if let Some(user_id) = u.user.id {
+                let user = SyncUser {
+                    forge,
+                    action: u.action.clone(),
+                    user_id,
+                    username: u.user.username.clone(),
+                    name: u.user.name.clone(),
+                };
+                jobs.push(user.to_new_job(n));
+            }
         }
     }
     Enqueue { supersede, jobs }

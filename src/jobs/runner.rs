@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::kinds::{
-    Cleanup, PrepareEnvironment, PublishTag, RecordMember, RecordPush, SyncMergeRequest,
-    SyncProject,
+    Cleanup, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush, SyncGroup,
+    SyncMergeRequest, SyncProject, SyncUser,
 };
 use super::{Context, Job, JobError, Run, Subject};
 use crate::storage::{Heartbeat, JobId, JobKind, JobRow};
@@ -78,6 +78,9 @@ pub fn registry() -> Registry {
         .register::<RecordMember>()
         .register::<SyncProject>()
         .register::<Cleanup>()
+        .register::<SyncGroup>()
+        .register::<SyncUser>()
+        .register::<Reconcile>()
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(registry);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::kinds::Cleanup;
+use super::kinds::{Cleanup, Reconcile};
 use super::{Context, Job};
 use crate::config::Settings;
 use crate::storage::{JobId, NewJob};
@@ -40,11 +40,18 @@ impl Scheduled {
 
 /// The recurring jobs, one line each.
 pub fn schedules(settings: &Settings) -> Vec<Scheduled> {
-    vec![Scheduled::every(
+    let gitlab = settings.forges.gitlab_url.is_some() && settings.forges.gitlab_token.is_some();
+    let mut all = vec![Scheduled::every(
         settings.jobs.cleanup_period,
         Cleanup {},
         settings,
-    )]
+    )];
+    all.extend(
+        (settings.jobs.reconcile_interval)
+            .filter(|_| gitlab)
+            .map(|every| Scheduled::every(every, Reconcile::default(), settings)),
+    );
+    all
 }
 
 /// Records the schedules (a new one is due at once), then enqueues the job of each one

@@ -186,6 +186,18 @@ impl Db {
         .await?)
     }
 
+    /// Every project of one forge, by path (what the membership reconciler reads, and
+    /// what a group rename moves).
+    pub async fn projects_of_forge(&self, forge: &str) -> DbResult<Vec<ProjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
+             FROM projects WHERE forge = $1 ORDER BY path",
+        )
+        .bind(forge)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get_project_by_forge_id(
         &self,
         forge: &str,

@@ -30,10 +30,16 @@ pub enum JobKind {
     SyncProject,
     /// Remove old finished jobs, deliveries, git mirrors and environment images.
     Cleanup,
+    /// Record a group deleted or renamed (its memberships).
+    SyncGroup,
+    /// Record a user deleted, renamed or blocked.
+    SyncUser,
+    /// Read memberships and visibility from the forge and repair what hooks missed.
+    Reconcile,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::RecordPush,
         JobKind::PublishTag,
         JobKind::PrepareEnvironment,
@@ -41,6 +47,9 @@ impl JobKind {
         JobKind::RecordMember,
         JobKind::SyncProject,
         JobKind::Cleanup,
+        JobKind::SyncGroup,
+        JobKind::SyncUser,
+        JobKind::Reconcile,
     ];
 
     /// The stored name, e.g. `prepare-environment`.
@@ -53,6 +62,9 @@ impl JobKind {
             JobKind::RecordMember => "record-member",
             JobKind::SyncProject => "sync-project",
             JobKind::Cleanup => "cleanup",
+            JobKind::SyncGroup => "sync-group",
+            JobKind::SyncUser => "sync-user",
+            JobKind::Reconcile => "reconcile",
         }
     }
 

@@ -23,6 +23,7 @@ pub mod form;
 pub mod launch;
 pub mod me;
 pub mod pages;
+pub mod reconcile;
 pub mod templates;
 
 pub use error::WebError;
@@ -71,6 +72,7 @@ pub fn router(app: App) -> Router {
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(get_job))
         .route("/api/jobs/{id}/retry", post(retry_job))
+        .route("/api/reconcile", post(reconcile::reconcile))
         .route("/api/builds", get(builds::list))
         .route("/api/builds/{id}", get(builds::get))
         .route("/api/builds/{id}/log", get(builds::log))

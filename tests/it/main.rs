@@ -13,6 +13,7 @@ mod github;
 mod images;
 mod ingest;
 mod jobs;
+mod members;
 mod scenarios;
 mod security;
 mod serve;

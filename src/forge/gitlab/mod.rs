@@ -5,10 +5,15 @@
 //! Every call goes through [`client::GitLabClient`], which owns the HTTP transport,
 //! timeouts and the mapping of failures onto [`ForgeError`] (404 → `NotFound`,
 //! 401/403 → `Forbidden`, no answer / 5xx / 429 → `Unavailable`). Lists are read
-//! page by page until GitLab runs out. The token never appears in an error.
+//! page by page until GitLab runs out. The token never appears in an error. Member
+//! directories and project visibility, for the reconciler, are in `members`, which also
+//! waits out GitLab's rate limits.
 
 pub mod client;
+mod members;
 pub mod payload;
+
+pub use members::RateLimits;
 
 use async_trait::async_trait;
 use gitlab::api::common::NameOrId;
@@ -19,8 +24,8 @@ use url::Url;
 use self::client::GitLabClient;
 use crate::config::Secret;
 use crate::forge::{
-    CommitStatus, FetchSource, Forge, ForgeError, ForgeResult, Note, ProjectId, ProjectInfo,
-    StatusState,
+    CommitStatus, FetchSource, Forge, ForgeError, ForgeMember, ForgeResult, Note, ProjectAccess,
+    ProjectId, ProjectInfo, StatusState,
 };
 
 /// GitLab keeps commit status `description`, `ref` and `target_url` to 255 characters.
@@ -37,6 +42,7 @@ pub const REQUIRED_SCOPE: &str = "api";
 pub struct GitLabForge {
     client: GitLabClient,
     page_size: usize,
+    rate_limits: RateLimits,
 }
 
 /// What `doctor` reports about the configured token.
@@ -181,7 +187,14 @@ impl GitLabForge {
         Ok(GitLabForge {
             client: GitLabClient::new(base_url, token)?,
             page_size: DEFAULT_PAGE_SIZE,
+            rate_limits: RateLimits::default(),
         })
+    }
+
+    /// How member listings wait out GitLab's rate limits.
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
     }
 
     /// Ask for `size` items per page when listing (1..=100).
@@ -394,6 +407,22 @@ impl Forge for GitLabForge {
             url: info.http_url_to_repo,
             credentials: Some(("oauth2".to_owned(), self.client.token().clone())),
         })
+    }
+
+    async fn project_access(&self, project: &ProjectId) -> ForgeResult<ProjectAccess> {
+        self.read_project_access(project).await
+    }
+
+    async fn project_members(&self, project: &ProjectId) -> ForgeResult<Vec<ForgeMember>> {
+        self.read_project_members(project).await
+    }
+
+    async fn group_members(&self, full_path: &str) -> ForgeResult<Vec<ForgeMember>> {
+        self.read_group_members(full_path).await
+    }
+
+    async fn group_full_path(&self, id: i64) -> ForgeResult<String> {
+        self.read_group_full_path(id).await
     }
 }
 

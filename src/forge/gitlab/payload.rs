@@ -19,9 +19,10 @@
 use serde::Deserialize;
 
 use crate::events::{
-    Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
-    MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-    TagPushEvent, Visibility, check_object, commit_id, decode, is_zero_sha, missing,
+    Actor, Event, ForgeKind, GroupAction, GroupEvent, MemberAction, MemberEvent, MemberScope,
+    MergeRequestAction, MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent,
+    ProjectRef, PushEvent, TagPushEvent, UserAction, UserEvent, Visibility, check_object,
+    commit_id, decode, is_zero_sha, missing,
 };
 
 /// `event_header` is the X-Gitlab-Event header value ("Push Hook", "Tag Push Hook", "Merge Request Hook",
@@ -50,9 +51,10 @@ pub fn parse(event_header: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadE
         "user_add_to_team" | "user_update_for_team" | "user_remove_from_team" => {
             parse_project_member(&kind, body)
         }
-        "project_create" | "project_destroy" | "project_rename" | "project_transfer" => {
-            parse_project(&kind, body)
-        }
+        "project_create" | "project_destroy" | "project_rename" | "project_transfer"
+        | "project_update" => parse_project(&kind, body),
+        "group_destroy" | "group_rename" => parse_group(&kind, body),
+        "user_destroy" | "user_rename" | "user_failed_login" => parse_user(&kind, body),
         other => Ok(Parsed::ignored(other)),
     }
 }
@@ -392,6 +394,7 @@ fn parse_project(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "project_transfer" => ProjectAction::Transferred {
             old_path: old_path()?,
         },
+        "project_update" => ProjectAction::Updated,
         other => return Ok(Parsed::ignored(other)),
     };
     Ok(Parsed::event(Event::Project(ProjectEvent {
@@ -404,6 +407,76 @@ fn parse_project(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             git_http_url: None,
             default_branch: None,
             visibility: w.project_visibility.as_deref().map(Visibility::parse),
+        },
+    })))
+}
+
+/// `group_destroy` and `group_rename` system hooks.
+#[derive(Deserialize)]
+struct WireGroupHook {
+    group_id: Option<i64>,
+    /// The last segment only.
+    path: Option<String>,
+    full_path: Option<String>,
+    old_full_path: Option<String>,
+}
+
+fn parse_group(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    const P: &str = "GitLab group";
+    let w: WireGroupHook = decode(P, body)?;
+    // GitLab's documented `group_destroy` example has no `full_path` (GitLab sends it
+    // today); the last segment is what is left then.
+    let full_path = w
+        .full_path
+        .or(w.path)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| missing(P, "full_path"))?;
+    let action = match kind {
+        "group_destroy" => GroupAction::Destroyed,
+        _ => GroupAction::Renamed {
+            old_full_path: w
+                .old_full_path
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| missing(P, "old_full_path"))?,
+        },
+    };
+    Ok(Parsed::event(Event::Group(GroupEvent {
+        action,
+        id: w.group_id,
+        full_path,
+    })))
+}
+
+/// `user_destroy`, `user_rename` and `user_failed_login` system hooks.
+#[derive(Deserialize)]
+struct WireUserHook {
+    user_id: Option<i64>,
+    username: Option<String>,
+    name: Option<String>,
+    old_username: Option<String>,
+    /// `user_failed_login`: `blocked`, …
+    state: Option<String>,
+}
+
+fn parse_user(kind: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    const P: &str = "GitLab user";
+    let w: WireUserHook = decode(P, body)?;
+    let action = match kind {
+        "user_destroy" => UserAction::Destroyed,
+        "user_rename" => UserAction::Renamed {
+            old_username: w.old_username,
+        },
+        // A failed login of a user who is not blocked says nothing about access.
+        _ if w.state.as_deref() == Some("blocked") => UserAction::Blocked,
+        other => return Ok(Parsed::ignored(other)),
+    };
+    let id = w.user_id.ok_or_else(|| missing(P, "user_id"))?;
+    Ok(Parsed::event(Event::User(UserEvent {
+        action,
+        user: Actor {
+            id: Some(id),
+            username: w.username,
+            name: w.name,
         },
     })))
 }
@@ -518,9 +591,9 @@ mod examples {
 
     use crate::events::testing::{ZERO, bytes, data, event_of, examples, set, value};
     use crate::events::{
-        Actor, Event, ForgeKind, MemberAction, MemberEvent, MemberScope, MergeRequestAction,
-        MergeRequestEvent, Parsed, ProjectAction, ProjectEvent, ProjectRef, PushEvent,
-        TagPushEvent,
+        Actor, Event, ForgeKind, GroupAction, GroupEvent, MemberAction, MemberEvent, MemberScope,
+        MergeRequestAction, MergeRequestEvent, Parsed, PayloadError, ProjectAction, ProjectEvent,
+        ProjectRef, PushEvent, TagPushEvent, UserAction, UserEvent,
     };
     use crate::forge::gitlab;
 
@@ -956,6 +1029,114 @@ mod examples {
     }
 
     #[test]
+    fn gitlab_system_hook_project_update_carries_visibility() {
+        assert_eq!(
+            gl("System Hook", &data("gitlab", "system_project_update")),
+            Event::Project(ProjectEvent {
+                action: ProjectAction::Updated,
+                project: bare_gitlab_project(74, "jsmith/storecloud", "private"),
+            })
+        );
+    }
+
+    // ---------------------------------------------------------------- GitLab: groups, users
+
+    #[test]
+    fn gitlab_system_hook_groups() {
+        assert_eq!(
+            gl("System Hook", &data("gitlab", "system_group_rename")),
+            Event::Group(GroupEvent {
+                action: GroupAction::Renamed {
+                    old_full_path: "parent-group/old-name".into()
+                },
+                id: Some(64),
+                full_path: "parent-group/better-name".into(),
+            })
+        );
+        // The documented example has no `full_path`: the path is what is left.
+        let destroyed = gl("System Hook", &data("gitlab", "system_group_destroy"));
+        assert_eq!(
+            destroyed,
+            Event::Group(GroupEvent {
+                action: GroupAction::Destroyed,
+                id: Some(78),
+                full_path: "storecloud".into(),
+            })
+        );
+        assert_eq!(
+            (destroyed.kind(), destroyed.project_path()),
+            ("group", None)
+        );
+        let with_full = set(
+            value("gitlab", "system_group_destroy"),
+            "/path",
+            json!("storecloud"),
+        );
+        let mut with_full = with_full;
+        with_full["full_path"] = json!("lab/storecloud");
+        let Event::Group(g) = gl("System Hook", &bytes(&with_full)) else {
+            panic!()
+        };
+        assert_eq!(g.full_path, "lab/storecloud");
+        let mut v = value("gitlab", "system_group_rename");
+        v.as_object_mut().unwrap().remove("old_full_path");
+        assert!(matches!(
+            gitlab::payload::parse(Some("System Hook"), &bytes(&v)),
+            Err(PayloadError::MissingField { .. })
+        ));
+    }
+
+    #[test]
+    fn gitlab_system_hook_users() {
+        let user = |id: i64, username: &str, name: &str| Actor {
+            id: Some(id),
+            username: Some(username.into()),
+            name: Some(name.into()),
+        };
+        let destroyed = gl("System Hook", &data("gitlab", "system_user_destroy"));
+        assert_eq!(
+            destroyed,
+            Event::User(UserEvent {
+                action: UserAction::Destroyed,
+                user: user(41, "js", "John Smith"),
+            })
+        );
+        assert_eq!(destroyed.kind(), "user");
+        assert_eq!(
+            gl("System Hook", &data("gitlab", "system_user_rename")),
+            Event::User(UserEvent {
+                action: UserAction::Renamed {
+                    old_username: Some("old-boring-name".into())
+                },
+                user: user(58, "new-exciting-name", "new-name"),
+            })
+        );
+        assert_eq!(
+            gl("System Hook", &data("gitlab", "system_user_failed_login")),
+            Event::User(UserEvent {
+                action: UserAction::Blocked,
+                user: user(26, "user4", "John Smith"),
+            })
+        );
+        // A failed login of an active user changes nothing.
+        let active = set(
+            value("gitlab", "system_user_failed_login"),
+            "/state",
+            json!("active"),
+        );
+        assert_eq!(
+            gitlab::payload::parse(Some("System Hook"), &bytes(&active)).unwrap(),
+            Parsed::ignored("user_failed_login")
+        );
+        let mut v = value("gitlab", "system_user_destroy");
+        v.as_object_mut().unwrap().remove("user_id");
+        assert!(matches!(
+            gitlab::payload::parse(Some("System Hook"), &bytes(&v)),
+            Err(PayloadError::MissingField { .. })
+        ));
+    }
+
+    #[test]
     fn gitlab_group_project_hooks() {
         assert_eq!(
             gl("Project Hook", &data("gitlab", "group_project_create")),
@@ -989,14 +1170,12 @@ mod examples {
     #[test]
     fn gitlab_kinds_nbforge_ignores() {
         let cases = [
-            ("System Hook", "system_project_update", "project_update"),
             (
                 "System Hook",
                 "system_repository_update",
                 "repository_update",
             ),
             ("System Hook", "system_user_create", "user_create"),
-            ("System Hook", "system_group_rename", "group_rename"),
             (
                 "System Hook",
                 "system_user_access_request_to_project",

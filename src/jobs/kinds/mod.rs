@@ -3,19 +3,25 @@
 
 mod cleanup;
 mod environment;
+mod group;
 mod member;
 mod merge_request;
 mod project;
 mod push;
+pub mod reconcile;
 mod tag;
+mod user;
 
 pub use cleanup::Cleanup;
 pub use environment::PrepareEnvironment;
+pub use group::SyncGroup;
 pub use member::RecordMember;
 pub use merge_request::{NOTE_MARKER, SyncMergeRequest};
 pub use project::SyncProject;
 pub use push::RecordPush;
+pub use reconcile::Reconcile;
 pub use tag::PublishTag;
+pub use user::SyncUser;
 
 use crate::events::ProjectRef;
 use crate::storage::ProjectRow;

@@ -1,4 +1,5 @@
-//! `sync-project`: a project created, destroyed, renamed, transferred or forked.
+//! `sync-project`: a project created, updated (its visibility), destroyed, renamed,
+//! transferred or forked.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,9 @@ impl Job for SyncProject {
         let db = &ctx.db;
         let forge = self.project.forge.name();
         match &self.action {
-            ProjectAction::Created => db.upsert_project(&project_row(&self.project)).await?,
+            ProjectAction::Created | ProjectAction::Updated => {
+                db.upsert_project(&project_row(&self.project)).await?
+            }
             ProjectAction::Destroyed => db.delete_project(forge, &self.project.path).await?,
             ProjectAction::Renamed { old_path } | ProjectAction::Transferred { old_path } => {
                 db.rename_project(forge, old_path, &project_row(&self.project))

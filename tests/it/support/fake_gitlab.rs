@@ -5,12 +5,17 @@
 //! What it speaks (paths under `/api/v4`, projects by numeric id or URL-encoded path):
 //! `GET /user`, `GET /personal_access_tokens/self`, `GET /projects/:id`,
 //! `POST /projects/:id/statuses/:sha`, `GET /projects/:id/repository/commits/:sha/statuses`,
-//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`; and the
+//! `GET|POST /projects/:id/merge_requests/:iid/notes`, `PUT …/notes/:note_id`,
+//! `GET /projects/:id/members/all`, `GET /groups/:id`, `GET /groups/:id/members/all`
+//! (groups by id or URL-encoded full path; `/members/all` as GitLab computes it: direct
+//! members plus members of every ancestor group, the highest level winning); and the
 //! OAuth2 provider (`/oauth/authorize`, `/oauth/token`, see `oauth.rs`).
-//! Lists honour `page`/`per_page` and send GitLab's `X-*` pagination headers.
+//! Lists honour `page`/`per_page` and send GitLab's `X-*` pagination headers (member
+//! lists also `Link`).
 //! Every request is recorded (see [`FakeGitLab::requests`]); a missing or wrong
-//! `PRIVATE-TOKEN` / `Authorization: Bearer` gets 401; [`FakeGitLab::set_down`] makes
-//! every endpoint answer 503.
+//! `PRIVATE-TOKEN` / `Authorization: Bearer` gets 401, as does every request after
+//! [`FakeGitLab::revoke_token`]; [`FakeGitLab::set_down`] makes every endpoint answer 503;
+//! [`FakeGitLab::rate_limit`] answers the next requests with 429.
 //!
 //! Git access: a project's `http_url_to_repo` (and `git_http_url` in payloads) is the
 //! `file://` URL of its bare repository, so git fetches work without an HTTP git
@@ -236,13 +241,55 @@ impl MemberEvent {
     }
 }
 
+/// Project member system hook events (`System Hook`, "team" in GitLab's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamEvent {
+    Add,
+    Update,
+    Remove,
+}
+
+impl TeamEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamEvent::Add => "user_add_to_team",
+            TeamEvent::Update => "user_update_for_team",
+            TeamEvent::Remove => "user_remove_from_team",
+        }
+    }
+}
+
+/// Group system hook events (`System Hook`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemGroupEvent {
+    Destroy,
+    Rename { old_full_path: String },
+}
+
+/// User system hook events (`System Hook`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemUserEvent {
+    Destroy,
+    Rename {
+        old_username: String,
+    },
+    /// A blocked user tried to sign in.
+    FailedLogin,
+}
+
 /// Project system hook events (`System Hook`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemProjectEvent {
     Create,
     Destroy,
-    Rename { old_path_with_namespace: String },
-    Transfer { old_path_with_namespace: String },
+    /// Attributes changed, the path aside (visibility, name…).
+    Update,
+    Rename {
+        old_path_with_namespace: String,
+    },
+    Transfer {
+        old_path_with_namespace: String,
+    },
 }
 
 impl SystemProjectEvent {
@@ -250,6 +297,7 @@ impl SystemProjectEvent {
         match self {
             SystemProjectEvent::Create => "project_create",
             SystemProjectEvent::Destroy => "project_destroy",
+            SystemProjectEvent::Update => "project_update",
             SystemProjectEvent::Rename { .. } => "project_rename",
             SystemProjectEvent::Transfer { .. } => "project_transfer",
         }
@@ -273,6 +321,11 @@ pub fn access_level_name(level: i64) -> &'static str {
 #[derive(Default)]
 struct FakeState {
     down: bool,
+    /// Every request answers 401 (a revoked token).
+    revoked: bool,
+    /// The next this many requests answer 429 with `Retry-After: rate_limit_retry_after`.
+    rate_limited: u32,
+    rate_limit_retry_after: u64,
     next_id: i64,
     users: Vec<FakeUser>,
     groups: Vec<FakeGroup>,
@@ -518,6 +571,42 @@ impl FakeGitLab {
     /// While down, every endpoint answers `503 Service Unavailable`.
     pub fn set_down(&self, down: bool) {
         self.inner.state().down = down;
+    }
+
+    /// From now on every request answers `401 Unauthorized`, as for a revoked token.
+    pub fn revoke_token(&self, revoked: bool) {
+        self.inner.state().revoked = revoked;
+    }
+
+    /// The next `times` requests answer `429 Too Many Requests` with
+    /// `Retry-After: retry_after` (seconds) and GitLab's `RateLimit-*` headers.
+    pub fn rate_limit(&self, times: u32, retry_after: u64) {
+        let mut s = self.inner.state();
+        s.rate_limited = times;
+        s.rate_limit_retry_after = retry_after;
+    }
+
+    /// Delete a group with its subgroups, their projects and every membership in them.
+    pub fn remove_group(&self, full_path: &str) {
+        let mut s = self.inner.state();
+        let under = |p: &str| p == full_path || p.starts_with(&format!("{full_path}/"));
+        let groups: Vec<i64> = s
+            .groups
+            .iter()
+            .filter(|g| under(&g.full_path))
+            .map(|g| g.id)
+            .collect();
+        let projects: Vec<i64> = s
+            .projects
+            .iter()
+            .filter(|p| under(&p.namespace))
+            .map(|p| p.id)
+            .collect();
+        s.groups.retain(|g| !groups.contains(&g.id));
+        s.projects.retain(|p| !projects.contains(&p.id));
+        s.members.retain(|(kind, id, _), _| {
+            !(kind == "group" && groups.contains(id) || kind == "project" && projects.contains(id))
+        });
     }
 
     pub fn add_user(&self, username: &str) -> FakeUser {

@@ -278,6 +278,96 @@ impl FakeGitLab {
         }
     }
 
+    /// Project member `System Hook` (`user_add_to_team`, …) for `user` in `project` at
+    /// `access_level`, as GitLab's documented example.
+    pub fn team_member_payload(
+        &self,
+        project: &FakeProject,
+        user: &FakeUser,
+        access_level: i64,
+        event: TeamEvent,
+    ) -> FakeHook {
+        let now = now_iso();
+        let body = json!({
+            "created_at": now,
+            "updated_at": now,
+            "event_name": event.as_str(),
+            "access_level": access_level_name(access_level),
+            "project_id": project.id,
+            "project_name": project.name,
+            "project_path": project.path,
+            "project_path_with_namespace": project.path_with_namespace,
+            "user_email": user.email,
+            "user_name": user.name,
+            "user_username": user.username,
+            "user_id": user.id,
+            "project_visibility": project.visibility,
+        });
+        FakeHook {
+            event: "System Hook",
+            body,
+        }
+    }
+
+    /// `System Hook` for a group deleted or renamed (call [`FakeGitLab::remove_group`]
+    /// after building a `Destroy` payload: it reads the group).
+    pub fn system_group_payload(&self, full_path: &str, event: SystemGroupEvent) -> FakeHook {
+        let s = self.inner.state();
+        let g = s.find_group(full_path).cloned().expect("group exists");
+        let now = now_iso();
+        let last = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+        let mut body = json!({
+            "created_at": now,
+            "updated_at": now,
+            "name": g.name,
+            "path": last(&g.full_path),
+            "full_path": g.full_path,
+            "group_id": g.id,
+            "owner_email": Value::Null,
+            "owner_name": Value::Null,
+        });
+        match event {
+            SystemGroupEvent::Destroy => body["event_name"] = json!("group_destroy"),
+            SystemGroupEvent::Rename { old_full_path } => {
+                body["event_name"] = json!("group_rename");
+                body["old_path"] = json!(last(&old_full_path));
+                body["old_full_path"] = json!(old_full_path);
+            }
+        }
+        FakeHook {
+            event: "System Hook",
+            body,
+        }
+    }
+
+    /// `System Hook` for a user deleted, renamed or refused at sign-in while blocked.
+    pub fn system_user_payload(&self, user: &FakeUser, event: SystemUserEvent) -> FakeHook {
+        let now = now_iso();
+        let mut body = json!({
+            "created_at": now,
+            "updated_at": now,
+            "email": user.email,
+            "name": user.name,
+            "username": user.username,
+            "user_id": user.id,
+        });
+        match event {
+            SystemUserEvent::Destroy => body["event_name"] = json!("user_destroy"),
+            SystemUserEvent::Rename { old_username } => {
+                body["event_name"] = json!("user_rename");
+                body["old_username"] = json!(old_username);
+            }
+            SystemUserEvent::FailedLogin => {
+                body["event_name"] = json!("user_failed_login");
+                body["state"] = json!("blocked");
+            }
+        }
+        FakeHook {
+            event: "System Hook",
+            body,
+        }
+    }
+
     /// `System Hook` for a project event. For rename/transfer, call
     /// [`FakeGitLab::move_project`] first: the payload carries the current path and
     /// the old one from the event.

@@ -9,6 +9,9 @@ pub(super) fn router(inner: Shared) -> Router {
         .route("/user", get(current_user))
         .route("/personal_access_tokens/self", get(token_self))
         .route("/projects/{id}", get(get_project))
+        .route("/projects/{id}/members/all", get(project_members_all))
+        .route("/groups/{id}", get(get_group))
+        .route("/groups/{id}/members/all", get(group_members_all))
         .route("/projects/{id}/statuses/{sha}", post(create_status))
         .route(
             "/projects/{id}/repository/commits/{sha}/statuses",
@@ -57,15 +60,37 @@ async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -
         private.as_deref() == Some(inner.token.as_str())
             || bearer.as_deref() == Some(inner.token.as_str())
     };
-    let down = {
+    let (down, revoked, rate_limited) = {
         let mut s = inner.state();
         s.requests.push(RecordedRequest {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
             query: req.uri().query().map(str::to_owned),
         });
-        s.down
+        let limited = (s.rate_limited > 0).then_some(s.rate_limit_retry_after);
+        s.rate_limited = s.rate_limited.saturating_sub(1);
+        (s.down, s.revoked, limited)
     };
+    if let Some(retry_after) = rate_limited {
+        let reset = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + retry_after;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("retry-after", retry_after.to_string()),
+                ("ratelimit-limit", "600".to_owned()),
+                ("ratelimit-observed", "601".to_owned()),
+                ("ratelimit-remaining", "0".to_owned()),
+                ("ratelimit-reset", reset.to_string()),
+                ("ratelimit-name", "throttle_authenticated_api".to_owned()),
+            ],
+            "Retry later\n",
+        )
+            .into_response();
+    }
     if down {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -74,7 +99,7 @@ async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -
         )
             .into_response();
     }
-    if !authorized {
+    if !authorized || revoked {
         return error(StatusCode::UNAUTHORIZED, "401 Unauthorized");
     }
     next.run(req).await
@@ -661,4 +686,105 @@ async fn edit_note(
     note.edits += 1;
     let note = note.clone();
     axum::Json(note_json(&s, &note, &inner.base_url)).into_response()
+}
+
+/// A member as `/members/all` lists one.
+fn member_json(u: &FakeUser, level: i64, base: &str) -> Value {
+    let mut v = user_json(u, base);
+    v["access_level"] = json!(level);
+    v["expires_at"] = Value::Null;
+    v["created_at"] = json!("2024-01-01T00:00:00.000Z");
+    v["membership_state"] = json!("active");
+    v["group_saml_identity"] = Value::Null;
+    v
+}
+
+/// One page of members, with GitLab's `X-*` headers and its `Link` header.
+fn members_page(
+    members: Vec<(FakeUser, i64)>,
+    query: Option<&str>,
+    base: &str,
+    path: &str,
+) -> Response {
+    let items: Vec<Value> = members
+        .iter()
+        .map(|(u, level)| member_json(u, *level, base))
+        .collect();
+    let mut resp = paginate(items, query);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let (per_page, next, last) = (
+        header("x-per-page").unwrap_or(20),
+        header("x-next-page"),
+        header("x-total-pages").unwrap_or(1),
+    );
+    let link = |page: usize, rel: &str| {
+        format!("<{base}/api/v4/{path}?page={page}&per_page={per_page}>; rel=\"{rel}\"")
+    };
+    let mut links = Vec::new();
+    if let Some(next) = next {
+        links.push(link(next, "next"));
+    }
+    links.push(link(1, "first"));
+    links.push(link(last, "last"));
+    resp.headers_mut().insert(
+        header::LINK,
+        HeaderValue::from_str(&links.join(", ")).expect("link header"),
+    );
+    resp
+}
+
+async fn project_members_all(
+    State(inner): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let s = inner.state();
+    let Some(p) = s.find_project(&id).cloned() else {
+        return not_found("Project");
+    };
+    let members = s.effective_members(&s.project_sources(&p));
+    let path = format!("projects/{}/members/all", p.id);
+    members_page(members, query.as_deref(), &inner.base_url, &path)
+}
+
+async fn get_group(State(inner): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
+    let s = inner.state();
+    let Some(g) = s.find_group(&id).cloned() else {
+        return not_found("Group");
+    };
+    axum::Json(json!({
+        "id": g.id,
+        "name": g.name,
+        "path": g.full_path.rsplit('/').next().unwrap_or(&g.full_path),
+        "full_name": g.full_path.replace('/', " / "),
+        "full_path": g.full_path,
+        "parent_id": g.parent_id,
+        "visibility": "private",
+        "web_url": format!("{}/groups/{}", inner.base_url, g.full_path),
+    }))
+    .into_response()
+}
+
+async fn group_members_all(
+    State(inner): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let s = inner.state();
+    let Some(g) = s.find_group(&id).cloned() else {
+        return not_found("Group");
+    };
+    let sources: Vec<(String, i64)> = s
+        .group_chain(&g.full_path)
+        .into_iter()
+        .map(|g| ("group".to_owned(), g.id))
+        .collect();
+    let members = s.effective_members(&sources);
+    let path = format!("groups/{}/members/all", g.id);
+    members_page(members, query.as_deref(), &inner.base_url, &path)
 }
