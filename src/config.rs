@@ -258,6 +258,9 @@ pub struct EnvironmentArgs {
     /// Prepare environment images on pushes and merge requests (`false`: record events only) [default: true].
     #[arg(long, env = "NBFORGE_ENVIRONMENTS")]
     pub environments: Option<bool>,
+    /// CRAN mirror for the R packages Debian does not package (an http(s) URL) [default: https://cloud.r-project.org].
+    #[arg(long, env = "NBFORGE_CRAN_MIRROR")]
+    pub cran_mirror: Option<String>,
 }
 
 /// Making the base image.
@@ -339,6 +342,7 @@ struct FileSettings {
     default_python: Option<String>,
     debian_mirror: Option<String>,
     environments: Option<bool>,
+    cran_mirror: Option<String>,
     docker_host: Option<String>,
 }
 
@@ -422,6 +426,8 @@ pub struct EnvironmentSettings {
     pub allowed_base_images: Vec<String>,
     pub debian_mirror: String,
     pub docker_host: Option<String>,
+    /// CRAN mirror for the R packages Debian does not package.
+    pub cran_mirror: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -691,6 +697,19 @@ impl Settings {
                 problems.push(format!("allowed_base_images: `{pattern}`: {e}"));
             }
         }
+        let cran_mirror = args
+            .environment
+            .cran_mirror
+            .clone()
+            .or(file.cran_mirror)
+            .unwrap_or_else(|| crate::spec::DEFAULT_CRAN_MIRROR.into());
+        if !matches!(Url::parse(&cran_mirror), Ok(u) if matches!(u.scheme(), "http" | "https"))
+            || cran_mirror.contains(['\'', '"', '$', '`', '\\', ' '])
+        {
+            problems.push(format!(
+                "cran_mirror: `{cran_mirror}` is not an http(s) URL"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -794,6 +813,7 @@ impl Settings {
                     .or(file.debian_mirror)
                     .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
                 docker_host: args.docker.docker_host.clone().or(file.docker_host),
+                cran_mirror,
             },
         })
     }
