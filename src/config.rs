@@ -217,6 +217,9 @@ pub struct ImageArgs {
     /// Python version assumed when a repository names none [default: 3.10, as repo2docker].
     #[arg(long, env = "NBFORGE_DEFAULT_PYTHON")]
     pub default_python: Option<String>,
+    /// CRAN mirror for the R packages Debian does not package (an http(s) URL) [default: https://cloud.r-project.org].
+    #[arg(long, env = "NBFORGE_CRAN_MIRROR")]
+    pub cran_mirror: Option<String>,
 }
 
 /// How environment images are built, named and stored.
@@ -258,9 +261,6 @@ pub struct EnvironmentArgs {
     /// Prepare environment images on pushes and merge requests (`false`: record events only) [default: true].
     #[arg(long, env = "NBFORGE_ENVIRONMENTS")]
     pub environments: Option<bool>,
-    /// CRAN mirror for the R packages Debian does not package (an http(s) URL) [default: https://cloud.r-project.org].
-    #[arg(long, env = "NBFORGE_CRAN_MIRROR")]
-    pub cran_mirror: Option<String>,
 }
 
 /// Making the base image.
@@ -698,7 +698,7 @@ impl Settings {
             }
         }
         let cran_mirror = args
-            .environment
+            .image
             .cran_mirror
             .clone()
             .or(file.cran_mirror)

@@ -5,6 +5,7 @@ mod support;
 mod browser;
 mod catalog;
 mod ci_template;
+mod detection;
 mod environments;
 mod events;
 mod forge_gitlab;

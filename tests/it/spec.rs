@@ -263,3 +263,66 @@ fn spec_examples_and_bench() {
         }
     }
 }
+
+/// `nbforge spec` says plainly when the image's R (Debian's) differs from the one
+/// `runtime.txt` asks for, in its text and its JSON.
+#[test]
+fn spec_cli_shows_an_r_version_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            ("runtime.txt", "r-4.1-2022-01-01\n"),
+            ("install.R", "install.packages(\"jsonlite\")\n"),
+        ],
+    );
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_nbforge"));
+    let out = Command::new(&bin)
+        .arg("spec")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("kind: r\n"), "{text}");
+    assert!(
+        text.contains("r: 4.1, CRAN snapshot 2022-01-01 (image has Debian's R 4.2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: R 4.2 from Debian, not 4.1; CRAN snapshot 2022-01-01 not used"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "warning: runtime.txt: R 4.1 and the CRAN snapshot of 2022-01-01 were asked for"
+        ),
+        "{text}"
+    );
+
+    let out = Command::new(&bin)
+        .arg("spec")
+        .arg("--json")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["r_version"], "4.1");
+    assert_eq!(v["r_snapshot"], "2022-01-01");
+    assert_eq!(v["image_r"], "4.2");
+
+    // The same R as Debian's: no note.
+    write(tmp.path(), &[("runtime.txt", "r-4.2\n")]);
+    let out = Command::new(&bin)
+        .arg("spec")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("r: 4.2 (image has Debian's R 4.2)"), "{text}");
+    assert!(!text.contains("note:"), "{text}");
+}
