@@ -501,11 +501,12 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
 }
 
 /// The status and analysis text for a kind nbforge does not build: the kind, the file that
-/// selected it, what to do instead, and the documentation section.
+/// selected it, the documentation section, and what to do instead (last: a commit status
+/// keeps 250 characters).
 fn unsupported_message(selector: &str, kind: Kind, advice: &str) -> String {
     format!(
-        "{selector} selects a {} environment (kind `{kind}`), which nbforge cannot build yet: \
-         {advice} (see {UNSUPPORTED_DOCS})",
+        "{selector} selects a {} environment (kind `{kind}`), which nbforge cannot build yet \
+         (see {UNSUPPORTED_DOCS}): {advice}",
         kind.title()
     )
 }
