@@ -342,8 +342,11 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             if let Some(note) = r_difference(r_version.as_deref(), r_snapshot.as_deref(), opts) {
                 c.warnings.push(format!("{runtime_path}: {note}"));
             }
-            // repo2docker's R pack is built on its Python pack: the default Python.
-            python_version = Some(opts.default_python.clone());
+            // repo2docker's R pack is built on its Python pack: the default Python, or
+            // runtime.txt's where `install.R` selected R next to a `python-` runtime.
+            let rt = runtime_python(&mut c, &mut runtime_used);
+            python_explicit |= rt.is_some();
+            python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
         }
         Kind::Conda => {
@@ -426,6 +429,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         }
         Kind::Python => {
             let rt = runtime_python(&mut c, &mut runtime_used);
+            python_explicit |= rt.is_some();
             python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
             if in_root && (c.is_file("setup.py")? || c.is_file("pyproject.toml")?) {
@@ -440,8 +444,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         _ => None,
     };
     if let (Some(want), Some(have)) = (&python_version, &image_python)
-        && (runtime_used.is_some() || python_explicit)
-        && kind != Kind::R
+        && python_explicit
         && !same_minor(want, have)
     {
         c.warnings.push(format!(

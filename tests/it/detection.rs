@@ -294,6 +294,12 @@ fn rules() -> Vec<Rule> {
             nbforge: env("r", P310),
             repo2docker: Some((env("python", P310), "R without a snapshot date")),
         },
+        Rule {
+            rule: "install.R with runtime.txt python-X.Y",
+            files: &[("install.R", ""), ("runtime.txt", "python-3.9\n")],
+            nbforge: env("r", Some("3.9")),
+            repo2docker: Some((env("python", Some("3.9")), "R without a snapshot date")),
+        },
         // Conda.
         same(
             "environment.yml without python: the default",
