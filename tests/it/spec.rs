@@ -276,18 +276,22 @@ fn spec_cli_shows_an_r_version_difference() {
             ("install.R", "install.packages(\"jsonlite\")\n"),
         ],
     );
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_nbforge"));
-    let out = Command::new(&bin)
-        .arg("spec")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let spec = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbforge"));
+        cmd.arg("spec");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg(tmp.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = spec(false);
     assert!(text.contains("kind: r\n"), "{text}");
     assert!(
         text.contains("r: 4.1, CRAN snapshot 2022-01-01 (image has Debian's R 4.2)"),
@@ -304,25 +308,14 @@ fn spec_cli_shows_an_r_version_difference() {
         "{text}"
     );
 
-    let out = Command::new(&bin)
-        .arg("spec")
-        .arg("--json")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&spec(true)).unwrap();
     assert_eq!(v["r_version"], "4.1");
     assert_eq!(v["r_snapshot"], "2022-01-01");
     assert_eq!(v["image_r"], "4.2");
 
     // The same R as Debian's: no note.
     write(tmp.path(), &[("runtime.txt", "r-4.2\n")]);
-    let out = Command::new(&bin)
-        .arg("spec")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = spec(false);
     assert!(text.contains("r: 4.2 (image has Debian's R 4.2)"), "{text}");
     assert!(!text.contains("note:"), "{text}");
 }
