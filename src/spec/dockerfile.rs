@@ -439,6 +439,12 @@ mod tests {
         let run = d.find("RUN Rscript").unwrap();
         assert!(map.is_some_and(|m| m < user && user < run), "{d}");
         assert!(!d.contains("cran:x"), "not an R package name: {d}");
+        // install.R's text never reaches the Dockerfile: it is copied as a file and runs in
+        // the build container.
+        assert!(
+            !d.contains("install.packages") && !d.contains("BiocManager::install"),
+            "{d}"
+        );
         let tmp = tempfile::tempdir().unwrap();
         write(
             tmp.path(),
