@@ -319,3 +319,54 @@ fn spec_cli_shows_an_r_version_difference() {
     assert!(text.contains("r: 4.2 (image has Debian's R 4.2)"), "{text}");
     assert!(!text.contains("note:"), "{text}");
 }
+
+/// `NBFORGE_CRAN_MIRROR` must be an http(s) URL; it reaches R environments' Dockerfile and key.
+#[test]
+fn cran_mirror_setting_is_checked_and_keys_r_environments() {
+    use nbforge::config::{ImageArgs, Settings, SettingsArgs};
+    let load = |mirror: &str| {
+        Settings::load(&SettingsArgs {
+            image: ImageArgs {
+                cran_mirror: Some(mirror.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    for bad in [
+        "ftp://cran.example.org",
+        "not a url",
+        "https://x.org/'$(id)'",
+    ] {
+        let err = load(bad).err().expect("refused").to_string();
+        assert!(err.contains("cran_mirror"), "{bad}: {err}");
+    }
+    let settings = load("https://cran.example.org/").unwrap();
+    let opts = nbforge::app::spec_options(&settings);
+    assert_eq!(opts.cran_mirror, "https://cran.example.org/");
+
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[("install.R", "install.packages('jsonlite')\n")],
+    );
+    let a = spec::analyze(&DirTree::new(tmp.path()), &opts).unwrap();
+    let default = spec::analyze(&DirTree::new(tmp.path()), &Options::default()).unwrap();
+    assert_ne!(a.environment_key, default.environment_key);
+    assert!(
+        a.dockerfile(&opts)
+            .unwrap()
+            .contains("https://cran.example.org/")
+    );
+    // Other kinds do not depend on it.
+    std::fs::remove_file(tmp.path().join("install.R")).unwrap();
+    write(tmp.path(), &[("requirements.txt", "numpy\n")]);
+    assert_eq!(
+        spec::analyze(&DirTree::new(tmp.path()), &opts)
+            .unwrap()
+            .environment_key,
+        spec::analyze(&DirTree::new(tmp.path()), &Options::default())
+            .unwrap()
+            .environment_key
+    );
+}
