@@ -338,7 +338,7 @@ fn cran_mirror_setting_is_checked_and_keys_r_environments() {
         "not a url",
         "https://x.org/'$(id)'",
     ] {
-        let err = load(bad).err().expect("refused").to_string();
+        let err = load(bad).expect_err("refused").to_string();
         assert!(err.contains("cran_mirror"), "{bad}: {err}");
     }
     let settings = load("https://cran.example.org/").unwrap();
