@@ -56,6 +56,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://nbforge.db";
 /// The shortest webhook secret or admin token accepted: an empty or short one would let
 /// anyone guess their way in.
 pub const MIN_SECRET_CHARS: usize = 16;
+/// Where R packages Debian lacks come from, unless configured.
+pub const DEFAULT_CRAN_MIRROR: &str = "https://cloud.r-project.org";
 /// GitLab sends bodies of up to 25 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
@@ -222,6 +224,9 @@ pub struct ImageArgs {
     /// Python version assumed when a repository names none [default: 3.10, as repo2docker].
     #[arg(long, env = "NBFORGE_DEFAULT_PYTHON")]
     pub default_python: Option<String>,
+    /// CRAN mirror for the R packages Debian does not package (an http(s) URL) [default: https://cloud.r-project.org].
+    #[arg(long, env = "NBFORGE_CRAN_MIRROR")]
+    pub cran_mirror: Option<String>,
 }
 
 /// How environment images are built, named and stored.
@@ -398,6 +403,7 @@ struct FileSettings {
     default_python: Option<String>,
     debian_mirror: Option<String>,
     environments: Option<bool>,
+    cran_mirror: Option<String>,
     docker_host: Option<String>,
     gitlab_oauth_client_id: Option<String>,
     gitlab_oauth_client_secret: Option<Secret>,
@@ -497,6 +503,8 @@ pub struct EnvironmentSettings {
     pub allowed_base_images: Vec<String>,
     pub debian_mirror: String,
     pub docker_host: Option<String>,
+    /// CRAN mirror for the R packages Debian does not package.
+    pub cran_mirror: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -774,6 +782,19 @@ impl Settings {
                     .into(),
             );
         }
+        let cran_mirror = args
+            .image
+            .cran_mirror
+            .clone()
+            .or(file.cran_mirror)
+            .unwrap_or_else(|| DEFAULT_CRAN_MIRROR.into());
+        if !matches!(Url::parse(&cran_mirror), Ok(u) if matches!(u.scheme(), "http" | "https"))
+            || cran_mirror.contains(['\'', '"', '$', '`', '\\', ' '])
+        {
+            problems.push(format!(
+                "cran_mirror: `{cran_mirror}` is not an http(s) URL"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -886,6 +907,7 @@ impl Settings {
                     .or(file.debian_mirror)
                     .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
                 docker_host: args.docker.docker_host.clone().or(file.docker_host),
+                cran_mirror,
             },
         })
     }

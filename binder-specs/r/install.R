@@ -1,1 +1,3 @@
-install.packages("ggplot2")
+install.packages("jsonlite")
+BiocManager::install("Biobase")
+library(jsonlite)

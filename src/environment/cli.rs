@@ -67,6 +67,9 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
         analysis.kind,
         analysis.short_key()
     );
+    if let Some(note) = analysis.runtime_note() {
+        println!("{} note: {note}", stamp());
+    }
     if builder.image_exists(&image).await? {
         println!("{} {image} is already built (cache)", stamp());
     } else {

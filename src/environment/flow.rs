@@ -101,6 +101,7 @@ pub fn spec_options(settings: &crate::config::Settings) -> crate::spec::Options 
         default_python: settings.environments.default_python.clone(),
         base_image: settings.environments.base_image.clone(),
         extra_ca: settings.environments.extra_ca.clone(),
+        cran_mirror: settings.environments.cran_mirror.clone(),
         ..crate::spec::Options::default()
     }
 }
@@ -250,11 +251,16 @@ async fn run(
     let (analysis, dockerfile_path, context) = match analyzed {
         Ok(a) => a,
         Err(e) if e.is_user_error() => {
-            let message = e
-                .diagnostics()
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| e.to_string());
+            let message = match &e {
+                // A kind nbforge does not build: its message names the kind, the file that
+                // selected it and the documentation section.
+                crate::spec::SpecError::Unsupported { message, .. } => message.clone(),
+                _ => e
+                    .diagnostics()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.to_string()),
+            };
             logs.line(build_id, &e.to_string());
             reporter
                 .status(StatusState::Failed, &message, &log_link)
@@ -266,6 +272,11 @@ async fn run(
     for w in &analysis.warnings {
         logs.line(build_id, &format!("warning: {w}"));
     }
+    // Said on every status from here on: the image's R differs from the one asked for.
+    let note = analysis
+        .runtime_note()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
     let image = p
         .builder
         .image_for(&req.project.path, &analysis.environment_key);
@@ -291,7 +302,11 @@ async fn run(
             &format!("{image} found in the cache"),
         );
         reporter
-            .status(StatusState::Success, "environment ready (cached)", &launch)
+            .status(
+                StatusState::Success,
+                &format!("environment ready (cached){note}"),
+                &launch,
+            )
             .await?;
         return Ok(Environment {
             build_id,
@@ -309,7 +324,7 @@ async fn run(
     reporter
         .status(
             StatusState::Running,
-            &format!("building the {} environment", analysis.kind),
+            &format!("building the {} environment{note}", analysis.kind),
             &log_link,
         )
         .await?;
@@ -360,7 +375,11 @@ async fn run(
     }
     logs.phase(build_id, Phase::Built, &format!("{image} built"));
     reporter
-        .status(StatusState::Success, "environment ready", &launch)
+        .status(
+            StatusState::Success,
+            &format!("environment ready{note}"),
+            &launch,
+        )
         .await?;
     Ok(Environment {
         build_id,

@@ -223,6 +223,9 @@ pub fn json_of(a: &Analysis) -> serde_json::Value {
         "python_version": a.python_version,
         "image_python": a.image_python,
         "runtime": a.runtime,
+        "r_version": a.r_version,
+        "r_snapshot": a.r_snapshot,
+        "image_r": a.image_r,
         "files": a.files,
         "environment_key": a.environment_key,
         "inputs": a.inputs,
@@ -252,6 +255,18 @@ fn print_human(a: &Analysis) -> std::io::Result<()> {
                 .map(|i| format!(" (image has {i})"))
                 .unwrap_or_default()
         )?;
+    }
+    if let Some(have) = &a.image_r {
+        let asked = match (&a.r_version, &a.r_snapshot) {
+            (Some(v), Some(d)) => format!("{v}, CRAN snapshot {d}"),
+            (Some(v), None) => v.clone(),
+            (None, Some(d)) => format!("CRAN snapshot {d}"),
+            (None, None) => "any".to_owned(),
+        };
+        writeln!(out, "r: {asked} (image has Debian's R {have})")?;
+        if let Some(note) = a.runtime_note() {
+            writeln!(out, "note: {note}")?;
+        }
     }
     writeln!(out, "files: {}", a.files.join(", "))?;
     writeln!(out, "environment key: {}", a.environment_key)?;

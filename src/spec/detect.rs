@@ -9,19 +9,26 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::launch::{self, LAUNCH_FILE, check_repo_path, line_col};
-use super::{Analysis, Diagnostic, Kind, Options, Plan, SpecError};
+use super::{Analysis, Diagnostic, Kind, Options, Plan, SpecError, UNSUPPORTED_DOCS};
 use crate::repo::tree::{EntryKind, FileTree, kind_of, normalize, read_text};
 
 static APT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9+.-]+$").expect("valid regex"));
 static PY_VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]+(\.[0-9]+){0,2}$").expect("valid regex"));
-static R_RUNTIME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^r-(?:([0-9]+(?:\.[0-9]+){0,2})-)?([0-9]{4}-[0-9]{2}-[0-9]{2})$")
-        .expect("valid regex")
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$").expect("valid regex")
 });
+/// A Python pin in `environment.yml` as repo2docker reads it: `python=X[.Y]` or
+/// `python==X[.Y]` (not `>=`), a string item of the top-level `dependencies`.
 static CONDA_PY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*-\s*python\s*(?:==|=|>=|~=)?\s*([0-9]+(?:\.[0-9]+)?)").expect("valid regex")
+    Regex::new(r#"^\s*-\s*["']?python\s*=+\s*([0-9][0-9.]*)"#).expect("valid regex")
+});
+/// `python_version` / `python_full_version` in a `Pipfile.lock` or `Pipfile`, as repo2docker
+/// reads them.
+static PIPFILE_PY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"["']?python_(?:full_)?version["']?\s*[:=]+\s*["']?([0-9][0-9a-z.]*)"#)
+        .expect("valid regex")
 });
 
 /// Checks one Debian package name (`^[a-z0-9][a-z0-9+.-]+$`).
@@ -89,14 +96,78 @@ impl Ctx<'_> {
     }
 }
 
-enum Runtime {
-    None,
-    Python(String),
-    R {
-        version: Option<String>,
-        date: String,
-    },
-    Other(String),
+/// `runtime.txt` parsed as repo2docker does: `name-version`, `name-version-YYYY-MM-DD` or
+/// `name-YYYY-MM-DD` (the text split at `-` into 2, 5 or 4 non-empty parts).
+struct Runtime {
+    name: String,
+    version: Option<String>,
+    date: Option<String>,
+}
+
+fn parse_runtime(path: &str, text: &str, errors: &mut Vec<Diagnostic>) -> Option<Runtime> {
+    let t = text.trim();
+    let parts: Vec<&str> = t.split('-').collect();
+    if !matches!(parts.len(), 2 | 4 | 5) || parts.iter().any(|p| p.is_empty()) {
+        errors.push(Diagnostic::at(
+            path,
+            1,
+            1,
+            format!(
+                "{t:?} is not a runtime like python-3.11, r-4.2, r-4.2-2023-06-01 or r-2023-06-01"
+            ),
+        ));
+        return None;
+    }
+    let date = (parts.len() >= 4).then(|| parts[parts.len() - 3..].join("-"));
+    if let Some(d) = &date
+        && !DATE.is_match(d)
+    {
+        errors.push(Diagnostic::at(
+            path,
+            1,
+            1,
+            format!("{d:?} in {t:?} is not a date like 2023-06-01"),
+        ));
+        return None;
+    }
+    let version = matches!(parts.len(), 2 | 5).then(|| parts[1].to_owned());
+    if let Some(v) = &version
+        && matches!(parts[0], "python" | "r")
+        && !PY_VERSION.is_match(v)
+    {
+        let (what, example, column) = if parts[0] == "python" {
+            ("a Python", "3.11", 8)
+        } else {
+            ("an R", "4.2", 1)
+        };
+        errors.push(Diagnostic::at(
+            path,
+            1,
+            column,
+            format!("{v:?} is not {what} version like {example}"),
+        ));
+        return None;
+    }
+    Some(Runtime {
+        name: parts[0].to_owned(),
+        version,
+        date,
+    })
+}
+
+/// A Python version as repo2docker resolves it: a bare major is its default minor (`2` is
+/// 2.7, `3` the default Python), anything longer is cut to major.minor.
+fn resolve_python(version: &str, opts: &Options) -> Result<String, String> {
+    let parts: Vec<&str> = version.split('.').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [] => Err(format!("{version:?} is not a Python version")),
+        ["2"] => Ok("2.7".into()),
+        ["3"] => Ok(opts.default_python.clone()),
+        [major] => Err(format!(
+            "Python {major} is not a version repo2docker knows (python-2, python-3 or python-X.Y)"
+        )),
+        [major, minor, ..] => Ok(format!("{major}.{minor}")),
+    }
 }
 
 pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, SpecError> {
@@ -124,47 +195,13 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
     let in_root = dir.is_empty();
     let mut plan = Plan::default();
 
-    // runtime.txt: `python-X.Y` or `r-[VERSION-]YYYY-MM-DD`.
+    // runtime.txt: `python-X.Y`, `r-VERSION`, `r-[VERSION-]YYYY-MM-DD`, or another runtime.
     let runtime_path = c.path("runtime.txt");
     let runtime_text = read_text(src, &runtime_path, opts.max_file_size)?;
-    let runtime = match runtime_text.as_deref().map(str::trim) {
-        None => Runtime::None,
-        Some(t) => {
-            if let Some(v) = t.strip_prefix("python-") {
-                if PY_VERSION.is_match(v) {
-                    Runtime::Python(v.to_owned())
-                } else {
-                    c.errors.push(Diagnostic::at(
-                        &runtime_path,
-                        1,
-                        8,
-                        format!("{v:?} is not a Python version like 3.11"),
-                    ));
-                    Runtime::None
-                }
-            } else if t.starts_with("r-") {
-                match R_RUNTIME.captures(t) {
-                    Some(cap) => Runtime::R {
-                        version: cap.get(1).map(|m| m.as_str().to_owned()),
-                        date: cap[2].to_owned(),
-                    },
-                    None => {
-                        c.errors.push(Diagnostic::at(
-                            &runtime_path,
-                            1,
-                            1,
-                            format!(
-                                "{t:?} is not an R runtime like r-4.2-2023-06-01 or r-2023-06-01"
-                            ),
-                        ));
-                        Runtime::None
-                    }
-                }
-            } else {
-                Runtime::Other(t.to_owned())
-            }
-        }
-    };
+    let runtime = runtime_text
+        .as_deref()
+        .and_then(|t| parse_runtime(&runtime_path, t, &mut c.errors));
+    let runtime_name = runtime.as_ref().map(|r| r.name.as_str());
 
     let kind = if c.has("Dockerfile")? {
         Kind::Dockerfile
@@ -174,7 +211,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         Kind::JuliaRequire
     } else if c.has("default.nix")? {
         Kind::Nix
-    } else if matches!(runtime, Runtime::R { .. })
+    } else if runtime_name == Some("r")
         || c.has("install.R")?
         || (in_root && c.is_file("DESCRIPTION")?)
     {
@@ -186,23 +223,44 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
     } else {
         Kind::Python
     };
+    if kind != Kind::Dockerfile && !c.has("environment.yml")? && c.has("environment.yaml")? {
+        c.warnings.push(format!(
+            "{} is not read (repo2docker reads only environment.yml); rename it to use it",
+            c.path("environment.yaml")
+        ));
+    }
 
     let mut python_version = None;
     let mut runtime_used = None;
     let mut unsupported = None;
-    let runtime_python = |c: &mut Ctx, runtime: &Runtime| -> Option<String> {
-        match runtime {
-            Runtime::Python(v) => {
-                c.files.push(runtime_path.clone());
-                Some(v.clone())
-            }
-            Runtime::Other(t) => {
+    let mut r_version = None;
+    let mut r_snapshot = None;
+    let mut python_explicit = false;
+    // The Python of runtime.txt for the kinds that read it (repo2docker's Python pack and the
+    // packs built on it): `python-X.Y`, else the default.
+    let runtime_python = |c: &mut Ctx, used: &mut Option<String>| -> Option<String> {
+        let rt = runtime.as_ref()?;
+        if rt.name != "python" {
+            if rt.name != "r" {
                 c.warnings.push(format!(
-                    "{runtime_path}: {t:?} is not a runtime nbforge knows (python-X.Y or r-…); ignored"
+                    "{runtime_path}: {:?} is not a runtime nbforge knows (python-X.Y or r-…); \
+                     ignored",
+                    runtime_text.as_deref().unwrap_or("").trim()
                 ));
+            }
+            return None;
+        }
+        let v = rt.version.as_deref()?;
+        match resolve_python(v, opts) {
+            Ok(v) => {
+                c.files.push(runtime_path.clone());
+                *used = runtime_text.as_deref().map(|t| t.trim().to_owned());
+                Some(v)
+            }
+            Err(e) => {
+                c.errors.push(Diagnostic::at(&runtime_path, 1, 8, e));
                 None
             }
-            _ => None,
         }
     };
 
@@ -230,40 +288,47 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
                 let p = c.path(n);
                 c.use_file(&p)?;
             }
+            if kind != Kind::Nix {
+                // repo2docker's Julia packs are built on its Python pack.
+                python_version = Some(
+                    runtime_python(&mut c, &mut runtime_used)
+                        .unwrap_or_else(|| opts.default_python.clone()),
+                );
+            }
+            let selector = c.files.first().cloned().unwrap_or_default();
             unsupported = Some(match kind {
-                Kind::Nix => format!(
-                    "{} selects a Nix environment; nbforge cannot build Nix environments. \
-                     Use requirements.txt (with apt.txt) or a Dockerfile",
-                    c.path("default.nix")
+                Kind::Nix => unsupported_message(
+                    &selector,
+                    kind,
+                    "use requirements.txt (with apt.txt) or a Dockerfile instead",
                 ),
-                _ => format!(
-                    "{} selects a Julia environment; nbforge cannot build Julia environments yet \
-                     (the Julia package registry is not reachable from its builders). \
-                     Use a Dockerfile based on an image that already has Julia",
-                    c.files.first().cloned().unwrap_or_default()
+                _ => unsupported_message(
+                    &selector,
+                    kind,
+                    "its package registry is not reachable from the builders; use a Dockerfile \
+                     based on an image that has Julia instead",
                 ),
             });
         }
         Kind::R => {
-            if let Runtime::R { version, date } = &runtime {
+            if let Some(rt) = runtime.as_ref().filter(|r| r.name == "r") {
                 c.files.push(runtime_path.clone());
                 runtime_used = runtime_text.as_deref().map(|t| t.trim().to_owned());
-                c.warnings.push(format!(
-                    "{runtime_path}: the image has Debian bookworm's R (4.2); R {} and the CRAN \
-                     snapshot of {date} are not honoured",
-                    version.as_deref().unwrap_or("(latest)")
-                ));
+                r_version = rt.version.clone();
+                r_snapshot = rt.date.clone();
             }
             plan.install_r = c.use_file(&c.path("install.R"))?;
-            if plan.install_r.is_some() {
-                c.warnings.push(format!(
-                    "{}: packages are installed from CRAN (https://cloud.r-project.org) at build \
-                     time; where CRAN is not reachable list Debian r-cran-* packages in apt.txt instead",
-                    c.path("install.R")
-                ));
+            if let Some(path) = plan.install_r.clone() {
+                let text = c.text(&path)?.unwrap_or_default();
+                plan.r_packages = super::r::install_r_packages(&text);
             }
             if in_root && c.is_file("DESCRIPTION")? {
-                c.use_file("DESCRIPTION")?;
+                let text = c.text("DESCRIPTION")?.unwrap_or_default();
+                for p in super::r::description_packages(&text) {
+                    if !plan.r_packages.iter().any(|q| q.name == p.name) {
+                        plan.r_packages.push(p);
+                    }
+                }
                 plan.description = true;
                 for (name, _) in src.list_dir("")? {
                     if matches!(
@@ -274,17 +339,29 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
                     }
                 }
             }
-            python_version = Some(opts.default_python.clone());
+            if let Some(note) = r_difference(r_version.as_deref(), r_snapshot.as_deref(), opts) {
+                c.warnings.push(format!("{runtime_path}: {note}"));
+            }
+            // repo2docker's R pack is built on its Python pack: the default Python, or
+            // runtime.txt's where `install.R` selected R next to a `python-` runtime.
+            let rt = runtime_python(&mut c, &mut runtime_used);
+            python_explicit |= rt.is_some();
+            python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
         }
         Kind::Conda => {
             let p = c.path("environment.yml");
             let text = c.text(&p)?.unwrap_or_default();
-            python_version = Some(
-                text.lines()
-                    .find_map(|l| CONDA_PY.captures(l).map(|m| m[1].to_owned()))
-                    .unwrap_or_else(|| opts.default_python.clone()),
-            );
+            let pinned = text
+                .lines()
+                .find_map(|l| CONDA_PY.captures(l).map(|m| m[1].to_owned()));
+            python_version = Some(match pinned {
+                Some(v) => resolve_python(&v, opts).unwrap_or_else(|e| {
+                    c.errors.push(Diagnostic::file(&p, e));
+                    String::new()
+                }),
+                None => opts.default_python.clone(),
+            });
             if runtime_text.is_some() {
                 c.warnings.push(format!(
                     "{runtime_path} is ignored next to environment.yml (as in repo2docker); \
@@ -298,36 +375,37 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
                     c.path("requirements.txt")
                 ));
             }
-            unsupported = Some(format!(
-                "{p} selects a conda environment; nbforge cannot build conda environments yet \
-                 (no conda package channel is reachable from its builders). Use requirements.txt \
-                 (with apt.txt for system packages) instead"
+            unsupported = Some(unsupported_message(
+                &p,
+                kind,
+                "no conda package channel is reachable from the builders; use requirements.txt \
+                 (with apt.txt for system packages) instead",
             ));
         }
         Kind::Pipfile => {
             plan.pipfile = c.use_file(&c.path("Pipfile"))?;
             plan.pipfile_lock = c.use_file(&c.path("Pipfile.lock"))?;
+            // repo2docker: the lock file's version, else the Pipfile's, else the default;
+            // runtime.txt is not read.
             let mut v = None;
             if let Some(lock) = plan.pipfile_lock.clone() {
                 let text = c.text(&lock)?.unwrap_or_default();
-                match serde_json::from_str::<serde_json::Value>(&text) {
-                    Ok(j) => {
-                        v = j
-                            .pointer("/_meta/requires/python_version")
-                            .and_then(|x| x.as_str())
-                            .map(String::from);
-                    }
-                    Err(e) => c.errors.push(Diagnostic::at(
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                    c.errors.push(Diagnostic::at(
                         &lock,
                         e.line(),
                         e.column(),
                         format!("not valid JSON: {e}"),
-                    )),
+                    ));
                 }
+                v = PIPFILE_PY.captures(&text).map(|m| m[1].to_owned());
             }
             if let Some(pf) = plan.pipfile.clone() {
                 let text = c.text(&pf)?.unwrap_or_default();
-                pipfile(&mut c, &mut plan, &pf, &text, &mut v);
+                pipfile(&mut c, &mut plan, &pf, &text);
+                if v.is_none() {
+                    v = PIPFILE_PY.captures(&text).map(|m| m[1].to_owned());
+                }
             }
             if c.has("requirements.txt")? {
                 c.warnings.push(format!(
@@ -335,20 +413,23 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
                     c.path("requirements.txt")
                 ));
             }
-            let rt = runtime_python(&mut c, &runtime);
-            if v.is_none() {
-                v = rt;
-                if v.is_some() {
-                    runtime_used = runtime_text.as_deref().map(|t| t.trim().to_owned());
-                }
+            if runtime.is_some() {
+                c.warnings.push(format!(
+                    "{runtime_path} is ignored next to a Pipfile (as in repo2docker); set \
+                     python_version under [requires] in the Pipfile"
+                ));
             }
-            python_version = Some(v.unwrap_or_else(|| opts.default_python.clone()));
+            python_version = Some(match v {
+                Some(v) => {
+                    python_explicit = true;
+                    resolve_python(&v, opts).unwrap_or_else(|_| opts.default_python.clone())
+                }
+                None => opts.default_python.clone(),
+            });
         }
         Kind::Python => {
-            let rt = runtime_python(&mut c, &runtime);
-            if rt.is_some() {
-                runtime_used = runtime_text.as_deref().map(|t| t.trim().to_owned());
-            }
+            let rt = runtime_python(&mut c, &mut runtime_used);
+            python_explicit |= rt.is_some();
             python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
             if in_root && (c.is_file("setup.py")? || c.is_file("pyproject.toml")?) {
@@ -362,16 +443,16 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         Kind::Python | Kind::Pipfile | Kind::R => Some(opts.base_python.clone()),
         _ => None,
     };
-    if let (Some(want), Some(have)) = (&python_version, &image_python) {
-        let explicit = runtime_used.is_some() || kind == Kind::Pipfile;
-        if explicit && !same_minor(want, have) {
-            c.warnings.push(format!(
-                "Python {want} was asked for, but the image has Python {have} from its base \
-                 image; the environment is built with Python {have}"
-            ));
-        }
+    if let (Some(want), Some(have)) = (&python_version, &image_python)
+        && python_explicit
+        && !same_minor(want, have)
+    {
+        c.warnings.push(format!(
+            "Python {want} was asked for, but the image has Python {have} from its base \
+             image; the environment is built with Python {have}"
+        ));
     }
-
+    let image_r = (kind == Kind::R).then(|| opts.base_r.clone());
     // apt.txt, postBuild, start: every kind but Dockerfile.
     let mut apt_packages = Vec::new();
     if kind != Kind::Dockerfile {
@@ -407,6 +488,9 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         python_version,
         image_python,
         runtime: runtime_used,
+        r_version,
+        r_snapshot,
+        image_r,
         files: c.files,
         inputs: Vec::new(),
         whole_tree: false,
@@ -417,6 +501,46 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         launch: launch_cfg,
         plan,
     })
+}
+
+/// The status and analysis text for a kind nbforge does not build: the kind, the file that
+/// selected it, the documentation section, and what to do instead (last: a commit status
+/// keeps 250 characters).
+fn unsupported_message(selector: &str, kind: Kind, advice: &str) -> String {
+    format!(
+        "{selector} selects a {} environment (kind `{kind}`), which nbforge cannot build yet \
+         (see {UNSUPPORTED_DOCS}): {advice}",
+        kind.title()
+    )
+}
+
+/// What differs between the R that `runtime.txt` asks for and the image's (Debian's), if
+/// anything: the version (major.minor) and the CRAN snapshot date, which is never used.
+pub(super) fn r_difference(
+    version: Option<&str>,
+    date: Option<&str>,
+    opts: &Options,
+) -> Option<String> {
+    let have = &opts.base_r;
+    let other_version = version.filter(|v| !same_minor(v, have));
+    match (other_version, date) {
+        (None, None) => None,
+        (Some(v), None) => Some(format!(
+            "R {v} was asked for, but the image has Debian's R {have}; the environment is \
+             built with R {have}"
+        )),
+        (None, Some(d)) => Some(format!(
+            "the CRAN snapshot of {d} is not used: the image has Debian's R {have}, with R \
+             packages from Debian and from {}",
+            opts.cran_mirror
+        )),
+        (Some(v), Some(d)) => Some(format!(
+            "R {v} and the CRAN snapshot of {d} were asked for, but the image has Debian's R \
+             {have}, with R packages from Debian and from {}; the environment is built with R \
+             {have}",
+            opts.cran_mirror
+        )),
+    }
 }
 
 fn same_minor(a: &str, b: &str) -> bool {
@@ -670,7 +794,7 @@ fn holds_package(c: &Ctx, dir: &str) -> Result<bool, SpecError> {
     Ok(false)
 }
 
-fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str, version: &mut Option<String>) {
+fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str) {
     let value: toml::Table = match toml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -680,16 +804,6 @@ fn pipfile(c: &mut Ctx, plan: &mut Plan, path: &str, text: &str, version: &mut O
             return;
         }
     };
-    if version.is_none() {
-        *version = value
-            .get("requires")
-            .and_then(|r| {
-                r.get("python_version")
-                    .or_else(|| r.get("python_full_version"))
-            })
-            .and_then(|v| v.as_str())
-            .map(String::from);
-    }
     for section in ["packages", "dev-packages"] {
         let Some(t) = value.get(section).and_then(|s| s.as_table()) else {
             continue;

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::r::{APT_SCRIPT, HELPER_DIR, INSTALL_WRAPPER};
 use super::{Analysis, EXTRA_CA_FILE, GENERATOR_VERSION, Kind, Options, SpecError};
 use crate::repo::tree::{EntryKind, FileTree, resolve};
 
@@ -37,6 +38,21 @@ fn check_base(opts: &Options) -> Result<(), SpecError> {
         )));
     }
     Ok(())
+}
+
+/// The CRAN mirror reaches a `RUN` line and `Rprofile.site`: an http(s) URL made of URL
+/// characters only.
+fn check_mirror(url: &str) -> Result<(), SpecError> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?#@!&+,;=%".contains(c))
+        && !url.contains(['\'', '"', '$', '`', '\\', ' ']);
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::Internal(format!("invalid CRAN mirror {url:?}")))
+    }
 }
 
 fn copy(out: &mut String, path: &str) {
@@ -93,16 +109,28 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
         let _ = writeln!(d, "RUN chmod 0755 /usr/local/bin/{ENTRYPOINT_FILE}");
     }
     if a.kind == Kind::R {
+        check_mirror(&opts.cran_mirror)?;
+        // Debian's R, the IRkernel registered where the base image's Jupyter finds kernels,
+        // and BiocManager/remotes for what Debian does not package.
         d.push_str(
             "RUN apt-get update \\\n    \
              && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-             r-base-core r-base-dev r-cran-irkernel r-cran-remotes \\\n    \
+             r-base-core r-base-dev r-cran-irkernel r-cran-remotes r-cran-biocmanager \\\n    \
              && apt-get clean && rm -rf /var/lib/apt/lists/* \\\n    \
              && R --quiet -e 'IRkernel::installspec(user = FALSE, prefix = \"/usr/local\")' \\\n    \
-             && echo 'options(repos = c(CRAN = \"https://cloud.r-project.org\"))' >> /etc/R/Rprofile.site \\\n    \
              && mkdir -p /srv/rlibs && chown 1000:1000 /srv/rlibs\n",
         );
-        d.push_str("ENV R_LIBS_USER=/srv/rlibs\n");
+        // The mirror was checked: an http(s) URL without quotes, spaces or shell syntax.
+        let _ = writeln!(
+            d,
+            "RUN echo 'local({{ r <- getOption(\"repos\"); r[\"CRAN\"] <- \"{}\"; options(repos = r) }})' >> /etc/R/Rprofile.site",
+            opts.cran_mirror
+        );
+        let _ = writeln!(
+            d,
+            "ENV R_LIBS_USER=/srv/rlibs NBFORGE_CRAN_MIRROR={}",
+            opts.cran_mirror
+        );
     }
     if !a.apt_packages.is_empty() {
         // Names were checked against Debian's naming rules; they cannot carry shell syntax.
@@ -121,6 +149,18 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
         "ENV VIRTUAL_ENV=/srv/venv PATH=/srv/venv/bin:$PATH JUPYTER_PATH=/srv/venv/share/jupyter \
          PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n",
     );
+    if a.kind == Kind::R && !p.r_packages.is_empty() {
+        // Names passed R's package-name rule; they cannot carry shell syntax.
+        let _ = writeln!(d, "COPY {APT_SCRIPT} {HELPER_DIR}/{APT_SCRIPT}");
+        let _ = write!(
+            d,
+            "RUN apt-get update \\\n    && sh {HELPER_DIR}/{APT_SCRIPT}"
+        );
+        for pkg in &p.r_packages {
+            let _ = write!(d, " \\\n       {}", pkg.arg());
+        }
+        d.push_str(" \\\n    && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
+    }
     d.push_str("USER jovyan\n");
     let _ = writeln!(d, "WORKDIR {REPO_DIR}");
 
@@ -164,8 +204,15 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
     }
     // R packages.
     if let Some(install) = &p.install_r {
+        // Runs in the build container as jovyan, like postBuild; only what Debian did not
+        // provide is installed from the mirrors.
+        let _ = writeln!(d, "COPY {INSTALL_WRAPPER} {HELPER_DIR}/{INSTALL_WRAPPER}");
         copy(&mut d, install);
-        let _ = writeln!(d, "RUN Rscript {}", local(install));
+        let _ = writeln!(
+            d,
+            "RUN Rscript {HELPER_DIR}/{INSTALL_WRAPPER} {} && rm -rf /tmp/downloaded_packages",
+            local(install)
+        );
     }
     if p.description {
         copy(&mut d, "DESCRIPTION");
@@ -237,6 +284,15 @@ pub(super) fn context(
         }
         if let Some(start) = &a.plan.start {
             out.push((ENTRYPOINT_FILE.into(), entrypoint(start).into_bytes()));
+        }
+        if a.kind == super::Kind::R && !a.plan.r_packages.is_empty() {
+            out.push((APT_SCRIPT.into(), super::r::apt_script().into_bytes()));
+        }
+        if a.plan.install_r.is_some() {
+            out.push((
+                INSTALL_WRAPPER.into(),
+                super::r::install_wrapper().into_bytes(),
+            ));
         }
     } else if !out.iter().any(|(p, _)| *p == a.dockerfile_path()) {
         out.push((a.dockerfile_path(), dockerfile.into_bytes()));
@@ -364,15 +420,64 @@ mod tests {
     fn spec_r_and_pipfile_generate() {
         let opts = Options::default();
         let r = ok(&[
-            ("install.R", "install.packages('x')\n"),
+            (
+                "install.R",
+                "install.packages(c('jsonlite', 'x'))\nBiocManager::install('Biobase')\n",
+            ),
             ("apt.txt", "r-cran-ggplot2\n"),
         ]);
         let d = r.dockerfile(&opts).unwrap();
         assert!(
-            d.contains("r-cran-irkernel") && d.contains("RUN Rscript ./install.R"),
+            d.contains("r-cran-irkernel")
+                && d.contains("RUN Rscript /usr/local/lib/nbforge/nbforge-install.R ./install.R"),
             "{d}"
         );
-        assert!(r.warnings.iter().any(|w| w.contains("CRAN")));
+        // Debian's packages first, as root, before install.R runs as jovyan.
+        let map =
+            d.find("nbforge-r-debian.sh \\\n       cran:jsonlite \\\n       bioc:Biobase \\\n");
+        let user = d.find("USER jovyan").unwrap();
+        let run = d.find("RUN Rscript").unwrap();
+        assert!(map.is_some_and(|m| m < user && user < run), "{d}");
+        assert!(!d.contains("cran:x"), "not an R package name: {d}");
+        // install.R's text never reaches the Dockerfile: it is copied as a file and runs in
+        // the build container.
+        assert!(
+            !d.contains("install.packages") && !d.contains("BiocManager::install"),
+            "{d}"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            &[("install.R", "install.packages('jsonlite')\n")],
+        );
+        let small = analyze_at(tmp.path(), &opts).unwrap();
+        let ctx = small
+            .build_context(root_src(tmp.path()).as_ref(), &opts)
+            .unwrap();
+        let names: Vec<&str> = ctx.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            names.contains(&"nbforge-r-debian.sh")
+                && names.contains(&"nbforge-install.R")
+                && names.contains(&"repo/install.R"),
+            "{names:?}"
+        );
+        // The mirror is a setting; one that could break out of the Dockerfile is refused.
+        let mirror = Options {
+            cran_mirror: "https://cran.example.org/".into(),
+            ..Options::default()
+        };
+        assert!(
+            r.dockerfile(&mirror)
+                .unwrap()
+                .contains("\"https://cran.example.org/\"")
+        );
+        for bad in ["ftp://x", "https://x/'; rm -rf /", "https://x/$(id)"] {
+            let o = Options {
+                cran_mirror: bad.into(),
+                ..Options::default()
+            };
+            assert!(r.dockerfile(&o).is_err(), "{bad}");
+        }
         let p = ok(&[
             (
                 "Pipfile",

@@ -120,6 +120,10 @@ pub(super) fn compute(
         .map(|c| hex::encode(Sha256::digest(c)))
         .unwrap_or_else(|| "-".into());
     field(&ca);
+    if a.kind == Kind::R {
+        field(&opts.base_r);
+        field(&opts.cran_mirror);
+    }
     for path in &inputs {
         let id = match resolve(src, path)? {
             Some((real, EntryKind::File)) => src.blob_id(&real)?,

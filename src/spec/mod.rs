@@ -13,6 +13,7 @@ mod detect;
 mod dockerfile;
 mod key;
 pub mod launch;
+pub mod r;
 #[cfg(test)]
 mod testing;
 
@@ -24,7 +25,13 @@ pub use launch::{LaunchConfig, ProjectKind, Resources, WorksheetEntry};
 
 /// Version of the generator; part of every environment key, so a change to what nbforge
 /// generates rebuilds environments.
-pub const GENERATOR_VERSION: &str = concat!("nbforge-spec/", env!("CARGO_PKG_VERSION"), "/2");
+pub const GENERATOR_VERSION: &str = concat!("nbforge-spec/", env!("CARGO_PKG_VERSION"), "/3");
+
+/// The documentation section on the kinds nbforge detects but does not build, named in their
+/// messages and commit statuses.
+pub const UNSUPPORTED_DOCS: &str = "docs/launch-spec.md#kinds-nbforge-does-not-build";
+
+pub use crate::config::DEFAULT_CRAN_MIRROR;
 
 /// Build-context file name of the optional extra CA bundle.
 pub const EXTRA_CA_FILE: &str = "nbforge-extra-ca.crt";
@@ -44,6 +51,10 @@ pub struct Options {
     pub max_file_size: u64,
     /// PEM bundle of extra CA certificates to trust at build and run time, if any.
     pub extra_ca: Option<Vec<u8>>,
+    /// The R version the image gets for the `r` kind (Debian's `r-base-core`).
+    pub base_r: String,
+    /// CRAN mirror for the R packages Debian does not have (also Bioconductor's CRAN).
+    pub cran_mirror: String,
 }
 
 impl Default for Options {
@@ -54,6 +65,8 @@ impl Default for Options {
             base_python: "3.11".into(),
             max_file_size: 1 << 20,
             extra_ca: None,
+            base_r: r::DEBIAN_R.into(),
+            cran_mirror: DEFAULT_CRAN_MIRROR.into(),
         }
     }
 }
@@ -83,6 +96,21 @@ impl Kind {
             Kind::Conda => "conda",
             Kind::Pipfile => "pipfile",
             Kind::Python => "python",
+        }
+    }
+}
+
+impl Kind {
+    /// The kind's name in a sentence: "Julia", "Nix", "R", "conda".
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Dockerfile => "Dockerfile",
+            Kind::Julia | Kind::JuliaRequire => "Julia",
+            Kind::Nix => "Nix",
+            Kind::R => "R",
+            Kind::Conda => "conda",
+            Kind::Pipfile => "Pipfile",
+            Kind::Python => "Python",
         }
     }
 }
@@ -210,6 +238,13 @@ pub struct Analysis {
     pub image_python: Option<String>,
     /// `runtime.txt` content when it was used.
     pub runtime: Option<String>,
+    /// The R version `runtime.txt` asks for (`r-<version>[-<date>]`), for the `r` kind.
+    pub r_version: Option<String>,
+    /// The CRAN snapshot date `runtime.txt` asks for; never used (packages come from Debian
+    /// and the CRAN mirror).
+    pub r_snapshot: Option<String>,
+    /// The R the generated image has (Debian's), for the `r` kind.
+    pub image_r: Option<String>,
     /// Spec files used, repository paths.
     pub files: Vec<String>,
     /// Every file the environment key covers, repository paths.
@@ -240,6 +275,8 @@ struct Plan {
     pipfile: Option<String>,
     pipfile_lock: Option<String>,
     install_r: Option<String>,
+    /// R packages named by `install.R` and `DESCRIPTION`, installed from Debian where it has them.
+    r_packages: Vec<r::RPackage>,
     description: bool,
     r_roots: Vec<String>,
     post_build: Option<String>,
@@ -280,6 +317,24 @@ impl Analysis {
         opts: &Options,
     ) -> Result<Vec<(String, Vec<u8>)>, SpecError> {
         dockerfile::context(self, src, opts)
+    }
+
+    /// A short note for commit statuses when the image's R differs from what `runtime.txt`
+    /// asks for (version or CRAN snapshot date), e.g. "R 4.2 from Debian, not 4.1".
+    pub fn runtime_note(&self) -> Option<String> {
+        let have = self.image_r.as_deref()?;
+        let other = self
+            .r_version
+            .as_deref()
+            .filter(|v| v.split('.').take(2).collect::<Vec<_>>().join(".") != have);
+        match (other, self.r_snapshot.as_deref()) {
+            (Some(v), Some(d)) => Some(format!(
+                "R {have} from Debian, not {v}; CRAN snapshot {d} not used"
+            )),
+            (Some(v), None) => Some(format!("R {have} from Debian, not {v}")),
+            (None, Some(d)) => Some(format!("R {have} from Debian; CRAN snapshot {d} not used")),
+            (None, None) => None,
+        }
     }
 
     /// The environment key's short form for image tags (first 16 hex digits).

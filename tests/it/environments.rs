@@ -556,3 +556,144 @@ async fn a_newer_push_cancels_a_running_build() {
         "{jobs:#?}"
     );
 }
+
+/// A kind nbforge does not build fails the status with a message naming the kind, the file
+/// that selected it and the documentation section, not with a generic failure; no image is
+/// built or looked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_not_built_say_so_in_the_status() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |_| {}).await;
+    for (path, file, content, says) in [
+        (
+            "lab/julia-demo",
+            "Project.toml",
+            &b"[deps]\n"[..],
+            "Project.toml selects a Julia environment (kind `julia`)",
+        ),
+        (
+            "lab/require-demo",
+            "binder/REQUIRE",
+            b"julia 1.0\n",
+            "binder/REQUIRE selects a Julia environment (kind `julia-require`)",
+        ),
+        (
+            "lab/nix-demo",
+            "default.nix",
+            b"{ }\n",
+            "default.nix selects a Nix environment (kind `nix`)",
+        ),
+    ] {
+        let p = fake.add_project(path);
+        let sha = fake.commit(
+            &p,
+            "main",
+            &[(file, content)],
+            "an environment nbforge does not build",
+        );
+        deliver_push(&t, &fake, &p, ZERO, &sha).await;
+        t.run_jobs().await;
+        assert_eq!(states(&fake, &sha), vec!["pending", "failed"], "{path}");
+        let last = fake.statuses_for(&sha).pop().unwrap();
+        let description = last.description.unwrap_or_default();
+        assert!(
+            description.contains(says)
+                && description.contains("cannot build")
+                && description.contains(nbforge::spec::UNSUPPORTED_DOCS),
+            "{path}: {description}"
+        );
+        let build = t
+            .db()
+            .builds_for_commit("gitlab", path, &sha)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(build.phase.as_str(), "failed", "{path}");
+        assert!(build.image.is_none(), "{path}: nothing is built");
+    }
+}
+
+/// An R repository is built from Debian: `install.R`'s CRAN and Bioconductor packages come
+/// from Debian's `r-cran-*` / `r-bioc-*` packages (no CRAN needed), the IRkernel runs an R
+/// notebook in the image as uid 1000, and the status says the R differs from runtime.txt's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_push_builds_from_debian_and_runs_an_r_notebook() {
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, |_| {}).await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let p = fake.add_project("lab/r-demo");
+    // A unique comment makes this run's environment key new, so it really builds.
+    let install = format!(
+        "# run {}\ninstall.packages(\"jsonlite\")\nBiocManager::install(\"Biobase\")\nlibrary(jsonlite)\n",
+        uuid::Uuid::new_v4()
+    );
+    let sha = fake.commit(
+        &p,
+        "main",
+        &[
+            ("runtime.txt", b"r-4.1-2022-01-01\n"),
+            ("install.R", install.as_bytes()),
+        ],
+        "R environment",
+    );
+    deliver_push(&t, &fake, &p, ZERO, &sha).await;
+    t.run_jobs().await;
+    let s = states(&fake, &sha);
+    let statuses = fake.statuses_for(&sha);
+    let last = statuses.last().unwrap();
+    assert_eq!(
+        s.last().map(String::as_str),
+        Some("success"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        last.description.as_deref().unwrap_or_default(),
+        "environment ready (R 4.2 from Debian, not 4.1; CRAN snapshot 2022-01-01 not used)"
+    );
+    let build = t
+        .db()
+        .builds_for_commit("gitlab", "lab/r-demo", &sha)
+        .await
+        .unwrap()
+        .remove(0);
+    let image = build.image.clone().unwrap();
+    let log = t.get(&format!("/api/builds/{}/log", build.id)).await.text();
+    assert!(
+        log.contains("jsonlite from Debian (r-cran-jsonlite)")
+            && log.contains("Biobase from Debian (r-bioc-biobase)")
+            && log.contains("already installed: jsonlite")
+            && log.contains("already installed: Biobase"),
+        "{log}"
+    );
+
+    let notebook = serde_json::json!({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "ir", "display_name": "R", "language": "R"}},
+        "cells": [{"cell_type": "code", "id": "a", "metadata": {}, "execution_count": null, "outputs": [],
+                   "source": "suppressPackageStartupMessages({library(jsonlite); library(Biobase)})\ncat(toJSON(list(ok = 1L), auto_unbox = TRUE), '\\n')\ncat('Biobase', as.character(packageVersion('Biobase')), 'uid', system('id -u', intern = TRUE), '\\n')"}]
+    })
+    .to_string();
+    let script = format!(
+        "cat > /tmp/r.ipynb <<'EOF'\n{notebook}\nEOF\njupyter execute --output=/tmp/out /tmp/r.ipynb 2>&1 && cat /tmp/out.ipynb"
+    );
+    let (code, out) = run_in_image(&t, &image, &["sh", "-c", &script]).await;
+    let docker = t.app.builder.docker().unwrap();
+    let _ = docker
+        .remove_image(
+            &image,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(r#"{\"ok\":1}"#) && out.contains("Biobase 2.") && out.contains("uid 1000"),
+        "the R notebook ran with both packages, as uid 1000: {out}"
+    );
+}

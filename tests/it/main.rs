@@ -6,6 +6,7 @@ mod access;
 mod browser;
 mod catalog;
 mod ci_template;
+mod detection;
 mod environments;
 mod events;
 mod forge_gitlab;

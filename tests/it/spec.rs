@@ -263,3 +263,110 @@ fn spec_examples_and_bench() {
         }
     }
 }
+
+/// `nbforge spec` says plainly when the image's R (Debian's) differs from the one
+/// `runtime.txt` asks for, in its text and its JSON.
+#[test]
+fn spec_cli_shows_an_r_version_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[
+            ("runtime.txt", "r-4.1-2022-01-01\n"),
+            ("install.R", "install.packages(\"jsonlite\")\n"),
+        ],
+    );
+    let spec = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbforge"));
+        cmd.arg("spec");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg(tmp.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = spec(false);
+    assert!(text.contains("kind: r\n"), "{text}");
+    assert!(
+        text.contains("r: 4.1, CRAN snapshot 2022-01-01 (image has Debian's R 4.2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: R 4.2 from Debian, not 4.1; CRAN snapshot 2022-01-01 not used"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "warning: runtime.txt: R 4.1 and the CRAN snapshot of 2022-01-01 were asked for"
+        ),
+        "{text}"
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&spec(true)).unwrap();
+    assert_eq!(v["r_version"], "4.1");
+    assert_eq!(v["r_snapshot"], "2022-01-01");
+    assert_eq!(v["image_r"], "4.2");
+
+    // The same R as Debian's: no note.
+    write(tmp.path(), &[("runtime.txt", "r-4.2\n")]);
+    let text = spec(false);
+    assert!(text.contains("r: 4.2 (image has Debian's R 4.2)"), "{text}");
+    assert!(!text.contains("note:"), "{text}");
+}
+
+/// `NBFORGE_CRAN_MIRROR` must be an http(s) URL; it reaches R environments' Dockerfile and key.
+#[test]
+fn cran_mirror_setting_is_checked_and_keys_r_environments() {
+    use nbforge::config::{ImageArgs, Settings, SettingsArgs};
+    let load = |mirror: &str| {
+        Settings::load(&SettingsArgs {
+            image: ImageArgs {
+                cran_mirror: Some(mirror.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    };
+    for bad in [
+        "ftp://cran.example.org",
+        "not a url",
+        "https://x.org/'$(id)'",
+    ] {
+        let err = load(bad).expect_err("refused").to_string();
+        assert!(err.contains("cran_mirror"), "{bad}: {err}");
+    }
+    let settings = load("https://cran.example.org/").unwrap();
+    let opts = nbforge::app::spec_options(&settings);
+    assert_eq!(opts.cran_mirror, "https://cran.example.org/");
+
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        &[("install.R", "install.packages('jsonlite')\n")],
+    );
+    let a = spec::analyze(&DirTree::new(tmp.path()), &opts).unwrap();
+    let default = spec::analyze(&DirTree::new(tmp.path()), &Options::default()).unwrap();
+    assert_ne!(a.environment_key, default.environment_key);
+    assert!(
+        a.dockerfile(&opts)
+            .unwrap()
+            .contains("https://cran.example.org/")
+    );
+    // Other kinds do not depend on it.
+    std::fs::remove_file(tmp.path().join("install.R")).unwrap();
+    write(tmp.path(), &[("requirements.txt", "numpy\n")]);
+    assert_eq!(
+        spec::analyze(&DirTree::new(tmp.path()), &opts)
+            .unwrap()
+            .environment_key,
+        spec::analyze(&DirTree::new(tmp.path()), &Options::default())
+            .unwrap()
+            .environment_key
+    );
+}
