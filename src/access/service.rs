@@ -273,15 +273,6 @@ impl Access {
         self.inner.admin_group.as_deref()
     }
 
-    /// The groups whose members nbforge must know: the admin group and the level groups.
-    pub fn followed_groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self.inner.admin_group.iter().cloned().collect();
-        groups.extend(self.inner.level_groups.iter().map(|(_, g)| g.clone()));
-        groups.sort();
-        groups.dedup();
-        groups
-    }
-
     fn now(&self) -> i64 {
         self.inner.db.clock().now_ms()
     }
@@ -321,7 +312,7 @@ impl Access {
     /// The viewer for a user: platform admin or not, level and its cap.
     pub async fn user_viewer(&self, user: UserRow) -> Result<Viewer, DbError> {
         let db = &self.inner.db;
-        let mut platform_admin = self.inner.admins.iter().any(|a| *a == user.username);
+        let mut platform_admin = self.inner.admins.contains(&user.username);
         if !platform_admin && let Some(group) = &self.inner.admin_group {
             platform_admin = db
                 .group_access_level(ForgeKind::GitLab, user.id, group)

@@ -111,23 +111,25 @@ fn is_safe(method: &Method) -> bool {
 }
 
 /// Whether the browser says this request comes from another site: `Sec-Fetch-Site`
-/// other than `same-origin`/`none`, or an `Origin` that is not the public URL's.
+/// other than `same-origin`/`none` where the browser sends it (all current ones do);
+/// otherwise an `Origin` that is not the public URL's. (`Origin: null`, which browsers send
+/// under nbforge's `no-referrer` policy, says nothing; the CSRF token still has to match.)
 fn cross_site(headers: &HeaderMap, app: &App) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return true;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let ours = app
-            .settings
-            .server
-            .public_url
-            .origin()
-            .ascii_serialization();
-        return origin != ours;
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some("null") | None => false,
+        Some(origin) => {
+            origin
+                != app
+                    .settings
+                    .server
+                    .public_url
+                    .origin()
+                    .ascii_serialization()
+        }
     }
-    false
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -145,6 +147,7 @@ pub async fn find_viewer(State(web): State<Web>, req: Request, next: Next) -> Re
     if req.uri().path().starts_with("/hooks/") {
         return next.run(req).await;
     }
+    let api = req.uri().path().starts_with("/api/");
     match viewer_and_request(&web.app, req).await {
         Ok((viewer, mut req)) => {
             let frame = FrameView::of(&viewer, web.app.access.login_enabled());
@@ -153,7 +156,12 @@ pub async fn find_viewer(State(web): State<Web>, req: Request, next: Next) -> Re
         }
         Err(e) => {
             let frame = FrameView::of(&Viewer::anonymous(), web.app.access.login_enabled());
-            FRAME.scope(frame, async move { e.into_response() }).await
+            let templates = web.templates.clone();
+            FRAME
+                .scope(frame, async move {
+                    super::error::render(&templates, e.into_response(), api)
+                })
+                .await
         }
     }
 }

@@ -161,7 +161,11 @@ pub async fn answer_errors(
     next: Next,
 ) -> Response {
     let api = req.uri().path().starts_with("/api/");
-    let mut res = next.run(req).await;
+    render(&templates, next.run(req).await, api)
+}
+
+/// A response as it leaves: an error answer becomes JSON (`api`) or an error page.
+pub fn render(templates: &Templates, mut res: Response, api: bool) -> Response {
     let Some(answer) = res.extensions_mut().remove::<ErrorAnswer>() else {
         return res;
     };
@@ -169,7 +173,7 @@ pub async fn answer_errors(
         let message = answer.message.as_deref().unwrap_or(INTERNAL_MESSAGE);
         return (answer.status, Json(json!({ "error": message }))).into_response();
     }
-    match error_page(&templates, &answer) {
+    match error_page(templates, &answer) {
         Ok(page) => page,
         Err(e) => {
             tracing::error!(error = %e, "rendering an error page failed");

@@ -97,13 +97,14 @@ pub async fn landing(
     // Only what the viewer may see: one check per project.
     let mut visible: HashMap<(ForgeKind, String), bool> = HashMap::new();
     for card in &cards {
-        let key = (card.forge, card.project.clone());
-        if !visible.contains_key(&key) {
-            let ok = app
-                .access
-                .may_view(&viewer, card.forge, &card.project)
-                .await?;
-            visible.insert(key, ok);
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            visible.entry((card.forge, card.project.clone()))
+        {
+            slot.insert(
+                app.access
+                    .may_view(&viewer, card.forge, &card.project)
+                    .await?,
+            );
         }
     }
     cards.retain(|c| visible[&(c.forge, c.project.clone())]);

@@ -196,6 +196,10 @@ on_both_databases!(
         let csrf = csrf_of(&page);
         let refused = post_form(&t, "/logout", &session(&cookie), &[], &[]).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+        assert!(
+            refused.text().contains("<h1>Forbidden</h1>"),
+            "a page, not bare text"
+        );
         let cross = post_form(
             &t,
             "/logout",
@@ -766,3 +770,110 @@ on_both_databases!(
         );
     }
 );
+
+on_both_databases!(
+    the_admin_group_and_level_groups_come_from_gitlab_through_the_reconciler,
+    |backend: Backend| async move {
+        let Some(t) = with_login(backend, |s| {
+            s.access.admin_group = Some("staff".into());
+            s.access.level_groups = vec![("developer".into(), "lab/devs".into())];
+        })
+        .await
+        else {
+            return;
+        };
+        let fake = t.gitlab_fake();
+        let (boss, dev, plain) = (
+            fake.add_user("boss"),
+            fake.add_user("dev"),
+            fake.add_user("plain"),
+        );
+        fake.add_group("staff");
+        fake.add_group("lab/devs");
+        fake.add_member("staff", &boss, 40);
+        fake.add_member("staff", &plain, 30);
+        fake.add_member("lab/devs", &dev, 30);
+        let res = t
+            .request(
+                Request::post("/api/reconcile")
+                    .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+        t.run_jobs().await;
+
+        let boss_cookie = log_in(&t, &boss, "/").await;
+        let jobs = get_with(&t, "/api/jobs", &session(&boss_cookie)).await;
+        assert_eq!(
+            jobs.status,
+            StatusCode::OK,
+            "a maintainer of the admin group"
+        );
+        let plain_cookie = log_in(&t, &plain, "/").await;
+        let jobs = get_with(&t, "/api/jobs", &session(&plain_cookie)).await;
+        assert_eq!(
+            jobs.status,
+            StatusCode::FORBIDDEN,
+            "a developer of it is not"
+        );
+
+        // The level group's member sees the developer's interface; others the default.
+        let dev_cookie = log_in(&t, &dev, "/").await;
+        let me = get_with(&t, "/me", &session(&dev_cookie)).await.text();
+        assert!(me.contains("value=\"developer\" selected"), "{me}");
+        let me = get_with(&t, "/me", &session(&plain_cookie)).await.text();
+        assert!(me.contains("value=\"end-user\" selected"), "{me}");
+        // Choosing a level beyond one's roles is refused; within them, kept.
+        let csrf = csrf_of(&me);
+        let plain_roles = post_form(
+            &t,
+            "/me",
+            &session(&plain_cookie),
+            &[("csrf_token", &csrf), ("level", "script-author")],
+            &[("origin", PUBLIC_URL)],
+        )
+        .await;
+        assert_eq!(
+            plain_roles.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            plain_roles.text()
+        );
+        let me = get_with(&t, "/me", &session(&plain_cookie)).await.text();
+        assert!(me.contains("value=\"script-author\" selected"), "{me}");
+        // `plain` is a developer in `staff`, so developer is within reach; an unknown
+        // level is not.
+        let bad = post_form(
+            &t,
+            "/me",
+            &session(&plain_cookie),
+            &[("csrf_token", &csrf), ("level", "wizard")],
+            &[("origin", PUBLIC_URL)],
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    }
+);
+
+#[tokio::test]
+async fn cleanup_removes_ended_sessions() {
+    let t = with_login(Backend::Sqlite, |s| {
+        s.access.session_idle = Duration::from_millis(1);
+    })
+    .await
+    .unwrap();
+    let ada = t.gitlab_fake().add_user("ada");
+    let cookie = log_in(&t, &ada, "/").await;
+    let hash = digest(&["session", &cookie]);
+    assert!(t.db().get_web_session(&hash).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let removed = t
+        .db()
+        .delete_stale_web_sessions(nbforge::storage::now_ms() - 1, 0)
+        .await
+        .unwrap();
+    assert!(removed >= 1);
+    assert!(t.db().get_web_session(&hash).await.unwrap().is_none());
+}

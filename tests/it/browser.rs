@@ -213,3 +213,130 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
     c.close().await.unwrap();
     server.abort();
 }
+
+/// Login in a real browser: a private project's worksheet sends an anonymous visitor to
+/// GitLab's authorize page; after approving, the worksheet opens with the user named in
+/// the header; logging out and coming back leads to the login again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_private_worksheet_and_logout_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let client_id = "nbforge-browser-test".to_owned();
+    let secret = nbforge::config::Secret::new("gloas-browser-test-secret");
+    let (id, sec, public) = (client_id.clone(), secret.clone(), base.clone());
+    let t = crate::support::scenario::Scenario::gitlab_with(Backend::Sqlite, move |s| {
+        s.server.public_url = format!("{public}/").parse().unwrap();
+        s.access.oauth_client_id = Some(id);
+        s.access.oauth_client_secret = Some(sec);
+    })
+    .await
+    .unwrap();
+    let fake = t.gitlab_fake();
+    fake.register_oauth_app(&client_id, &secret, &format!("{base}/oauth/callback"));
+    let ada = fake.add_user("ada");
+    fake.sign_in(Some(&ada));
+    let p = fake.add_project("lab/secret");
+    fake.set_visibility(&p, "private");
+    fake.add_member("lab/secret", &ada, 20);
+    let p = fake.project("lab/secret").unwrap();
+    publish(&t, fake, &p, "v1", &release_files()).await;
+    t.db()
+        .upsert_member(&nbforge::storage::MemberRow {
+            forge: nbforge::events::ForgeKind::GitLab,
+            scope: "project:lab/secret".into(),
+            user_id: ada.id,
+            access_level: 20,
+            expires_at: None,
+            source: "hook".into(),
+        })
+        .await
+        .unwrap();
+    let server =
+        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
+
+    let profile = tempfile::tempdir().unwrap();
+    let chromium =
+        std::env::var("NBFORGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=412,915",
+                format!("--user-data-dir={}", profile.path().display())
+            ]
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session");
+
+    let page = format!("{base}/w/lab/secret/v1/growth.ipynb");
+    c.goto(&page).await.unwrap();
+    // Sent to GitLab to authorize nbforge.
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("authorize"))
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.path(), "/oauth/authorize", "{url}");
+    button.click().await.unwrap();
+
+    // Back on the private worksheet, logged in.
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("form.parameters"))
+        .await
+        .unwrap();
+    assert_eq!(c.current_url().await.unwrap().as_str(), page);
+    let who = c
+        .find(Locator::Css("header.site nav.who a[href='/me']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(who, "ada");
+
+    // Log out: back to the landing page, and the worksheet asks for a login again.
+    c.find(Locator::Css("header.site nav.who button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let landed = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_url(&url::Url::parse(&format!("{base}/")).unwrap())
+        .await;
+    if landed.is_err() {
+        panic!(
+            "not back on the landing page: {} {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
+    }
+    fake.sign_in(None);
+    c.goto(&page).await.unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.path(), "/oauth/authorize", "sent to log in: {url}");
+    let text = c.source().await.unwrap();
+    assert!(
+        !text.contains("Growth curve"),
+        "nothing of the worksheet shows"
+    );
+
+    c.close().await.unwrap();
+    server.abort();
+}

@@ -35,12 +35,22 @@ impl Job for Cleanup {
         } else {
             Vec::new()
         };
+        let now = ctx.clock.now_ms();
+        let access = &ctx.settings.access;
+        let sessions = ctx
+            .db
+            .delete_stale_web_sessions(
+                now - millis(access.session_idle),
+                now - millis(crate::access::service::LOGIN_ATTEMPT_TTL),
+            )
+            .await?;
         tracing::info!(
-            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images",
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} ended sessions and logins",
             queue.jobs,
             queue.deliveries,
             mirrors.len(),
-            images.len()
+            images.len(),
+            sessions
         );
         Ok(())
     }

@@ -38,9 +38,15 @@ pub struct Reconcile {
     pub project: Option<String>,
 }
 
-/// Groups whose members nbforge follows whether or not it has seen a member of them.
-pub fn followed_groups(_settings: &Settings) -> Vec<String> {
-    Vec::new()
+/// Groups whose members nbforge follows whether or not it has seen a member of them: the
+/// platform administrators' group and the groups that set interface levels.
+pub fn followed_groups(settings: &Settings) -> Vec<String> {
+    let access = &settings.access;
+    let mut groups: Vec<String> = access.admin_group.iter().cloned().collect();
+    groups.extend(access.level_groups.iter().map(|(_, g)| g.clone()));
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// What one run changed, for its log line.
