@@ -362,20 +362,18 @@ impl Access {
         forge: ForgeKind,
         path: &str,
     ) -> Result<ProjectAccess, DbError> {
-        let db = &self.inner.db;
-        let row = db.get_project(forge.name(), path).await?;
-        let visibility = match row.as_ref().and_then(|r| r.visibility()) {
-            Some(v) => v,
+        let user = match forge {
+            ForgeKind::GitLab => viewer.user_id(),
+            // Only GitLab memberships are followed.
+            ForgeKind::GitHub => None,
+        };
+        let (stored, level) = self.inner.db.standing(forge, path, user).await?;
+        let visibility = match stored.as_deref() {
+            Some(v) => Visibility::parse(v),
             None if self.described_by_api(forge) => Visibility::Private,
             None => self.inner.plain_git_visibility,
         };
-        let role = match (viewer.user_id(), forge) {
-            (Some(id), ForgeKind::GitLab) => db
-                .access_level(forge, id, path)
-                .await?
-                .map_or(Role::None, |l| self.inner.roles.role(AccessLevel(l))),
-            _ => Role::None,
-        };
+        let role = level.map_or(Role::None, |l| self.inner.roles.role(AccessLevel(l)));
         Ok(ProjectAccess { visibility, role })
     }
 

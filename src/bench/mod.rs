@@ -7,6 +7,7 @@
 //! first as fast as `--concurrency` connections allow (throughput), then open-loop at
 //! `--rate` deliveries/s (answer times at that load).
 
+pub mod access;
 pub mod environments;
 pub mod worksheets;
 

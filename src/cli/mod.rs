@@ -140,6 +140,10 @@ pub enum BenchCommand {
         #[arg(long)]
         no_nbconvert: bool,
     },
+    /// Access: the authorization check on a database of many users, projects and
+    /// memberships (in-process), and a private worksheet page for a member next to the
+    /// same page public (HTTP, same server).
+    Access(crate::bench::access::AccessArgs),
     /// Launch specs: detection, environment key and Dockerfile per repository of
     /// `binder-specs/`, read from git objects at a commit.
     Spec {
@@ -279,6 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
+        Command::Bench(BenchCommand::Access(args)) => crate::bench::access::run(&args).await,
         Command::Bench(BenchCommand::Environments { args, .. }) => {
             crate::bench::environments::run(&settings, &args).await
         }

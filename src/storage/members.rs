@@ -317,6 +317,37 @@ impl Db {
         self.best_level(forge, user_id, &scopes).await
     }
 
+    /// In one round trip: project `path`'s stored visibility (`None` when unknown) and
+    /// `user_id`'s highest unexpired access level in it, through the project and every
+    /// group above it (`None` without a user or a membership).
+    pub async fn standing(
+        &self,
+        forge: ForgeKind,
+        path: &str,
+        user_id: Option<i64>,
+    ) -> DbResult<(Option<String>, Option<i64>)> {
+        let scopes = scopes_of_project(path);
+        let placeholders: Vec<String> = (0..scopes.len()).map(|i| format!("${}", i + 5)).collect();
+        // Only numbered placeholders are formatted in; the values are bound.
+        let sql = format!(
+            "SELECT (SELECT visibility FROM projects WHERE forge = $1 AND path = $2) AS visibility,
+                    (SELECT MAX(access_level) FROM members
+                     WHERE forge = $1 AND user_id = $3 AND (expires_at IS NULL OR expires_at >= $4)
+                       AND scope IN ({})) AS level",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (Option<String>, Option<i64>)>(AssertSqlSafe(sql))
+            .bind(forge.name())
+            .bind(path)
+            // No user: an id no membership has.
+            .bind(user_id.unwrap_or(i64::MIN))
+            .bind(today(self.now()));
+        for s in &scopes {
+            q = q.bind(s);
+        }
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
     async fn best_level(
         &self,
         forge: ForgeKind,

@@ -65,23 +65,9 @@ async fn start_driver() -> Option<Driver> {
     panic!("chromedriver did not start");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn landing_card_worksheet_form_and_error_in_chromium() {
-    let Some(driver) = start_driver().await else {
-        return;
-    };
-    let fake = FakeGitLab::start().await;
-    let t = app_for(&fake, Backend::Sqlite).await.unwrap();
-    let p = fake.add_project("lab/growth");
-    publish(&t, &fake, &p, "v1", &release_files()).await;
-    make_official(&t, "lab/growth").await;
-
-    // Serve the app on a real port for the browser.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server =
-        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.clone())).into_future());
-
+/// A headless Chromium session through `driver`, with a fresh profile (kept alive by the
+/// returned folder).
+async fn browser(driver: &Driver) -> (fantoccini::Client, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
     let chromium =
         std::env::var("NBFORGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -103,6 +89,27 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
         .connect(&driver.url)
         .await
         .expect("a Chromium session");
+    (c, profile)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_card_worksheet_form_and_error_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, Backend::Sqlite).await.unwrap();
+    let p = fake.add_project("lab/growth");
+    publish(&t, &fake, &p, "v1", &release_files()).await;
+    make_official(&t, "lab/growth").await;
+
+    // Serve the app on a real port for the browser.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server =
+        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.clone())).into_future());
+
+    let (c, _profile) = browser(&driver).await;
 
     // The landing page lists the official worksheet under its area.
     c.goto(&format!("{base}/")).await.unwrap();
@@ -257,27 +264,7 @@ async fn login_private_worksheet_and_logout_in_chromium() {
     let server =
         tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
 
-    let profile = tempfile::tempdir().unwrap();
-    let chromium =
-        std::env::var("NBFORGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=412,915",
-                format!("--user-data-dir={}", profile.path().display())
-            ]
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session");
+    let (c, _profile) = browser(&driver).await;
 
     let page = format!("{base}/w/lab/secret/v1/growth.ipynb");
     c.goto(&page).await.unwrap();
