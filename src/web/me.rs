@@ -112,7 +112,6 @@ pub async fn page(
             levels => Serde(levels),
             csrf_token => viewer.csrf_token.as_deref().unwrap_or_default(),
             projects => Serde(projects),
-            tools => Serde(viewer.level.tools()),
         },
     )
 }

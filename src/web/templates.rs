@@ -135,12 +135,24 @@ impl Templates {
         ctx: impl Serialize,
     ) -> Result<Response, WebError> {
         // The viewer's part of the frame, set for the request by `auth::find_viewer`.
+        // `tools`: what the viewer's level shows (every tool outside a request, e.g. in
+        // rendering tests); pages test `tools.build_logs`, `tools.git_details`, ….
         let html = match super::auth::FRAME.try_with(Clone::clone) {
             Ok(frame) => self.render(
                 name,
-                minijinja::context! { frame => Serde(frame), ..Value::from(Serde(&ctx)) },
+                minijinja::context! {
+                    tools => Serde(frame.tools),
+                    frame => Serde(frame),
+                    ..Value::from(Serde(&ctx))
+                },
             )?,
-            Err(_) => self.render(name, ctx)?,
+            Err(_) => self.render(
+                name,
+                minijinja::context! {
+                    tools => Serde(crate::access::UserLevel::Developer.tools()),
+                    ..Value::from(Serde(&ctx))
+                },
+            )?,
         };
         Ok((status, Html(html)).into_response())
     }

@@ -877,3 +877,56 @@ async fn cleanup_removes_ended_sessions() {
     assert!(removed >= 1);
     assert!(t.db().get_web_session(&hash).await.unwrap().is_none());
 }
+
+on_both_databases!(
+    the_interface_shows_each_level_its_tools,
+    |backend: Backend| async move {
+        let Some(t) = with_login(backend, |_| {}).await else {
+            return;
+        };
+        let fake = t.gitlab_fake();
+        let p = fake.add_project("lab/growth");
+        let p = fake.project(&p.path_with_namespace).unwrap();
+        let sha = publish(&t, fake, &p, "v1", &release_files()).await;
+        t.db()
+            .create_build("gitlab", "lab/growth", Some("main"), &sha, None)
+            .await
+            .unwrap();
+        let launch = format!("/v2/gl/lab%2Fgrowth/{sha}");
+
+        // Anonymous visitors (public level): the environment's state, no build log.
+        let page = t.get(&launch).await.text();
+        assert!(page.contains("being prepared"), "{page}");
+        assert!(!page.contains("build log"), "{page}");
+        assert!(!page.contains("My results"));
+
+        // A developer in the project, at the developer level: the log link too.
+        let dev = subject(&t, Who::Write, 4242).await;
+        t.db()
+            .upsert_member(&MemberRow {
+                forge: ForgeKind::GitLab,
+                scope: "project:lab/growth".into(),
+                user_id: 4242,
+                access_level: 30,
+                expires_at: None,
+                source: "hook".into(),
+            })
+            .await
+            .unwrap();
+        t.db()
+            .set_chosen_level(4242, Some("developer"))
+            .await
+            .unwrap();
+        let page = send(&t, &dev, "GET", &launch, "").await.text();
+        assert!(page.contains("Follow the build log"), "{page}");
+        assert!(page.contains("My results"), "{page}");
+        // The same person at the end-user level sees run and results, not the log.
+        t.db()
+            .set_chosen_level(4242, Some("end-user"))
+            .await
+            .unwrap();
+        let page = send(&t, &dev, "GET", &launch, "").await.text();
+        assert!(!page.contains("build log"), "{page}");
+        assert!(page.contains("My results"), "{page}");
+    }
+);
