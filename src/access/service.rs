@@ -265,6 +265,11 @@ impl Access {
         &self.inner.policy
     }
 
+    /// The role an access level gives, by the configured map.
+    pub fn role_for(&self, level: AccessLevel) -> Role {
+        self.inner.roles.role(level)
+    }
+
     pub fn login_enabled(&self) -> bool {
         self.inner.oauth.is_some()
     }

@@ -72,7 +72,6 @@ pub async fn page(
             .and_then(|g| g.join(path).ok())
             .map(|u| u.to_string())
     };
-    let roles = crate::access::RoleMap::default();
     let mut projects = Vec::new();
     for m in app
         .db
@@ -89,7 +88,7 @@ pub async fn page(
             path,
             group,
             access: access_name(m.access_level),
-            role: roles.role(AccessLevel(m.access_level)).as_str(),
+            role: app.access.role_for(AccessLevel(m.access_level)).as_str(),
         });
     }
     let levels: Vec<LevelChoice> = choosable_levels(&viewer)
