@@ -190,6 +190,10 @@ pub struct JobArgs {
     /// [default: 3600].
     #[arg(long, env = "NBFORGE_RECONCILE_INTERVAL_SECS")]
     pub reconcile_interval_secs: Option<u64>,
+    /// Seconds a job may run before it is stopped and retried later; environment builds
+    /// get their build timeout plus five minutes, the reconciler four hours [default: 900].
+    #[arg(long, env = "NBFORGE_JOB_TIMEOUT_SECS")]
+    pub job_timeout_secs: Option<u64>,
     /// Days finished jobs and their deliveries are kept [default: 30].
     #[arg(long, env = "NBFORGE_JOB_RETENTION_DAYS")]
     pub job_retention_days: Option<u64>,
@@ -385,6 +389,7 @@ struct FileSettings {
     shutdown_grace_secs: Option<u64>,
     cleanup_period_secs: Option<u64>,
     reconcile_interval_secs: Option<u64>,
+    job_timeout_secs: Option<u64>,
     job_retention_days: Option<u64>,
     mirror_retention_days: Option<u64>,
     image_retention_days: Option<u64>,
@@ -468,6 +473,8 @@ pub struct JobSettings {
     pub cleanup_period: Duration,
     /// How often the membership reconciler runs; `None`: never on its own.
     pub reconcile_interval: Option<Duration>,
+    /// How long a job may run (see `jobs::Job::time_limit` for the kinds that differ).
+    pub timeout: Duration,
     pub retention: Retention,
 }
 
@@ -867,6 +874,13 @@ impl Settings {
                 )
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
+                timeout: Duration::from_secs(
+                    args.jobs
+                        .job_timeout_secs
+                        .or(file.job_timeout_secs)
+                        .unwrap_or(900)
+                        .max(1),
+                ),
                 retention: Retention {
                     jobs: days(args.jobs.job_retention_days.or(file.job_retention_days)),
                     mirrors: days(

@@ -120,6 +120,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     fn run(&self, ctx: &Context, run: &Run) -> impl Future<Output = Result<(), JobError>> + Send;
 
+    /// How long one try may run before it is stopped and retried later.
+    fn time_limit(settings: &crate::config::Settings) -> std::time::Duration {
+        settings.jobs.timeout
+    }
+
     /// The row that enqueues this job.
     fn to_new_job(&self, max_attempts: u32) -> NewJob {
         NewJob {

@@ -26,12 +26,17 @@ use crate::storage::{Heartbeat, JobId, JobKind, JobRow};
 /// A job read back from its row, ready to run.
 trait Runnable: Send + Sync {
     fn subject(&self) -> Subject;
+    fn time_limit(&self, settings: &crate::config::Settings) -> Duration;
     fn run<'a>(&'a self, ctx: &'a Context, run: &'a Run) -> BoxFuture<'a, Result<(), JobError>>;
 }
 
 impl<J: Job> Runnable for J {
     fn subject(&self) -> Subject {
         Job::subject(self)
+    }
+
+    fn time_limit(&self, settings: &crate::config::Settings) -> Duration {
+        J::time_limit(settings)
     }
 
     fn run<'a>(&'a self, ctx: &'a Context, run: &'a Run) -> BoxFuture<'a, Result<(), JobError>> {
@@ -196,6 +201,10 @@ impl Outcome {
     }
 }
 
+/// How long a job asked to stop at its time limit has to finish before it is aborted (at
+/// most its time limit again).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs one claimed job with a heartbeat, and records how it ended.
 async fn run_claimed(ctx: &Context, owner: &str, row: JobRow, shutdown: &CancellationToken) {
     let id = row.id();
@@ -246,6 +255,7 @@ async fn run_claimed(ctx: &Context, owner: &str, row: JobRow, shutdown: &Cancell
             run.cancel.cancel();
         }
         let heartbeat = spawn_heartbeat(ctx.clone(), owner.to_owned(), id, run.cancel.clone());
+        let limit = job.time_limit(&ctx.settings);
 
         // The job runs in its own task, so that a bug that panics fails the job (and
         // dead-letters it after its tries) instead of taking the worker down.
@@ -261,6 +271,24 @@ async fn run_claimed(ctx: &Context, owner: &str, row: JobRow, shutdown: &Cancell
         });
         let joined = tokio::select! {
             r = &mut work => Some(r),
+            _ = tokio::time::sleep(limit) => {
+                // Ask it to stop, give it a moment to tidy up, then stop it.
+                run.cancel.cancel();
+                match tokio::time::timeout(STOP_GRACE.min(limit), &mut work).await {
+                    Ok(Ok(Ok(()))) => Some(Ok(Ok(()))),
+                    _ => {
+                        work.abort();
+                        tracing::warn!(
+                            "{name} ran longer than {} s and was stopped",
+                            limit.as_secs()
+                        );
+                        Some(Ok(Err(JobError::Transient(anyhow::anyhow!(
+                            "stopped after running longer than {} s (NBFORGE_JOB_TIMEOUT_SECS)",
+                            limit.as_secs()
+                        )))))
+                    }
+                }
+            }
             _ = shutdown.cancelled() => {
                 // Give the job its grace period, then release it.
                 match tokio::time::timeout(ctx.settings.jobs.shutdown_grace, &mut work).await {

@@ -856,3 +856,40 @@ on_both_databases!(
         );
     }
 );
+
+/// A job that hangs on a forge that never answers is stopped at its time limit and
+/// retried later, instead of holding a worker (and its lease) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_time_limit_is_stopped_and_retried() {
+    use crate::support::scenario::Scenario;
+    let Some(t) = Scenario::gitlab_with(Backend::Sqlite, |s| {
+        s.jobs.timeout = Duration::from_secs(1);
+        s.jobs.max_attempts = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let fake = t.gitlab_fake();
+    fake.add_group("webhook-test");
+    fake.set_stall(Some(Duration::from_secs(30)));
+    let add = serde_json::json!({
+        "created_at": "2020-12-11T04:57:22Z", "updated_at": "2020-12-11T04:57:22Z",
+        "group_name": "webhook-test", "group_path": "webhook-test",
+        "group_id": fake.group("webhook-test").unwrap().id,
+        "user_username": "test_user", "user_name": "Test User", "user_email": "testuser@webhooktest.com",
+        "user_id": 64, "group_access": "Developer", "group_plan": null, "expires_at": null,
+        "event_name": "user_add_to_group"
+    });
+    let res = t.gitlab("Member Hook", "stall-1", add.to_string()).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    t.run_jobs().await;
+    let jobs = t.db().list_jobs(None, 10).await.unwrap();
+    let job = jobs
+        .iter()
+        .find(|j| j.kind_name() == "record-member")
+        .expect("the member job");
+    let error = job.last_error.clone().unwrap_or_default();
+    assert!(error.contains("longer than 1 s"), "{error}");
+    assert_eq!(job.attempts, 2, "tried again after the first stop");
+}

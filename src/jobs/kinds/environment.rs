@@ -37,6 +37,11 @@ impl PrepareEnvironment {
 impl Job for PrepareEnvironment {
     const KIND: JobKind = JobKind::PrepareEnvironment;
 
+    /// The build's own timeout, plus time to fetch, analyze and report.
+    fn time_limit(settings: &crate::config::Settings) -> std::time::Duration {
+        settings.environments.build_timeout + std::time::Duration::from_secs(300)
+    }
+
     fn subject(&self) -> Subject {
         Subject {
             project: Some(self.project.path.clone()),

@@ -61,6 +61,14 @@ struct Tally {
 impl Job for Reconcile {
     const KIND: JobKind = JobKind::Reconcile;
 
+    /// Every project and group of a large instance, within GitLab's rate limits.
+    fn time_limit(settings: &crate::config::Settings) -> std::time::Duration {
+        settings
+            .jobs
+            .timeout
+            .max(std::time::Duration::from_secs(4 * 3600))
+    }
+
     fn subject(&self) -> Subject {
         Subject {
             project: self.project.clone(),

@@ -323,6 +323,8 @@ struct FakeState {
     down: bool,
     /// Every request answers 401 (a revoked token).
     revoked: bool,
+    /// Every request waits this long before it is answered.
+    stall: Option<std::time::Duration>,
     /// The next this many requests answer 429 with `Retry-After: rate_limit_retry_after`.
     rate_limited: u32,
     rate_limit_retry_after: u64,
@@ -571,6 +573,11 @@ impl FakeGitLab {
     /// While down, every endpoint answers `503 Service Unavailable`.
     pub fn set_down(&self, down: bool) {
         self.inner.state().down = down;
+    }
+
+    /// From now on every request waits `stall` before it is answered (`None`: at once).
+    pub fn set_stall(&self, stall: Option<std::time::Duration>) {
+        self.inner.state().stall = stall;
     }
 
     /// From now on every request answers `401 Unauthorized`, as for a revoked token.

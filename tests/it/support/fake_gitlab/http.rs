@@ -60,7 +60,7 @@ async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -
         private.as_deref() == Some(inner.token.as_str())
             || bearer.as_deref() == Some(inner.token.as_str())
     };
-    let (down, revoked, rate_limited) = {
+    let (down, revoked, rate_limited, stall) = {
         let mut s = inner.state();
         s.requests.push(RecordedRequest {
             method: req.method().to_string(),
@@ -69,8 +69,11 @@ async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -
         });
         let limited = (s.rate_limited > 0).then_some(s.rate_limit_retry_after);
         s.rate_limited = s.rate_limited.saturating_sub(1);
-        (s.down, s.revoked, limited)
+        (s.down, s.revoked, limited, s.stall)
     };
+    if let Some(stall) = stall {
+        tokio::time::sleep(stall).await;
+    }
     if let Some(retry_after) = rate_limited {
         let reset = SystemTime::now()
             .duration_since(UNIX_EPOCH)
