@@ -161,7 +161,9 @@ pub struct ForgeArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Jobs")]
 pub struct JobArgs {
-    /// Job workers in this process; 0 makes an ingest-only process [default: 2].
+    /// Job workers in this process for every kind but environment builds, which get one
+    /// worker per build slot (`NBFORGE_BUILD_CONCURRENCY`); 0 makes an ingest-only process
+    /// [default: 2].
     #[arg(long, env = "NBFORGE_WORKERS")]
     pub workers: Option<usize>,
     /// Tries before a job is dead-lettered [default: 10, about 20 minutes of retries].

@@ -21,7 +21,7 @@ use super::kinds::{
     SyncMergeRequest, SyncProject, SyncUser,
 };
 use super::{Context, Job, JobError, Run, Subject};
-use crate::storage::{Heartbeat, JobId, JobKind, JobRow};
+use crate::storage::{Heartbeat, JobId, JobKind, JobRow, Pool};
 
 /// A job read back from its row, ready to run.
 trait Runnable: Send + Sync {
@@ -113,11 +113,21 @@ pub async fn run_workers(ctx: Context, shutdown: CancellationToken) {
         ctx.clone(),
         shutdown.clone(),
     )));
-    for i in 0..ctx.settings.jobs.workers {
+    let general = ctx.settings.jobs.workers;
+    // One build worker per build slot: a build job is only claimed by a worker that can
+    // build now, and waits in the queue (not in a worker) otherwise.
+    let builds = if general > 0 && ctx.settings.environments.enabled {
+        ctx.settings.environments.build_concurrency.max(1)
+    } else {
+        0
+    };
+    let pools = std::iter::repeat_n(Pool::General, general)
+        .chain(std::iter::repeat_n(Pool::Builds, builds));
+    for (i, pool) in pools.enumerate() {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            worker_loop(ctx, worker_owner(i), shutdown).await
+            worker_loop(ctx, worker_owner(i), pool, shutdown).await
         }));
     }
     for t in tasks {
@@ -125,10 +135,10 @@ pub async fn run_workers(ctx: Context, shutdown: CancellationToken) {
     }
 }
 
-async fn worker_loop(ctx: Context, owner: String, shutdown: CancellationToken) {
+async fn worker_loop(ctx: Context, owner: String, pool: Pool, shutdown: CancellationToken) {
     let jobs = &ctx.settings.jobs;
     while !shutdown.is_cancelled() {
-        match ctx.db.claim_job(&owner, jobs.lease).await {
+        match ctx.db.claim_job_in(&owner, jobs.lease, pool).await {
             Ok(Some(job)) => {
                 run_claimed(&ctx, &owner, job, &shutdown).await;
             }

@@ -38,6 +38,19 @@ pub enum JobKind {
     Reconcile,
 }
 
+/// Which jobs a worker takes: environment builds wait for a build slot, so they have
+/// their own workers, and the other kinds (recording, publishing, notes) never queue
+/// behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Every kind (tests and `run_until_idle`).
+    Any,
+    /// `prepare-environment` only.
+    Builds,
+    /// Every kind but `prepare-environment`.
+    General,
+}
+
 impl JobKind {
     pub const ALL: [JobKind; 10] = [
         JobKind::RecordPush,
@@ -394,19 +407,36 @@ impl Db {
     /// Claims the next ready job (pending and due, or running with an expired lease)
     /// for `owner` until `now + lease`. Each claim counts as an attempt.
     pub async fn claim_job(&self, owner: &str, lease: Duration) -> DbResult<Option<JobRow>> {
+        self.claim_job_in(owner, lease, Pool::Any).await
+    }
+
+    /// Claims the oldest ready job of `pool`'s kinds (see [`Pool`]).
+    pub async fn claim_job_in(
+        &self,
+        owner: &str,
+        lease: Duration,
+        pool: Pool,
+    ) -> DbResult<Option<JobRow>> {
         let now = self.now();
         let until = now + millis(lease);
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
+        // Kind names are constants of this crate, never input.
+        let builds = format!("'{}'", JobKind::PrepareEnvironment.as_str());
+        let kinds = match pool {
+            Pool::Any => String::new(),
+            Pool::Builds => format!(" AND kind IN ({builds})"),
+            Pool::General => format!(" AND kind NOT IN ({builds})"),
+        };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2,
                     attempts = attempts + 1, updated_at = $3
              WHERE id = (
                  SELECT id FROM jobs
-                 WHERE (state = 'pending' AND run_at <= $3)
-                    OR (state = 'running' AND lease_until < $3)
+                 WHERE ((state = 'pending' AND run_at <= $3)
+                    OR (state = 'running' AND lease_until < $3)){kinds}
                  ORDER BY run_at, id
                  LIMIT 1 {lock})
              RETURNING {JOB_COLUMNS}"

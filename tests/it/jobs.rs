@@ -893,3 +893,58 @@ async fn a_job_past_its_time_limit_is_stopped_and_retried() {
     assert!(error.contains("longer than 1 s"), "{error}");
     assert_eq!(job.attempts, 2, "tried again after the first stop");
 }
+
+on_both_databases!(
+    build_jobs_have_their_own_workers_and_never_hold_up_the_rest,
+    |backend: Backend| async move {
+        use nbforge::storage::Pool;
+        let Some(t) = manual(backend).await else {
+            return;
+        };
+        let lease = Duration::from_secs(60);
+        // Two builds wait before a tag is published.
+        let builds = enqueue(
+            &t,
+            "b1",
+            &[
+                job(JobKind::PrepareEnvironment, None, 5),
+                job(JobKind::PrepareEnvironment, None, 5),
+            ],
+        )
+        .await;
+        t.advance(Duration::from_millis(5));
+        let publish = enqueue(&t, "p1", &[job(JobKind::PublishTag, None, 5)]).await;
+        let db = t.db();
+        let general = db
+            .claim_job_in("general", lease, Pool::General)
+            .await
+            .unwrap()
+            .expect("the tag's job");
+        assert_eq!(general.id(), publish[0], "not the older builds");
+        assert!(
+            db.claim_job_in("general", lease, Pool::General)
+                .await
+                .unwrap()
+                .is_none(),
+            "general workers never take builds"
+        );
+        let build = db
+            .claim_job_in("builder", lease, Pool::Builds)
+            .await
+            .unwrap()
+            .expect("a build");
+        assert_eq!(build.id(), builds[0]);
+        let build = db
+            .claim_job_in("builder", lease, Pool::Builds)
+            .await
+            .unwrap()
+            .expect("the other build");
+        assert_eq!(build.id(), builds[1]);
+        assert!(
+            db.claim_job_in("builder", lease, Pool::Builds)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+);
