@@ -69,8 +69,18 @@ impl Db {
         release: &ReleaseRow,
         sheets: &[NewWorksheet],
     ) -> DbResult<()> {
-        let now = self.now();
         let mut tx = self.pool.begin().await?;
+        // A republished tag's time always moves on, so that what was cached of the
+        // previous publication (keyed by this time) is never taken for the new one.
+        let previous: Option<(i64,)> = sqlx::query_as(
+            "SELECT published_at FROM releases WHERE forge = $1 AND project = $2 AND tag = $3",
+        )
+        .bind(release.forge.name())
+        .bind(&release.project)
+        .bind(&release.tag)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let now = previous.map_or(self.now(), |(at,)| self.now().max(at + 1));
         sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
             .bind(release.forge.name())
             .bind(&release.project)
@@ -184,6 +194,48 @@ impl Db {
             .bind(tag)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// A worksheet with its rendered body, without its notebook.
+    pub async fn worksheet_page(
+        &self,
+        project: &str,
+        tag: &str,
+        path: &str,
+    ) -> DbResult<Option<(WorksheetRow, String)>> {
+        let sql = format!(
+            "SELECT {WORKSHEET_COLUMNS}, body_html FROM worksheets WHERE project = $1 AND tag = $2 AND path = $3"
+        );
+        let row: Option<sqlx::any::AnyRow> = sqlx::query(AssertSqlSafe(sql))
+            .bind(project)
+            .bind(tag)
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        use sqlx::Row as _;
+        Ok(Some((
+            WorksheetRow::from_row(&row)?,
+            row.try_get("body_html")?,
+        )))
+    }
+
+    /// A worksheet's notebook bytes.
+    pub async fn worksheet_notebook(
+        &self,
+        project: &str,
+        tag: &str,
+        path: &str,
+    ) -> DbResult<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT notebook FROM worksheets WHERE project = $1 AND tag = $2 AND path = $3",
+        )
+        .bind(project)
+        .bind(tag)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(b,)| b))
     }
 
     /// A worksheet with its rendered body and notebook bytes.

@@ -24,6 +24,7 @@ pub mod launch;
 pub mod me;
 pub mod pages;
 pub mod reconcile;
+pub mod sheets;
 pub mod templates;
 
 pub use error::WebError;
@@ -34,6 +35,14 @@ pub use templates::{CSP, Templates};
 pub struct Web {
     pub app: App,
     pub templates: Arc<Templates>,
+    /// Parsed worksheets.
+    pub sheets: Arc<sheets::SheetCache>,
+}
+
+impl FromRef<Web> for Arc<sheets::SheetCache> {
+    fn from_ref(web: &Web) -> Arc<sheets::SheetCache> {
+        web.sheets.clone()
+    }
 }
 
 impl FromRef<Web> for App {
@@ -61,6 +70,7 @@ pub fn router(app: App) -> Router {
     let web = Web {
         app,
         templates: templates.clone(),
+        sheets: Arc::new(sheets::SheetCache::default()),
     };
     Router::new()
         .route("/hooks/gitlab", post(crate::ingest::gitlab))

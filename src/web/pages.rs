@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::auth::deny;
 use super::form::FormView;
+use super::sheets::{Parsed, SheetCache, SheetKey};
 use super::templates::{Templates, notebook_html, values_view};
 use super::{Admin, WebError};
 use crate::access::{Action, Viewer};
@@ -25,7 +26,7 @@ use crate::app::App;
 use crate::events::ForgeKind;
 use crate::storage::{CardRow, WorksheetRow};
 use crate::urls;
-use crate::worksheet::{FieldError, Notebook, parameterize, parameters, validate};
+use crate::worksheet::{FieldError, parameterize, validate};
 
 #[derive(Deserialize)]
 pub struct Search {
@@ -180,6 +181,7 @@ fn no_worksheet() -> WebError {
 pub async fn get(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    State(cache): State<Arc<SheetCache>>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
     Path(rest): Path<String>,
@@ -202,9 +204,9 @@ pub async fn get(
         .unwrap_or_default();
     if form.get("format").map(String::as_str) == Some("ipynb") {
         form.remove("format");
-        return download(&app, &project, &tag, &path, &form).await;
+        return download(&app, &cache, &project, &tag, &path, &form).await;
     }
-    let sheet = load(&app, &project, &tag, &path).await?;
+    let sheet = load(&app, &cache, &project, &tag, &path).await?;
     sheet.page(&templates, &HashMap::new(), &[], StatusCode::OK)
 }
 
@@ -212,6 +214,7 @@ pub async fn get(
 pub async fn post(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
+    State(cache): State<Arc<SheetCache>>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
     Path(rest): Path<String>,
@@ -224,9 +227,9 @@ pub async fn post(
         _ => return Err(no_worksheet()),
     };
     gate(&app, &viewer, &uri, &project, Action::ViewWorksheets).await?;
-    let sheet = load(&app, &project, &tag, &path).await?;
-    let nb = sheet.notebook.as_ref().ok_or_else(no_worksheet)?;
-    let values = match validate(&parameters(nb), &form) {
+    let sheet = load(&app, &cache, &project, &tag, &path).await?;
+    let parsed = sheet.parsed.as_ref().ok_or_else(no_worksheet)?;
+    let values = match validate(&parsed.params, &form) {
         Ok(values) => values,
         Err(errors) => {
             return sheet.page(&templates, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY);
@@ -255,28 +258,61 @@ pub async fn post(
     )
 }
 
-/// A published worksheet: its row, its rendered body, and its notebook unless it failed
-/// to publish.
+/// A published worksheet: its row, its rendered body, and its parsed notebook unless it
+/// failed to publish.
 pub struct Sheet {
     pub row: WorksheetRow,
     pub body_html: String,
-    pub notebook: Option<Notebook>,
+    pub parsed: Option<Arc<Parsed>>,
 }
 
-async fn load(app: &App, project: &str, tag: &str, path: &str) -> Result<Sheet, WebError> {
-    let (row, body_html, bytes) = app
+async fn load(
+    app: &App,
+    cache: &SheetCache,
+    project: &str,
+    tag: &str,
+    path: &str,
+) -> Result<Sheet, WebError> {
+    let (row, body_html) = app
         .db
-        .worksheet(project, tag, path)
+        .worksheet_page(project, tag, path)
         .await?
         .ok_or_else(no_worksheet)?;
-    let notebook = match row.error {
-        Some(_) => None,
-        None => Some(Notebook::from_slice(&bytes)?),
+    if row.error.is_some() {
+        return Ok(Sheet {
+            row,
+            body_html,
+            parsed: None,
+        });
+    }
+    let key = SheetKey {
+        forge: row.forge,
+        project: row.project.clone(),
+        tag: row.tag.clone(),
+        path: row.path.clone(),
+        published_at: row.published_at,
+    };
+    let parsed = match cache.get(&key) {
+        Some(p) => p,
+        None => {
+            let bytes = app
+                .db
+                .worksheet_notebook(project, tag, path)
+                .await?
+                .ok_or_else(no_worksheet)?;
+            let size = bytes.len();
+            let parsed = tokio::task::spawn_blocking(move || Parsed::from_bytes(&bytes))
+                .await
+                .map_err(|e| WebError::Internal(anyhow::anyhow!("parsing a worksheet: {e}")))??;
+            let parsed = Arc::new(parsed);
+            cache.insert(key, parsed.clone(), size);
+            parsed
+        }
     };
     Ok(Sheet {
         row,
         body_html,
-        notebook,
+        parsed: Some(parsed),
     })
 }
 
@@ -291,14 +327,15 @@ impl Sheet {
         status: StatusCode,
     ) -> Result<Response, WebError> {
         let row = &self.row;
-        let problem = match (&row.error, &self.notebook) {
+        let problem = match (&row.error, &self.parsed) {
             (Some(e), _) => Some(e.as_str()),
             (None, None) => Some("the notebook is missing"),
             (None, Some(_)) => None,
         };
         let action = urls::worksheet(&row.project, Some(&row.tag), Some(&row.path));
-        let params = self.notebook.as_ref().map(parameters).unwrap_or_default();
-        let form = FormView::new(&params, submitted, errors, &action, "post");
+        let params: &[crate::worksheet::Parameter] =
+            self.parsed.as_ref().map_or(&[], |p| &p.params);
+        let form = FormView::new(params, submitted, errors, &action, "post");
         templates.page(
             status,
             "worksheet.html",
@@ -318,16 +355,17 @@ impl Sheet {
 
 async fn download(
     app: &App,
+    cache: &SheetCache,
     project: &str,
     tag: &str,
     path: &str,
     values: &HashMap<String, String>,
 ) -> Result<Response, WebError> {
-    let sheet = load(app, project, tag, path).await?;
-    let nb = sheet.notebook.as_ref().ok_or_else(no_worksheet)?;
-    match validate(&parameters(nb), values) {
+    let sheet = load(app, cache, project, tag, path).await?;
+    let parsed = sheet.parsed.ok_or_else(no_worksheet)?;
+    match validate(&parsed.params, values) {
         Ok(v) => {
-            let out = parameterize(nb, &v);
+            let out = parameterize(&parsed.notebook, &v);
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/x-ipynb+json".to_owned()),
@@ -457,6 +495,7 @@ pub async fn set_official(
 mod tests {
     use super::*;
     use crate::web::templates::testing::{main, text};
+    use crate::worksheet::{Notebook, parameters};
 
     /// Finding 21: the download's name came from the path as given, without RFC 6266's
     /// `filename*`, and without the `.ipynb` extension when the path lacked it.
@@ -553,7 +592,10 @@ mod tests {
                 published_at: 0,
             },
             body_html: rendered.body_html,
-            notebook: Some(nb),
+            parsed: Some(Arc::new(Parsed {
+                params: parameters(&nb),
+                notebook: nb,
+            })),
         }
     }
 
@@ -580,8 +622,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let params = parameters(sheet.notebook.as_ref().unwrap());
-        let errors = validate(&params, &submitted).unwrap_err();
+        let params = &sheet.parsed.as_ref().unwrap().params;
+        let errors = validate(params, &submitted).unwrap_err();
         let res = sheet
             .page(
                 &Templates::new(),

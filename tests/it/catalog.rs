@@ -300,3 +300,42 @@ async fn errors_are_pages_for_pages_and_json_for_the_api() {
     let req = Request::post("/noop").body(Body::from("x")).unwrap();
     assert_eq!(t.request(req).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Worksheet pages parse a notebook once (off the async runtime) and keep it; a tag
+/// published again at another commit shows the new notebook, never the kept one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_republished_worksheet_is_never_served_from_what_was_kept() {
+    use tower::ServiceExt as _;
+    let fake = FakeGitLab::start().await;
+    let t = app_for(&fake, Backend::Sqlite).await.unwrap();
+    let p = fake.add_project("lab/growth");
+    publish(&t, &fake, &p, "v1", &release_files()).await;
+    let router = nbforge::web::router(t.app.clone());
+    let url = "/w/lab/growth/v1/growth.ipynb";
+    let get = |router: axum::Router| async move {
+        let res = router
+            .oneshot(Request::get(url).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let first = get(router.clone()).await;
+    assert!(first.contains("value=\"0.8\""), "{first}");
+    assert!(get(router.clone()).await.contains("value=\"0.8\""));
+
+    // The same tag moved to a commit whose default differs.
+    let changed = String::from_utf8(GROWTH.to_vec())
+        .unwrap()
+        .replace("rate = 0.8", "rate = 0.6");
+    let mut files = release_files();
+    files.retain(|(name, _)| *name != "growth.ipynb");
+    files.push(("growth.ipynb", changed.as_bytes()));
+    fake.delete_tag(&p, "v1");
+    publish(&t, &fake, &p, "v1", &files).await;
+    let second = get(router.clone()).await;
+    assert!(second.contains("value=\"0.6\""), "{second}");
+}
