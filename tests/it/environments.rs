@@ -162,8 +162,11 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
         "{out}"
     );
 
-    // The status's link is the launch page, which names the ready image.
-    let launch = t.get(&format!("/v2/gl/lab%2Fpip%2Ddemo/{first}")).await;
+    // The status's link is the launch page, which names the ready image to developers (the
+    // admin token sees what they see).
+    let launch = t
+        .admin_get(&format!("/v2/gl/lab%2Fpip%2Ddemo/{first}"))
+        .await;
     assert_eq!(launch.status, 200);
     assert!(
         launch.text().contains("is ready") && launch.text().contains(&image),
@@ -204,7 +207,7 @@ async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
     assert_eq!(again.image.as_deref(), Some(image.as_str()));
     assert_eq!(again.environment_key, build.environment_key);
     // A branch name resolves to its newest commit.
-    let by_branch = t.get("/v2/gl/lab%2Fpip-demo/main").await.text();
+    let by_branch = t.admin_get("/v2/gl/lab%2Fpip-demo/main").await.text();
     assert!(
         by_branch.contains("from the cache") && by_branch.contains(&second),
         "{by_branch}"
