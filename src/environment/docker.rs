@@ -172,7 +172,7 @@ impl Builder {
             Some(registry) => format!(
                 "{}/{}/env:{key}",
                 registry.trim_end_matches('/'),
-                project.to_lowercase()
+                repository_path(project)
             ),
             None => format!("{}/env:{key}", self.settings.prefix),
         }
@@ -538,8 +538,64 @@ pub fn context_tar(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A project path as a Docker repository path: each component lowercase ASCII letters and
+/// digits joined by single `.`, `_` or `-` (the engine's grammar), anything else made a
+/// `-`; at most 200 characters. GitLab allows paths (`lab/_x.`, `lab/über`, `a..b`) that the
+/// engine refuses, which would fail every build of the project as if the engine were down.
+pub fn repository_path(project: &str) -> String {
+    let components: Vec<String> = project
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let mut out = String::new();
+            for ch in c.chars().flat_map(char::to_lowercase) {
+                if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
+                    out.push(ch);
+                } else if !out.is_empty() && !out.ends_with(['.', '_', '-']) {
+                    out.push(if matches!(ch, '.' | '_') { ch } else { '-' });
+                }
+            }
+            let out = out.trim_end_matches(['.', '_', '-']).to_owned();
+            if out.is_empty() { "x".to_owned() } else { out }
+        })
+        .collect();
+    let mut path = if components.is_empty() {
+        "project".to_owned()
+    } else {
+        components.join("/")
+    };
+    if path.len() > 200 {
+        path.truncate(200);
+        path = path.trim_end_matches(['.', '_', '-', '/']).to_owned();
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn any_gitlab_path_makes_a_valid_repository_path() {
+        let grammar = regex::Regex::new(
+            r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$",
+        )
+        .unwrap();
+        for (path, want) in [
+            ("Lab/RNA-seq", "lab/rna-seq"),
+            ("lab/_x.", "lab/x"),
+            ("lab/a..b", "lab/a.b"),
+            ("lab/über-tool", "lab/ber-tool"),
+            ("lab/-", "lab/x"),
+            ("", "project"),
+            ("grp/sub/proj.v2", "grp/sub/proj.v2"),
+        ] {
+            let got = repository_path(path);
+            assert_eq!(got, want, "{path}");
+            assert!(grammar.is_match(&got), "{got}");
+        }
+        let long = repository_path(&format!("lab/{}", "a-".repeat(300)));
+        assert!(long.len() <= 200 && grammar.is_match(&long), "{long}");
+    }
     use super::*;
 
     fn settings(allowed: &[&str]) -> BuilderSettings {
