@@ -58,6 +58,15 @@ pub fn badge(public: &Url) -> String {
     absolute(public, "/badge_logo.svg")
 }
 
+/// The environment status badge of a project at a ref (`…/<ref>.svg`).
+pub fn status_badge(public: &Url, forge: ForgeKind, project: &str, git_ref: &str) -> String {
+    let launch = launch_path(forge, project, git_ref);
+    absolute(
+        public,
+        &format!("{}.svg", launch.replacen("/v2/", "/badge/", 1)),
+    )
+}
+
 /// The path of a build's log.
 pub fn build_log_path(build_id: i64) -> String {
     format!("/api/builds/{build_id}/log")

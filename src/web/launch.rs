@@ -30,6 +30,7 @@ pub fn launch_page(
     git_ref: &str,
     commit: Option<&str>,
     build: Option<&BuildRow>,
+    snippets: &Snippets,
 ) -> Result<Response, WebError> {
     let status = if commit.is_some() {
         StatusCode::OK
@@ -50,8 +51,31 @@ pub fn launch_page(
             short_commit => commit.map(crate::environment::flow::short_sha),
             build => Serde(build),
             state,
+            snippets => Serde(snippets),
         },
     )
+}
+
+/// What to paste in a README: the launch badge linking here, and the environment's
+/// status badge, in Markdown and reStructuredText.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Snippets {
+    pub markdown: String,
+    pub rst: String,
+    pub status_markdown: String,
+}
+
+impl Snippets {
+    pub fn new(public: &url::Url, forge: ForgeKind, project: &str, git_ref: &str) -> Snippets {
+        let launch = crate::urls::launch(public, forge, project, git_ref);
+        let badge = crate::urls::badge(public);
+        let status = crate::urls::status_badge(public, forge, project, git_ref);
+        Snippets {
+            markdown: format!("[![launch]({badge})]({launch})"),
+            rst: format!(".. image:: {badge}\n   :target: {launch}"),
+            status_markdown: format!("[![environment]({status})]({launch})"),
+        }
+    }
 }
 
 /// The answer to `/v2/<provider>/…` for a provider other than `gl`, `gh` or `git`.
@@ -134,12 +158,14 @@ async fn show(
             .flatten(),
         None => None,
     };
+    let snippets = Snippets::new(&app.settings.server.public_url, forge, &project, &git_ref);
     launch_page(
         templates,
         &project,
         &git_ref,
         commit.as_deref(),
         build.as_ref(),
+        &snippets,
     )
 }
 
@@ -167,6 +193,34 @@ mod tests {
         }
     }
 
+    fn snippets() -> Snippets {
+        Snippets::new(
+            &"https://nbforge.example.org/".parse().unwrap(),
+            ForgeKind::GitLab,
+            "lab/growth",
+            "main",
+        )
+    }
+
+    #[test]
+    fn snippets_link_the_badges_to_the_launch_page() {
+        let s = snippets();
+        assert_eq!(
+            s.markdown,
+            "[![launch](https://nbforge.example.org/badge_logo.svg)](https://nbforge.example.org/v2/gl/lab%2Fgrowth/main)"
+        );
+        assert!(
+            s.rst
+                .starts_with(".. image:: https://nbforge.example.org/badge_logo.svg\n   :target: ")
+        );
+        assert!(
+            s.status_markdown
+                .contains("https://nbforge.example.org/badge/gl/lab%2Fgrowth/main.svg"),
+            "{}",
+            s.status_markdown
+        );
+    }
+
     #[tokio::test]
     async fn launch_page_in_each_state() {
         let t = Templates::new();
@@ -180,16 +234,25 @@ mod tests {
             ),
             (Some(build(BuildPhase::Building, None)), StatusCode::OK),
         ] {
-            let res = launch_page(&t, "lab/growth", "main", commit, build.as_ref()).unwrap();
+            let res = launch_page(
+                &t,
+                "lab/growth",
+                "main",
+                commit,
+                build.as_ref(),
+                &snippets(),
+            )
+            .unwrap();
             let (status, page) = text(res).await;
             assert_eq!(status, expected);
             shown.push_str(main(&page));
         }
         let (status, page) =
-            text(launch_page(&t, "lab/growth", "main", commit, None).unwrap()).await;
+            text(launch_page(&t, "lab/growth", "main", commit, None, &snippets()).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         shown.push_str(main(&page));
-        let (status, page) = text(launch_page(&t, "lab/growth", "nope", None, None).unwrap()).await;
+        let (status, page) =
+            text(launch_page(&t, "lab/growth", "nope", None, None, &snippets()).unwrap()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         shown.push_str(main(&page));
         let (status, page) = text(unknown_provider(&t).unwrap()).await;

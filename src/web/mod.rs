@@ -17,6 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::app::App;
 
 pub mod auth;
+pub mod badges;
 pub mod builds;
 pub mod error;
 pub mod form;
@@ -86,7 +87,16 @@ pub fn router(app: App) -> Router {
         .route("/api/builds", get(builds::list))
         .route("/api/builds/{id}", get(builds::get))
         .route("/api/builds/{id}/log", get(builds::log))
-        .route("/badge_logo.svg", get(badge))
+        .route("/badge_logo.svg", get(badges::launch))
+        .route("/badge.svg", get(badges::launch))
+        .route(
+            "/badge/{provider}/{project}/{git_ref}",
+            get(badges::status_gitlab),
+        )
+        .route(
+            "/badge/gh/{owner}/{repo}/{git_ref}",
+            get(badges::status_github),
+        )
         .route("/", get(pages::landing))
         .route("/login", get(auth::login))
         .route("/oauth/callback", get(auth::callback))
@@ -132,20 +142,6 @@ pub fn router(app: App) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(web)
 }
-
-/// The launch badge, as BinderHub serves `badge_logo.svg`.
-async fn badge() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        BADGE_SVG,
-    )
-        .into_response()
-}
-
-const BADGE_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: nbforge"><linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient><rect width="109" height="20" rx="3" fill="#555"/><rect x="48" width="61" height="20" rx="3" fill="#2e7d32"/><rect width="109" height="20" rx="3" fill="url(#s)"/><g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"><text x="24" y="14">launch</text><text x="77.5" y="14">nbforge</text></g></svg>"##;
 
 async fn healthz(State(app): State<App>) -> Response {
     if app.db.ping().await {

@@ -405,6 +405,8 @@ enum Needs {
     PlatformAdmin,
     /// `/me`.
     Login,
+    /// A status badge: readable projects; an image cannot log anyone in, so it is a 404.
+    Badge,
 }
 
 fn readable(who: Who, visibility: &str) -> bool {
@@ -421,7 +423,7 @@ fn readable(who: Who, visibility: &str) -> bool {
 /// 403 for logged-in users on the admin API.
 fn expected(who: Who, needs: Needs, visibility: &str, api: bool, ok: StatusCode) -> StatusCode {
     let allowed = match needs {
-        Needs::Read => readable(who, visibility),
+        Needs::Read | Needs::Badge => readable(who, visibility),
         Needs::BuildLogs => {
             readable(who, visibility)
                 && (who.platform_admin()
@@ -435,6 +437,7 @@ fn expected(who: Who, needs: Needs, visibility: &str, api: bool, ok: StatusCode)
         return ok;
     }
     match needs {
+        Needs::Badge => StatusCode::NOT_FOUND,
         Needs::PlatformAdmin if who.logged_in() => StatusCode::FORBIDDEN,
         Needs::PlatformAdmin => StatusCode::UNAUTHORIZED,
         _ if who == Who::Anonymous || (needs == Needs::Login && !who.logged_in()) => {
@@ -624,6 +627,13 @@ on_both_databases!(
                     ),
                     (
                         "GET",
+                        format!("/badge/gl/{escaped}/{sha}.svg"),
+                        "",
+                        Needs::Badge,
+                        ok,
+                    ),
+                    (
+                        "GET",
                         format!("/api/builds/{build}"),
                         "",
                         Needs::BuildLogs,
@@ -718,7 +728,7 @@ on_both_databases!(
             }
             checked += 1;
         }
-        assert!(checked >= 7 * (3 * 9 + 2 + 5 + 1), "{checked}");
+        assert!(checked >= 7 * (3 * 10 + 2 + 5 + 1), "{checked}");
     }
 );
 
@@ -893,6 +903,25 @@ on_both_databases!(
             .await
             .unwrap();
         let launch = format!("/v2/gl/lab%2Fgrowth/{sha}");
+
+        // The environment's status badge, and the launch page's snippets for it.
+        let badge = t.get(&format!("/badge/gl/lab%2Fgrowth/{sha}.svg")).await;
+        assert_eq!(badge.status, StatusCode::OK);
+        assert_eq!(header(&badge, "content-type"), "image/svg+xml");
+        assert!(
+            badge.text().contains(">building</text>"),
+            "{}",
+            badge.text()
+        );
+        let unknown = t.get("/badge/gl/lab%2Fgrowth/no-such-branch.svg").await;
+        assert!(unknown.text().contains(">unknown</text>"));
+        assert_eq!(t.get("/badge.svg").await.status, StatusCode::OK);
+        assert!(
+            t.get(&launch)
+                .await
+                .text()
+                .contains(&format!("{PUBLIC_URL}/badge/gl/lab%2Fgrowth/{sha}.svg"))
+        );
 
         // Anonymous visitors (public level): the environment's state, no build log.
         let page = t.get(&launch).await.text();
