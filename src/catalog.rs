@@ -14,6 +14,11 @@ use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 
 /// Largest notebook published.
 pub const MAX_NOTEBOOK_BYTES: u64 = 50 * 1024 * 1024;
+/// Most worksheets in one release.
+pub const MAX_WORKSHEETS: usize = 200;
+/// Most notebook bytes in one release (they are held in memory and written in one
+/// transaction).
+pub const MAX_RELEASE_BYTES: usize = 256 * 1024 * 1024;
 
 /// How publishing a tag ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +105,31 @@ fn is_candidate(path: &str) -> bool {
             .any(|c| c.starts_with('.') || c == "__pycache__")
 }
 
+impl Publication {
+    /// Adds a worksheet within the release's limits: past [`MAX_WORKSHEETS`] the rest are
+    /// left out (the release says so), and a notebook that would take the release past
+    /// [`MAX_RELEASE_BYTES`] is kept as an error without its content.
+    fn admit(&mut self, mut sheet: NewWorksheet) {
+        if self.sheets.len() >= MAX_WORKSHEETS {
+            self.error.get_or_insert_with(|| {
+                format!("more than {MAX_WORKSHEETS} worksheets: only the first {MAX_WORKSHEETS} are published")
+            });
+            return;
+        }
+        let held: usize = self.sheets.iter().map(|s| s.notebook.len()).sum();
+        if held + sheet.notebook.len() > MAX_RELEASE_BYTES {
+            sheet.error = Some(format!(
+                "{}: the release's notebooks are over {} MiB together; this one is left out",
+                sheet.path,
+                MAX_RELEASE_BYTES >> 20
+            ));
+            sheet.notebook = Vec::new();
+            sheet.body_html = String::new();
+        }
+        self.sheets.push(sheet);
+    }
+}
+
 /// Collects the worksheets of a tree.
 pub fn collect(src: &dyn FileTree) -> Publication {
     let mut p = Publication::default();
@@ -129,11 +159,14 @@ pub fn collect(src: &dyn FileTree) -> Publication {
         p.title = cfg.title.clone();
         p.area = cfg.area.clone();
         if !cfg.worksheets.is_empty() {
-            p.sheets = cfg
-                .worksheets
-                .iter()
-                .map(|w| sheet(src, &w.path, w.title.as_deref(), w.description.as_deref()))
-                .collect();
+            for w in cfg.worksheets.iter().take(MAX_WORKSHEETS + 1) {
+                p.admit(sheet(
+                    src,
+                    &w.path,
+                    w.title.as_deref(),
+                    w.description.as_deref(),
+                ));
+            }
             return p;
         }
     }
@@ -152,7 +185,10 @@ pub fn collect(src: &dyn FileTree) -> Publication {
                 .is_ok_and(|nb| nb.find_tagged(PARAMETERS_TAG).is_some()),
         };
         if keep {
-            p.sheets.push(s);
+            p.admit(s);
+            if p.sheets.len() >= MAX_WORKSHEETS && p.error.is_some() {
+                break;
+            }
         }
     }
     p
@@ -199,4 +235,22 @@ pub async fn publish(
     };
     db.publish_release(&release, &publication.sheets).await?;
     Ok(publication.sheets.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_holds_at_most_its_limit_of_worksheets() {
+        let dir = tempfile::tempdir().unwrap();
+        let nb = br#"{"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": null, "outputs": [], "source": ["x = 1\n"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+        for i in 0..MAX_WORKSHEETS + 5 {
+            std::fs::write(dir.path().join(format!("sheet{i:03}.ipynb")), nb).unwrap();
+        }
+        let p = collect(&crate::repo::DirTree::new(dir.path()));
+        assert_eq!(p.sheets.len(), MAX_WORKSHEETS);
+        let error = p.error.expect("the release says some were left out");
+        assert!(error.contains("only the first 200"), "{error}");
+    }
 }
