@@ -151,11 +151,13 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
         }
     };
 
-    let dedupe_key = header(&headers, "idempotency-key")
+    // The sender picks the id, so it is only unique among that forge's deliveries.
+    let delivery_id = header(&headers, "idempotency-key")
         .or_else(|| header(&headers, "x-gitlab-event-uuid"))
         .or_else(|| header(&headers, "x-github-delivery"))
         .map(|k| k.chars().take(200).collect::<String>())
         .unwrap_or_else(|| format!("nbforge-{}", uuid::Uuid::new_v4()));
+    let dedupe_key = format!("{forge}:{delivery_id}");
 
     let work = match &parsed.event {
         Some(event) => crate::jobs::plan(source, event, app.planning),
@@ -183,7 +185,7 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
             answer(
                 StatusCode::ACCEPTED,
                 result,
-                json!({ "delivery": dedupe_key, "event": parsed.kind, "jobs": jobs.len() }),
+                json!({ "delivery": delivery_id, "event": parsed.kind, "jobs": jobs.len() }),
             )
         }
         Ok(StoreOutcome::Duplicate) => {
@@ -191,7 +193,7 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
             answer(
                 StatusCode::OK,
                 "duplicate",
-                json!({ "delivery": dedupe_key }),
+                json!({ "delivery": delivery_id }),
             )
         }
         Err(e) => {

@@ -170,10 +170,17 @@ impl Db {
             .await?)
     }
 
+    /// The delivery stored under `dedupe_key`: as given, or as a forge's delivery id
+    /// (stored as `<forge>:<id>`, the GitLab one first).
     pub async fn get_delivery(&self, dedupe_key: &str) -> DbResult<Option<DeliveryRow>> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE dedupe_key = $1");
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE dedupe_key IN ($1, $2, $3)
+             ORDER BY CASE dedupe_key WHEN $1 THEN 0 WHEN $2 THEN 1 ELSE 2 END LIMIT 1"
+        );
         Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(dedupe_key)
+            .bind(format!("gitlab:{dedupe_key}"))
+            .bind(format!("github:{dedupe_key}"))
             .fetch_optional(&self.pool)
             .await?)
     }

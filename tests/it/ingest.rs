@@ -263,7 +263,8 @@ async fn deliveries_are_listed_newest_first() {
         .iter()
         .map(|d| d["dedupe_key"].clone())
         .collect();
-    assert_eq!(keys, vec!["list-2", "list-1"]);
+    // Stored under the forge: ids are unique per sender only.
+    assert_eq!(keys, vec!["gitlab:list-2", "gitlab:list-1"]);
     assert!(
         list["deliveries"][0].get("body").is_none(),
         "bodies are not listed"
@@ -330,4 +331,43 @@ async fn secrets_never_appear_in_answers_or_debug_output() {
         )
         .await;
     assert!(!res.text().contains(WEBHOOK_SECRET));
+}
+
+/// Delivery ids are chosen by the sender: the same id from two forges is two deliveries,
+/// and the admin API finds each by the id it was sent with.
+#[tokio::test]
+async fn delivery_ids_are_unique_per_forge() {
+    let t = TestApp::sqlite().await;
+    let gitlab = t
+        .gitlab(
+            "Push Hook",
+            "shared-id",
+            push_payload("lab/x", "main", &sha(1), &sha(2)),
+        )
+        .await;
+    assert_eq!(gitlab.status, StatusCode::ACCEPTED, "{}", gitlab.text());
+    assert_eq!(gitlab.json()["delivery"], "shared-id");
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/github/ping.json"
+    ))
+    .unwrap();
+    let github = t.github("ping", "shared-id", body).await;
+    assert_eq!(github.status, StatusCode::ACCEPTED, "{}", github.text());
+    // Each forge's repeat is still a repeat.
+    let again = t
+        .gitlab(
+            "Push Hook",
+            "shared-id",
+            push_payload("lab/x", "main", &sha(1), &sha(2)),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let found = t.admin_get("/api/deliveries/shared-id").await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(found.json()["delivery"]["forge"], "gitlab");
+    assert_eq!(
+        t.admin_get("/api/deliveries/github:shared-id").await.json()["delivery"]["forge"],
+        "github"
+    );
 }
