@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Mount,
-    MountType, MountVolumeOptions, NetworkCreateRequest, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
+    HostConfig, Mount, MountType, MountVolumeOptions, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -222,20 +222,14 @@ impl DockerSessions {
             )])),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
-                cap_drop: Some(vec!["ALL".into()]),
                 cap_add: Some(vec!["CHOWN".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
                 network_mode: Some("none".into()),
                 mounts: Some(vec![home_mount(volume, true)]),
-                ..Default::default()
+                ..confined()
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(backend)?;
+        self.create(&name, body).await.map_err(backend)?;
         let result = async {
             self.docker
                 .start_container(&name, None)
@@ -259,6 +253,18 @@ impl DockerSessions {
         .await;
         self.remove_container(&name).await?;
         result
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<(), bollard::errors::Error> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map(drop)
     }
 
     async fn remove_container(&self, name: &str) -> Result<(), SessionError> {
@@ -349,26 +355,7 @@ impl DockerSessions {
                 visitor: label(LABEL_VISITOR),
             },
         };
-        let state = container.state.as_ref();
-        let state = match state.and_then(|s| s.status) {
-            Some(ContainerStateStatusEnum::RUNNING) => SessionState::Running,
-            Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::RESTARTING) => {
-                SessionState::Starting
-            }
-            _ => {
-                let s = state.cloned().unwrap_or_default();
-                if s.oom_killed == Some(true) {
-                    SessionState::Failed("killed: out of memory".into())
-                } else {
-                    match s.exit_code {
-                        Some(0) => SessionState::Stopped,
-                        Some(137) => SessionState::Failed("killed".into()),
-                        Some(code) => SessionState::Failed(format!("exited with code {code}")),
-                        None => SessionState::Failed("ended".into()),
-                    }
-                }
-            }
-        };
+        let state = session_state(container.state.as_ref());
         let address = container
             .network_settings
             .as_ref()
@@ -526,8 +513,6 @@ impl DockerSessions {
             stdin_once: Some(true),
             attach_stdin: Some(true),
             host_config: Some(HostConfig {
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
                 pids_limit: Some(PIDS_LIMIT),
                 memory: Some(memory),
                 memory_swap: Some(memory),
@@ -536,20 +521,16 @@ impl DockerSessions {
                 network_mode: Some(self.settings.network.clone()),
                 publish_all_ports: Some(false),
                 mounts: Some(vec![home_mount(home_volume, false)]),
-                ..Default::default()
+                ..confined()
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => SessionError::ImageMissing(spec.image.clone()),
-                e => backend(e),
-            })?;
+        self.create(&name, body).await.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => SessionError::ImageMissing(spec.image.clone()),
+            e => backend(e),
+        })?;
         let attach = AttachContainerOptionsBuilder::new()
             .stream(true)
             .stdin(true)
@@ -575,6 +556,36 @@ impl DockerSessions {
         attached.input.flush().await.ok();
         attached.input.shutdown().await.ok();
         Ok(())
+    }
+}
+
+/// A session's state from its container's.
+fn session_state(state: Option<&ContainerState>) -> SessionState {
+    let Some(state) = state else {
+        return SessionState::Failed("no state".into());
+    };
+    match state.status {
+        Some(ContainerStateStatusEnum::RUNNING) => SessionState::Running,
+        Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::RESTARTING) => {
+            SessionState::Starting
+        }
+        _ if state.oom_killed == Some(true) => SessionState::Failed("killed: out of memory".into()),
+        _ => match state.exit_code {
+            Some(0) => SessionState::Stopped,
+            Some(137) => SessionState::Failed("killed".into()),
+            Some(code) => SessionState::Failed(format!("exited with code {code}")),
+            None => SessionState::Failed("ended".into()),
+        },
+    }
+}
+
+/// What every container nbforge runs for sessions starts from: no capabilities, and no
+/// way to gain privileges (setuid binaries, file capabilities).
+fn confined() -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        ..Default::default()
     }
 }
 
@@ -738,5 +749,39 @@ impl SessionBackend for DockerSessions {
                 e.without_url()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(status: ContainerStateStatusEnum, oom: bool, code: i64) -> SessionState {
+        session_state(Some(&ContainerState {
+            status: Some(status),
+            oom_killed: Some(oom),
+            exit_code: Some(code),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn container_states_read_as_session_states() {
+        use ContainerStateStatusEnum::*;
+        assert_eq!(state(RUNNING, false, 0), SessionState::Running);
+        assert_eq!(state(CREATED, false, 0), SessionState::Starting);
+        assert_eq!(state(EXITED, false, 0), SessionState::Stopped);
+        assert_eq!(
+            state(EXITED, true, 137),
+            SessionState::Failed("killed: out of memory".into())
+        );
+        assert_eq!(
+            state(EXITED, false, 1),
+            SessionState::Failed("exited with code 1".into())
+        );
+        assert_eq!(
+            state(DEAD, false, 137),
+            SessionState::Failed("killed".into())
+        );
     }
 }

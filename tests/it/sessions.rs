@@ -195,6 +195,18 @@ async fn get(info: &SessionInfo, path: &str, token: Option<&str>) -> reqwest::Re
     request.send().await.unwrap()
 }
 
+/// Writes a file in the session's home through Jupyter's contents API.
+async fn put_file(info: &SessionInfo, path: &str, content: &str) {
+    let answer = http()
+        .put(url(info, &format!("api/contents/{path}")))
+        .header("Authorization", format!("token {}", info.token.expose()))
+        .json(&serde_json::json!({"type": "file", "format": "text", "content": content}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
 fn inspect(id: &SessionId) -> Value {
     let (ok, out) = docker_cli(&["inspect", &format!("nbforge-session-{id}")]);
     assert!(ok, "{out}");
@@ -321,14 +333,7 @@ async fn the_home_outlives_its_session() {
         unreachable!()
     };
     let first = fx.sessions.start(&fx.spec(&owner, "first")).await.unwrap();
-    let answer = http()
-        .put(url(&first, "api/contents/notes.txt"))
-        .header("Authorization", format!("token {}", first.token.expose()))
-        .json(&serde_json::json!({"type": "file", "format": "text", "content": "kept\n"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.status());
+    put_file(&first, "notes.txt", "kept\n").await;
 
     fx.sessions.stop(&first.id).await.unwrap();
     assert!(!docker_cli(&["inspect", &format!("nbforge-session-{}", first.id)]).0);
@@ -374,7 +379,37 @@ async fn sessions_are_found_again_after_a_restart() {
             .status(),
         200
     );
+
+    // A second session is listed too, and the two cannot reach each other.
+    let other = fx.sessions.start(&fx.spec(&owner, "other")).await.unwrap();
+    let listed: Vec<SessionId> = again
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(
+        listed.contains(&started.id) && listed.contains(&other.id),
+        "{listed:?}"
+    );
+    let target = other.address.as_ref().unwrap();
+    let probe = format!(
+        "import socket\ntry:\n    socket.create_connection(('{}', {}), timeout=3)\n    print('reached')\nexcept OSError as e:\n    print('refused', e)",
+        target.host_str().unwrap(),
+        target.port().unwrap()
+    );
+    let (_, out) = docker_cli(&[
+        "exec",
+        &format!("nbforge-session-{}", started.id),
+        "python3",
+        "-c",
+        &probe,
+    ]);
+    assert!(out.starts_with("refused"), "{out}");
+
     again.stop(&started.id).await.unwrap();
+    again.stop(&other.id).await.unwrap();
     assert!(fx.sessions.status(&started.id).await.unwrap().is_none());
 }
 
@@ -427,14 +462,7 @@ async fn an_anonymous_session_home_goes_with_it() {
     assert_eq!(info.owner, visitor);
     let volume = format!("nbforge-home-session-{}", info.id);
     assert!(volume_exists(&volume));
-    let answer = http()
-        .put(url(&info, "api/contents/scratch.txt"))
-        .header("Authorization", format!("token {}", info.token.expose()))
-        .json(&serde_json::json!({"type": "file", "format": "text", "content": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.status());
+    put_file(&info, "scratch.txt", "x").await;
     fx.sessions.stop(&info.id).await.unwrap();
     assert!(!volume_exists(&volume), "the throwaway home is removed");
     assert!(fx.sessions.status(&info.id).await.unwrap().is_none());
