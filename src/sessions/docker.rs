@@ -503,7 +503,8 @@ impl DockerSessions {
         ]);
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            entrypoint: Some(Vec::new()),
+            // The image's entrypoint stays: an environment's `start` script runs first and
+            // ends with `exec "$@"`, as in repo2docker.
             cmd: Some(cmd),
             env: Some(env),
             user: Some("1000:1000".into()),

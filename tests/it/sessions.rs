@@ -53,6 +53,7 @@ fn random_id() -> i64 {
 /// Removes what a test made: containers by owner label, homes, the network.
 struct Cleanup {
     network: String,
+    images: Vec<String>,
     users: Vec<i64>,
     visitors: Vec<String>,
 }
@@ -92,6 +93,9 @@ impl Drop for Cleanup {
             docker_cli(&["volume", "rm", "-f", &volume]);
         }
         docker_cli(&["network", "rm", &self.network]);
+        for image in &self.images {
+            docker_cli(&["image", "rm", "-f", image]);
+        }
     }
 }
 
@@ -116,6 +120,7 @@ fn fixture() -> Option<Fixture> {
     Some(Fixture {
         cleanup: Cleanup {
             network: settings.network.clone(),
+            images: Vec::new(),
             users: Vec::new(),
             visitors: Vec::new(),
         },
@@ -466,4 +471,61 @@ async fn an_anonymous_session_home_goes_with_it() {
     fx.sessions.stop(&info.id).await.unwrap();
     assert!(!volume_exists(&volume), "the throwaway home is removed");
     assert!(fx.sessions.status(&info.id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_image_keeps_its_start_script_and_seeds_a_new_home() {
+    let Some(mut fx) = fixture() else { return };
+    // Shaped like the environment images nbforge builds: a `jovyan` user with files in its
+    // home, a `start` script as the entrypoint, `USER jovyan`, `WORKDIR /home/jovyan`.
+    let image = format!("nbforge-test/session-env:{}", uuid::Uuid::new_v4().simple());
+    fx.cleanup.images.push(image.clone());
+    let dockerfile = format!(
+        "FROM {}\n\
+         RUN groupadd --gid 1000 jovyan \\\n\
+         && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/jovyan jovyan \\\n\
+         && echo 'from the image' > /home/jovyan/welcome.txt \\\n\
+         && chown 1000:1000 /home/jovyan/welcome.txt \\\n\
+         && printf '#!/bin/sh\\ndate > \"$HOME/started\"\\nexec \"$@\"\\n' > /usr/local/bin/start \\\n\
+         && chmod 0755 /usr/local/bin/start\n\
+         ENTRYPOINT [\"/usr/local/bin/start\"]\n\
+         USER jovyan\n\
+         WORKDIR /home/jovyan\n",
+        fx.image
+    );
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", &image, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        build
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fx.image = image;
+
+    let owner = fx.user();
+    let info = fx.sessions.start(&fx.spec(&owner, "env")).await.unwrap();
+    let token = info.token.expose().to_owned();
+    let welcome = get(&info, "api/contents/welcome.txt?content=1", Some(&token)).await;
+    assert_eq!(welcome.status(), 200, "the image's home is copied");
+    let welcome: Value = welcome.json().await.unwrap();
+    assert_eq!(welcome["content"], "from the image\n");
+    let started = get(&info, "api/contents/started", Some(&token)).await;
+    assert_eq!(started.status(), 200, "the start script ran");
+    put_file(&info, "mine.txt", "written by the user").await;
+    fx.sessions.stop(&info.id).await.unwrap();
 }
