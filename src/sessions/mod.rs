@@ -39,11 +39,12 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// The name in the session's URL prefix: the username, or `anonymous-<visitor>`.
+    /// The name in the session's URL prefix: the username, or `~<visitor>` (GitLab
+    /// usernames never contain `~`, so a visitor's prefix is never a user's).
     pub fn url_name(&self) -> String {
         match self {
             Owner::User { username, .. } => username.clone(),
-            Owner::Anonymous { visitor } => format!("anonymous-{visitor}"),
+            Owner::Anonymous { visitor } => format!("~{visitor}"),
         }
     }
 }
@@ -95,6 +96,9 @@ pub struct SessionSpec {
     /// Extra environment variables for the server and its kernels.
     pub env: BTreeMap<String, String>,
 }
+
+/// The least memory a session may ask for.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 20;
 
 /// Environment variables a spec may not set: the backend owns them.
 const RESERVED_ENV: &[&str] = &[
@@ -152,6 +156,16 @@ impl SessionSpec {
                 "default URL `{}` must be a relative path such as lab/tree/<file>",
                 crate::text::truncate(&self.default_url, 120)
             ));
+        }
+        let memory = self.resources.memory_bytes;
+        if memory != 0 && memory < MIN_MEMORY_BYTES {
+            return invalid(format!(
+                "{memory} bytes of memory is too little for Jupyter (at least {} MiB)",
+                MIN_MEMORY_BYTES >> 20
+            ));
+        }
+        if !(self.resources.cpus.is_finite() && self.resources.cpus >= 0.0) {
+            return invalid("the CPUs asked for are not a positive number".into());
         }
         if self.image.is_empty() {
             return invalid("no image to run".into());
@@ -297,6 +311,13 @@ mod tests {
         let s = spec();
         assert_eq!(s.base_url, "/user/ada/rnaseq/");
         s.validate().unwrap();
+        let visitor = Owner::Anonymous {
+            visitor: "3f2a".into(),
+        };
+        assert_eq!(
+            SessionSpec::base_url_for(&visitor, "try"),
+            "/user/~3f2a/try/"
+        );
     }
 
     #[test]
@@ -318,6 +339,12 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = spec();
         s.env.insert("A=B".into(), "x".into());
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.resources.memory_bytes = 1 << 20;
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.resources.cpus = f64::NAN;
         assert!(s.validate().is_err());
     }
 }
