@@ -132,6 +132,13 @@ fn fixture() -> Option<Fixture> {
 }
 
 impl Fixture {
+    /// A name for an image the test builds, removed at the end.
+    fn test_image(&mut self) -> String {
+        let image = format!("nbforge-test/session-env:{}", uuid::Uuid::new_v4().simple());
+        self.cleanup.images.push(image.clone());
+        image
+    }
+
     fn user(&mut self) -> Owner {
         let id = random_id();
         self.cleanup.users.push(id);
@@ -198,6 +205,32 @@ async fn get(info: &SessionInfo, path: &str, token: Option<&str>) -> reqwest::Re
         request = request.header("Authorization", format!("token {token}"));
     }
     request.send().await.unwrap()
+}
+
+/// Builds `image` from a Dockerfile without context.
+fn build_image(image: &str, dockerfile: &str) {
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        build
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Writes a file in the session's home through Jupyter's contents API.
@@ -451,6 +484,32 @@ async fn a_session_that_cannot_start_says_why_and_leaves_no_container() {
             .all(|s| s.owner != owner)
     );
 
+    // A server that never answers: the start times out and the container goes.
+    let silent = fx.test_image();
+    build_image(
+        &silent,
+        &format!(
+            "FROM {}\nENTRYPOINT [\"sh\", \"-c\", \"sleep infinity\"]\n",
+            fx.image
+        ),
+    );
+    let settings = SessionSettings {
+        start_timeout: Duration::from_secs(2),
+        ..fx.settings.clone()
+    };
+    let impatient = DockerSessions::connect(None, settings, fx.key.clone()).unwrap();
+    let mut spec = fx.spec(&owner, "silent");
+    spec.image = silent;
+    let err = impatient.start(&spec).await.unwrap_err();
+    assert!(matches!(err, SessionError::StartTimeout(_)), "{err:?}");
+    let (ok, left) = docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label={}={user_id}", docker::LABEL_OWNER_ID),
+    ]);
+    assert!(ok && left.trim().is_empty(), "containers left: {left}");
+
     let mut missing = fx.spec(&owner, "missing");
     missing.image = "nbforge/no-such-image:test".into();
     assert!(matches!(
@@ -478,8 +537,7 @@ async fn an_environment_image_keeps_its_start_script_and_seeds_a_new_home() {
     let Some(mut fx) = fixture() else { return };
     // Shaped like the environment images nbforge builds: a `jovyan` user with files in its
     // home, a `start` script as the entrypoint, `USER jovyan`, `WORKDIR /home/jovyan`.
-    let image = format!("nbforge-test/session-env:{}", uuid::Uuid::new_v4().simple());
-    fx.cleanup.images.push(image.clone());
+    let image = fx.test_image();
     let dockerfile = format!(
         "FROM {}\n\
          RUN groupadd --gid 1000 jovyan \\\n\
@@ -493,28 +551,7 @@ async fn an_environment_image_keeps_its_start_script_and_seeds_a_new_home() {
          WORKDIR /home/jovyan\n",
         fx.image
     );
-    let mut build = Command::new("docker")
-        .args(["build", "-q", "-t", &image, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        build
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(dockerfile.as_bytes())
-            .unwrap();
-    }
-    let out = build.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    build_image(&image, &dockerfile);
     fx.image = image;
 
     let owner = fx.user();
