@@ -51,6 +51,9 @@ pub const LABEL_HOME: &str = "org.nbforge.home";
 /// On a container: the throwaway home volume to remove with it.
 pub const LABEL_THROWAWAY_HOME: &str = "org.nbforge.throwaway-home";
 
+/// The bridge driver's option that lets containers on one network talk to each other.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
 /// The port Jupyter listens on inside the container.
 pub const JUPYTER_PORT: u16 = 8888;
 /// Where the home is mounted, as in Jupyter's Docker stacks and repo2docker images.
@@ -100,7 +103,7 @@ pub struct DockerSessions {
     settings: SessionSettings,
     token_key: Secret,
     http: reqwest::Client,
-    network_ready: std::sync::Arc<tokio::sync::OnceCell<()>>,
+    network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerSessions {
@@ -134,7 +137,7 @@ impl DockerSessions {
             settings,
             token_key,
             http,
-            network_ready: Default::default(),
+            network_lock: Default::default(),
         })
     }
 
@@ -152,44 +155,50 @@ impl DockerSessions {
         Secret::new(hex::encode(mac.finalize().into_bytes()))
     }
 
-    /// Creates the session network once: a bridge whose containers cannot reach each other.
+    /// Makes the session network if it is missing: a bridge whose containers cannot reach
+    /// each other. One that exists must have been made so (`enable_icc=false`); any other
+    /// is refused rather than used. Checked on every start, so a network removed while
+    /// nbforge runs is made again.
     async fn ensure_network(&self) -> Result<(), SessionError> {
-        self.network_ready
-            .get_or_try_init(|| async {
-                match self
-                    .docker
-                    .inspect_network(&self.settings.network, None)
-                    .await
-                {
-                    Ok(_) => return Ok(()),
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(backend(e)),
-                }
-                let request = NetworkCreateRequest {
-                    name: self.settings.network.clone(),
-                    driver: Some("bridge".into()),
-                    options: Some(HashMap::from([(
-                        "com.docker.network.bridge.enable_icc".to_owned(),
-                        "false".to_owned(),
-                    )])),
-                    labels: Some(HashMap::from([(
-                        LABEL_SESSION.to_owned(),
-                        "network".to_owned(),
-                    )])),
-                    ..Default::default()
+        let name = &self.settings.network;
+        let _one_at_a_time = self.network_lock.lock().await;
+        match self.docker.inspect_network(name, None).await {
+            Ok(network) => {
+                let icc = network
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get(ICC_OPTION))
+                    .map(String::as_str);
+                return if icc == Some("false") {
+                    Ok(())
+                } else {
+                    Err(SessionError::Backend(format!(
+                        "the session network {name} lets its containers reach each other; \
+                         remove it (nbforge makes it again) or make it with -o {ICC_OPTION}=false"
+                    )))
                 };
-                match self.docker.create_network(request).await {
-                    Ok(_) => Ok(()),
-                    // Made by another process meanwhile.
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 409,
-                        ..
-                    }) => Ok(()),
-                    Err(e) => Err(backend(e)),
-                }
-            })
-            .await
-            .copied()
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(backend(e)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            options: Some(HashMap::from([(ICC_OPTION.to_owned(), "false".to_owned())])),
+            labels: Some(HashMap::from([(
+                LABEL_SESSION.to_owned(),
+                "network".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Made by another process meanwhile.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     /// Makes the home volume (if new) and owned by uid 1000: a fresh volume is root-owned,

@@ -510,6 +510,21 @@ async fn a_session_that_cannot_start_says_why_and_leaves_no_container() {
     ]);
     assert!(ok && left.trim().is_empty(), "containers left: {left}");
 
+    // A session network that lets containers talk to each other is refused.
+    let open = format!("nbforge-test-open-{}", uuid::Uuid::new_v4().simple());
+    assert!(docker_cli(&["network", "create", &open]).0);
+    let settings = SessionSettings {
+        network: open.clone(),
+        ..fx.settings.clone()
+    };
+    let careless = DockerSessions::connect(None, settings, fx.key.clone()).unwrap();
+    let refused = careless.start(&fx.spec(&owner, "open")).await;
+    docker_cli(&["network", "rm", &open]);
+    let Err(SessionError::Backend(reason)) = refused else {
+        panic!("a network with inter-container traffic was used: {refused:?}")
+    };
+    assert!(reason.contains("reach each other"), "{reason}");
+
     let mut missing = fx.spec(&owner, "missing");
     missing.image = "nbforge/no-such-image:test".into();
     assert!(matches!(
