@@ -285,6 +285,25 @@ pub struct BaseImageArgs {
     pub debian_mirror: Option<String>,
 }
 
+/// Jupyter sessions on the Docker engine: the platform's limits and where they run.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Jupyter sessions")]
+pub struct SessionArgs {
+    /// Most memory a session may use: bytes, or a number with KiB, MiB, GiB (or K, M, G) [default: 4GiB].
+    #[arg(long, env = "NBFORGE_SESSION_MEMORY_MAX")]
+    pub session_memory_max: Option<String>,
+    /// Most CPUs a session may use, fractions allowed [default: 2].
+    #[arg(long, env = "NBFORGE_SESSION_CPU_MAX")]
+    pub session_cpu_max: Option<f64>,
+    /// Docker network sessions run on, created with traffic between its containers off
+    /// [default: nbforge-sessions].
+    #[arg(long, env = "NBFORGE_SESSION_NETWORK")]
+    pub session_network: Option<String>,
+    /// Seconds a session's Jupyter server has to answer after it starts [default: 120].
+    #[arg(long, env = "NBFORGE_SESSION_START_TIMEOUT_SECS")]
+    pub session_start_timeout_secs: Option<u64>,
+}
+
 /// Settings as given by flags or `NBFORGE_*` variables, grouped by concern. Every field is
 /// optional so that the TOML file and the defaults fill the gaps; each command flattens
 /// only the groups it uses, so its `--help` lists only its own options.
@@ -314,6 +333,8 @@ pub struct SettingsArgs {
     pub environment: EnvironmentArgs,
     #[command(flatten)]
     pub base: BaseImageArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
 }
 
 /// Login with GitLab, browser sessions and who may do what.
@@ -425,6 +446,10 @@ struct FileSettings {
     plain_git_visibility: Option<String>,
     anonymous_sessions: Option<bool>,
     anonymous_runs: Option<bool>,
+    session_memory_max: Option<String>,
+    session_cpu_max: Option<f64>,
+    session_network: Option<String>,
+    session_start_timeout_secs: Option<u64>,
 }
 
 /// Validated settings, read once at start-up and passed in, grouped by concern.
@@ -438,6 +463,110 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub environments: EnvironmentSettings,
     pub access: AccessSettings,
+    pub sessions: SessionSettings,
+}
+
+/// Jupyter sessions: the platform's limits and where they run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSettings {
+    /// Most memory a session may use, in bytes.
+    pub memory_max_bytes: u64,
+    /// Most CPUs a session may use.
+    pub cpu_max: f64,
+    /// The Docker network sessions run on.
+    pub network: String,
+    /// How long a session's Jupyter server has to answer after it starts.
+    pub start_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
+            memory_max_bytes: 4 << 30,
+            cpu_max: 2.0,
+            network: "nbforge-sessions".into(),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Reads a size: bytes, or a number with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`, also
+/// powers of 1024).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// The session keys of the TOML file.
+struct FileSessions {
+    memory_max: Option<String>,
+    cpu_max: Option<f64>,
+    network: Option<String>,
+    start_timeout_secs: Option<u64>,
+}
+
+fn session_settings(
+    args: &SessionArgs,
+    file: FileSessions,
+    problems: &mut Vec<String>,
+) -> SessionSettings {
+    let defaults = SessionSettings::default();
+    let memory_max_bytes = match args.session_memory_max.clone().or(file.memory_max) {
+        None => defaults.memory_max_bytes,
+        Some(text) => match parse_size(&text) {
+            Some(n) if n >= 64 << 20 => n,
+            _ => {
+                problems.push(format!(
+                    "session_memory_max: `{text}` is not a size of at least 64MiB (e.g. 4GiB)"
+                ));
+                defaults.memory_max_bytes
+            }
+        },
+    };
+    let cpu_max = args
+        .session_cpu_max
+        .or(file.cpu_max)
+        .unwrap_or(defaults.cpu_max);
+    if !(cpu_max.is_finite() && cpu_max >= 0.01) {
+        problems.push(format!(
+            "session_cpu_max: `{cpu_max}` is not a positive number of CPUs"
+        ));
+    }
+    let network = args
+        .session_network
+        .clone()
+        .or(file.network)
+        .unwrap_or(defaults.network);
+    if network.is_empty()
+        || !network
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        problems.push(format!(
+            "session_network: `{network}` is not a Docker network name"
+        ));
+    }
+    let start_timeout = args
+        .session_start_timeout_secs
+        .or(file.start_timeout_secs)
+        .map_or(defaults.start_timeout, |s| Duration::from_secs(s.max(1)));
+    SessionSettings {
+        memory_max_bytes,
+        cpu_max,
+        network,
+        start_timeout,
+    }
 }
 
 /// The HTTP service.
@@ -804,11 +933,22 @@ impl Settings {
                 "cran_mirror: `{cran_mirror}` is not an http(s) URL"
             ));
         }
+        let sessions = session_settings(
+            &args.sessions,
+            FileSessions {
+                memory_max: file.session_memory_max,
+                cpu_max: file.session_cpu_max,
+                network: file.session_network,
+                start_timeout_secs: file.session_start_timeout_secs,
+            },
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Settings {
             access,
+            sessions,
             database_url,
             data_dir: args
                 .storage
@@ -1199,6 +1339,34 @@ mod tests {
         assert!(warnings[0].contains("NBFORGE_GITLAB_URL"));
         s.forges.gitlab_url = Some(Url::parse("https://gitlab.example.org").unwrap());
         assert!(s.insecure_forge_urls().is_empty());
+    }
+
+    #[test]
+    fn session_limits_default_and_read_sizes() {
+        let s = Settings::for_database("sqlite::memory:");
+        assert_eq!(s.sessions, SessionSettings::default());
+        assert_eq!(s.sessions.memory_max_bytes, 4 << 30);
+        let load = |memory: &str, cpus: f64| {
+            Settings::load(&SettingsArgs {
+                sessions: SessionArgs {
+                    session_memory_max: Some(memory.into()),
+                    session_cpu_max: Some(cpus),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let s = load("512MiB", 0.5).unwrap();
+        assert_eq!(s.sessions.memory_max_bytes, 512 << 20);
+        assert_eq!(s.sessions.cpu_max, 0.5);
+        assert_eq!(load("8G", 4.0).unwrap().sessions.memory_max_bytes, 8 << 30);
+        assert_eq!(
+            load("1073741824", 1.0).unwrap().sessions.memory_max_bytes,
+            1 << 30
+        );
+        let ConfigError(problems) = load("lots", 0.0).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(load("1M", 1.0).is_err(), "below 64 MiB");
     }
 
     #[test]

@@ -18,5 +18,6 @@ mod members;
 mod scenarios;
 mod security;
 mod serve;
+mod sessions;
 mod spec;
 mod worksheet;
