@@ -238,32 +238,6 @@ impl Db {
         Ok(row.map(|(b,)| b))
     }
 
-    /// A worksheet with its rendered body and notebook bytes.
-    pub async fn worksheet(
-        &self,
-        project: &str,
-        tag: &str,
-        path: &str,
-    ) -> DbResult<Option<(WorksheetRow, String, Vec<u8>)>> {
-        let sql = format!(
-            "SELECT {WORKSHEET_COLUMNS}, body_html, notebook FROM worksheets WHERE project = $1 AND tag = $2 AND path = $3"
-        );
-        let row: Option<sqlx::any::AnyRow> = sqlx::query(AssertSqlSafe(sql))
-            .bind(project)
-            .bind(tag)
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        use sqlx::Row as _;
-        let sheet = WorksheetRow::from_row(&row)?;
-        Ok(Some((
-            sheet,
-            row.try_get("body_html")?,
-            row.try_get("notebook")?,
-        )))
-    }
-
     /// Marks a project official (listed on the landing page), with its field of biology.
     pub async fn set_official(
         &self,
