@@ -701,25 +701,36 @@ on_both_databases!(
         }
         // Three tiny images with nbforge's label, and one without it.
         let tag = |k: &str| format!("{prefix}/env:{k}");
+        // `docker build` now and then fails while other tests use the engine: try again,
+        // and say why when it keeps failing.
         let make = |name: String, label: bool| {
-            let mut cmd = std::process::Command::new("docker");
-            cmd.args(["build", "-q", "-t", &name]);
-            if label {
-                cmd.args(["--label", &format!("org.nbforge.environment-key={name}")]);
+            let mut why = String::new();
+            for _ in 0..3 {
+                let mut cmd = std::process::Command::new("docker");
+                cmd.args(["build", "-q", "-t", &name]);
+                if label {
+                    cmd.args(["--label", &format!("org.nbforge.environment-key={name}")]);
+                }
+                cmd.arg("-")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                let mut child = cmd.spawn().expect("docker runs");
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("FROM scratch\nLABEL test={name}\n").as_bytes())
+                    .unwrap();
+                let out = child.wait_with_output().unwrap();
+                if out.status.success() {
+                    return;
+                }
+                why = String::from_utf8_lossy(&out.stderr).into_owned();
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            cmd.arg("-")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            let mut child = cmd.spawn().expect("docker runs");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("FROM scratch\nLABEL test={name}\n").as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success(), "docker build {name}");
+            panic!("docker build {name}: {why}");
         };
         if std::process::Command::new("docker")
             .arg("version")
