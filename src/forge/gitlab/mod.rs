@@ -23,6 +23,7 @@ use url::Url;
 
 use self::client::GitLabClient;
 use crate::config::Secret;
+use crate::events::{ProjectRef, Visibility};
 use crate::forge::{
     CommitStatus, FetchSource, Forge, ForgeError, ForgeMember, ForgeResult, Note, ProjectAccess,
     ProjectId, ProjectInfo, StatusState,
@@ -77,6 +78,9 @@ struct ProjectResp {
     web_url: String,
     http_url_to_repo: String,
     default_branch: Option<String>,
+    /// Absent when the token's user may not see it (e.g. not a member).
+    #[serde(default)]
+    visibility: Option<String>,
 }
 
 impl From<ProjectResp> for ProjectInfo {
@@ -231,13 +235,16 @@ impl GitLabForge {
 
     /// The project as GitLab describes it (the source of its clone URL).
     pub async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
+        Ok(self.read_project(project).await?.into())
+    }
+
+    async fn read_project(&self, project: &ProjectId) -> ForgeResult<ProjectResp> {
         let what = format!("reading project {project}");
         let endpoint = glapi::projects::Project::builder()
             .project(name_or_id(project)?)
             .build()
             .map_err(|e| builder_error(&what, e))?;
-        let p: ProjectResp = self.query(&what, endpoint).await?;
-        Ok(p.into())
+        self.query(&what, endpoint).await
     }
 
     /// Who the token belongs to and what it may do, with the problems an
@@ -411,6 +418,33 @@ impl Forge for GitLabForge {
 
     async fn project_access(&self, project: &ProjectId) -> ForgeResult<ProjectAccess> {
         self.read_project_access(project).await
+    }
+
+    /// Reads the project by the event's id (by its path when it has none) and requires
+    /// GitLab's path for it to be the event's, ignoring case as GitLab does.
+    async fn verify_project(&self, claimed: &ProjectRef) -> ForgeResult<ProjectRef> {
+        let p = self.read_project(&ProjectId::from(claimed)).await?;
+        if !p
+            .path_with_namespace
+            .eq_ignore_ascii_case(claimed.path.trim_matches('/'))
+        {
+            return Err(ForgeError::Refused(format!(
+                "the event names project `{}`, but GitLab project {} is `{}`; nothing was \
+                 fetched or published",
+                claimed.path, p.id, p.path_with_namespace
+            )));
+        }
+        Ok(ProjectRef {
+            forge: claimed.forge,
+            id: Some(p.id),
+            path: p.path_with_namespace,
+            web_url: Some(p.web_url),
+            git_http_url: Some(p.http_url_to_repo),
+            default_branch: p.default_branch.or_else(|| claimed.default_branch.clone()),
+            visibility: Some(Visibility::parse(
+                p.visibility.as_deref().unwrap_or("private"),
+            )),
+        })
     }
 
     async fn project_members(&self, project: &ProjectId) -> ForgeResult<Vec<ForgeMember>> {
