@@ -116,8 +116,10 @@ impl TestApp {
         settings.server.admin_token = Some(Secret::new(ADMIN_TOKEN));
         settings.data_dir = dir.path().join("data");
         // Plain-git tests keep their bare repositories under the test's folder.
+        let git_root = dir.path().join("git");
+        std::fs::create_dir_all(&git_root).expect("git root");
         settings.forges.git_roots = vec![
-            dir.path().canonicalize().expect("temp dir"),
+            git_root.canonicalize().expect("git root"),
             shared_git_root(),
         ];
         settings.jobs.backoff = std::time::Duration::from_millis(1);
@@ -139,6 +141,15 @@ impl TestApp {
             backend,
             dir,
         })
+    }
+
+    /// The folder plain-git repositories of this test live in (a configured git root).
+    pub fn git_root(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("git")
+            .canonicalize()
+            .expect("git root")
     }
 
     pub fn db(&self) -> &Db {
