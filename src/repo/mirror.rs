@@ -406,6 +406,49 @@ mod tests {
     }
 
     #[test]
+    fn fetch_errors_are_in_our_words() {
+        assert_eq!(http_status("unexpected http status code: 404"), Some(404));
+        assert_eq!(http_status("failed to connect to 127.0.0.1: refused"), None);
+        let tmp = tempfile::tempdir().unwrap();
+        // A port nothing listens on: the listener is dropped before the fetch.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/x.git");
+        let Err(MirrorError::Fetch { message, .. }) =
+            fetch_mirror(tmp.path(), "p", &url, None, &[])
+        else {
+            panic!("fetching from a closed port succeeded");
+        };
+        assert_eq!(message, "the remote could not be reached");
+    }
+
+    #[test]
+    fn missing_commits_are_found_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(tmp.path().join("r.git")).unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let id = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "c", &tree, &[])
+            .unwrap()
+            .to_string();
+        let path = tmp.path().join("r.git");
+        assert!(has_commit(&path, &id).unwrap());
+        assert!(!has_commit(&path, &"ab".repeat(20)).unwrap());
+        assert!(
+            !has_commit(&path, &id[..12]).unwrap(),
+            "a prefix is not an id"
+        );
+        // A tree is an object, but not a commit.
+        assert!(!has_commit(&path, &tree.id().to_string()).unwrap());
+    }
+
+    #[test]
     fn keys_are_folder_names() {
         assert!(mirror_path(Path::new("/c"), "gitlab_42").is_ok());
         for bad in ["", "..", "../x", "a/b", ".hidden", "a b"] {
