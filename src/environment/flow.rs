@@ -238,10 +238,23 @@ async fn run(
         Phase::Fetching,
         &format!("fetching {} at {short}", req.project.path),
     );
-    let mirror = p
+    let mirror = match p
         .mirrors
         .fetch_project(&*p.forge, &req.project, &req.commit)
-        .await?;
+        .await
+    {
+        Ok(m) => m,
+        // The commit is not in the repository, or the project is refused: say so for good.
+        Err(e) if e.is_permanent() => {
+            let message = e.to_string();
+            logs.line(build_id, &message);
+            reporter
+                .status(StatusState::Failed, &message, &log_link)
+                .await?;
+            return Err(PrepareError::User(message));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let repo_path = mirror.path().to_owned();
 
     // Read the launch spec at the commit.

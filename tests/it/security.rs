@@ -821,11 +821,14 @@ on_both_databases!(
         }
         assert_eq!(t.get("/w/evil/copy/v1").await.status, 404);
 
-        // The honest delivery publishes, with GitLab's clone URL and visibility recorded.
+        // The honest delivery publishes, with GitLab's id, clone URL and visibility recorded.
         let hook = fake.tag_push_payload(&victim, "v1", &"0".repeat(40), &sha);
         let mut body = hook.body.clone();
         body["project"]["git_http_url"] = "http://127.0.0.1:9/x.git".into();
         body["project"]["visibility_level"] = 20.into();
+        // Without an id, the project is looked up by its path.
+        body["project"]["id"] = serde_json::Value::Null;
+        body["project_id"] = serde_json::Value::Null;
         let res = t
             .gitlab(hook.event, "honest-1", serde_json::to_vec(&body).unwrap())
             .await;
@@ -842,6 +845,7 @@ on_both_databases!(
             .unwrap()
             .expect("recorded");
         assert_eq!(row.visibility.as_deref(), Some("private"));
+        assert_eq!(row.forge_id, Some(victim.id));
         assert_eq!(row.git_url, Some(victim.http_url_to_repo.clone()));
     }
 );
@@ -971,5 +975,46 @@ on_both_databases!(
             "{error}"
         );
         assert!(t.db().releases("lab/real").await.unwrap().is_empty());
+    }
+);
+
+// Finding 2, commits, for environments: a pushed commit missing from the repository fails
+// its environment at once, with a failed status that says why.
+on_both_databases!(
+    pushed_commits_need_not_exist,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        bare_with_files(&t.git_root(), "lab/real", &crate::catalog::release_files());
+        let url = format!("file://{}/lab/real.git", t.git_root().display());
+        let missing = "c0ffee".repeat(6) + "c0ff";
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/real", &url, "v1", &missing)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "missing", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "only the environment fails: {failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let error = failed[0].last_error.clone().unwrap_or_default();
+        let expected = format!("commit {missing} is not in the repository of lab/real");
+        assert!(error.contains(&expected), "{error}");
+        let statuses = t.db().local_statuses("lab/real", &missing).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        assert!(
+            last.description
+                .as_deref()
+                .unwrap_or("")
+                .contains(&expected),
+            "{statuses:?}"
+        );
     }
 );
