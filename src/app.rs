@@ -140,7 +140,10 @@ pub fn build_forges(settings: &Settings, db: &Db) -> anyhow::Result<Forges> {
         )?)),
         None => None,
     };
-    let local: Arc<dyn Forge> = Arc::new(crate::forge::local::LocalForge::new(db.clone()));
+    let local: Arc<dyn Forge> = Arc::new(crate::forge::local::LocalForge::new(
+        db.clone(),
+        settings.forges.git_roots.clone(),
+    ));
     Ok(Forges {
         gitlab,
         github,

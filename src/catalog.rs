@@ -40,7 +40,18 @@ macro_rules! infrastructure_from {
         }
     )*};
 }
-infrastructure_from!(crate::storage::DbError, crate::repo::mirror::MirrorError);
+infrastructure_from!(crate::storage::DbError);
+
+impl From<crate::repo::mirror::MirrorError> for PublishError {
+    /// A missing commit or a refused project is final; the rest is retried.
+    fn from(e: crate::repo::mirror::MirrorError) -> Self {
+        if e.is_permanent() {
+            PublishError::User(e.to_string())
+        } else {
+            PublishError::Infrastructure(e.into())
+        }
+    }
+}
 
 /// What a release holds.
 #[derive(Debug, Clone, Default)]
@@ -209,7 +220,7 @@ pub async fn publish(
         db.delete_release(forge_name, &project.path, tag).await?;
         return Ok(0);
     };
-    let mirror = mirrors.fetch_project(forge, project).await?;
+    let mirror = mirrors.fetch_project(forge, project, commit).await?;
     let repo_path = mirror.path().to_owned();
     let at = commit.to_owned();
     let publication = tokio::task::spawn_blocking(move || {

@@ -155,7 +155,15 @@ pub struct ForgeArgs {
     /// GitHub API base URL (GitHub Enterprise) [default: https://api.github.com].
     #[arg(long, env = "NBFORGE_GITHUB_API_URL")]
     pub github_api_url: Option<Url>,
+    /// Without GitLab: the folders holding the bare repositories nbforge may read,
+    /// comma-separated absolute paths. A project `lab/x` is the repository
+    /// `<root>/lab/x.git` (or `<root>/lab/x`) [default: /srv/git].
+    #[arg(long, env = "NBFORGE_GIT_ROOTS")]
+    pub git_roots: Option<String>,
 }
+
+/// Where plain bare repositories are looked for when no roots are configured.
+pub const DEFAULT_GIT_ROOT: &str = "/srv/git";
 
 /// The job workers and their queue.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -401,6 +409,7 @@ struct FileSettings {
     github_webhook_secret: Option<Secret>,
     github_token: Option<Secret>,
     github_api_url: Option<Url>,
+    git_roots: Option<String>,
     admin_token: Option<Secret>,
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
@@ -587,6 +596,8 @@ pub struct ForgeSettings {
     pub github_webhook_secret: Option<Secret>,
     pub github_token: Option<Secret>,
     pub github_api_url: Option<Url>,
+    /// The folders whose bare repositories the local forge may read (absolute).
+    pub git_roots: Vec<PathBuf>,
 }
 
 /// The job workers and their queue.
@@ -760,6 +771,23 @@ impl Settings {
             }
         }
         let gitlab_token = args.forge.gitlab_token.clone().or(file.gitlab_token);
+        let git_roots: Vec<PathBuf> = args
+            .forge
+            .git_roots
+            .clone()
+            .or(file.git_roots)
+            .unwrap_or_else(|| DEFAULT_GIT_ROOT.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        for root in git_roots.iter().filter(|r| !r.is_absolute()) {
+            problems.push(format!(
+                "git_roots: `{}` is not an absolute path",
+                root.display()
+            ));
+        }
         if gitlab_url.is_some() && gitlab_token.is_none() {
             problems.push(
                 "gitlab_token: required when gitlab_url is set (NBFORGE_GITLAB_TOKEN)".into(),
@@ -970,6 +998,7 @@ impl Settings {
                 github_webhook_secret,
                 github_token: args.forge.github_token.clone().or(file.github_token),
                 github_api_url: args.forge.github_api_url.clone().or(file.github_api_url),
+                git_roots,
             },
             jobs: JobSettings {
                 workers,

@@ -66,7 +66,18 @@ macro_rules! infrastructure_from {
         }
     )*};
 }
-infrastructure_from!(crate::storage::DbError, crate::repo::mirror::MirrorError);
+infrastructure_from!(crate::storage::DbError);
+
+impl From<crate::repo::mirror::MirrorError> for PrepareError {
+    /// A missing commit or a refused project is final; the rest is retried.
+    fn from(e: crate::repo::mirror::MirrorError) -> Self {
+        if e.is_permanent() {
+            PrepareError::User(e.to_string())
+        } else {
+            PrepareError::Infrastructure(e.into())
+        }
+    }
+}
 
 impl From<crate::forge::ForgeError> for PrepareError {
     /// A refusal the forge would repeat is final; the rest is retried.
@@ -227,7 +238,23 @@ async fn run(
         Phase::Fetching,
         &format!("fetching {} at {short}", req.project.path),
     );
-    let mirror = p.mirrors.fetch_project(&*p.forge, &req.project).await?;
+    let mirror = match p
+        .mirrors
+        .fetch_project(&*p.forge, &req.project, &req.commit)
+        .await
+    {
+        Ok(m) => m,
+        // The commit is not in the repository, or the project is refused: say so for good.
+        Err(e) if e.is_permanent() => {
+            let message = e.to_string();
+            logs.line(build_id, &message);
+            reporter
+                .status(StatusState::Failed, &message, &log_link)
+                .await?;
+            return Err(PrepareError::User(message));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let repo_path = mirror.path().to_owned();
 
     // Read the launch spec at the commit.

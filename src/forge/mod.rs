@@ -109,6 +109,11 @@ pub enum ForgeError {
     /// limit, a state it will not take): sending it again cannot help.
     #[error("refused by the forge: {0}")]
     Rejected(String),
+    /// nbforge will not act on the project as the event describes it: its path does not
+    /// match what the forge says, or its repository is not one nbforge may read. The
+    /// message names the paths involved and nothing a remote answered.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }
@@ -123,7 +128,10 @@ impl ForgeError {
     /// request itself was refused, or what it names does not exist. (A refused token is not
     /// permanent: an administrator may fix it while the job waits.)
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ForgeError::Rejected(_) | ForgeError::NotFound(_))
+        matches!(
+            self,
+            ForgeError::Rejected(_) | ForgeError::NotFound(_) | ForgeError::Refused(_)
+        )
     }
 }
 
@@ -185,6 +193,21 @@ pub trait Forge: Send + Sync {
 
     /// URL git can fetch the project from, and the credentials to use (username, token).
     async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource>;
+
+    /// The project an event names, as the forge knows it: identity, path, clone URL and
+    /// visibility come from the forge (its API, or the repository roots of a plain git
+    /// server), never from the event. Fails with [`ForgeError::Refused`] when the event's
+    /// path is not the forge's path of that project. Jobs call this before they record,
+    /// fetch or publish anything for a project.
+    ///
+    /// The default keeps the event's description: for forges whose [`Forge::fetch_source`]
+    /// already asks their API where to fetch from.
+    async fn verify_project(
+        &self,
+        claimed: &crate::events::ProjectRef,
+    ) -> ForgeResult<crate::events::ProjectRef> {
+        Ok(claimed.clone())
+    }
 
     /// The project's current path and visibility; `NotFound` when it is gone.
     async fn project_access(&self, _project: &ProjectId) -> ForgeResult<ProjectAccess> {

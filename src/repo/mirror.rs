@@ -30,9 +30,14 @@ pub enum MirrorError {
     /// Creating or opening the mirror on disk failed.
     #[error("mirror {path}: {message}")]
     Local { path: PathBuf, message: String },
-    /// The fetch failed; `url` has any userinfo removed and `message` any token scrubbed.
+    /// The fetch failed; `url` has any userinfo removed, and `message` is nbforge's own
+    /// description of what failed (with the HTTP status when there was one), never the
+    /// remote's or the network's words.
     #[error("fetching {url}: {message}")]
     Fetch { url: String, message: String },
+    /// The commit a job is about is not in the fetched repository.
+    #[error("commit {commit} is not in the repository of {project}")]
+    MissingCommit { project: String, commit: String },
     /// The remote refused the credentials.
     #[error("fetching {url}: authentication failed")]
     Auth { url: String },
@@ -42,6 +47,18 @@ pub enum MirrorError {
     /// The forge did not say where to fetch from.
     #[error(transparent)]
     Forge(#[from] crate::forge::ForgeError),
+}
+
+impl MirrorError {
+    /// Whether trying again cannot help: the commit is not there, or the forge refused
+    /// the project for good. Such errors are the user's to see, the rest are retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            MirrorError::MissingCommit { .. } => true,
+            MirrorError::Forge(e) => e.is_permanent(),
+            _ => false,
+        }
+    }
 }
 
 /// The bare mirrors of forge projects under one folder.
@@ -124,15 +141,30 @@ impl Mirrors {
         Ok(MirrorGuard { path, _lock: lock })
     }
 
-    /// Asks `forge` where `project` is fetched from, then fetches it as [`Mirrors::fetch`].
+    /// Asks `forge` where `project` is fetched from, fetches it as [`Mirrors::fetch`], and
+    /// requires `commit` to be a commit in it ([`MirrorError::MissingCommit`] otherwise).
     pub async fn fetch_project(
         &self,
         forge: &dyn crate::forge::Forge,
         project: &crate::events::ProjectRef,
+        commit: &str,
     ) -> Result<MirrorGuard, MirrorError> {
         let source = forge.fetch_source(&project.into()).await?;
-        self.fetch(project.forge.name(), &project.path, source)
+        let mirror = self
+            .fetch(project.forge.name(), &project.path, source)
+            .await?;
+        let path = mirror.path().to_owned();
+        let sha = commit.to_owned();
+        let found = tokio::task::spawn_blocking(move || has_commit(&path, &sha))
             .await
+            .map_err(|e| MirrorError::Task(e.to_string()))??;
+        if !found {
+            return Err(MirrorError::MissingCommit {
+                project: project.path.clone(),
+                commit: commit.to_owned(),
+            });
+        }
+        Ok(mirror)
     }
 
     /// Removes the mirrors of projects not in `projects` (forge, path), and those not
@@ -187,6 +219,47 @@ impl Mirrors {
         removed.sort();
         Ok(removed)
     }
+}
+
+/// Whether the bare repository at `path` holds commit `sha` (a full 40/64-hex id).
+fn has_commit(path: &Path, sha: &str) -> Result<bool, MirrorError> {
+    let repo = git2::Repository::open_bare(path).map_err(|e| MirrorError::Local {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })?;
+    let Ok(oid) = git2::Oid::from_str(sha) else {
+        return Ok(false);
+    };
+    // A full id only: a prefix would name whatever commit happens to start with it.
+    if oid.to_string() != sha.to_ascii_lowercase() {
+        return Ok(false);
+    }
+    Ok(repo.find_commit(oid).is_ok())
+}
+
+/// nbforge's words for a failed fetch: what went wrong and, from HTTP, the status code;
+/// never the remote's answer or the network's error text (which can tell a port open
+/// from a closed one, or carry whatever a server chose to say).
+fn fetch_failure(e: &git2::Error) -> String {
+    if let Some(status) = http_status(e.message()) {
+        return format!("the remote answered HTTP {status}");
+    }
+    match e.class() {
+        git2::ErrorClass::Net | git2::ErrorClass::Os => "the remote could not be reached".into(),
+        git2::ErrorClass::Ssl => "the TLS connection to the remote failed".into(),
+        git2::ErrorClass::Http => "the remote's HTTP answer was not a git repository".into(),
+        git2::ErrorClass::Repository | git2::ErrorClass::Odb | git2::ErrorClass::Reference => {
+            "the remote is not a readable git repository".into()
+        }
+        _ => "the remote could not be read".into(),
+    }
+}
+
+/// The status code in libgit2's "unexpected http status code: 404".
+fn http_status(message: &str) -> Option<u16> {
+    let (_, rest) = message.split_once("status code: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// A small stable hash so that distinct paths never share a mirror.
@@ -250,15 +323,11 @@ pub fn fetch_mirror(
         Err(e) => return Err(local(&e)),
     };
     let shown = redact_url(url);
-    let scrub = |m: String| match creds {
-        Some((_, t)) if !t.expose().is_empty() => m.replace(t.expose(), "<redacted>"),
-        _ => m,
-    };
     {
         // An anonymous remote: the URL is not written to the mirror's config.
         let mut remote = repo.remote_anonymous(url).map_err(|e| MirrorError::Fetch {
             url: shown.clone(),
-            message: scrub(e.message().to_owned()),
+            message: fetch_failure(&e),
         })?;
         let mut callbacks = git2::RemoteCallbacks::new();
         let mut attempts = 0u32;
@@ -293,9 +362,15 @@ pub fn fetch_mirror(
             if e.code() == git2::ErrorCode::Auth {
                 MirrorError::Auth { url: shown.clone() }
             } else {
+                tracing::debug!(
+                    url = %shown,
+                    git.class = ?e.class(),
+                    git.code = ?e.code(),
+                    "fetch failed"
+                );
                 MirrorError::Fetch {
                     url: shown.clone(),
-                    message: scrub(e.message().to_owned()),
+                    message: fetch_failure(&e),
                 }
             }
         })?;
@@ -328,6 +403,49 @@ mod tests {
         ] {
             assert!(!same_origin(given, other), "{other}");
         }
+    }
+
+    #[test]
+    fn fetch_errors_are_in_our_words() {
+        assert_eq!(http_status("unexpected http status code: 404"), Some(404));
+        assert_eq!(http_status("failed to connect to 127.0.0.1: refused"), None);
+        let tmp = tempfile::tempdir().unwrap();
+        // A port nothing listens on: the listener is dropped before the fetch.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/x.git");
+        let Err(MirrorError::Fetch { message, .. }) =
+            fetch_mirror(tmp.path(), "p", &url, None, &[])
+        else {
+            panic!("fetching from a closed port succeeded");
+        };
+        assert_eq!(message, "the remote could not be reached");
+    }
+
+    #[test]
+    fn missing_commits_are_found_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(tmp.path().join("r.git")).unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let id = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "c", &tree, &[])
+            .unwrap()
+            .to_string();
+        let path = tmp.path().join("r.git");
+        assert!(has_commit(&path, &id).unwrap());
+        assert!(!has_commit(&path, &"ab".repeat(20)).unwrap());
+        assert!(
+            !has_commit(&path, &id[..12]).unwrap(),
+            "a prefix is not an id"
+        );
+        // A tree is an object, but not a commit.
+        assert!(!has_commit(&path, &tree.id().to_string()).unwrap());
     }
 
     #[test]

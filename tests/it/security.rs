@@ -10,7 +10,8 @@ use nbforge::config::{
     FileArgs, ForgeArgs, ImageArgs, ServerArgs, Settings, SettingsArgs, redact_url,
 };
 
-use crate::support::{TestApp, WEBHOOK_SECRET, push_payload, sha};
+use crate::on_both_databases;
+use crate::support::{Backend, TestApp, WEBHOOK_SECRET, push_payload, sha};
 
 fn load_toml(toml: &str) -> Result<Settings, String> {
     let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -734,3 +735,286 @@ async fn forge_tokens_follow_redirects_to_other_hosts() {
         "the token reached another host"
     );
 }
+
+/// A bare repository at `<root>/<place>.git` whose `main` holds `files`; returns the commit.
+fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])]) -> String {
+    let repo = git2::Repository::init_bare(root.join(format!("{place}.git"))).unwrap();
+    let mut tree = repo.treebuilder(None).unwrap();
+    for (name, content) in files {
+        let blob = repo.blob(content).unwrap();
+        tree.insert(name, blob, 0o100644).unwrap();
+    }
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.org").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "release", &tree, &[])
+        .unwrap()
+        .to_string()
+}
+
+/// A `Tag Push Hook` as `hooks/post-receive` sends it: no project id, the clone URL given.
+fn plain_tag_payload(path: &str, url: &str, tag: &str, commit: &str) -> Vec<u8> {
+    let zero = "0".repeat(40);
+    serde_json::to_vec(&serde_json::json!({
+        "object_kind": "tag_push", "event_name": "tag_push",
+        "before": zero, "after": commit, "ref": format!("refs/tags/{tag}"),
+        "checkout_sha": commit, "user_id": null, "user_name": "ada", "user_username": "ada",
+        "project_id": null,
+        "project": {
+            "id": null, "name": path.rsplit('/').next().unwrap(), "web_url": url,
+            "git_http_url": url, "git_ssh_url": url, "path_with_namespace": path,
+            "default_branch": "main", "url": url, "http_url": url
+        },
+        "repository": {"name": path, "url": url, "git_http_url": url, "homepage": url},
+        "commits": [], "total_commits_count": 0
+    }))
+    .unwrap()
+}
+
+/// The one job a test ran, which must have failed for good at its first try.
+async fn failed_once(t: &TestApp) -> String {
+    let jobs = t.db().list_jobs(None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
+    assert_eq!(job.state, "failed", "{job:?}");
+    assert_eq!(job.attempts, 1, "no retries: {job:?}");
+    job.last_error.clone().unwrap_or_default()
+}
+
+// Finding 2: the webhook payload decided what was cloned and where it was published. In
+// GitLab mode, the payload's numeric id chose what the token read while its path named the
+// publication, never compared: a delivery naming another project's id under a made-up path
+// published that project there. The path must now be GitLab's path for that id.
+on_both_databases!(
+    payloads_choose_the_project_and_its_clone_url,
+    |backend: Backend| async move {
+        let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
+        let (url, token) = (fake.url(), fake.token());
+        let Some(t) = TestApp::with_settings(backend, move |s| {
+            s.forges.gitlab_url = Some(url);
+            s.forges.gitlab_token = Some(token);
+        })
+        .await
+        else {
+            return;
+        };
+        let victim = fake.add_project("lab/private-growth");
+        fake.set_visibility(&victim, "private");
+        let sha = fake.commit(&victim, "main", &crate::catalog::release_files(), "release");
+        fake.tag(&victim, "v1", &sha, Some("release"));
+        let mut hook = fake.tag_push_payload(&victim, "v1", &"0".repeat(40), &sha);
+        hook.body["project"]["path_with_namespace"] = "evil/copy".into();
+        hook.body["project"]["git_http_url"] = "http://127.0.0.1:9/x.git".into();
+        let res = t.gitlab(hook.event, "forged-1", hook.bytes()).await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let error = failed_once(&t).await;
+        assert!(
+            error.contains("`evil/copy`") && error.contains("`lab/private-growth`"),
+            "{error}"
+        );
+        for path in ["evil/copy", "lab/private-growth"] {
+            assert!(t.db().releases(path).await.unwrap().is_empty(), "{path}");
+            assert!(
+                t.db().get_project("gitlab", path).await.unwrap().is_none(),
+                "{path}"
+            );
+        }
+        assert_eq!(t.get("/w/evil/copy/v1").await.status, 404);
+
+        // The honest delivery publishes, with GitLab's id, clone URL and visibility recorded.
+        let hook = fake.tag_push_payload(&victim, "v1", &"0".repeat(40), &sha);
+        let mut body = hook.body.clone();
+        body["project"]["git_http_url"] = "http://127.0.0.1:9/x.git".into();
+        body["project"]["visibility_level"] = 20.into();
+        // Without an id, the project is looked up by its path.
+        body["project"]["id"] = serde_json::Value::Null;
+        body["project_id"] = serde_json::Value::Null;
+        let res = t
+            .gitlab(hook.event, "honest-1", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        assert_eq!(
+            t.db().releases("lab/private-growth").await.unwrap().len(),
+            1
+        );
+        let row = t
+            .db()
+            .get_project("gitlab", "lab/private-growth")
+            .await
+            .unwrap()
+            .expect("recorded");
+        assert_eq!(row.visibility.as_deref(), Some("private"));
+        assert_eq!(row.forge_id, Some(victim.id));
+        assert_eq!(row.git_url, Some(victim.http_url_to_repo.clone()));
+    }
+);
+
+// Finding 2, without GitLab: the local forge cloned whatever URL the payload gave, so a
+// `file://` URL of another repository published it under a made-up path, and an
+// `http://127.0.0.1:PORT` URL made nbforge probe an internal address (its error text told
+// open ports from closed ones). Only bare repositories under the git roots are read now,
+// at the place the project's path names, and nothing else is even tried.
+on_both_databases!(
+    plain_git_payloads_fetch_any_url,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let files = crate::catalog::release_files();
+        // A repository outside the roots.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = bare_with_files(elsewhere.path(), "secret", &files);
+        let outside_url = format!("file://{}/secret.git", elsewhere.path().display());
+        // A repository under the root, at `lab/real`.
+        let real = bare_with_files(&t.git_root(), "lab/real", &files);
+        let real_url = format!("file://{}/lab/real.git", t.git_root().display());
+        let dotted_url = format!("file://{}/lab/../lab/real.git", t.git_root().display());
+        // A listener that must hear nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let http_url = format!("http://127.0.0.1:{port}/lab/x.git");
+
+        let cases = [
+            (
+                "lab/secret",
+                outside_url.as_str(),
+                outside.as_str(),
+                "outside the git roots",
+            ),
+            (
+                "lab/x",
+                http_url.as_str(),
+                real.as_str(),
+                "not a file:// URL",
+            ),
+            (
+                "lab/other",
+                real_url.as_str(),
+                real.as_str(),
+                "project `lab/real`",
+            ),
+            (
+                "evil/real",
+                dotted_url.as_str(),
+                real.as_str(),
+                "project `lab/real`",
+            ),
+        ];
+        for (n, (path, url, commit, why)) in cases.into_iter().enumerate() {
+            let res = t
+                .gitlab(
+                    "Tag Push Hook",
+                    &format!("forged-{n}"),
+                    plain_tag_payload(path, url, "v1", commit),
+                )
+                .await;
+            assert_eq!(res.status, 202, "{}", res.text());
+            t.run_jobs().await;
+            let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+            let error = failed
+                .iter()
+                .find(|j| j.args.contains(&format!("\"{path}\"")))
+                .and_then(|j| j.last_error.clone())
+                .unwrap_or_else(|| panic!("{path}: no failed job in {failed:?}"));
+            assert!(error.contains(why), "{path}: {error}");
+            assert!(error.contains(&format!("`{path}`")), "{path}: {error}");
+            assert!(
+                !error.contains(&port.to_string()) && !error.contains("127.0.0.1"),
+                "{path}: the error echoes the address: {error}"
+            );
+            assert!(t.db().releases(path).await.unwrap().is_empty(), "{path}");
+        }
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "nbforge connected to the payload's address"
+        );
+        assert!(t.db().list_jobs(Some("done"), 10).await.unwrap().is_empty());
+
+        // The repository at its own place publishes.
+        let res = t
+            .gitlab(
+                "Tag Push Hook",
+                "honest",
+                plain_tag_payload("lab/real", &dotted_url, "v1", &real),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        assert_eq!(t.db().releases("lab/real").await.unwrap().len(), 1);
+    }
+);
+
+// Finding 2, commits: a payload's commit id was published without being looked for in the
+// fetched repository, and a missing one was retried until dead-lettered. It now fails at
+// once, saying so.
+on_both_databases!(
+    payload_commits_need_not_exist,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        bare_with_files(&t.git_root(), "lab/real", &crate::catalog::release_files());
+        let url = format!("file://{}/lab/real.git", t.git_root().display());
+        let missing = "c0ffee".repeat(6) + "c0ff";
+        let res = t
+            .gitlab(
+                "Tag Push Hook",
+                "missing",
+                plain_tag_payload("lab/real", &url, "v1", &missing),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let error = failed_once(&t).await;
+        assert!(
+            error.contains(&format!(
+                "commit {missing} is not in the repository of lab/real"
+            )),
+            "{error}"
+        );
+        assert!(t.db().releases("lab/real").await.unwrap().is_empty());
+    }
+);
+
+// Finding 2, commits, for environments: a pushed commit missing from the repository fails
+// its environment at once, with a failed status that says why.
+on_both_databases!(
+    pushed_commits_need_not_exist,
+    |backend: Backend| async move {
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        bare_with_files(&t.git_root(), "lab/real", &crate::catalog::release_files());
+        let url = format!("file://{}/lab/real.git", t.git_root().display());
+        let missing = "c0ffee".repeat(6) + "c0ff";
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/real", &url, "v1", &missing)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "missing", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "only the environment fails: {failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let error = failed[0].last_error.clone().unwrap_or_default();
+        let expected = format!("commit {missing} is not in the repository of lab/real");
+        assert!(error.contains(&expected), "{error}");
+        let statuses = t.db().local_statuses("lab/real", &missing).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        assert!(
+            last.description
+                .as_deref()
+                .unwrap_or("")
+                .contains(&expected),
+            "{statuses:?}"
+        );
+    }
+);

@@ -243,6 +243,7 @@ pub fn scrub(err: ForgeError, token: &str) -> ForgeError {
         ForgeError::Unavailable(s) => ForgeError::Unavailable(fix(s)),
         ForgeError::Other(s) => ForgeError::Other(fix(s)),
         ForgeError::Rejected(s) => ForgeError::Rejected(fix(s)),
+        ForgeError::Refused(s) => ForgeError::Refused(fix(s)),
         ForgeError::Unsupported(s) => ForgeError::Unsupported(s),
     }
 }

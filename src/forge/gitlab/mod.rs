@@ -23,6 +23,7 @@ use url::Url;
 
 use self::client::GitLabClient;
 use crate::config::Secret;
+use crate::events::{ProjectRef, Visibility};
 use crate::forge::{
     CommitStatus, FetchSource, Forge, ForgeError, ForgeMember, ForgeResult, Note, ProjectAccess,
     ProjectId, ProjectInfo, StatusState,
@@ -77,6 +78,9 @@ struct ProjectResp {
     web_url: String,
     http_url_to_repo: String,
     default_branch: Option<String>,
+    /// Absent when the token's user may not see it (e.g. not a member).
+    #[serde(default)]
+    visibility: Option<String>,
 }
 
 impl From<ProjectResp> for ProjectInfo {
@@ -156,6 +160,43 @@ fn name_or_id(project: &ProjectId) -> ForgeResult<NameOrId<'_>> {
     }
 }
 
+/// `e` with nbforge's own message: what was done and the HTTP status, without GitLab's
+/// answer or the transport's error text (job errors and logs show this).
+fn in_our_words(what: &str, e: ForgeError) -> ForgeError {
+    let status = |m: &str| {
+        m.split_once("HTTP ")
+            .map(|(_, rest)| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .filter(|d| d.len() == 3)
+            .map(|d| format!(" (HTTP {d})"))
+            .unwrap_or_default()
+    };
+    match e {
+        ForgeError::NotFound(m) => ForgeError::NotFound(format!(
+            "{what}: no such project, or the token cannot read it{}",
+            status(&m)
+        )),
+        ForgeError::Forbidden(m) => {
+            ForgeError::Forbidden(format!("{what}: GitLab refused the token{}", status(&m)))
+        }
+        ForgeError::Unavailable(m) => ForgeError::Unavailable(format!(
+            "{what}: GitLab could not be reached or failed{}",
+            status(&m)
+        )),
+        ForgeError::Rejected(m) => {
+            ForgeError::Rejected(format!("{what}: GitLab refused the request{}", status(&m)))
+        }
+        ForgeError::Other(m) => ForgeError::Other(format!(
+            "{what}: unexpected answer from GitLab{}",
+            status(&m)
+        )),
+        e @ (ForgeError::Unsupported(_) | ForgeError::Refused(_)) => e,
+    }
+}
+
 fn positive(what: &str, value: i64) -> ForgeResult<u64> {
     u64::try_from(value)
         .ok()
@@ -231,13 +272,16 @@ impl GitLabForge {
 
     /// The project as GitLab describes it (the source of its clone URL).
     pub async fn project(&self, project: &ProjectId) -> ForgeResult<ProjectInfo> {
+        Ok(self.read_project(project).await?.into())
+    }
+
+    async fn read_project(&self, project: &ProjectId) -> ForgeResult<ProjectResp> {
         let what = format!("reading project {project}");
         let endpoint = glapi::projects::Project::builder()
             .project(name_or_id(project)?)
             .build()
             .map_err(|e| builder_error(&what, e))?;
-        let p: ProjectResp = self.query(&what, endpoint).await?;
-        Ok(p.into())
+        self.query(&what, endpoint).await
     }
 
     /// Who the token belongs to and what it may do, with the problems an
@@ -413,6 +457,37 @@ impl Forge for GitLabForge {
         self.read_project_access(project).await
     }
 
+    /// Reads the project by the event's id (by its path when it has none) and requires
+    /// GitLab's path for it to be the event's, ignoring case as GitLab does.
+    async fn verify_project(&self, claimed: &ProjectRef) -> ForgeResult<ProjectRef> {
+        let id = ProjectId::from(claimed);
+        let p = self
+            .read_project(&id)
+            .await
+            .map_err(|e| in_our_words(&format!("reading GitLab project {id}"), e))?;
+        if !p
+            .path_with_namespace
+            .eq_ignore_ascii_case(claimed.path.trim_matches('/'))
+        {
+            return Err(ForgeError::Refused(format!(
+                "the event names project `{}`, but GitLab project {} is `{}`; nothing was \
+                 fetched or published",
+                claimed.path, p.id, p.path_with_namespace
+            )));
+        }
+        Ok(ProjectRef {
+            forge: claimed.forge,
+            id: Some(p.id),
+            path: p.path_with_namespace,
+            web_url: Some(p.web_url),
+            git_http_url: Some(p.http_url_to_repo),
+            default_branch: p.default_branch.or_else(|| claimed.default_branch.clone()),
+            visibility: Some(Visibility::parse(
+                p.visibility.as_deref().unwrap_or("private"),
+            )),
+        })
+    }
+
     async fn project_members(&self, project: &ProjectId) -> ForgeResult<Vec<ForgeMember>> {
         self.read_project_members(project).await
     }
@@ -441,6 +516,27 @@ mod tests {
             "g%2Fp"
         );
         assert_eq!(name_or_id(&ProjectId::Id(7)).unwrap().to_string(), "7");
+    }
+
+    #[test]
+    fn project_lookups_fail_in_our_words() {
+        let e = in_our_words(
+            "reading GitLab project 7",
+            ForgeError::NotFound(
+                "reading project 7: HTTP 404 Not Found: {\"message\":\"<script>\"}".into(),
+            ),
+        );
+        assert!(matches!(e, ForgeError::NotFound(_)));
+        assert_eq!(
+            e.to_string(),
+            "not found: reading GitLab project 7: no such project, or the token cannot read it (HTTP 404)"
+        );
+        let e = in_our_words(
+            "reading GitLab project 7",
+            ForgeError::Unavailable("connection failed for http://10.0.0.1:81/: refused".into()),
+        );
+        assert!(e.is_transient());
+        assert!(!e.to_string().contains("10.0.0.1"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::project_row;
+use super::{project_row, verified};
 use crate::environment::flow::{self, EnvironmentRequest, PrepareError};
 use crate::events::{ForgeKind, ProjectRef};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
@@ -57,10 +57,11 @@ impl Job for PrepareEnvironment {
     async fn run(&self, ctx: &Context, run: &Run) -> Result<(), JobError> {
         // The push or merge request job records the project too, but may run after this
         // one; the local forge finds repositories through this row.
-        ctx.db.upsert_project(&project_row(&self.project)).await?;
+        let project = verified(ctx, &self.project).await?;
+        ctx.db.upsert_project(&project_row(&project)).await?;
         let req = EnvironmentRequest {
             forge_name: self.forge.name().to_owned(),
-            project: self.project.clone(),
+            project,
             ref_name: self.ref_name.clone(),
             commit: self.commit.clone(),
         };

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::project_row;
+use super::{project_row, verified};
 use crate::environment::flow;
 use crate::events::{ForgeKind, MergeRequestAction, ProjectRef};
 use crate::forge::{ForgeError, ProjectId};
@@ -52,17 +52,24 @@ impl Job for SyncMergeRequest {
 
     async fn run(&self, ctx: &Context, _run: &Run) -> Result<(), JobError> {
         let db = &ctx.db;
-        db.upsert_project(&project_row(&self.project)).await?;
-        if self.source_project.path != self.project.path {
-            let mut fork = project_row(&self.source_project);
-            fork.forked_from = Some(self.project.path.clone());
+        let project = verified(ctx, &self.project).await?;
+        db.upsert_project(&project_row(&project)).await?;
+        let source = if self.source_project.path == self.project.path
+            && self.source_project.id == self.project.id
+        {
+            project.clone()
+        } else {
+            let source = verified(ctx, &self.source_project).await?;
+            let mut fork = project_row(&source);
+            fork.forked_from = Some(project.path.clone());
             db.upsert_project(&fork).await?;
-        }
+            source
+        };
         db.upsert_merge_request(&MergeRequestRow {
-            forge: self.project.forge,
-            project: self.project.path.clone(),
+            forge: project.forge,
+            project: project.path.clone(),
             iid: self.iid,
-            source_project: self.source_project.path.clone(),
+            source_project: source.path.clone(),
             source_branch: self.source_branch.clone(),
             target_branch: self.target_branch.clone(),
             head_sha: self.head_sha.clone(),

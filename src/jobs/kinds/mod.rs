@@ -24,12 +24,26 @@ pub use tag::PublishTag;
 pub use user::SyncUser;
 
 use crate::events::ProjectRef;
+use crate::jobs::{Context, JobError};
 use crate::storage::ProjectRow;
 
 /// A commit id of zeros: a ref created from nothing or deleted.
 pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
-/// The projects row of an event's project.
+/// The project an event names, as its forge describes it (see
+/// [`crate::forge::Forge::verify_project`]): a job records, fetches and publishes only
+/// this, never the event's own claims. A path that does not match fails the job for good.
+async fn verified(ctx: &Context, claimed: &ProjectRef) -> Result<ProjectRef, JobError> {
+    let forge = ctx.forges.for_kind(&claimed.forge);
+    forge.verify_project(claimed).await.map_err(|e| {
+        if e.is_permanent() {
+            tracing::warn!(forge.project = %claimed.path, "project not verified: {e}");
+        }
+        JobError::from(e)
+    })
+}
+
+/// The projects row of a verified project.
 fn project_row(p: &ProjectRef) -> ProjectRow {
     ProjectRow {
         forge: p.forge,

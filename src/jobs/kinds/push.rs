@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ZERO_SHA, project_row};
+use super::{ZERO_SHA, project_row, verified};
 use crate::events::{ForgeKind, ProjectRef};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
 use crate::storage::{JobKind, RefUpdateRow};
@@ -38,14 +38,15 @@ impl Job for RecordPush {
     }
 
     async fn run(&self, ctx: &Context, run: &Run) -> Result<(), JobError> {
-        ctx.db.upsert_project(&project_row(&self.project)).await?;
+        let project = verified(ctx, &self.project).await?;
+        ctx.db.upsert_project(&project_row(&project)).await?;
         ctx.db
             .apply_ref_update(
                 run.id,
                 &RefUpdateRow {
                     job_id: run.id.0,
-                    forge: self.project.forge,
-                    project: self.project.path.clone(),
+                    forge: project.forge,
+                    project: project.path.clone(),
                     ref_name: format!("refs/heads/{}", self.branch),
                     before_sha: self.before.clone(),
                     after_sha: self.after.clone(),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ZERO_SHA, project_row};
+use super::{ZERO_SHA, project_row, verified};
 use crate::events::{ForgeKind, ProjectRef};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
 use crate::storage::{JobKind, RefUpdateRow};
@@ -38,19 +38,20 @@ impl Job for PublishTag {
 
     async fn run(&self, ctx: &Context, run: &Run) -> Result<(), JobError> {
         let db = &ctx.db;
-        db.upsert_project(&project_row(&self.project)).await?;
+        let project = verified(ctx, &self.project).await?;
+        db.upsert_project(&project_row(&project)).await?;
         let ref_name = format!("refs/tags/{}", self.tag);
-        let forge = self.project.forge.name();
+        let forge = project.forge.name();
         let before = db
-            .ref_sha(forge, &self.project.path, &ref_name)
+            .ref_sha(forge, &project.path, &ref_name)
             .await?
             .unwrap_or_else(|| ZERO_SHA.to_owned());
         db.apply_ref_update(
             run.id,
             &RefUpdateRow {
                 job_id: run.id.0,
-                forge: self.project.forge,
-                project: self.project.path.clone(),
+                forge: project.forge,
+                project: project.path.clone(),
                 ref_name,
                 before_sha: before,
                 after_sha: self.commit.clone().unwrap_or_else(|| ZERO_SHA.to_owned()),
@@ -60,8 +61,8 @@ impl Job for PublishTag {
         let published = crate::catalog::publish(
             db,
             &ctx.mirrors,
-            &*ctx.forges.for_kind(&self.project.forge),
-            &self.project,
+            &*ctx.forges.for_kind(&project.forge),
+            &project,
             &self.tag,
             self.commit.as_deref(),
         )
@@ -69,10 +70,10 @@ impl Job for PublishTag {
         match &self.commit {
             Some(_) => tracing::info!(
                 "release {} {} published with {published} worksheets",
-                self.project.path,
+                project.path,
                 self.tag
             ),
-            None => tracing::info!("release {} {} withdrawn", self.project.path, self.tag),
+            None => tracing::info!("release {} {} withdrawn", project.path, self.tag),
         }
         Ok(())
     }

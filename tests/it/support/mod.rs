@@ -115,6 +115,13 @@ impl TestApp {
         settings.forges.github_webhook_secret = Some(Secret::new(GITHUB_SECRET));
         settings.server.admin_token = Some(Secret::new(ADMIN_TOKEN));
         settings.data_dir = dir.path().join("data");
+        // Plain-git tests keep their bare repositories under the test's folder.
+        let git_root = dir.path().join("git");
+        std::fs::create_dir_all(&git_root).expect("git root");
+        settings.forges.git_roots = vec![
+            git_root.canonicalize().expect("git root"),
+            shared_git_root(),
+        ];
         settings.jobs.backoff = std::time::Duration::from_millis(1);
         // Environment builds need Docker; the tests that want them turn them on.
         settings.environments.enabled = false;
@@ -134,6 +141,15 @@ impl TestApp {
             backend,
             dir,
         })
+    }
+
+    /// The folder plain-git repositories of this test live in (a configured git root).
+    pub fn git_root(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("git")
+            .canonicalize()
+            .expect("git root")
     }
 
     pub fn db(&self) -> &Db {
@@ -309,8 +325,37 @@ macro_rules! on_both_databases {
     };
 }
 
+/// The git root shared by tests that deliver [`push_payload`]s without a repository of
+/// their own: every test app and test server reads bare repositories from it.
+pub fn shared_git_root() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join("nbforge-test-git");
+    std::fs::create_dir_all(&root).expect("shared git root");
+    root.canonicalize().expect("shared git root")
+}
+
+/// The bare repository of project `path` under `root`, made (empty) when missing.
+pub fn bare_repository(root: &std::path::Path, path: &str) -> std::path::PathBuf {
+    let repo = root.join(format!("{path}.git"));
+    if git2::Repository::open_bare(&repo).is_err() {
+        // Another test process may be making the same one: what counts is that it opens.
+        let made = git2::Repository::init_bare(&repo);
+        assert!(
+            made.is_ok() || git2::Repository::open_bare(&repo).is_ok(),
+            "bare repository {}",
+            repo.display()
+        );
+    }
+    repo
+}
+
 /// A GitLab push payload as documented, for `path` moving `branch` from `before` to `after`.
+/// Its clone URL is the `file://` URL of an (empty) bare repository of `path` under
+/// [`shared_git_root`], so that without GitLab nbforge finds the project where it must be;
+/// with GitLab the URL is ignored for the API's.
 pub fn push_payload(path: &str, branch: &str, before: &str, after: &str) -> Vec<u8> {
+    let repo_url = url::Url::from_file_path(bare_repository(&shared_git_root(), path))
+        .expect("absolute path")
+        .to_string();
     serde_json::json!({
         "object_kind": "push",
         "event_name": "push",
@@ -333,7 +378,7 @@ pub fn push_payload(path: &str, branch: &str, before: &str, after: &str) -> Vec<
             "web_url": format!("http://example.com/{path}"),
             "avatar_url": null,
             "git_ssh_url": format!("git@example.com:{path}.git"),
-            "git_http_url": format!("http://example.com/{path}.git"),
+            "git_http_url": repo_url,
             "namespace": path.split('/').next().unwrap_or(path),
             "visibility_level": 20,
             "path_with_namespace": path,
@@ -341,14 +386,14 @@ pub fn push_payload(path: &str, branch: &str, before: &str, after: &str) -> Vec<
             "homepage": format!("http://example.com/{path}"),
             "url": format!("git@example.com:{path}.git"),
             "ssh_url": format!("git@example.com:{path}.git"),
-            "http_url": format!("http://example.com/{path}.git")
+            "http_url": repo_url
         },
         "repository": {
             "name": path.rsplit('/').next().unwrap_or(path),
             "url": format!("git@example.com:{path}.git"),
             "description": "",
             "homepage": format!("http://example.com/{path}"),
-            "git_http_url": format!("http://example.com/{path}.git"),
+            "git_http_url": repo_url,
             "git_ssh_url": format!("git@example.com:{path}.git"),
             "visibility_level": 20
         },

@@ -41,6 +41,14 @@ impl Server {
             .env("NBFORGE_GITLAB_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("NBFORGE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("NBFORGE_DATA_DIR", dir.join("data"))
+            .env(
+                "NBFORGE_GIT_ROOTS",
+                format!(
+                    "{},{}",
+                    dir.canonicalize().expect("test folder").display(),
+                    super::shared_git_root().display()
+                ),
+            )
             .env("NBFORGE_POLL_INTERVAL_MS", "20")
             .env("NBFORGE_JOB_LEASE_SECS", "2")
             .env("NBFORGE_JOB_BACKOFF_MS", "10")
