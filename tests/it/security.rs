@@ -1018,3 +1018,74 @@ on_both_databases!(
         );
     }
 );
+
+/// Finding 16: a replayed old push (or one arriving late) moved a branch back to an older
+/// commit. A push whose `before` is not the recorded tip now moves the branch only when
+/// its commit is not already in the recorded tip's history; a late deletion of a tip the
+/// branch has since left is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_push_moves_a_branch_back() {
+    use crate::support::Backend;
+    use crate::support::scenario::Scenario;
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(t) = Scenario::gitlab(backend).await else {
+            continue;
+        };
+        let fake = t.gitlab_fake();
+        let p = fake.add_project("lab/replay");
+        let branch = |t: &Scenario| {
+            let db = t.db().clone();
+            async move {
+                db.ref_sha("gitlab", "lab/replay", "refs/heads/main")
+                    .await
+                    .unwrap()
+            }
+        };
+        let deliver = |before: String, after: String, id: &'static str| {
+            let hook = fake.push_payload(&p, "main", &before, &after);
+            let t = &t;
+            async move {
+                let res = t.app.gitlab(hook.event, id, hook.bytes()).await;
+                assert_eq!(res.status, 202, "{}", res.text());
+                t.run_jobs().await;
+            }
+        };
+        let a = fake.commit(&p, "main", &[("a.txt", b"a")], "a");
+        deliver(ZERO.into(), a.clone(), "push-a").await;
+        let b = fake.commit(&p, "main", &[("b.txt", b"b")], "b");
+        deliver(a.clone(), b.clone(), "push-b").await;
+        assert_eq!(branch(&t).await.as_deref(), Some(b.as_str()));
+
+        // The first push again, under a new delivery id: the branch stays at b.
+        deliver(ZERO.into(), a.clone(), "push-a-again").await;
+        assert_eq!(
+            branch(&t).await.as_deref(),
+            Some(b.as_str()),
+            "not moved back"
+        );
+
+        // Two pushes delivered out of order: c then d arrive as d first.
+        let c = fake.commit(&p, "main", &[("c.txt", b"c")], "c");
+        let d = fake.commit(&p, "main", &[("d.txt", b"d")], "d");
+        deliver(c.clone(), d.clone(), "push-d").await;
+        assert_eq!(branch(&t).await.as_deref(), Some(d.as_str()));
+        deliver(b.clone(), c.clone(), "push-c-late").await;
+        assert_eq!(
+            branch(&t).await.as_deref(),
+            Some(d.as_str()),
+            "the late one is older"
+        );
+
+        // A force push back to a is a push from the recorded tip: it moves the branch.
+        fake.set_branch(&p, "main", &a);
+        deliver(d.clone(), a.clone(), "force-a").await;
+        assert_eq!(branch(&t).await.as_deref(), Some(a.as_str()));
+        // A late deletion of a tip the branch has left since is ignored.
+        deliver(b.clone(), ZERO.into(), "delete-b-late").await;
+        assert_eq!(branch(&t).await.as_deref(), Some(a.as_str()));
+        // A deletion of the recorded tip deletes the branch.
+        deliver(a.clone(), ZERO.into(), "delete-a").await;
+        assert_eq!(branch(&t).await, None);
+    }
+}
