@@ -206,7 +206,9 @@ pub fn collect(src: &dyn FileTree) -> Publication {
 }
 
 /// Publishes the worksheets of `project` at `tag` (pointing at `commit`), or withdraws
-/// them when the tag was deleted (`commit` is None). Returns how many were published.
+/// them when the tag was deleted (`commit` is None). Returns how many were published, or
+/// `None` when the repository's tag no longer points at `commit` (a late or replayed
+/// delivery), which publishes nothing.
 pub async fn publish(
     db: &Db,
     mirrors: &Mirrors,
@@ -214,26 +216,40 @@ pub async fn publish(
     project: &ProjectRef,
     tag: &str,
     commit: Option<&str>,
-) -> Result<usize, PublishError> {
+) -> Result<Option<usize>, PublishError> {
     let forge_name = project.forge.name();
     let Some(commit) = commit else {
         db.delete_release(forge_name, &project.path, tag).await?;
-        return Ok(0);
+        return Ok(Some(0));
     };
     let mirror = mirrors.fetch_project(forge, project, commit).await?;
     let repo_path = mirror.path().to_owned();
     let at = commit.to_owned();
+    let tag_ref = format!("refs/tags/{tag}");
     let publication = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
             PublishError::Infrastructure(anyhow::anyhow!("opening the mirror: {}", e.message()))
         })?;
+        // What the repository says the tag is now: a delivery replayed after the tag was
+        // deleted or moved publishes nothing.
+        let now = repo
+            .find_reference(&tag_ref)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok())
+            .map(|c| c.id().to_string());
+        if now.as_deref() != Some(at.as_str()) {
+            return Ok(None);
+        }
         let src = crate::repo::CommitTree::open(&repo, &at)
             .map_err(|e| PublishError::User(format!("tag commit {at}: {e}")))?;
-        Ok::<_, PublishError>(collect(&src))
+        Ok::<_, PublishError>(Some(collect(&src)))
     })
     .await
     .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")))??;
     drop(mirror);
+    let Some(publication) = publication else {
+        return Ok(None);
+    };
     let release = ReleaseRow {
         forge: project.forge,
         project: project.path.clone(),
@@ -245,7 +261,7 @@ pub async fn publish(
         published_at: 0,
     };
     db.publish_release(&release, &publication.sheets).await?;
-    Ok(publication.sheets.len())
+    Ok(Some(publication.sheets.len()))
 }
 
 #[cfg(test)]

@@ -1089,3 +1089,48 @@ async fn a_replayed_push_moves_a_branch_back() {
         assert_eq!(branch(&t).await, None);
     }
 }
+
+/// Finding 16, tags: a replayed tag push republished a tag deleted (or moved) since. A tag
+/// is published only when the repository's tag still points at the delivery's commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_tag_push_republishes_a_deleted_tag() {
+    use crate::support::Backend;
+    use crate::support::scenario::Scenario;
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(t) = Scenario::gitlab(backend).await else {
+            continue;
+        };
+        let first = t.push("lab/tags", &crate::catalog::release_files()).await;
+        t.tag("lab/tags", "v1").await;
+        t.run_jobs().await;
+        assert_eq!(t.get("/w/lab/tags/v1/growth.ipynb").await.status, 200);
+        t.delete_tag("lab/tags", "v1").await;
+        t.run_jobs().await;
+        assert_eq!(t.get("/w/lab/tags/v1/growth.ipynb").await.status, 404);
+
+        // The first tag push again, under a new delivery id.
+        let fake = t.gitlab_fake();
+        let p = fake.project("lab/tags").unwrap();
+        let replay = fake.tag_push_payload(&p, "v1", ZERO, &first);
+        let res = t
+            .app
+            .gitlab(replay.event, "tag-replay", replay.bytes())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        assert_eq!(
+            t.get("/w/lab/tags/v1/growth.ipynb").await.status,
+            404,
+            "the deleted tag stays withdrawn"
+        );
+        assert_eq!(
+            t.db()
+                .ref_sha("gitlab", "lab/tags", "refs/tags/v1")
+                .await
+                .unwrap(),
+            None,
+            "and unrecorded"
+        );
+    }
+}

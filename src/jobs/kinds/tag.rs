@@ -42,6 +42,25 @@ impl Job for PublishTag {
         db.upsert_project(&project_row(&project)).await?;
         let ref_name = format!("refs/tags/{}", self.tag);
         let forge = project.forge.name();
+        // Publish first: a delivery the repository contradicts changes nothing, not even
+        // the recorded tag.
+        let published = crate::catalog::publish(
+            db,
+            &ctx.mirrors,
+            &*ctx.forges.for_kind(&project.forge),
+            &project,
+            &self.tag,
+            self.commit.as_deref(),
+        )
+        .await?;
+        let Some(published) = published else {
+            tracing::info!(
+                "{} {ref_name}: the repository's tag is no longer at {}; nothing published",
+                project.path,
+                self.commit.as_deref().unwrap_or_default()
+            );
+            return Ok(());
+        };
         let before = db
             .ref_sha(forge, &project.path, &ref_name)
             .await?
@@ -56,15 +75,6 @@ impl Job for PublishTag {
                 before_sha: before,
                 after_sha: self.commit.clone().unwrap_or_else(|| ZERO_SHA.to_owned()),
             },
-        )
-        .await?;
-        let published = crate::catalog::publish(
-            db,
-            &ctx.mirrors,
-            &*ctx.forges.for_kind(&project.forge),
-            &project,
-            &self.tag,
-            self.commit.as_deref(),
         )
         .await?;
         match &self.commit {
