@@ -736,7 +736,8 @@ async fn forge_tokens_follow_redirects_to_other_hosts() {
     );
 }
 
-/// A bare repository at `<root>/<place>.git` whose `main` holds `files`; returns the commit.
+/// A bare repository at `<root>/<place>.git` whose `main` holds `files`, tagged `v1`;
+/// returns the commit.
 fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])]) -> String {
     let repo = git2::Repository::init_bare(root.join(format!("{place}.git"))).unwrap();
     let mut tree = repo.treebuilder(None).unwrap();
@@ -746,9 +747,12 @@ fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])])
     }
     let tree = repo.find_tree(tree.write().unwrap()).unwrap();
     let sig = git2::Signature::now("t", "t@example.org").unwrap();
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "release", &tree, &[])
-        .unwrap()
-        .to_string()
+    let commit = repo
+        .commit(Some("refs/heads/main"), &sig, &sig, "release", &tree, &[])
+        .unwrap();
+    // Tagged `v1`, as the repository is when its tag push is delivered.
+    repo.reference("refs/tags/v1", commit, true, "v1").unwrap();
+    commit.to_string()
 }
 
 /// A `Tag Push Hook` as `hooks/post-receive` sends it: no project id, the clone URL given.
