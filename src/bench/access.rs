@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::percentile;
 use crate::access::service::{digest, random_token};
 use crate::access::{Action, Viewer};
 use crate::app::{App, build_forges};
@@ -123,13 +124,6 @@ async fn populate(db: &Db, args: &AccessArgs) -> anyhow::Result<()> {
     }
     tx.commit().await?;
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// A published worksheet for `project`.

@@ -41,12 +41,17 @@ pub fn project_scope(path: &str) -> String {
 /// namespace above it.
 pub fn scopes_of_project(path: &str) -> Vec<String> {
     let mut scopes = vec![project_scope(path)];
+    push_parent_groups(&mut scopes, path);
+    scopes
+}
+
+/// Appends the scope of every namespace above `path`, nearest first.
+fn push_parent_groups(scopes: &mut Vec<String>, path: &str) {
     let mut rest = path;
     while let Some((parent, _)) = rest.rsplit_once('/') {
         scopes.push(group_scope(parent));
         rest = parent;
     }
-    scopes
 }
 
 /// Whether `scope` is group `group` itself or lies under it (a subgroup or a project
@@ -309,11 +314,7 @@ impl Db {
         group_path: &str,
     ) -> DbResult<Option<i64>> {
         let mut scopes = vec![group_scope(group_path)];
-        let mut rest = group_path;
-        while let Some((parent, _)) = rest.rsplit_once('/') {
-            scopes.push(group_scope(parent));
-            rest = parent;
-        }
+        push_parent_groups(&mut scopes, group_path);
         self.best_level(forge, user_id, &scopes).await
     }
 
