@@ -417,8 +417,7 @@ impl Access {
             visibility: standing.visibility,
             role: Role::Admin,
         };
-        if !viewer.subject.is_logged_in()
-            && matches!(viewer.subject, Subject::Anonymous)
+        if matches!(viewer.subject, Subject::Anonymous)
             && self.inner.policy.can(&as_member, action, member)
         {
             return Ok(Err(Denied::NeedsLogin));

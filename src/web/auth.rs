@@ -261,6 +261,22 @@ pub fn deny(app: &App, denied: Denied, uri: &Uri) -> WebError {
     }
 }
 
+/// Lets the request through when `viewer` may do `action` in the project; otherwise the
+/// answer [`deny`] gives.
+pub async fn require(
+    app: &App,
+    viewer: &Viewer,
+    uri: &Uri,
+    action: crate::access::Action,
+    forge: crate::events::ForgeKind,
+    project: &str,
+) -> Result<(), WebError> {
+    match app.access.check(viewer, action, forge, project).await? {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(deny(app, denied, uri)),
+    }
+}
+
 /// `/login?next=<path and query of uri>`.
 pub fn login_path(uri: &Uri) -> String {
     let next = uri.path_and_query().map_or("/", |p| p.as_str());

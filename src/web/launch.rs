@@ -12,6 +12,7 @@ use minijinja::context;
 use minijinja::value::Serde;
 
 use super::WebError;
+use super::auth::require;
 use super::templates::Templates;
 use crate::access::{Action, Viewer};
 use crate::app::App;
@@ -101,26 +102,8 @@ pub async fn launch(
         "gh" => ForgeKind::GitHub,
         _ => return unknown_provider(&templates),
     };
-    gate(&app, &viewer, &uri, forge, &project).await?;
+    require(&app, &viewer, &uri, Action::ViewLaunchPage, forge, &project).await?;
     show(&app, &templates, forge, &project, &git_ref).await
-}
-
-/// The launch page needs `ViewLaunchPage` in the project.
-async fn gate(
-    app: &App,
-    viewer: &Viewer,
-    uri: &axum::http::Uri,
-    forge: ForgeKind,
-    project: &str,
-) -> Result<(), WebError> {
-    match app
-        .access
-        .check(viewer, Action::ViewLaunchPage, forge, project)
-        .await?
-    {
-        Ok(_) => Ok(()),
-        Err(denied) => Err(super::auth::deny(app, denied, uri)),
-    }
 }
 
 /// `GET /v2/gh/{owner}/{repo}/{ref}`: a GitHub repository, as BinderHub spells it.
@@ -132,7 +115,15 @@ pub async fn launch_github(
     Path((owner, repo, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
     let project = format!("{owner}/{repo}");
-    gate(&app, &viewer, &uri, ForgeKind::GitHub, &project).await?;
+    require(
+        &app,
+        &viewer,
+        &uri,
+        Action::ViewLaunchPage,
+        ForgeKind::GitHub,
+        &project,
+    )
+    .await?;
     show(&app, &templates, ForgeKind::GitHub, &project, &git_ref).await
 }
 

@@ -16,7 +16,6 @@ use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::auth::deny;
 use super::form::FormView;
 use super::sheets::{Parsed, SheetCache, SheetKey};
 use super::templates::{Templates, notebook_html, values_view};
@@ -124,10 +123,7 @@ async fn gate(
     let Some(forge) = app.db.release_forge(project).await? else {
         return Err(WebError::NotFound("No published worksheets here.".into()));
     };
-    match app.access.check(viewer, action, forge, project).await? {
-        Ok(_) => Ok(()),
-        Err(denied) => Err(deny(app, denied, uri)),
-    }
+    super::auth::require(app, viewer, uri, action, forge, project).await
 }
 
 /// The most path segments a `/w/...` URL may have, and the most a project path may have

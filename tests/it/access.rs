@@ -691,6 +691,16 @@ on_both_databases!(
                 let res = send(&t, s, "GET", &route, "").await;
                 assert_eq!(res.status, want, "{:?} {route}", s.who);
                 checked += 1;
+                // Its status badge: the same rule, but never a login redirect.
+                let badge = format!("/badge/gh/{path}/{}.svg", "a".repeat(40));
+                let want = if visibility == "public" || s.who.platform_admin() {
+                    ok
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                let res = send(&t, s, "GET", &badge, "").await;
+                assert_eq!(res.status, want, "{:?} {badge}", s.who);
+                checked += 1;
             }
             // The admin API and the user's page.
             for (method, route, needs, ok) in [
@@ -707,6 +717,12 @@ on_both_databases!(
                     "/api/jobs/999999/retry",
                     Needs::PlatformAdmin,
                     StatusCode::NOT_FOUND,
+                ),
+                (
+                    "POST",
+                    "/api/reconcile",
+                    Needs::PlatformAdmin,
+                    StatusCode::ACCEPTED,
                 ),
                 ("GET", "/me", Needs::Login, StatusCode::OK),
             ] {
@@ -728,7 +744,7 @@ on_both_databases!(
             }
             checked += 1;
         }
-        assert!(checked >= 7 * (3 * 10 + 2 + 5 + 1), "{checked}");
+        assert!(checked >= 7 * (3 * 10 + 4 + 6 + 1), "{checked}");
     }
 );
 
