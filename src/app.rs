@@ -16,7 +16,12 @@ use crate::ingest::Ingest;
 use crate::jobs;
 use crate::metrics::Metrics;
 use crate::repo::mirror::Mirrors;
+use crate::sessions::SessionBackend;
+use crate::sessions::docker::DockerSessions;
 use crate::storage::{Clock, Db};
+
+/// The purpose of the key session tokens are derived from.
+const SESSION_TOKENS: &str = "jupyter-session-tokens";
 
 /// Everything a request or a job needs; cheap to clone.
 #[derive(Clone)]
@@ -41,6 +46,8 @@ pub struct App {
     pub clock: Clock,
     /// Who is looking and what they may do.
     pub access: Access,
+    /// Where users' Jupyter sessions run (the local Docker engine).
+    pub sessions: Arc<dyn SessionBackend>,
 }
 
 impl App {
@@ -57,7 +64,13 @@ impl App {
         let builder = builder_for(&settings);
         let clock = db.clock().clone();
         let access = Access::new(&settings, db.clone())?;
+        let sessions = Arc::new(DockerSessions::connect(
+            settings.environments.docker_host.as_deref(),
+            settings.sessions.clone(),
+            access.derived_key(SESSION_TOKENS),
+        )?);
         Ok(App {
+            sessions,
             access,
             mirrors: Arc::new(Mirrors::new(
                 settings.data_dir.join("mirrors"),

@@ -30,6 +30,9 @@ pub enum SealError {
 /// A key that seals and opens secrets.
 pub struct SecretBox {
     key: RandomizedNonceKey,
+    /// `SHA-256("nbforge key derivation" NUL key)`: the root of [`SecretBox::derive`]'s keys,
+    /// so a derived key never reveals the sealing key.
+    derivation: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -64,7 +67,13 @@ impl SecretBox {
 
     fn from_bytes(bytes: &[u8]) -> Result<SecretBox, SealError> {
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
-        Ok(SecretBox { key })
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut h, b"nbforge key derivation\0");
+        sha2::Digest::update(&mut h, bytes);
+        Ok(SecretBox {
+            key,
+            derivation: sha2::Digest::finalize(h).into(),
+        })
     }
 
     /// The key in `path`, made there (64 hex digits, mode 0600) when the file is missing.
@@ -91,6 +100,16 @@ impl SecretBox {
             }
             Err(e) => Err(file_error(e.to_string())),
         }
+    }
+
+    /// A key for `purpose` (64 hex digits) derived from the secret key: stable across
+    /// restarts, different for every purpose, and telling nothing of the secret key.
+    pub fn derive(&self, purpose: &str) -> Secret {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.derivation)
+            .expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        Secret::new(hex::encode(mac.finalize().into_bytes()))
     }
 
     /// `plain` sealed for `purpose` (e.g. `gitlab-refresh-token`), as printable text.
@@ -157,6 +176,21 @@ mod tests {
         assert!(b.open("gitlab-access-token", &damaged).is_err());
         assert!(b.open("gitlab-access-token", "v1.").is_err());
         assert!(SecretBox::from_secret(&Secret::new("short")).is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_purpose_and_key() {
+        let b = sample();
+        let k = b.derive("jupyter-session-tokens");
+        assert_eq!(k.expose().len(), 64);
+        assert_eq!(
+            k.expose(),
+            sample().derive("jupyter-session-tokens").expose()
+        );
+        assert_ne!(k.expose(), b.derive("other").expose());
+        let other = SecretBox::from_secret(&Secret::new("22".repeat(KEY_LEN))).unwrap();
+        assert_ne!(k.expose(), other.derive("jupyter-session-tokens").expose());
+        assert!(!k.expose().contains(&"11".repeat(8)));
     }
 
     #[test]

@@ -204,6 +204,11 @@ pub fn random_token() -> String {
 }
 
 impl Access {
+    /// A key for `purpose` derived from nbforge's secret key (see [`SecretBox::derive`]).
+    pub fn derived_key(&self, purpose: &str) -> Secret {
+        self.inner.sealer.derive(purpose)
+    }
+
     /// Access from the settings, with the token key from `NBFORGE_SECRET_KEY` or the data
     /// directory.
     pub fn new(settings: &Settings, db: Db) -> anyhow::Result<Access> {
