@@ -27,6 +27,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct CookieNames {
     pub session: &'static str,
     pub login: &'static str,
+    /// An anonymous visitor's key, for the sessions they launch (see [`visitor_key`]).
+    pub visitor: &'static str,
     pub secure: bool,
 }
 
@@ -35,12 +37,14 @@ pub fn cookie_names(app: &App) -> CookieNames {
         CookieNames {
             session: "__Host-nbforge_session",
             login: "__Host-nbforge_login",
+            visitor: "__Host-nbforge_visitor",
             secure: true,
         }
     } else {
         CookieNames {
             session: "nbforge_session",
             login: "nbforge_login",
+            visitor: "nbforge_visitor",
             secure: false,
         }
     }
@@ -56,6 +60,26 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
+}
+
+/// The key naming an anonymous visitor's sessions (`Owner::Anonymous { visitor }`): 32 hex
+/// digits of the SHA-256 of their visitor cookie, so labels and URLs never show the cookie
+/// itself. `None` without a well-formed cookie.
+pub fn visitor_key(names: CookieNames, headers: &HeaderMap) -> Option<String> {
+    let value = cookie_value(headers, names.visitor)?;
+    let plain = value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| crate::access::service::digest(&["visitor", &value])[..32].to_owned())
+}
+
+/// A new visitor: the `Set-Cookie` value (a random token, for the browser session only)
+/// and the key it gives (see [`visitor_key`]).
+pub fn new_visitor(names: CookieNames) -> (String, String) {
+    let value = crate::access::service::random_token();
+    let key = crate::access::service::digest(&["visitor", &value])[..32].to_owned();
+    (set_cookie(names, names.visitor, &value, None), key)
 }
 
 fn set_cookie(names: CookieNames, name: &str, value: &str, max_age_secs: Option<i64>) -> String {
@@ -440,10 +464,35 @@ mod tests {
     }
 
     #[test]
+    fn a_visitor_is_known_again_by_their_cookie_only() {
+        let names = CookieNames {
+            session: "nbforge_session",
+            login: "nbforge_login",
+            visitor: "nbforge_visitor",
+            secure: false,
+        };
+        let (cookie, key) = new_visitor(names);
+        assert_eq!(key.len(), 32);
+        let value = cookie.split(';').next().unwrap().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(&value).unwrap());
+        assert_eq!(visitor_key(names, &h).as_deref(), Some(key.as_str()));
+        assert!(!key.contains(value.split('=').nth(1).unwrap()));
+        let mut forged = HeaderMap::new();
+        forged.insert(
+            header::COOKIE,
+            HeaderValue::from_static("nbforge_visitor=../../etc"),
+        );
+        assert_eq!(visitor_key(names, &forged), None);
+        assert_eq!(visitor_key(names, &HeaderMap::new()), None);
+    }
+
+    #[test]
     fn session_cookies_are_http_only_and_lax() {
         let names = CookieNames {
             session: "__Host-nbforge_session",
             login: "__Host-nbforge_login",
+            visitor: "__Host-nbforge_visitor",
             secure: true,
         };
         let c = set_cookie(names, names.session, "v", Some(60));
