@@ -14,6 +14,7 @@ pub mod events;
 pub mod forge;
 pub mod ingest;
 pub mod jobs;
+pub mod launch;
 pub mod metrics;
 pub mod repo;
 pub mod sessions;

@@ -28,6 +28,7 @@ use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use tokio::io::AsyncWriteExt;
 
+use super::checkout::CHECKOUT_SCRIPT;
 use super::{
     Activity, Home, Owner, SessionBackend, SessionError, SessionId, SessionInfo, SessionProject,
     SessionSpec, SessionState,
@@ -60,6 +61,8 @@ pub const JUPYTER_PORT: u16 = 8888;
 pub const HOME_DIR: &str = "/home/jovyan";
 /// Processes a session may run at once.
 pub const PIDS_LIMIT: i64 = 512;
+/// Where a session's repository bundle is put before it starts (removed once checked out).
+const CHECKOUT_BUNDLE: &str = "/tmp/nbforge-checkout.bundle";
 /// Lines of a failed start's log shown in the error.
 const FAILED_LOG_LINES: usize = 20;
 
@@ -395,6 +398,7 @@ impl DockerSessions {
             state,
             address,
             created_ms: label(LABEL_CREATED).parse().unwrap_or(0),
+            checkout: None,
         })
     }
 
@@ -461,6 +465,52 @@ impl DockerSessions {
         }
     }
 
+    /// Puts the checkout's bundle at [`CHECKOUT_BUNDLE`] in a created container, readable
+    /// by the session's user.
+    async fn put_bundle(&self, name: &str, bundle: &std::path::Path) -> Result<(), SessionError> {
+        let bytes = tokio::fs::read(bundle)
+            .await
+            .map_err(|e| SessionError::Backend(format!("reading the repository bundle: {e}")))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(1000);
+        header.set_gid(1000);
+        header.set_mtime(0);
+        header.set_cksum();
+        let mut tar = tar::Builder::new(Vec::new());
+        let file = CHECKOUT_BUNDLE.trim_start_matches("/tmp/");
+        tar.append_data(&mut header, file, bytes.as_slice())
+            .map_err(|e| SessionError::Backend(e.to_string()))?;
+        let tar = tar
+            .into_inner()
+            .map_err(|e| SessionError::Backend(e.to_string()))?;
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path("/tmp")
+            .build();
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(backend)
+    }
+
+    /// The checkout's outcome line from the start of a session's log.
+    async fn checkout_outcome(&self, id: &SessionId) -> Option<String> {
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        let mut logs = self.docker.logs(&container_name(id), Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            if let Some(found) = super::checkout::outcome(&text) {
+                return Some(found);
+            }
+            if text.len() > 64 * 1024 {
+                break;
+            }
+        }
+        None
+    }
+
     /// Creates and starts the container, handing it the token on its standard input.
     async fn create_and_start(
         &self,
@@ -488,14 +538,29 @@ impl DockerSessions {
             "SHELL=/bin/bash".to_owned(),
         ];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        if let Some(c) = &spec.checkout {
+            env.extend([
+                format!("NBFORGE_CHECKOUT_DIR={}", c.dir),
+                format!("NBFORGE_CHECKOUT_COMMIT={}", c.commit),
+                format!(
+                    "NBFORGE_CHECKOUT_BRANCH={}",
+                    c.branch.as_deref().unwrap_or("")
+                ),
+                format!("NBFORGE_CHECKOUT_REMOTE={}", c.remote_url),
+            ]);
+        }
         // The token is read from standard input into the environment of `jupyter lab`
         // only: it is not in the container's configuration, where `docker inspect` shows it.
-        let script =
-            "IFS= read -r JUPYTER_TOKEN || exit 64; export JUPYTER_TOKEN; exec jupyter lab \"$@\"";
+        // The repository is checked out first, from the bundle put into the container.
+        let script = format!(
+            "IFS= read -r JUPYTER_TOKEN || exit 64\n{CHECKOUT_SCRIPT}\n\
+             if [ -f {CHECKOUT_BUNDLE} ]; then nbforge_checkout {CHECKOUT_BUNDLE}; rm -f {CHECKOUT_BUNDLE}; fi\n\
+             export JUPYTER_TOKEN; exec jupyter lab \"$@\""
+        );
         let mut cmd = vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
-            script.to_owned(),
+            script,
             "jupyter-lab".to_owned(),
         ];
         cmd.extend([
@@ -541,6 +606,9 @@ impl DockerSessions {
             } => SessionError::ImageMissing(spec.image.clone()),
             e => backend(e),
         })?;
+        if let Some(c) = &spec.checkout {
+            self.put_bundle(&name, &c.bundle).await?;
+        }
         let attach = AttachContainerOptionsBuilder::new()
             .stream(true)
             .stdin(true)
@@ -669,7 +737,11 @@ impl SessionBackend for DockerSessions {
             self.prepare_home(&volume, volume_labels, &spec.image)
                 .await?;
             self.create_and_start(&id, spec, &volume, labels).await?;
-            self.wait_ready(&id).await
+            let mut info = self.wait_ready(&id).await?;
+            if spec.checkout.is_some() {
+                info.checkout = self.checkout_outcome(&id).await;
+            }
+            Ok(info)
         }
         .await;
         match started {

@@ -10,6 +10,7 @@
 //! (container labels, the hub's server list), so nbforge keeps no table of them and a
 //! restart orphans nothing.
 
+pub mod checkout;
 pub mod docker;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,25 @@ pub struct SessionSpec {
     pub default_url: String,
     /// Extra environment variables for the server and its kernels.
     pub env: BTreeMap<String, String>,
+    /// The repository to check out in the home before Jupyter starts.
+    pub checkout: Option<Checkout>,
+}
+
+/// A repository for a session to check out below its home, from a git bundle nbforge
+/// wrote (see `launch::checkout`): cloned when the folder is missing, fast-forwarded when
+/// it is clean and behind, left alone otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    /// The folder below the home: a plain name.
+    pub dir: String,
+    /// The commit to check out (40 or 64 hex digits), named `refs/nbforge/launch` in the bundle.
+    pub commit: String,
+    /// The branch to create at the commit on first checkout (else a detached head).
+    pub branch: Option<String>,
+    /// The checkout's `origin`: the project's clone URL, never with credentials in it.
+    pub remote_url: String,
+    /// The bundle file on nbforge's side.
+    pub bundle: std::path::PathBuf,
 }
 
 /// The least memory a session may ask for.
@@ -170,6 +190,33 @@ impl SessionSpec {
         if self.image.is_empty() {
             return invalid("no image to run".into());
         }
+        if let Some(c) = &self.checkout {
+            let plain_dir = !c.dir.is_empty()
+                && !c.dir.starts_with('.')
+                && c.dir.len() <= 100
+                && c.dir
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            let hex = matches!(c.commit.len(), 40 | 64)
+                && c.commit.bytes().all(|b| b.is_ascii_hexdigit());
+            let branch_ok = c.branch.as_deref().is_none_or(|b| {
+                !b.is_empty()
+                    && b.len() <= 200
+                    && !b.starts_with('-')
+                    && !b.contains("..")
+                    && b.bytes().all(|x| {
+                        x.is_ascii_alphanumeric() || matches!(x, b'-' | b'_' | b'.' | b'/')
+                    })
+            });
+            let remote_ok = !c.remote_url.contains('@')
+                && !c.remote_url.chars().any(|ch| ch.is_control() || ch == ' ');
+            if !(plain_dir && hex && branch_ok && remote_ok) {
+                return invalid(
+                    "the repository to check out is not a plain folder, commit, branch and URL"
+                        .into(),
+                );
+            }
+        }
         for key in self.env.keys() {
             let plain = !key.is_empty()
                 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -216,6 +263,9 @@ pub struct SessionInfo {
     pub token: Secret,
     /// When the session was created, in epoch milliseconds.
     pub created_ms: i64,
+    /// What the checkout did when the session started (`cloned at …`, `left alone: …`),
+    /// when the session was just started with one.
+    pub checkout: Option<String>,
 }
 
 /// What the Jupyter server says about its use (`GET <base_url>api/status`), for culling.
@@ -303,6 +353,7 @@ mod tests {
             home: Home::User { user_id: 7 },
             default_url: "lab/tree/analysis.ipynb".into(),
             env: BTreeMap::new(),
+            checkout: None,
         }
     }
 
@@ -346,5 +397,37 @@ mod tests {
         let mut s = spec();
         s.resources.cpus = f64::NAN;
         assert!(s.validate().is_err());
+        let checkout = Checkout {
+            dir: "rnaseq".into(),
+            commit: "ab".repeat(20),
+            branch: Some("main".into()),
+            remote_url: "https://gitlab.example.org/lab/rnaseq.git".into(),
+            bundle: "/tmp/x.bundle".into(),
+        };
+        let mut s = spec();
+        s.checkout = Some(checkout.clone());
+        s.validate().unwrap();
+        for bad in [
+            Checkout {
+                dir: "../x".into(),
+                ..checkout.clone()
+            },
+            Checkout {
+                commit: "main".into(),
+                ..checkout.clone()
+            },
+            Checkout {
+                branch: Some("$(reboot)".into()),
+                ..checkout.clone()
+            },
+            Checkout {
+                remote_url: "https://oauth2:glpat@gitlab.example.org/x.git".into(),
+                ..checkout.clone()
+            },
+        ] {
+            let mut s = spec();
+            s.checkout = Some(bad);
+            assert!(s.validate().is_err());
+        }
     }
 }

@@ -175,6 +175,7 @@ impl Fixture {
             },
             default_url: "lab/tree/analysis.ipynb".into(),
             env: BTreeMap::from([("NBFORGE_PROJECT".into(), "lab/rnaseq".into())]),
+            checkout: None,
         }
     }
 }
@@ -580,4 +581,103 @@ async fn an_environment_image_keeps_its_start_script_and_seeds_a_new_home() {
     assert_eq!(started.status(), 200, "the start script ran");
     put_file(&info, "mine.txt", "written by the user").await;
     fx.sessions.stop(&info.id).await.unwrap();
+}
+
+/// Commits `text` as `a.txt` on `main` of the non-bare repository at `dir`.
+fn commit_text(dir: &std::path::Path, text: &str) -> String {
+    let repo = git2::Repository::open(dir)
+        .or_else(|_| git2::Repository::init(dir))
+        .unwrap();
+    let blob = repo.blob(text.as_bytes()).unwrap();
+    let mut tb = repo.treebuilder(None).unwrap();
+    tb.insert("a.txt", blob, 0o100644).unwrap();
+    let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.org").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &parents)
+        .unwrap()
+        .to_string()
+}
+
+/// A checkout of `commit` of the repository at `dir` for a session.
+fn checkout_of(dir: &std::path::Path, commit: &str) -> nbforge::sessions::Checkout {
+    let bundle = dir.join(format!("{commit}.bundle"));
+    nbforge::launch::checkout::write_bundle(&dir.join(".git"), None, dir, commit, &bundle).unwrap();
+    nbforge::sessions::Checkout {
+        dir: "rnaseq".into(),
+        commit: commit.into(),
+        branch: Some("main".into()),
+        remote_url: "https://gitlab.example.org/lab/rnaseq.git".into(),
+        bundle,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_is_cloned_once_then_fast_forwarded_or_left_alone() {
+    let Some(mut fx) = fixture() else { return };
+    let owner = fx.user();
+    let repo = tempfile::tempdir().unwrap();
+    let first = commit_text(repo.path(), "one\n");
+
+    let mut spec = fx.spec(&owner, "first");
+    spec.checkout = Some(checkout_of(repo.path(), &first));
+    let s = fx.sessions.start(&spec).await.unwrap();
+    assert_eq!(
+        s.checkout.as_deref(),
+        Some(format!("cloned at {first}").as_str())
+    );
+    let answer = get(
+        &s,
+        "api/contents/rnaseq/a.txt?content=1",
+        Some(s.token.expose()),
+    )
+    .await;
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["content"], "one\n");
+    // The remote is the project's URL, and the bundle is gone from the container.
+    let (ok, out) = docker_cli(&[
+        "exec",
+        &format!("nbforge-session-{}", s.id),
+        "sh",
+        "-c",
+        "git -C ~/rnaseq remote get-url origin; git -C ~/rnaseq branch --show-current; ls /tmp",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("https://gitlab.example.org/lab/rnaseq.git\nmain\n"),
+        "{out}"
+    );
+    assert!(!out.contains("nbforge-checkout.bundle"), "{out}");
+    fx.sessions.stop(&s.id).await.unwrap();
+
+    // A clean checkout behind the launched commit is fast-forwarded.
+    let second = commit_text(repo.path(), "two\n");
+    let mut spec = fx.spec(&owner, "second");
+    spec.checkout = Some(checkout_of(repo.path(), &second));
+    let s = fx.sessions.start(&spec).await.unwrap();
+    assert_eq!(
+        s.checkout.as_deref(),
+        Some(format!("fast-forwarded to {second}").as_str())
+    );
+    // A checkout with changes is left alone, and the session says so.
+    put_file(&s, "rnaseq/a.txt", "mine\n").await;
+    fx.sessions.stop(&s.id).await.unwrap();
+    let third = commit_text(repo.path(), "three\n");
+    let mut spec = fx.spec(&owner, "third");
+    spec.checkout = Some(checkout_of(repo.path(), &third));
+    let s = fx.sessions.start(&spec).await.unwrap();
+    assert_eq!(
+        s.checkout.as_deref(),
+        Some("left alone: rnaseq has uncommitted changes")
+    );
+    let answer = get(
+        &s,
+        "api/contents/rnaseq/a.txt?content=1",
+        Some(s.token.expose()),
+    )
+    .await;
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["content"], "mine\n");
+    fx.sessions.stop(&s.id).await.unwrap();
 }
