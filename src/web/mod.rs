@@ -107,6 +107,12 @@ pub fn router(app: App) -> Router {
             "/v2/gh/{owner}/{repo}/{git_ref}",
             get(launch::launch_github),
         )
+        .route("/build/{provider}/{project}/{git_ref}", get(launch::events))
+        .route(
+            "/build/gh/{owner}/{repo}/{git_ref}",
+            get(launch::events_github),
+        )
+        .route("/static/launch.js", get(launch::script))
         .route("/w", get(pages::index))
         .route("/w/{*rest}", get(pages::get).post(pages::post))
         .route(

@@ -22,6 +22,13 @@ pub const CSP: &str = "default-src 'none'; script-src 'none'; style-src 'unsafe-
 img-src 'self' data: https:; font-src 'self'; form-action 'self'; base-uri 'none'; \
 object-src 'none'; frame-src 'none'; frame-ancestors 'none'";
 
+/// The policy of nbforge's own interactive pages (the launch page), which never show
+/// notebook outputs: the same, plus scripts served by nbforge itself (nothing inline) and
+/// requests back to it (the progress stream).
+pub const SCRIPT_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+style-src 'unsafe-inline'; img-src 'self' data: https:; font-src 'self'; form-action 'self'; \
+base-uri 'none'; object-src 'none'; frame-src 'none'; frame-ancestors 'none'";
+
 /// The template files, embedded at build time. A new page is one more line here.
 const FILES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
@@ -51,8 +58,9 @@ pub fn notebook_html(sanitized: String) -> Value {
 
 /// The policy as a `<meta>` carries it: without `frame-ancestors`, which browsers honour
 /// only as a header.
-fn meta_csp() -> String {
-    CSP.split(';')
+fn meta_csp(policy: &str) -> String {
+    policy
+        .split(';')
         .map(str::trim)
         .filter(|d| !d.starts_with("frame-ancestors"))
         .collect::<Vec<_>>()
@@ -102,7 +110,11 @@ impl Templates {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_formatter(formatter);
         // A constant without user data; it must keep its quotes to be a valid policy.
-        env.add_global("meta_csp", Value::from_safe_string(meta_csp()));
+        env.add_global("meta_csp", Value::from_safe_string(meta_csp(CSP)));
+        env.add_global(
+            "script_meta_csp",
+            Value::from_safe_string(meta_csp(SCRIPT_CSP)),
+        );
         env.add_function(
             "worksheet_url",
             |project: &str, tag: Option<&str>, path: Option<&str>| {
@@ -155,6 +167,26 @@ impl Templates {
             )?,
         };
         Ok((status, Html(html)).into_response())
+    }
+
+    /// A page of nbforge's own that runs nbforge's scripts (`scripts` in the context), with
+    /// [`SCRIPT_CSP`]. Never for pages that show notebook outputs.
+    pub fn page_with_scripts(
+        &self,
+        status: StatusCode,
+        name: &str,
+        ctx: impl Serialize,
+    ) -> Result<Response, WebError> {
+        let mut res = self.page(
+            status,
+            name,
+            minijinja::context! { scripts => true, ..Value::from(Serde(&ctx)) },
+        )?;
+        res.headers_mut().insert(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            axum::http::HeaderValue::from_static(SCRIPT_CSP),
+        );
+        Ok(res)
     }
 
     /// A parameter form alone (the worksheet page includes it).

@@ -14,6 +14,7 @@ mod github;
 mod images;
 mod ingest;
 mod jobs;
+mod launch;
 mod members;
 mod scenarios;
 mod security;

@@ -616,6 +616,15 @@ impl FakeGitLab {
         });
     }
 
+    /// Makes the ids given from now on start after a random number, for tests whose users
+    /// leave traces outside the fake (home volumes named by user id on the shared Docker
+    /// engine), so that tests running at the same time do not share them.
+    pub fn randomize_ids(&self) {
+        let mut s = self.inner.state();
+        let base = i64::from(uuid::Uuid::new_v4().as_u128() as u32 & 0x3fff_ffff);
+        s.next_id = s.next_id.max(base + 1000);
+    }
+
     pub fn add_user(&self, username: &str) -> FakeUser {
         let mut s = self.inner.state();
         if let Some(u) = s.users.iter().find(|u| u.username == username) {

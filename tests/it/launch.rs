@@ -1,0 +1,408 @@
+//! Launch links start sessions: `/build/…` streams BinderHub's phases and ends `ready` with
+//! the session's URL, as a logged-in user (persistent home, the repository checked out at
+//! the launched commit) or an anonymous visitor (throwaway home), against the fake GitLab
+//! and the real Docker engine; and what a launch refuses.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+
+use crate::access::{log_in, session, set_cookie, with_login};
+use crate::support::{Backend, TestResponse};
+use nbforge::sessions::{Owner, SessionInfo, SessionState};
+
+/// Removes the sessions and home volumes a test made, even when it fails.
+struct Cleanup {
+    project: String,
+    users: Vec<i64>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ps = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=org.nbforge.project={}", self.project),
+            ])
+            .output();
+        if let Ok(out) = ps {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-fv", id])
+                    .output();
+            }
+        }
+        for user in &self.users {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f", &format!("nbforge-home-{user}")])
+                .output();
+        }
+    }
+}
+
+fn events(res: &TestResponse) -> Vec<Value> {
+    res.text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(|l| serde_json::from_str(l.trim()).expect("each event is JSON"))
+        .collect()
+}
+
+async fn launch(t: &crate::support::scenario::Scenario, path: &str, cookies: &str) -> TestResponse {
+    let mut req = Request::get(path);
+    if !cookies.is_empty() {
+        req = req.header("cookie", cookies);
+    }
+    t.request(req.body(Body::empty()).unwrap()).await
+}
+
+fn docker_exec(info: &SessionInfo, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &format!("nbforge-session-{}", info.id),
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn sessions_of(t: &crate::support::scenario::Scenario, owner: &str) -> Vec<SessionInfo> {
+    t.app
+        .app
+        .sessions
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.owner.url_name() == owner)
+        .collect()
+}
+
+const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badge_launches_a_session_with_the_repository_checked_out() {
+    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let t = t.with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    t.gitlab_fake().randomize_ids();
+    let name = format!("growth{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    let ada = t.gitlab_fake().add_user("ada");
+    let mut cleanup = Cleanup {
+        project: project.clone(),
+        users: vec![ada.id],
+    };
+    let first = t
+        .push(
+            &project,
+            &[
+                ("requirements.txt", b"# nothing beyond the base\n"),
+                ("analysis.ipynb", NOTEBOOK.as_bytes()),
+            ],
+        )
+        .await;
+    t.run_jobs().await;
+    let cookie = log_in(&t, &ada, "/").await;
+    let seg = project.replace('/', "%2F");
+
+    // The launch page runs nbforge's script, which follows /build/….
+    let page = launch(
+        &t,
+        &format!("/v2/gl/{seg}/main?labpath=analysis.ipynb"),
+        &session(&cookie),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let html = page.text();
+    assert!(
+        html.contains(&format!(
+            "data-events=\"/build/gl/{seg}/main?labpath=analysis.ipynb\""
+        )),
+        "{html}"
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+
+    let res = launch(
+        &t,
+        &format!("/build/gl/{seg}/main?labpath=analysis.ipynb"),
+        &session(&cookie),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert!(
+        res.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let ev = events(&res);
+    let phases: Vec<&str> = ev.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases.first(), Some(&"waiting"), "{ev:?}");
+    assert!(
+        phases.contains(&"fetching") && phases.contains(&"launching"),
+        "{ev:?}"
+    );
+    let ready = ev.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{ev:?}");
+    let session_name = format!("{name}-{}", &first[..8]);
+    assert_eq!(
+        ready["url"],
+        format!("http://nbforge.test/user/ada/{session_name}/lab/tree/{name}/analysis.ipynb")
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cloned at {first}")),
+        "{ready}"
+    );
+
+    let mine = sessions_of(&t, "ada").await;
+    assert_eq!(mine.len(), 1);
+    let s = &mine[0];
+    assert_eq!(s.state, SessionState::Running);
+    assert_eq!(s.project.commit, first);
+    assert!(matches!(s.owner, Owner::User { id, .. } if id == ada.id));
+    let out = docker_exec(
+        s,
+        &format!(
+            "git -C ~/{name} rev-parse HEAD; git -C ~/{name} remote get-url origin; git -C ~/{name} branch --show-current"
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], first);
+    assert!(
+        !lines[1].contains('@') && !lines[1].contains("glpat"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "main");
+
+    // The same commit again: the running session opens, nothing new starts.
+    let again = events(&launch(&t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
+    let last = again.last().unwrap();
+    assert_eq!(last["phase"], "ready", "{again:?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{last}"
+    );
+    assert_eq!(sessions_of(&t, "ada").await.len(), 1);
+
+    // A newer commit while the checkout has changes: the checkout is left alone, and the
+    // launch says so.
+    docker_exec(s, &format!("echo mine >> ~/{name}/analysis.ipynb"));
+    t.app.app.sessions.stop(&s.id).await.unwrap();
+    let second = t.push(&project, &[("notes.md", b"# more\n")]).await;
+    t.run_jobs().await;
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &session(&cookie)).await);
+    let ready = ev.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{ev:?}");
+    assert!(
+        ready["message"].as_str().unwrap().contains("left alone"),
+        "{ready}"
+    );
+    let s = sessions_of(&t, "ada")
+        .await
+        .into_iter()
+        .find(|s| s.project.commit == second)
+        .unwrap();
+    let out = docker_exec(
+        &s,
+        &format!("git -C ~/{name} rev-parse HEAD; tail -c 5 ~/{name}/analysis.ipynb"),
+    );
+    assert!(out.starts_with(&first), "{out}");
+    assert!(out.ends_with("mine\n"), "{out}");
+    t.app.app.sessions.stop(&s.id).await.unwrap();
+    cleanup.users.push(ada.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
+    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let t = t.with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    let name = format!("open{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    let _cleanup = Cleanup {
+        project: project.clone(),
+        users: vec![],
+    };
+    let sha = t.push(&project, &[("requirements.txt", b"# none\n")]).await;
+    t.run_jobs().await;
+    let seg = project.replace('/', "%2F");
+
+    let page = launch(&t, &format!("/v2/gl/{seg}/main"), "").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let visitor = set_cookie(&page, "nbforge_visitor").expect("a visitor cookie");
+    let cookies = format!("nbforge_visitor={visitor}");
+    let res = launch(&t, &format!("/build/gl/{seg}/main"), &cookies).await;
+    let ev = events(&res);
+    let ready = ev.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{ev:?}");
+    let url = ready["url"].as_str().unwrap();
+    assert!(url.starts_with("http://nbforge.test/user/~"), "{url}");
+    let owner = url
+        .trim_start_matches("http://nbforge.test/user/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mine = sessions_of(&t, &owner).await;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].project.commit, sha);
+    // A throwaway home, and the visitor's smaller limits.
+    let (ok, inspect) = {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", &format!("nbforge-session-{}", mine[0].id)])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(ok);
+    let inspect: Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect[0]["HostConfig"]["Memory"], 1i64 << 30);
+    assert!(
+        inspect[0]["Config"]["Labels"]["org.nbforge.throwaway-home"]
+            .as_str()
+            .unwrap()
+            .starts_with("nbforge-home-session-")
+    );
+    // Another visitor's launch is theirs: a second session.
+    let other = events(&launch(&t, &format!("/build/gl/{seg}/main"), "").await);
+    let other_url = other.last().unwrap()["url"].as_str().unwrap().to_owned();
+    assert_ne!(other_url, url);
+    for s in t.app.app.sessions.list().await.unwrap() {
+        if s.project.path == project {
+            t.app.app.sessions.stop(&s.id).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
+    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let t = t.with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    t.gitlab_fake().randomize_ids();
+    let name = format!("bad{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    let ada = t.gitlab_fake().add_user("ada");
+    let _cleanup = Cleanup {
+        project: project.clone(),
+        users: vec![ada.id],
+    };
+    let cookie = session(&log_in(&t, &ada, "/").await);
+    let seg = project.replace('/', "%2F");
+
+    // A project nbforge has not seen (or that the user may not see).
+    let res = launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+
+    // A ref that does not exist.
+    t.push(&project, &[("apt.txt", b"<bad>\n")]).await;
+    t.run_jobs().await;
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/nope"), &cookie).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("no branch or tag named nope"),
+        "{last}"
+    );
+
+    // A failed environment.
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed to build"),
+        "{last}"
+    );
+
+    // A container that dies at start: its log says why, and nothing is left running.
+    t.push(
+        &project,
+        &[
+            ("apt.txt", b"\n"),
+            ("requirements.txt", b"# none\n"),
+            (
+                "start",
+                b"#!/bin/sh\necho 'the start script gives up' >&2\nexit 3\n",
+            ),
+        ],
+    )
+    .await;
+    t.run_jobs().await;
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed", "{ev:?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("the start script gives up"),
+        "{last}"
+    );
+    assert!(sessions_of(&t, "ada").await.is_empty());
+
+    // Paths that leave the repository.
+    let ev = events(
+        &launch(
+            &t,
+            &format!("/build/gl/{seg}/main?labpath=../../etc/passwd"),
+            &cookie,
+        )
+        .await,
+    );
+    assert_eq!(ev.last().unwrap()["phase"], "failed", "{ev:?}");
+
+    // Another site cannot start a launch through the browser.
+    let res = t
+        .request(
+            Request::get(format!("/build/gl/{seg}/main"))
+                .header("cookie", &cookie)
+                .header("sec-fetch-site", "cross-site")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // An unknown provider.
+    let res = launch(&t, &format!("/build/xx/{seg}/main"), &cookie).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+}
