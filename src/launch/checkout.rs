@@ -36,6 +36,14 @@ impl From<MirrorError> for CheckoutError {
     fn from(e: MirrorError) -> CheckoutError {
         match e {
             MirrorError::Auth { .. } => CheckoutError::Refused,
+            // GitLab answers 404 (or 403) to a user who may not read the project.
+            MirrorError::Fetch { message, .. }
+                if ["HTTP 401", "HTTP 403", "HTTP 404"]
+                    .iter()
+                    .any(|s| message.ends_with(s)) =>
+            {
+                CheckoutError::Refused
+            }
             e => CheckoutError::Fetch(e.to_string()),
         }
     }

@@ -170,8 +170,6 @@ async fn run(
     let commit = resolve(app, forge, &req.project, &req.git_ref).await?;
     let branch = branch_of(app, forge, &req.project, &req.git_ref, &commit).await;
 
-    let image = environment(app, &row, &commit, &branch, req.show_build_log, r).await?;
-
     r.send(Phase::Fetching, "Fetching the repository").await;
     let project_ref = project_ref(&row);
     let forge_api = app.forges.for_kind(&forge);
@@ -186,21 +184,42 @@ async fn run(
                 internal(e)
             }
         })?;
-    let (launch_config, checkout_bundle) = {
+    let launch_config = {
         let mirror_path = mirror.path().to_owned();
         let options = app.spec_options();
         let commit_c = commit.clone();
-        let config = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let repo = git2::Repository::open_bare(&mirror_path).ok()?;
             let tree = crate::repo::tree::CommitTree::open(&repo, &commit_c).ok()?;
             crate::spec::analyze(&tree, &options).ok()?.launch
         })
         .await
-        .map_err(internal)?;
-        let bundle = bundle(app, req, &row, mirror.path(), &commit).await?;
-        (config, bundle)
+        .map_err(internal)?
     };
+    let kind = launch_config.as_ref().map(|c| c.kind).unwrap_or_default();
+    // Worksheets and dashboards open as worksheets once a version is published: no
+    // session needed.
+    if matches!(kind, ProjectKind::Worksheet | ProjectKind::Dashboard)
+        && req.open == Open::default()
+        && app.db.has_releases(&req.project).await.map_err(internal)?
+    {
+        return Ok((
+            crate::urls::worksheet(&req.project, None, None),
+            "This project's worksheets are published: opening them".into(),
+        ));
+    }
+    let checkout_bundle = bundle(app, req, &row, mirror.path(), &commit).await?;
     drop(mirror);
+
+    let image = match environment(app, &row, &commit, &branch, req.show_build_log, r).await {
+        Ok(image) => image,
+        Err(e) => {
+            if let Some((path, _)) = &checkout_bundle {
+                std::fs::remove_file(path).ok();
+            }
+            return Err(e);
+        }
+    };
 
     let dir = checkout::folder_for(&req.project);
     let name = session_name(&req.project, &commit);
@@ -223,7 +242,6 @@ async fn run(
     }
 
     r.send(Phase::Launching, "Starting the session").await;
-    let kind = launch_config.as_ref().map(|c| c.kind).unwrap_or_default();
     let default_file = launch_config.as_ref().and_then(|c| c.default.clone());
     let default_url = default_url(kind, &dir, default_file.as_deref(), &req.open)?;
     let anonymous = matches!(req.owner, Owner::Anonymous { .. });

@@ -198,6 +198,23 @@ impl Db {
         .await?)
     }
 
+    /// The project whose clone or web URL is `url` (`.git` and a trailing `/` ignored):
+    /// how BinderHub's `/v2/git/<url>/<ref>` names a repository.
+    pub async fn project_by_url(&self, url: &str) -> DbResult<Option<ProjectRow>> {
+        let bare = url.trim_end_matches('/');
+        let bare = bare.strip_suffix(".git").unwrap_or(bare);
+        Ok(sqlx::query_as(
+            "SELECT forge, path, forge_id, web_url, git_url, default_branch, forked_from, visibility
+             FROM projects WHERE git_url = $1 OR git_url = $2 OR web_url = $1 OR web_url = $3
+             ORDER BY forge, path LIMIT 1",
+        )
+        .bind(bare)
+        .bind(format!("{bare}.git"))
+        .bind(format!("{bare}/"))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn get_project_by_forge_id(
         &self,
         forge: &str,

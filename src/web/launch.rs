@@ -134,6 +134,22 @@ fn provider_forge(provider: &str) -> Option<ForgeKind> {
     }
 }
 
+/// The project a `git` provider's segment names: a repository URL nbforge knows (as
+/// BinderHub's `/v2/git/<url-escaped URL>/<ref>`), or else a project path.
+async fn project_for(
+    app: &App,
+    provider: &str,
+    project: String,
+) -> Result<(Option<ForgeKind>, String), WebError> {
+    if provider == "git" && project.contains("://") {
+        return Ok(match app.db.project_by_url(&project).await? {
+            Some(row) => (Some(row.forge), row.path),
+            None => (Some(ForgeKind::GitLab), project),
+        });
+    }
+    Ok((provider_forge(provider), project))
+}
+
 /// `GET /v2/{provider}/{project}/{ref}`.
 pub async fn launch(
     State(app): State<App>,
@@ -143,7 +159,8 @@ pub async fn launch(
     OriginalUri(uri): OriginalUri,
     Path((provider, project, git_ref)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
-    let Some(forge) = provider_forge(&provider) else {
+    let (forge, project) = project_for(&app, &provider, project).await?;
+    let Some(forge) = forge else {
         return unknown_provider(&templates);
     };
     require(&app, &viewer, &uri, Action::ViewLaunchPage, forge, &project).await?;
@@ -257,7 +274,8 @@ pub async fn events(
     Path((provider, project, git_ref)): Path<(String, String, String)>,
     Query(open): Query<Open>,
 ) -> Result<Response, WebError> {
-    let Some(forge) = provider_forge(&provider) else {
+    let (forge, project) = project_for(&app, &provider, project).await?;
+    let Some(forge) = forge else {
         return Err(WebError::NotFound(format!(
             "unknown provider `{}`: use gl, gh or git",
             crate::text::truncate(&provider, 40)

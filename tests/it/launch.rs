@@ -77,7 +77,12 @@ fn docker_exec(info: &SessionInfo, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn sessions_of(t: &crate::support::scenario::Scenario, owner: &str) -> Vec<SessionInfo> {
+/// The sessions of `owner` for `project` (other tests use the same names at the same time).
+async fn sessions_of(
+    t: &crate::support::scenario::Scenario,
+    owner: &str,
+    project: &str,
+) -> Vec<SessionInfo> {
     t.app
         .app
         .sessions
@@ -85,7 +90,7 @@ async fn sessions_of(t: &crate::support::scenario::Scenario, owner: &str) -> Vec
         .await
         .unwrap()
         .into_iter()
-        .filter(|s| s.owner.url_name() == owner)
+        .filter(|s| s.owner.url_name() == owner && s.project.path == project)
         .collect()
 }
 
@@ -174,7 +179,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
         "{ready}"
     );
 
-    let mine = sessions_of(&t, "ada").await;
+    let mine = sessions_of(&t, "ada", &project).await;
     assert_eq!(mine.len(), 1);
     let s = &mine[0];
     assert_eq!(s.state, SessionState::Running);
@@ -205,7 +210,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
             .contains("already running"),
         "{last}"
     );
-    assert_eq!(sessions_of(&t, "ada").await.len(), 1);
+    assert_eq!(sessions_of(&t, "ada", &project).await.len(), 1);
 
     // A newer commit while the checkout has changes: the checkout is left alone, and the
     // launch says so.
@@ -220,7 +225,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
         ready["message"].as_str().unwrap().contains("left alone"),
         "{ready}"
     );
-    let s = sessions_of(&t, "ada")
+    let s = sessions_of(&t, "ada", &project)
         .await
         .into_iter()
         .find(|s| s.project.commit == second)
@@ -270,7 +275,7 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
         .next()
         .unwrap()
         .to_owned();
-    let mine = sessions_of(&t, &owner).await;
+    let mine = sessions_of(&t, &owner, &project).await;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].project.commit, sha);
     // A throwaway home, and the visitor's smaller limits.
@@ -292,6 +297,21 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
             .as_str()
             .unwrap()
             .starts_with("nbforge-home-session-")
+    );
+    // BinderHub's `/v2/git/<url-escaped URL>/<ref>` names the same project by its clone URL,
+    // and the visitor's running session opens again.
+    let url_of_repo = t.gitlab_fake().project(&project).unwrap().http_url_to_repo;
+    let escaped: String = url::form_urlencoded::byte_serialize(url_of_repo.as_bytes()).collect();
+    let by_url = events(&launch(&t, &format!("/build/git/{escaped}/main"), &cookies).await);
+    let last = by_url.last().unwrap();
+    assert_eq!(last["phase"], "ready", "{by_url:?}");
+    assert_eq!(last["url"], url);
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{last}"
     );
     // Another visitor's launch is theirs: a second session.
     let other = events(&launch(&t, &format!("/build/gl/{seg}/main"), "").await);
@@ -378,7 +398,7 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
             .contains("the start script gives up"),
         "{last}"
     );
-    assert!(sessions_of(&t, "ada").await.is_empty());
+    assert!(sessions_of(&t, "ada", &project).await.is_empty());
 
     // Paths that leave the repository.
     let ev = events(
@@ -405,4 +425,86 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
     // An unknown provider.
     let res = launch(&t, &format!("/build/xx/{seg}/main"), &cookie).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_checkout_is_fetched_with_the_users_own_token() {
+    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let t = t.with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    let fake = t.gitlab_fake();
+    fake.randomize_ids();
+    let name = format!("secret{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    let p = fake.add_project(&project);
+    fake.set_visibility(&p, "private");
+    let git_url = fake.serve_git_over_http(&p);
+    let ada = fake.add_user("ada");
+    let bob = fake.add_user("bob");
+    let _cleanup = Cleanup {
+        project: project.clone(),
+        users: vec![ada.id, bob.id],
+    };
+    fake.add_member(&project, &ada, 20);
+    let sha = t.push(&project, &[("requirements.txt", b"# none\n")]).await;
+    t.run_jobs().await;
+    // nbforge believes both may read the project; GitLab knows bob no longer may.
+    for user in [&ada, &bob] {
+        t.db()
+            .upsert_member(&nbforge::storage::MemberRow {
+                forge: nbforge::events::ForgeKind::GitLab,
+                scope: format!("project:{project}"),
+                user_id: user.id,
+                access_level: 20,
+                expires_at: None,
+                source: "hook".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let seg = project.replace('/', "%2F");
+
+    let ada_cookie = session(&log_in(&t, &ada, "/").await);
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &ada_cookie).await);
+    let ready = ev.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{ev:?}");
+    assert!(
+        ready["message"].as_str().unwrap().contains("cloned at"),
+        "{ready}"
+    );
+    let s = sessions_of(&t, "ada", &project).await.pop().unwrap();
+    let out = docker_exec(
+        &s,
+        &format!(
+            "git -C ~/{name} rev-parse HEAD; git -C ~/{name} remote get-url origin; git -C ~/{name} config --list"
+        ),
+    );
+    assert!(out.starts_with(&sha), "{out}");
+    assert!(
+        out.contains(&format!("remote.origin.url={git_url}")),
+        "{out}"
+    );
+    // No token anywhere in the checkout's configuration.
+    assert!(
+        !out.contains("gloas") && !out.contains("oauth2:") && !out.contains("glpat"),
+        "{out}"
+    );
+
+    let bob_cookie = session(&log_in(&t, &bob, "/").await);
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &bob_cookie).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed", "{ev:?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not let you read this repository"),
+        "{last}"
+    );
+    assert!(sessions_of(&t, "bob", &project).await.is_empty());
+    t.app.app.sessions.stop(&s.id).await.unwrap();
 }

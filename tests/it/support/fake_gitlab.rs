@@ -25,6 +25,7 @@
     reason = "shared by several test areas; each uses a different part"
 )]
 
+mod git_http;
 mod hooks;
 mod http;
 mod oauth;
@@ -329,6 +330,8 @@ struct FakeState {
     rate_limited: u32,
     rate_limit_retry_after: u64,
     next_id: i64,
+    /// Projects whose git is served over HTTP with GitLab's checks (see `git_http`).
+    git_over_http: Vec<i64>,
     users: Vec<FakeUser>,
     groups: Vec<FakeGroup>,
     projects: Vec<FakeProject>,
@@ -690,6 +693,21 @@ impl FakeGitLab {
     /// The project's current record (after renames, visibility changes…).
     pub fn project(&self, key: &str) -> Option<FakeProject> {
         self.inner.state().find_project(key).cloned()
+    }
+
+    /// Serves the project's repository over HTTP as GitLab does (credentials checked, see
+    /// `git_http`) and makes that its `http_url_to_repo`; returns the URL.
+    pub fn serve_git_over_http(&self, project: &FakeProject) -> String {
+        let url = format!(
+            "{}/git/{}.git",
+            self.inner.base_url, project.path_with_namespace
+        );
+        let mut s = self.inner.state();
+        s.git_over_http.push(project.id);
+        if let Some(p) = s.projects.iter_mut().find(|p| p.id == project.id) {
+            p.http_url_to_repo = url.clone();
+        }
+        url
     }
 
     pub fn set_visibility(&self, project: &FakeProject, visibility: &str) {

@@ -29,6 +29,7 @@ pub(super) fn router(inner: Shared) -> Router {
     Router::new()
         .nest("/api/v4", api)
         .merge(super::oauth::router())
+        .merge(super::git_http::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Not Found") })
         .layer(middleware::from_fn_with_state(inner.clone(), gatekeeper))
         .with_state(inner)
@@ -46,20 +47,24 @@ async fn gatekeeper(State(inner): State<Shared>, mut req: Request, next: Next) -
     if let Some(id) = oauth_user {
         req.extensions_mut().insert(super::oauth::OAuthUser(id));
     }
-    let authorized = oauth_user.is_some() || req.uri().path().starts_with("/oauth/") || {
-        let headers = req.headers();
-        let private = headers
-            .get("private-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        private.as_deref() == Some(inner.token.as_str())
-            || bearer.as_deref() == Some(inner.token.as_str())
-    };
+    // `/git/…` checks its own (Basic) credentials, as GitLab's git over HTTP does.
+    let authorized = oauth_user.is_some()
+        || req.uri().path().starts_with("/oauth/")
+        || req.uri().path().starts_with("/git/")
+        || {
+            let headers = req.headers();
+            let private = headers
+                .get("private-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned);
+            private.as_deref() == Some(inner.token.as_str())
+                || bearer.as_deref() == Some(inner.token.as_str())
+        };
     let (down, revoked, rate_limited, stall) = {
         let mut s = inner.state();
         s.requests.push(RecordedRequest {
@@ -127,7 +132,7 @@ impl IntoResponse for Fail {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "message": message }))).into_response()
 }
 
