@@ -64,6 +64,14 @@ impl App {
         let builder = builder_for(&settings);
         let clock = db.clock().clone();
         let access = Access::new(&settings, db.clone())?;
+        let jobs_ready = Arc::new(Notify::new());
+        let spool = match settings.server.spool_max_bytes {
+            0 => None,
+            max => Some(Arc::new(crate::ingest::spool::Spool::open(
+                &settings.data_dir.join("spool"),
+                max,
+            )?)),
+        };
         let sessions = Arc::new(DockerSessions::connect(
             settings.environments.docker_host.as_deref(),
             settings.sessions.clone(),
@@ -77,14 +85,18 @@ impl App {
                 clock.clone(),
             )),
             settings: Arc::new(settings),
-            deliveries: crate::ingest::writer::DeliveryWriter::spawn(db.clone()),
+            deliveries: crate::ingest::writer::DeliveryWriter::spawn(
+                db.clone(),
+                spool,
+                jobs_ready.clone(),
+            ),
             reading: Arc::new(tokio::sync::Semaphore::new(
                 crate::ingest::BODIES_READ_AT_ONCE,
             )),
             db,
             forges,
             metrics: Arc::new(Metrics::new()),
-            jobs_ready: Arc::new(Notify::new()),
+            jobs_ready,
             builder,
             build_logs: Arc::new(LogHub::new()),
             clock,

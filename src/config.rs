@@ -128,6 +128,10 @@ pub struct ServerArgs {
     /// Largest webhook body accepted, in bytes [default: 26214400].
     #[arg(long, env = "NBFORGE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Most disk the delivery spool (`<data dir>/spool`, used while the database cannot be
+    /// reached) may take: bytes, or a number with KiB, MiB, GiB; 0 turns it off [default: 1GiB].
+    #[arg(long, env = "NBFORGE_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<String>,
     /// Bearer token for the admin API (`/api/...`); without it the admin API is closed.
     #[arg(long, env = "NBFORGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
@@ -426,6 +430,7 @@ struct FileSettings {
     mirror_retention_days: Option<u64>,
     image_retention_days: Option<u64>,
     max_body_bytes: Option<usize>,
+    spool_max_bytes: Option<String>,
     log_format: Option<LogFormat>,
     base_image: Option<String>,
     extra_ca_certs: Option<PathBuf>,
@@ -498,6 +503,9 @@ impl Default for SessionSettings {
         }
     }
 }
+
+/// The delivery spool's default bound.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 /// Reads a size: bytes, or a number with `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`, also
 /// powers of 1024).
@@ -585,6 +593,8 @@ pub struct ServerSettings {
     pub public_url: Url,
     pub max_body_bytes: usize,
     pub admin_token: Option<Secret>,
+    /// Most bytes the delivery spool may hold; 0: no spool.
+    pub spool_max_bytes: u64,
 }
 
 /// The forges: where events come from and where statuses and notes go.
@@ -850,6 +860,16 @@ impl Settings {
         if max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());
         }
+        let spool_max_bytes = match args.server.spool_max_bytes.clone().or(file.spool_max_bytes) {
+            None => DEFAULT_SPOOL_MAX_BYTES,
+            Some(text) => parse_size(&text).unwrap_or_else(|| {
+                problems.push(format!(
+                    "spool_max_bytes: `{}` is not a size (e.g. 512MiB, or 0 for no spool)",
+                    crate::text::truncate(&text, 40)
+                ));
+                DEFAULT_SPOOL_MAX_BYTES
+            }),
+        };
         let extra_ca = match args.image.extra_ca_certs.clone().or(file.extra_ca_certs) {
             None => None,
             Some(path) => match std::fs::read(&path) {
@@ -990,6 +1010,7 @@ impl Settings {
                 public_url,
                 max_body_bytes,
                 admin_token,
+                spool_max_bytes,
             },
             forges: ForgeSettings {
                 gitlab_url,

@@ -22,6 +22,7 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::{Notify, Semaphore};
 
+pub mod spool;
 pub mod writer;
 
 use crate::config::Settings;
@@ -177,7 +178,15 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
         work,
     };
     match app.deliveries.store(delivery).await {
-        Ok(StoreOutcome::Stored { jobs, .. }) => {
+        Ok(writer::Written::Spooled) => {
+            app.metrics.delivery(forge, &parsed.kind, "spooled");
+            answer(
+                StatusCode::ACCEPTED,
+                "spooled",
+                json!({ "delivery": delivery_id, "event": parsed.kind }),
+            )
+        }
+        Ok(writer::Written::Stored(StoreOutcome::Stored { jobs, .. })) => {
             app.metrics.delivery(forge, &parsed.kind, result);
             if !jobs.is_empty() {
                 app.jobs_ready.notify_waiters();
@@ -188,7 +197,7 @@ async fn receive(app: Ingest, source: ForgeKind, headers: HeaderMap, body: Body)
                 json!({ "delivery": delivery_id, "event": parsed.kind, "jobs": jobs.len() }),
             )
         }
-        Ok(StoreOutcome::Duplicate) => {
+        Ok(writer::Written::Stored(StoreOutcome::Duplicate)) => {
             app.metrics.delivery(forge, &parsed.kind, "duplicate");
             answer(
                 StatusCode::OK,

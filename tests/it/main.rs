@@ -21,4 +21,5 @@ mod security;
 mod serve;
 mod sessions;
 mod spec;
+mod spool;
 mod worksheet;
