@@ -72,11 +72,17 @@ impl App {
                 max,
             )?)),
         };
-        let sessions = Arc::new(DockerSessions::connect(
+        let sessions: Arc<dyn SessionBackend> = match DockerSessions::connect(
             settings.environments.docker_host.as_deref(),
             settings.sessions.clone(),
             access.derived_key(SESSION_TOKENS),
-        )?);
+        ) {
+            Ok(docker) => Arc::new(docker),
+            Err(e) => {
+                tracing::warn!("sessions cannot start: {e}");
+                Arc::new(crate::sessions::Unavailable(e.to_string()))
+            }
+        };
         Ok(App {
             sessions,
             access,

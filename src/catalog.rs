@@ -7,7 +7,7 @@
 use crate::events::ProjectRef;
 use crate::forge::Forge;
 use crate::repo::FileTree;
-use crate::repo::mirror::Mirrors;
+use crate::repo::mirror::{MirrorError, Mirrors};
 use crate::repo::tree::{read_limited, read_text, walk_files};
 use crate::storage::{Db, NewWorksheet, ReleaseRow};
 use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
@@ -218,14 +218,39 @@ pub async fn publish(
     commit: Option<&str>,
 ) -> Result<Option<usize>, PublishError> {
     let forge_name = project.forge.name();
+    let tag_ref = format!("refs/tags/{tag}");
     let Some(commit) = commit else {
+        // A deletion replayed after the tag was made again withdraws nothing: the
+        // repository must not have the tag.
+        let source = forge
+            .fetch_source(&project.into())
+            .await
+            .map_err(MirrorError::from)?;
+        let mirror = mirrors.fetch(forge_name, &project.path, source).await?;
+        let repo_path = mirror.path().to_owned();
+        let tag_ref = tag_ref.clone();
+        let exists = tokio::task::spawn_blocking(move || {
+            git2::Repository::open_bare(&repo_path)
+                .map(|repo| repo.find_reference(&tag_ref).is_ok())
+                .map_err(|e| {
+                    PublishError::Infrastructure(anyhow::anyhow!(
+                        "opening the mirror: {}",
+                        e.message()
+                    ))
+                })
+        })
+        .await
+        .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")))??;
+        drop(mirror);
+        if exists {
+            return Ok(None);
+        }
         db.delete_release(forge_name, &project.path, tag).await?;
         return Ok(Some(0));
     };
     let mirror = mirrors.fetch_project(forge, project, commit).await?;
     let repo_path = mirror.path().to_owned();
     let at = commit.to_owned();
-    let tag_ref = format!("refs/tags/{tag}");
     let publication = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
             PublishError::Infrastructure(anyhow::anyhow!("opening the mirror: {}", e.message()))

@@ -327,6 +327,29 @@ pub trait SessionBackend: Send + Sync {
     async fn activity(&self, id: &SessionId) -> Result<Option<Activity>, SessionError>;
 }
 
+/// The backend when the runtime could not even be set up (e.g. the Docker socket named
+/// does not exist): every call fails as an outage, and nbforge's other work goes on.
+pub struct Unavailable(pub String);
+
+#[async_trait]
+impl SessionBackend for Unavailable {
+    async fn start(&self, _: &SessionSpec) -> Result<SessionInfo, SessionError> {
+        Err(SessionError::Backend(self.0.clone()))
+    }
+    async fn status(&self, _: &SessionId) -> Result<Option<SessionInfo>, SessionError> {
+        Err(SessionError::Backend(self.0.clone()))
+    }
+    async fn stop(&self, _: &SessionId) -> Result<(), SessionError> {
+        Err(SessionError::Backend(self.0.clone()))
+    }
+    async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        Err(SessionError::Backend(self.0.clone()))
+    }
+    async fn activity(&self, _: &SessionId) -> Result<Option<Activity>, SessionError> {
+        Err(SessionError::Backend(self.0.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

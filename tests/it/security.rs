@@ -1136,5 +1136,31 @@ async fn a_replayed_tag_push_republishes_a_deleted_tag() {
             None,
             "and unrecorded"
         );
+
+        // The tag made again: a replay of its old deletion withdraws nothing.
+        t.tag("lab/tags", "v1").await;
+        t.run_jobs().await;
+        assert_eq!(t.get("/w/lab/tags/v1/growth.ipynb").await.status, 200);
+        let deletion = fake.tag_push_payload(&p, "v1", &first, ZERO);
+        let res = t
+            .app
+            .gitlab(deletion.event, "tag-deletion-replay", deletion.bytes())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        assert_eq!(
+            t.get("/w/lab/tags/v1/growth.ipynb").await.status,
+            200,
+            "the tag made again stays published"
+        );
+        assert_eq!(
+            t.db()
+                .ref_sha("gitlab", "lab/tags", "refs/tags/v1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(first.as_str()),
+            "and recorded"
+        );
     }
 }

@@ -54,11 +54,16 @@ impl Job for PublishTag {
         )
         .await?;
         let Some(published) = published else {
-            tracing::info!(
-                "{} {ref_name}: the repository's tag is no longer at {}; nothing published",
-                project.path,
-                self.commit.as_deref().unwrap_or_default()
-            );
+            match &self.commit {
+                Some(commit) => tracing::info!(
+                    "{} {ref_name}: the repository's tag is no longer at {commit}; nothing published",
+                    project.path,
+                ),
+                None => tracing::info!(
+                    "{} {ref_name}: the repository still has the tag; nothing withdrawn",
+                    project.path,
+                ),
+            }
             return Ok(());
         };
         let before = db

@@ -241,6 +241,10 @@ impl FakeGitHub {
         tag_commit(&repo.repo(), name, sha, message)
     }
 
+    pub fn delete_tag(&self, repo: &FakeRepo, name: &str) {
+        repo.repo().tag_delete(name).expect("delete tag");
+    }
+
     /// The commit `branch` points to.
     pub fn branch_sha(&self, repo: &FakeRepo, branch: &str) -> Option<String> {
         repo.repo()

@@ -244,6 +244,7 @@ impl Scenario {
             Fake::GitHub(fake) => {
                 let r = self.repo(path);
                 let before = fake.branch_sha(&r, "main").expect("main has a commit");
+                fake.delete_tag(&r, tag);
                 let hook = fake.tag_push_payload(&r, tag, &before, ZERO);
                 self.deliver_github(hook.event, hook.bytes()).await;
             }
