@@ -19,6 +19,10 @@ use crate::storage::{Clock, millis};
 /// The file in a mirror holding when it was last fetched (epoch milliseconds).
 const FETCHED_AT: &str = "nbforge-fetched-at";
 
+/// The most characters of a project's path a mirror key shows (keys stay well within
+/// the 200 characters a key may have).
+const KEY_PATH_CHARS: usize = 120;
+
 /// Refspecs used when the caller passes none: all branches and tags, force-updated.
 pub const DEFAULT_REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
@@ -92,7 +96,9 @@ impl Mirrors {
     }
 
     /// The folder-safe key of a project's mirror: readable, and distinct for distinct
-    /// (forge, path) pairs.
+    /// (forge, path) pairs. GitLab paths can be far longer than a folder name may be: a
+    /// long path keeps its first [`KEY_PATH_CHARS`] characters and is told apart by a
+    /// SHA-256 prefix of the whole path.
     pub fn key(forge: &str, path: &str) -> String {
         let safe: String = path
             .chars()
@@ -104,7 +110,12 @@ impl Mirrors {
                 }
             })
             .collect();
-        format!("{forge}-{}-{:08x}", safe.trim_start_matches('.'), fnv(path))
+        let safe = safe.trim_start_matches('.');
+        if safe.len() <= KEY_PATH_CHARS {
+            return format!("{forge}-{safe}-{:08x}", fnv(path));
+        }
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(path.as_bytes()));
+        format!("{forge}-{}-{}", &safe[..KEY_PATH_CHARS], &digest[..24])
     }
 
     fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -446,6 +457,23 @@ mod tests {
         );
         // A tree is an object, but not a commit.
         assert!(!has_commit(&path, &tree.id().to_string()).unwrap());
+    }
+
+    #[test]
+    fn long_paths_make_valid_distinct_keys() {
+        let long = format!("lab/{}", "sub-group/".repeat(40));
+        let a = Mirrors::key("gitlab", &format!("{long}a"));
+        let b = Mirrors::key("gitlab", &format!("{long}b"));
+        assert_ne!(a, b);
+        for k in [&a, &b] {
+            assert!(k.len() <= 200, "{k}");
+            assert!(mirror_path(Path::new("/c"), k).is_ok(), "{k}");
+        }
+        // Short paths keep the keys they had.
+        assert_eq!(
+            Mirrors::key("gitlab", "lab/x"),
+            format!("gitlab-lab_x-{:08x}", fnv("lab/x"))
+        );
     }
 
     #[test]

@@ -413,6 +413,7 @@ async fn project_page(
         return Err(WebError::NotFound("No published worksheets here.".into()));
     };
     let sheets = app.db.worksheets(project, &newest.tag).await?;
+    let launch = crate::urls::launch_path(newest.forge, project, &newest.tag);
     templates.page(
         StatusCode::OK,
         "project.html",
@@ -422,6 +423,7 @@ async fn project_page(
             newest => newest.tag.as_str(),
             sheets => Serde(sheets),
             releases => Serde(&releases),
+            launch,
         },
     )
 }

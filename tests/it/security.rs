@@ -1164,3 +1164,77 @@ async fn a_replayed_tag_push_republishes_a_deleted_tag() {
         );
     }
 }
+
+/// Finding 22: a project path longer than a mirror's folder name may be failed every fetch
+/// and was retried until dead-lettered.
+#[tokio::test]
+async fn a_very_long_project_path_cannot_be_fetched() {
+    let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
+    else {
+        return;
+    };
+    let path = format!("lab/{}growth", "deeply-nested-subgroup/".repeat(9));
+    assert!(path.len() > 200);
+    t.push(&path, &crate::catalog::release_files()).await;
+    t.tag(&path, "v1").await;
+    t.run_jobs().await;
+    let counts = t.job_counts().await;
+    assert_eq!(counts.get("dead").copied().unwrap_or(0), 0, "{counts:?}");
+    assert_eq!(counts.get("failed").copied().unwrap_or(0), 0, "{counts:?}");
+    let sheet = t.get(&format!("/w/{path}/v1/growth.ipynb")).await;
+    assert_eq!(sheet.status, 200, "{}", sheet.text());
+}
+
+// Finding 2, on GitHub: the repository a GitHub delivery named was recorded and published
+// as the delivery described it. Its name must now be GitHub's name for the repository's id.
+on_both_databases!(
+    github_payloads_choose_the_repository,
+    |backend: Backend| async move {
+        let Some(t) = crate::support::scenario::Scenario::github(backend).await else {
+            return;
+        };
+        let fake = t.github_fake();
+        let victim = fake.add_repo("octo-lab/private-growth");
+        let sha = fake.commit(&victim, "main", &crate::catalog::release_files(), "release");
+        fake.tag(&victim, "v1", &sha, Some("release"));
+        let mut hook = fake.tag_push_payload(&victim, "v1", &"0".repeat(40), &sha);
+        hook.body["repository"]["full_name"] = "evil/copy".into();
+        hook.body["repository"]["name"] = "copy".into();
+        hook.body["repository"]["owner"]["login"] = "evil".into();
+        hook.body["repository"]["owner"]["name"] = "evil".into();
+        let res = t.app.github(hook.event, "forged-gh-1", hook.bytes()).await;
+        assert!(res.status.is_success(), "{}", res.text());
+        t.run_jobs().await;
+        let error = failed_once(&t.app).await;
+        assert!(
+            error.contains("`evil/copy`") && error.contains("`octo-lab/private-growth`"),
+            "{error}"
+        );
+        for path in ["evil/copy", "octo-lab/private-growth"] {
+            assert!(t.db().releases(path).await.unwrap().is_empty(), "{path}");
+        }
+        assert_eq!(t.get("/w/evil/copy/v1").await.status, 404);
+
+        // The honest delivery publishes, with GitHub's id and visibility recorded.
+        let hook = fake.tag_push_payload(&victim, "v1", &"0".repeat(40), &sha);
+        let res = t.app.github(hook.event, "honest-gh-1", hook.bytes()).await;
+        assert!(res.status.is_success(), "{}", res.text());
+        t.run_jobs().await;
+        assert_eq!(
+            t.db()
+                .releases("octo-lab/private-growth")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let row = t
+            .db()
+            .get_project("github", "octo-lab/private-growth")
+            .await
+            .unwrap()
+            .expect("recorded");
+        assert_eq!(row.forge_id, Some(victim.id));
+        assert_eq!(row.visibility.as_deref(), Some("public"));
+    }
+);

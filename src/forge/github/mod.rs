@@ -49,6 +49,11 @@ struct RepoResp {
     html_url: String,
     clone_url: String,
     default_branch: Option<String>,
+    #[serde(default)]
+    private: Option<bool>,
+    /// `public`, `private` or `internal` (GitHub Enterprise).
+    #[serde(default)]
+    visibility: Option<String>,
 }
 
 impl From<RepoResp> for ProjectInfo {
@@ -310,6 +315,48 @@ impl Forge for GitHubForge {
             .await
             .map_err(|e| self.map_error(&what, e))?;
         Ok(comment.into())
+    }
+
+    /// Reads the repository by the event's id (by its name when it has none) and requires
+    /// GitHub's name for it to be the event's, ignoring case as GitHub does.
+    async fn verify_project(
+        &self,
+        claimed: &crate::events::ProjectRef,
+    ) -> ForgeResult<crate::events::ProjectRef> {
+        let id = ProjectId::from(claimed);
+        let route = match &id {
+            ProjectId::Id(n) => format!("/repositories/{n}"),
+            ProjectId::Path(_) => self.repo_route(&id).await?,
+        };
+        let repo: RepoResp = self
+            .get(&format!("reading repository {id}"), &route)
+            .await?;
+        if !repo
+            .full_name
+            .eq_ignore_ascii_case(claimed.path.trim_matches('/'))
+        {
+            return Err(ForgeError::Refused(format!(
+                "the event names repository `{}`, but GitHub repository {} is `{}`; nothing \
+                 was fetched or published",
+                claimed.path, repo.id, repo.full_name
+            )));
+        }
+        let visibility = match (repo.visibility.as_deref(), repo.private) {
+            (Some(v), _) => crate::events::Visibility::parse(v),
+            (None, Some(false)) => crate::events::Visibility::Public,
+            _ => crate::events::Visibility::Private,
+        };
+        Ok(crate::events::ProjectRef {
+            forge: claimed.forge,
+            id: Some(repo.id),
+            path: repo.full_name,
+            web_url: Some(repo.html_url),
+            git_http_url: Some(repo.clone_url),
+            default_branch: repo
+                .default_branch
+                .or_else(|| claimed.default_branch.clone()),
+            visibility: Some(visibility),
+        })
     }
 
     async fn fetch_source(&self, project: &ProjectId) -> ForgeResult<FetchSource> {
