@@ -103,6 +103,7 @@ impl App {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             jobs_ready: self.jobs_ready.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 

@@ -10,6 +10,11 @@
 //! session mounts it. Everything the backend needs to find a session again is in the
 //! container's labels; the Jupyter token is derived from a key and the session id, so it
 //! is never written anywhere (it reaches Jupyter on its standard input).
+//!
+//! For the lifecycle: activity is Jupyter's `api/status` and `api/kernels` (a busy kernel
+//! keeps its session), usage is the engine's container stats, and a home's disk use is
+//! measured by a short-lived container running `du -sb` on the volume (uid 1000, no
+//! network, read-only mount) and cached, so that pages never wait on it for long.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,15 +27,16 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Activity, Home, Owner, SessionBackend, SessionError, SessionId, SessionInfo, SessionProject,
-    SessionSpec, SessionState,
+    Activity, Home, HomeUsage, Owner, SessionBackend, SessionError, SessionId, SessionInfo,
+    SessionProject, SessionSpec, SessionState, SessionStats,
 };
 use crate::config::{Secret, SessionSettings};
 
@@ -50,6 +56,8 @@ pub const LABEL_DEFAULT_URL: &str = "org.nbforge.default-url";
 pub const LABEL_HOME: &str = "org.nbforge.home";
 /// On a container: the throwaway home volume to remove with it.
 pub const LABEL_THROWAWAY_HOME: &str = "org.nbforge.throwaway-home";
+/// On a home volume: the image it was first prepared with, which measures its disk use.
+pub const LABEL_HOME_IMAGE: &str = "org.nbforge.home-image";
 
 /// The bridge driver's option that lets containers on one network talk to each other.
 const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
@@ -104,6 +112,10 @@ pub struct DockerSessions {
     token_key: Secret,
     http: reqwest::Client,
     network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Homes' disk use as last measured, by user id.
+    home_usage: std::sync::Arc<std::sync::Mutex<HashMap<i64, HomeUsage>>>,
+    /// One measure of a home at a time.
+    measuring: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerSessions {
@@ -138,6 +150,8 @@ impl DockerSessions {
             token_key,
             http,
             network_lock: Default::default(),
+            home_usage: Default::default(),
+            measuring: Default::default(),
         })
     }
 
@@ -211,6 +225,8 @@ impl DockerSessions {
         labels: HashMap<String, String>,
         image: &str,
     ) -> Result<(), SessionError> {
+        let mut labels = labels;
+        labels.insert(LABEL_HOME_IMAGE.to_owned(), image.to_owned());
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.to_owned()),
@@ -392,19 +408,33 @@ impl DockerSessions {
                 .unwrap_or_default(),
             base_url: label(LABEL_BASE_URL),
             default_url: label(LABEL_DEFAULT_URL),
+            finished_ms: matches!(state, SessionState::Stopped | SessionState::Failed(_))
+                .then(|| {
+                    container
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.finished_at.as_deref())
+                        .and_then(super::lifecycle::rfc3339_ms)
+                })
+                .flatten(),
             state,
             address,
             created_ms: label(LABEL_CREATED).parse().unwrap_or(0),
         })
     }
 
-    /// `GET <address><base_url>api/status` with the token.
-    async fn get_status(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+    /// `GET <address><base_url><path>` with the token, read as JSON; `None` for an answer
+    /// other than success.
+    async fn get_jupyter<T: serde::de::DeserializeOwned>(
+        &self,
+        info: &SessionInfo,
+        path: &str,
+    ) -> Result<Option<T>, reqwest::Error> {
         let Some(address) = &info.address else {
             return Ok(None);
         };
         let url = format!(
-            "{}{}api/status",
+            "{}{}{path}",
             address.as_str().trim_end_matches('/'),
             info.base_url
         );
@@ -417,7 +447,135 @@ impl DockerSessions {
         if !answer.status().is_success() {
             return Ok(None);
         }
-        answer.json::<Activity>().await.map(Some)
+        answer.json::<T>().await.map(Some)
+    }
+
+    /// `GET <address><base_url>api/status` with the token.
+    async fn get_status(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+        self.get_jupyter(info, "api/status").await
+    }
+
+    /// The server's status, with its kernels read too (`api/kernels`): whether one is
+    /// busy, and the latest of their last activity.
+    async fn get_activity(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+        let Some(mut activity) = self.get_status(info).await? else {
+            return Ok(None);
+        };
+        let kernels: Vec<KernelModel> = self
+            .get_jupyter(info, "api/kernels")
+            .await?
+            .unwrap_or_default();
+        activity.busy = kernels.iter().any(|k| k.execution_state == "busy");
+        let mut latest = super::lifecycle::rfc3339_ms(&activity.last_activity);
+        for k in &kernels {
+            let at = k
+                .last_activity
+                .as_deref()
+                .and_then(super::lifecycle::rfc3339_ms);
+            if at > latest {
+                latest = at;
+                activity.last_activity = k.last_activity.clone().unwrap_or_default();
+            }
+        }
+        Ok(Some(activity))
+    }
+
+    /// Measures the disk use of `volume` with `du -sb` in a short-lived container from
+    /// `image`: uid 1000, no capabilities, no network, the volume mounted read-only.
+    async fn measure_volume(&self, volume: &str, image: &str) -> Result<u64, SessionError> {
+        let name = format!("{volume}-du-{}", uuid::Uuid::new_v4().simple());
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            user: Some("1000:1000".into()),
+            entrypoint: Some(vec!["du".into()]),
+            cmd: Some(vec!["-sb".into(), HOME_DIR.into()]),
+            labels: Some(HashMap::from([(
+                LABEL_SESSION.to_owned(),
+                "measure".to_owned(),
+            )])),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                mounts: Some(vec![Mount {
+                    read_only: Some(true),
+                    ..home_mount(volume, false)
+                }]),
+                memory: Some(64 << 20),
+                pids_limit: Some(16),
+                ..confined()
+            }),
+            ..Default::default()
+        };
+        self.create(&name, body).await.map_err(backend)?;
+        let result = async {
+            self.docker
+                .start_container(&name, None)
+                .await
+                .map_err(backend)?;
+            let mut wait = self.docker.wait_container(&name, None);
+            // `du` exits 1 when it could not read something (a folder the user made
+            // unreadable); what it could read is still counted.
+            match wait.next().await {
+                Some(Ok(_))
+                | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) => {}
+                Some(Err(e)) => return Err(backend(e)),
+                None => {}
+            }
+            let options = LogsOptionsBuilder::new().stdout(true).build();
+            let mut logs = self.docker.logs(&name, Some(options));
+            let mut out = String::new();
+            while let Some(Ok(chunk)) = logs.next().await {
+                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            out.lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .find_map(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    SessionError::Backend(format!(
+                        "measuring the home volume {volume}: no size in `du`'s output"
+                    ))
+                })
+        }
+        .await;
+        self.remove_container(&name).await?;
+        result
+    }
+
+    /// The image to measure a home with: the one it was prepared with, else one of its
+    /// owner's sessions' images; `None` when none is on the engine (or no home exists).
+    async fn measuring_image(&self, user_id: i64) -> Result<Option<String>, SessionError> {
+        let volume = match self.docker.inspect_volume(&home_volume(user_id)).await {
+            Ok(v) => v,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut candidates: Vec<String> = volume
+            .labels
+            .get(LABEL_HOME_IMAGE)
+            .cloned()
+            .into_iter()
+            .collect();
+        let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER_ID}={user_id}")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        for c in self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(backend)?
+        {
+            candidates.extend(c.image);
+        }
+        for image in candidates {
+            match self.docker.inspect_image(&image).await {
+                Ok(_) => return Ok(Some(image)),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(None)
     }
 
     /// Waits until Jupyter answers, the container ends, or the start timeout passes.
@@ -753,13 +911,114 @@ impl SessionBackend for DockerSessions {
         if info.state != SessionState::Running {
             return Ok(None);
         }
-        self.get_status(&info).await.map_err(|e| {
+        self.get_activity(&info).await.map_err(|e| {
             SessionError::Backend(format!(
                 "reading the status of session {id}: {}",
                 e.without_url()
             ))
         })
     }
+
+    async fn stats(&self, id: &SessionId) -> Result<Option<SessionStats>, SessionError> {
+        // Not one-shot: the engine samples twice, a second apart, which gives the CPU rate.
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut stats = self.docker.stats(&container_name(id), Some(options));
+        let stats = match stats.next().await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) if is_not_found(&e) => return Ok(None),
+            Some(Err(e)) => return Err(backend(e)),
+            None => return Ok(None),
+        };
+        Ok(session_stats(&stats))
+    }
+
+    async fn home_usage(
+        &self,
+        user_id: i64,
+        max_age: Duration,
+    ) -> Result<Option<HomeUsage>, SessionError> {
+        let fresh = |usage: &HomeUsage| {
+            let age_ms = now_ms().saturating_sub(usage.measured_ms);
+            u128::try_from(age_ms).unwrap_or(0) <= max_age.as_millis()
+        };
+        let cached = || {
+            self.home_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&user_id)
+                .copied()
+        };
+        if let Some(usage) = cached().filter(fresh) {
+            return Ok(Some(usage));
+        }
+        let _one_at_a_time = self.measuring.lock().await;
+        // Measured by another caller while this one waited.
+        if let Some(usage) = cached().filter(fresh) {
+            return Ok(Some(usage));
+        }
+        let Some(image) = self.measuring_image(user_id).await? else {
+            return Ok(None);
+        };
+        let bytes = self.measure_volume(&home_volume(user_id), &image).await?;
+        let usage = HomeUsage {
+            bytes,
+            measured_ms: now_ms(),
+        };
+        self.home_usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user_id, usage);
+        Ok(Some(usage))
+    }
+}
+
+/// A kernel as Jupyter's `api/kernels` lists it.
+#[derive(Debug, serde::Deserialize)]
+struct KernelModel {
+    #[serde(default)]
+    execution_state: String,
+    last_activity: Option<String>,
+}
+
+/// A container's stats as a session's: the CPU rate between the engine's two samples,
+/// and the memory in use less the page cache (as `docker stats` shows it).
+fn session_stats(stats: &bollard::models::ContainerStatsResponse) -> Option<SessionStats> {
+    let cpu = stats.cpu_stats.as_ref()?;
+    let pre = stats.precpu_stats.as_ref();
+    let total = |c: Option<&bollard::models::ContainerCpuStats>| {
+        c.and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
+    };
+    let cpu_delta = total(Some(cpu)).saturating_sub(total(pre));
+    let system_delta = cpu
+        .system_cpu_usage
+        .unwrap_or(0)
+        .saturating_sub(pre.and_then(|p| p.system_cpu_usage).unwrap_or(0));
+    let online = f64::from(cpu.online_cpus.unwrap_or(1).max(1));
+    let cpu_cores = if system_delta > 0 && total(pre) > 0 {
+        cpu_delta as f64 / system_delta as f64 * online
+    } else {
+        0.0
+    };
+    let memory = stats.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let cache = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Some(SessionStats {
+        cpu_cores,
+        memory_bytes: usage.saturating_sub(cache),
+        memory_limit_bytes: memory.and_then(|m| m.limit).unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
