@@ -879,6 +879,7 @@ impl SessionBackend for DockerSessions {
         Ok(())
     }
 
+    /// The sessions on this backend's network.
     async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let filters = HashMap::from([("label", vec![LABEL_SESSION.to_owned()])]);
         let options = ListContainersOptionsBuilder::new()
@@ -895,6 +896,15 @@ impl SessionBackend for DockerSessions {
             let Some(id) = summary.labels.as_ref().and_then(|l| l.get(LABEL_SESSION)) else {
                 continue;
             };
+            // This backend's sessions are those on its network: another nbforge sharing
+            // the engine (with a network of its own) keeps, lists and culls its own.
+            let network = summary
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref());
+            if network != Some(self.settings.network.as_str()) {
+                continue;
+            }
             let id = SessionId(id.clone());
             if let Some(info) = self.status(&id).await? {
                 sessions.push(info);

@@ -18,6 +18,7 @@ mod members;
 mod scenarios;
 mod security;
 mod serve;
+mod session_lifecycle;
 mod sessions;
 mod spec;
 mod worksheet;
