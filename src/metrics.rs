@@ -381,3 +381,55 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(owner: &str, cpu: f64, memory: u64) -> SessionUsage {
+        SessionUsage {
+            owner: owner.into(),
+            stats: SessionStats {
+                cpu_cores: cpu,
+                memory_bytes: memory,
+                memory_limit_bytes: 1 << 30,
+            },
+        }
+    }
+
+    #[test]
+    fn session_metrics_are_totals_unless_per_user_is_on() {
+        let m = Metrics::new();
+        m.set_session_states(["running", "running", "failed"]);
+        m.session_culled(CullReason::Idle);
+        m.launch_phase(LaunchPhase::Building, 42.0);
+        m.launch_result(true);
+        let all = [usage("ada", 0.5, 256 << 20), usage("~v", 1.0, 512 << 20)];
+        m.set_session_usage(&all, false);
+        let text = m.encode();
+        for line in [
+            "nbforge_sessions{state=\"running\"} 2",
+            "nbforge_sessions{state=\"failed\"} 1",
+            "nbforge_sessions{state=\"starting\"} 0",
+            "nbforge_session_culls_total{reason=\"idle\"} 1",
+            "nbforge_session_launches_total{result=\"ok\"} 1",
+            "nbforge_session_launch_phase_seconds_count{phase=\"building\"} 1",
+            "nbforge_sessions_cpu_cores 1.5",
+            "nbforge_sessions_memory_bytes 805306368",
+            "nbforge_session_memory_limit_ratio_max 0.5",
+            "nbforge_session_memory_limit_ratio_count 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("ada"), "{text}");
+        m.set_session_usage(&all, true);
+        let text = m.encode();
+        assert!(
+            text.contains("nbforge_session_owner_memory_bytes{owner=\"ada\"} 268435456"),
+            "{text}"
+        );
+        // Owners whose sessions went are not reported again.
+        m.set_session_usage(&all[1..], true);
+        assert!(!m.encode().contains("owner=\"ada\""));
+    }
+}
