@@ -210,8 +210,7 @@ impl Metrics {
             "The highest share of its memory limit a running session used, at the last cull",
             session_memory_ratio_max.clone(),
         );
-        let session_memory_ratio =
-            Histogram::new([0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0].into_iter());
+        let session_memory_ratio = Histogram::new([0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0]);
         registry.register(
             "session_memory_limit_ratio",
             "Share of its memory limit each running session used, observed at every cull",
