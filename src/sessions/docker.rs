@@ -254,29 +254,39 @@ impl DockerSessions {
             }),
             ..Default::default()
         };
-        self.create(&name, body).await.map_err(backend)?;
+        let (code, log) = self.run_to_end(&name, body).await?;
+        if code != 0 {
+            return Err(SessionError::Backend(format!(
+                "preparing the home volume {volume} exited with code {code}: {log}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a short-lived container to its end, then removes it: its exit code and the
+    /// last lines of its output.
+    async fn run_to_end(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<(i64, String), SessionError> {
+        self.create(name, body).await.map_err(backend)?;
         let result = async {
             self.docker
-                .start_container(&name, None)
+                .start_container(name, None)
                 .await
                 .map_err(backend)?;
-            let mut wait = self.docker.wait_container(&name, None);
+            let mut wait = self.docker.wait_container(name, None);
             let code = match wait.next().await {
                 Some(Ok(r)) => r.status_code,
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 Some(Err(e)) => return Err(backend(e)),
                 None => -1,
             };
-            if code != 0 {
-                let log = self.last_log_lines(&name, None).await;
-                return Err(SessionError::Backend(format!(
-                    "preparing the home volume {volume} exited with code {code}: {log}"
-                )));
-            }
-            Ok(())
+            Ok((code, self.last_log_lines(name, None).await))
         }
         .await;
-        self.remove_container(&name).await?;
+        self.remove_container(name).await?;
         result
     }
 
@@ -506,39 +516,17 @@ impl DockerSessions {
             }),
             ..Default::default()
         };
-        self.create(&name, body).await.map_err(backend)?;
-        let result = async {
-            self.docker
-                .start_container(&name, None)
-                .await
-                .map_err(backend)?;
-            let mut wait = self.docker.wait_container(&name, None);
-            // `du` exits 1 when it could not read something (a folder the user made
-            // unreadable); what it could read is still counted.
-            match wait.next().await {
-                Some(Ok(_))
-                | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) => {}
-                Some(Err(e)) => return Err(backend(e)),
-                None => {}
-            }
-            let options = LogsOptionsBuilder::new().stdout(true).build();
-            let mut logs = self.docker.logs(&name, Some(options));
-            let mut out = String::new();
-            while let Some(Ok(chunk)) = logs.next().await {
-                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-            out.lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .find_map(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    SessionError::Backend(format!(
-                        "measuring the home volume {volume}: no size in `du`'s output"
-                    ))
-                })
-        }
-        .await;
-        self.remove_container(&name).await?;
-        result
+        // `du` exits 1 when it could not read something (a folder the user made
+        // unreadable); what it could read is still counted, and the total comes last.
+        let (_, out) = self.run_to_end(&name, body).await?;
+        out.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .find_map(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                SessionError::Backend(format!(
+                    "measuring the home volume {volume}: no size in `du`'s output: {out}"
+                ))
+            })
     }
 
     /// The image to measure a home with: the one it was prepared with, else one of its

@@ -15,7 +15,7 @@ use crate::support::{ADMIN_TOKEN, Backend, TestResponse};
 use nbforge::access::service::{digest, random_token};
 use nbforge::config::Settings;
 use nbforge::events::ForgeKind;
-use nbforge::storage::{MemberRow, ProjectRow, UserUpdate};
+use nbforge::storage::{MemberRow, ProjectRow};
 
 const PUBLIC_URL: &str = "http://nbforge.test";
 
@@ -461,26 +461,7 @@ async fn subject(t: &Scenario, who: Who, user_id: i64) -> Subject {
         return Subject { who, cookie: None };
     }
     let username = format!("{who:?}").to_lowercase();
-    t.db()
-        .upsert_user(&UserUpdate {
-            id: user_id,
-            username: &username,
-            name: None,
-            avatar_url: None,
-            state: None,
-        })
-        .await
-        .unwrap();
-    let (value, csrf) = (random_token(), random_token());
-    t.db()
-        .create_web_session(
-            &digest(&["session", &value]),
-            user_id,
-            &csrf,
-            nbforge::storage::now_ms() + 3_600_000,
-        )
-        .await
-        .unwrap();
+    let (value, csrf) = t.web_session(user_id, &username).await;
     Subject {
         who,
         cookie: Some((value, csrf)),

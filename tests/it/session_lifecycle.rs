@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use nbforge::access::service::{digest, random_token};
 use nbforge::config::{LifecycleSettings, SessionSettings};
 use nbforge::sessions::lifecycle::{self, Refusal};
 use nbforge::sessions::{Home, Owner, SessionId, SessionInfo, SessionState};
-use nbforge::storage::UserUpdate;
 use serde_json::Value;
 
 use crate::sessions::{
@@ -73,28 +71,7 @@ impl Lab {
         let id = random_id();
         self.cleanup.users.push(id);
         let username = format!("user{id}");
-        self.t
-            .db()
-            .upsert_user(&UserUpdate {
-                id,
-                username: &username,
-                name: None,
-                avatar_url: None,
-                state: None,
-            })
-            .await
-            .unwrap();
-        let (value, csrf) = (random_token(), random_token());
-        self.t
-            .db()
-            .create_web_session(
-                &digest(&["session", &value]),
-                id,
-                &csrf,
-                nbforge::storage::now_ms() + 3_600_000,
-            )
-            .await
-            .unwrap();
+        let (value, csrf) = self.t.web_session(id, &username).await;
         User {
             owner: Owner::User { id, username },
             id,
@@ -142,6 +119,11 @@ impl Lab {
         lifecycle::cull(self.t.app.sessions.as_ref(), settings, &self.t.app.metrics)
             .await
             .unwrap()
+    }
+
+    async fn activity(&self, id: &SessionId) -> nbforge::sessions::Activity {
+        let activity = self.t.app.sessions.activity(id).await.unwrap();
+        activity.expect("the session answers")
     }
 
     async fn state(&self, id: &SessionId) -> Option<SessionState> {
@@ -240,14 +222,7 @@ async fn an_idle_session_is_culled_while_a_busy_kernel_keeps_its_own() {
     let idle = lab.start(&ada.owner, "idle").await;
     let busy = lab.start(&ada.owner, "busy").await;
     run_long_cell(&busy);
-    let activity = lab
-        .t
-        .app
-        .sessions
-        .activity(&busy.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let activity = lab.activity(&busy.id).await;
     assert!(activity.busy, "{activity:?}");
     assert_eq!(activity.kernels, 1);
 
@@ -269,14 +244,7 @@ async fn an_idle_session_is_culled_while_a_busy_kernel_keeps_its_own() {
     assert!(!container_exists(&idle.id));
     // The busy one ran idle of messages as long, and is kept.
     assert_eq!(lab.state(&busy.id).await, Some(SessionState::Running));
-    let activity = lab
-        .t
-        .app
-        .sessions
-        .activity(&busy.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let activity = lab.activity(&busy.id).await;
     assert!(activity.busy, "still computing: {activity:?}");
     let report = lab.cull().await;
     assert!(report.culled.is_empty(), "{report:?}");
