@@ -64,11 +64,14 @@ impl App {
         let builder = builder_for(&settings);
         let clock = db.clock().clone();
         let access = Access::new(&settings, db.clone())?;
-        let sessions = Arc::new(DockerSessions::connect(
-            settings.environments.docker_host.as_deref(),
-            settings.sessions.clone(),
-            access.derived_key(SESSION_TOKENS),
-        )?);
+        let sessions = Arc::new(
+            DockerSessions::connect(
+                settings.environments.docker_host.as_deref(),
+                settings.sessions.clone(),
+                access.derived_key(SESSION_TOKENS),
+            )?
+            .measure_homes_with(settings.environments.base_image.clone()),
+        );
         Ok(App {
             sessions,
             access,

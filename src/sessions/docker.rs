@@ -13,8 +13,9 @@
 //!
 //! For the lifecycle: activity is Jupyter's `api/status` and `api/kernels` (a busy kernel
 //! keeps its session), usage is the engine's container stats, and a home's disk use is
-//! measured by a short-lived container running `du -sb` on the volume (uid 1000, no
-//! network, read-only mount) and cached, so that pages never wait on it for long.
+//! measured by a short-lived container from the base image running `du -sb` on the volume
+//! (uid 1000, no network, read-only mount) and cached, so that pages never wait on it for
+//! long.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,8 +57,6 @@ pub const LABEL_DEFAULT_URL: &str = "org.nbforge.default-url";
 pub const LABEL_HOME: &str = "org.nbforge.home";
 /// On a container: the throwaway home volume to remove with it.
 pub const LABEL_THROWAWAY_HOME: &str = "org.nbforge.throwaway-home";
-/// On a home volume: the image it was first prepared with, which measures its disk use.
-pub const LABEL_HOME_IMAGE: &str = "org.nbforge.home-image";
 
 /// The bridge driver's option that lets containers on one network talk to each other.
 const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
@@ -116,6 +115,9 @@ pub struct DockerSessions {
     home_usage: std::sync::Arc<std::sync::Mutex<HashMap<i64, HomeUsage>>>,
     /// One measure of a home at a time.
     measuring: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The image whose `du` measures homes: one nbforge trusts (the base image), never a
+    /// project's, whose `du` its owner could make lie about their quota.
+    measure_image: Option<String>,
 }
 
 impl DockerSessions {
@@ -152,7 +154,15 @@ impl DockerSessions {
             network_lock: Default::default(),
             home_usage: Default::default(),
             measuring: Default::default(),
+            measure_image: None,
         })
+    }
+
+    /// Measures homes' disk use with `du` from `image` (the base image); without it,
+    /// [`SessionBackend::home_usage`] has no answer.
+    pub fn measure_homes_with(mut self, image: impl Into<String>) -> DockerSessions {
+        self.measure_image = Some(image.into());
+        self
     }
 
     pub fn settings(&self) -> &SessionSettings {
@@ -225,8 +235,6 @@ impl DockerSessions {
         labels: HashMap<String, String>,
         image: &str,
     ) -> Result<(), SessionError> {
-        let mut labels = labels;
-        labels.insert(LABEL_HOME_IMAGE.to_owned(), image.to_owned());
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.to_owned()),
@@ -529,41 +537,17 @@ impl DockerSessions {
             })
     }
 
-    /// The image to measure a home with: the one it was prepared with, else one of its
-    /// owner's sessions' images; `None` when none is on the engine (or no home exists).
+    /// The image homes are measured with (see [`DockerSessions::measure_homes_with`]),
+    /// when the user has a home.
     async fn measuring_image(&self, user_id: i64) -> Result<Option<String>, SessionError> {
-        let volume = match self.docker.inspect_volume(&home_volume(user_id)).await {
-            Ok(v) => v,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(backend(e)),
+        let Some(image) = &self.measure_image else {
+            return Ok(None);
         };
-        let mut candidates: Vec<String> = volume
-            .labels
-            .get(LABEL_HOME_IMAGE)
-            .cloned()
-            .into_iter()
-            .collect();
-        let filters = HashMap::from([("label", vec![format!("{LABEL_OWNER_ID}={user_id}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(backend)?
-        {
-            candidates.extend(c.image);
+        match self.docker.inspect_volume(&home_volume(user_id)).await {
+            Ok(_) => Ok(Some(image.clone())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend(e)),
         }
-        for image in candidates {
-            match self.docker.inspect_image(&image).await {
-                Ok(_) => return Ok(Some(image)),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Ok(None)
     }
 
     /// Waits until Jupyter answers, the container ends, or the start timeout passes.
