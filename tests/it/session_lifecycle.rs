@@ -17,6 +17,7 @@ use nbforge::sessions::lifecycle::{self, Refusal};
 use nbforge::sessions::{Home, Owner, SessionId, SessionInfo, SessionState};
 use serde_json::Value;
 
+use crate::on_both_databases;
 use crate::sessions::{
     Cleanup, base_image, docker_cli, http, put_file, random_id, spec, url, volume_exists,
 };
@@ -32,7 +33,7 @@ struct Lab {
 }
 
 /// An app whose sessions run on a network of their own, with `tweak`ed lifecycle settings.
-async fn lab(tweak: impl FnOnce(&mut LifecycleSettings)) -> Option<Lab> {
+async fn lab(backend: Backend, tweak: impl FnOnce(&mut LifecycleSettings)) -> Option<Lab> {
     let image = base_image()?;
     let network = format!("nbforge-test-{}", uuid::Uuid::new_v4().simple());
     let sessions = SessionSettings {
@@ -41,7 +42,7 @@ async fn lab(tweak: impl FnOnce(&mut LifecycleSettings)) -> Option<Lab> {
         network: network.clone(),
         start_timeout: Duration::from_secs(120),
     };
-    let t = TestApp::with_settings(Backend::Sqlite, |s| {
+    let t = TestApp::with_settings(backend, |s| {
         s.sessions = sessions;
         tweak(&mut s.lifecycle);
     })
@@ -208,86 +209,88 @@ ioloop.IOLoop.current().run_sync(main, timeout=120)
     assert!(ok && out.starts_with("busy"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_session_is_culled_while_a_busy_kernel_keeps_its_own() {
-    let Some(mut lab) = lab(|l| {
-        l.idle = Duration::from_secs(3);
-        l.cull_period = Duration::from_secs(1);
-    })
-    .await
-    else {
-        return;
-    };
-    let ada = lab.user().await;
-    let idle = lab.start(&ada.owner, "idle").await;
-    let busy = lab.start(&ada.owner, "busy").await;
-    run_long_cell(&busy);
-    let activity = lab.activity(&busy.id).await;
-    assert!(activity.busy, "{activity:?}");
-    assert_eq!(activity.kernels, 1);
+on_both_databases!(
+    an_idle_session_is_culled_while_a_busy_kernel_keeps_its_own,
+    |backend: Backend| async move {
+        let Some(mut lab) = lab(backend, |l| {
+            l.idle = Duration::from_secs(3);
+            l.cull_period = Duration::from_secs(1);
+        })
+        .await
+        else {
+            return;
+        };
+        let ada = lab.user().await;
+        let idle = lab.start(&ada.owner, "idle").await;
+        let busy = lab.start(&ada.owner, "busy").await;
+        run_long_cell(&busy);
+        let activity = lab.activity(&busy.id).await;
+        assert!(activity.busy, "{activity:?}");
+        assert_eq!(activity.kernels, 1);
 
-    // Through the schedule and the job queue, as `serve` runs it.
-    let ctx = lab.t.jobs();
-    let schedules = nbforge::jobs::schedule::schedules(&lab.t.app.settings);
-    assert!(
-        schedules.iter().any(|s| s.name == "cull-sessions"),
-        "the culler is scheduled"
-    );
-    eventually("the idle session is culled", || async {
-        nbforge::jobs::schedule::tick(&ctx, &schedules)
-            .await
-            .unwrap();
-        lab.t.run_jobs().await;
-        lab.state(&idle.id).await.is_none().then_some(())
-    })
-    .await;
-    assert!(!container_exists(&idle.id));
-    // The busy one ran idle of messages as long, and is kept.
-    assert_eq!(lab.state(&busy.id).await, Some(SessionState::Running));
-    let activity = lab.activity(&busy.id).await;
-    assert!(activity.busy, "still computing: {activity:?}");
-    let report = lab.cull().await;
-    assert!(report.culled.is_empty(), "{report:?}");
+        // Through the schedule and the job queue, as `serve` runs it.
+        let ctx = lab.t.jobs();
+        let schedules = nbforge::jobs::schedule::schedules(&lab.t.app.settings);
+        assert!(
+            schedules.iter().any(|s| s.name == "cull-sessions"),
+            "the culler is scheduled"
+        );
+        eventually("the idle session is culled", || async {
+            nbforge::jobs::schedule::tick(&ctx, &schedules)
+                .await
+                .unwrap();
+            lab.t.run_jobs().await;
+            lab.state(&idle.id).await.is_none().then_some(())
+        })
+        .await;
+        assert!(!container_exists(&idle.id));
+        // The busy one ran idle of messages as long, and is kept.
+        assert_eq!(lab.state(&busy.id).await, Some(SessionState::Running));
+        let activity = lab.activity(&busy.id).await;
+        assert!(activity.busy, "still computing: {activity:?}");
+        let report = lab.cull().await;
+        assert!(report.culled.is_empty(), "{report:?}");
 
-    let jobs = lab.t.admin_get("/api/jobs?state=done").await.json();
-    assert!(
-        jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["kind"] == "cull-sessions"),
-        "{jobs}"
-    );
-    let listed = lab.send(Some(&ada), "GET", "/api/sessions").await.json();
-    let listed = listed["sessions"].as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["name"], "busy");
-    assert_eq!(listed[0]["busy"], true);
-    assert!(listed[0]["last_activity"].is_string());
+        let jobs = lab.t.admin_get("/api/jobs?state=done").await.json();
+        assert!(
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["kind"] == "cull-sessions"),
+            "{jobs}"
+        );
+        let listed = lab.send(Some(&ada), "GET", "/api/sessions").await.json();
+        let listed = listed["sessions"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["name"], "busy");
+        assert_eq!(listed[0]["busy"], true);
+        assert!(listed[0]["last_activity"].is_string());
 
-    let metrics = lab.t.get("/metrics").await.text();
-    assert!(
-        metrics.contains("nbforge_session_culls_total{reason=\"idle\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("nbforge_sessions{state=\"running\"}"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("nbforge_sessions_memory_bytes "),
-        "{metrics}"
-    );
-    assert!(
-        !metrics.contains(&format!("user{}", ada.id)),
-        "no per-user labels"
-    );
-    lab.t.app.sessions.stop(&busy.id).await.unwrap();
-}
+        let metrics = lab.t.get("/metrics").await.text();
+        assert!(
+            metrics.contains("nbforge_session_culls_total{reason=\"idle\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("nbforge_sessions{state=\"running\"}"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("nbforge_sessions_memory_bytes "),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains(&format!("user{}", ada.id)),
+            "no per-user labels"
+        );
+        lab.t.app.sessions.stop(&busy.id).await.unwrap();
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_nbforge_finds_sessions_stops_old_ones_and_keeps_homes() {
-    let Some(mut lab) = lab(|_| {}).await else {
+    let Some(mut lab) = lab(Backend::Sqlite, |_| {}).await else {
         return;
     };
     let ada = lab.user().await;
@@ -383,7 +386,7 @@ async fn a_restarted_nbforge_finds_sessions_stops_old_ones_and_keeps_homes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_limit_names_the_oldest_idle_and_the_quota_says_how_much() {
-    let Some(mut lab) = lab(|l| {
+    let Some(mut lab) = lab(Backend::Sqlite, |l| {
         l.per_user = 2;
         l.per_visitor = 1;
         l.home_quota = Some(1 << 20);
@@ -456,69 +459,71 @@ async fn the_session_limit_names_the_oldest_idle_and_the_quota_says_how_much() {
     lab.t.app.sessions.stop(&first.id).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owners_see_and_stop_their_own_sessions_others_get_404() {
-    let Some(mut lab) = lab(|_| {}).await else {
-        return;
-    };
-    let ada = lab.user().await;
-    let bob = lab.user().await;
-    let info = lab.start(&ada.owner, "mine").await;
+on_both_databases!(
+    owners_see_and_stop_their_own_sessions_others_get_404,
+    |backend: Backend| async move {
+        let Some(mut lab) = lab(backend, |_| {}).await else {
+            return;
+        };
+        let ada = lab.user().await;
+        let bob = lab.user().await;
+        let info = lab.start(&ada.owner, "mine").await;
 
-    let mine = lab.send(Some(&ada), "GET", "/api/sessions").await;
-    assert_eq!(mine.status, StatusCode::OK);
-    let mine = mine.json();
-    let mine = mine["sessions"].as_array().unwrap();
-    assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0]["id"], info.id.0.as_str());
-    assert_eq!(mine[0]["state"], "running");
-    assert!(mine[0]["created"].as_str().unwrap().ends_with('Z'));
-    let theirs = lab.send(Some(&bob), "GET", "/api/sessions").await.json();
-    assert_eq!(theirs["sessions"], serde_json::json!([]));
-    let all = lab.t.admin_get("/api/sessions").await.json();
-    assert!(
-        all["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["id"] == info.id.0.as_str()),
-        "{all}"
-    );
+        let mine = lab.send(Some(&ada), "GET", "/api/sessions").await;
+        assert_eq!(mine.status, StatusCode::OK);
+        let mine = mine.json();
+        let mine = mine["sessions"].as_array().unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0]["id"], info.id.0.as_str());
+        assert_eq!(mine[0]["state"], "running");
+        assert!(mine[0]["created"].as_str().unwrap().ends_with('Z'));
+        let theirs = lab.send(Some(&bob), "GET", "/api/sessions").await.json();
+        assert_eq!(theirs["sessions"], serde_json::json!([]));
+        let all = lab.t.admin_get("/api/sessions").await.json();
+        assert!(
+            all["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == info.id.0.as_str()),
+            "{all}"
+        );
 
-    let path = format!("/api/sessions/{}", info.id);
-    let res = lab.send(Some(&bob), "DELETE", &path).await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = lab.send(None, "DELETE", &path).await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = lab
-        .send(Some(&bob), "POST", &format!("/sessions/{}/stop", info.id))
-        .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert!(container_exists(&info.id), "others cannot stop it");
-    assert_eq!(
-        http()
-            .get(url(&info, "api/status"))
-            .header("Authorization", format!("token {}", info.token.expose()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+        let path = format!("/api/sessions/{}", info.id);
+        let res = lab.send(Some(&bob), "DELETE", &path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND);
+        let res = lab.send(None, "DELETE", &path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND);
+        let res = lab
+            .send(Some(&bob), "POST", &format!("/sessions/{}/stop", info.id))
+            .await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND);
+        assert!(container_exists(&info.id), "others cannot stop it");
+        assert_eq!(
+            http()
+                .get(url(&info, "api/status"))
+                .header("Authorization", format!("token {}", info.token.expose()))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
 
-    let res = lab.send(Some(&ada), "DELETE", &path).await;
-    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
-    assert!(!container_exists(&info.id));
-    assert!(volume_exists(&nbforge::sessions::docker::home_volume(
-        ada.id
-    )));
-    let res = lab.send(Some(&ada), "DELETE", &path).await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND, "gone");
-}
+        let res = lab.send(Some(&ada), "DELETE", &path).await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+        assert!(!container_exists(&info.id));
+        assert!(volume_exists(&nbforge::sessions::docker::home_volume(
+            ada.id
+        )));
+        let res = lab.send(Some(&ada), "DELETE", &path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "gone");
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_killed_for_memory_says_so_until_dismissed() {
-    let Some(mut lab) = lab(|_| {}).await else {
+    let Some(mut lab) = lab(Backend::Sqlite, |_| {}).await else {
         return;
     };
     let ada = lab.user().await;
