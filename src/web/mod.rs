@@ -104,11 +104,8 @@ pub fn router(app: App) -> Router {
         .route("/logout", post(auth::logout))
         .route("/me", get(me::page).post(me::set_level))
         .route("/api/sessions", get(sessions::list))
-        .route(
-            "/api/sessions/{id}",
-            axum::routing::delete(sessions::delete),
-        )
-        .route("/sessions/{id}/stop", post(sessions::stop_form))
+        .route("/api/sessions/{id}", axum::routing::delete(sessions::stop))
+        .route("/sessions/{id}/stop", post(sessions::stop))
         .route("/v2/{provider}/{project}/{git_ref}", get(launch::launch))
         .route(
             "/v2/gh/{owner}/{repo}/{git_ref}",

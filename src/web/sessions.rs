@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use serde_json::json;
@@ -193,32 +193,21 @@ async fn stop_visible(app: &App, scope: &Scope, id: &str) -> Result<(), WebError
     Ok(())
 }
 
-/// `DELETE /api/sessions/{id}`: 204 once the container is gone.
-pub async fn delete(
+/// `DELETE /api/sessions/{id}`: 204 once the container is gone. `POST
+/// /sessions/{id}/stop`, the Stop and Dismiss buttons: back to `/me` (visitors: the
+/// landing page).
+pub async fn stop(
     State(app): State<App>,
     viewer: Viewer,
     headers: HeaderMap,
+    method: Method,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let scope = Scope::of(&app, &viewer, &headers);
     stop_visible(&app, &scope, &id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /sessions/{id}/stop`: the Stop and Dismiss buttons; back to `/me` (visitors:
-/// the landing page).
-pub async fn stop_form(
-    State(app): State<App>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, WebError> {
-    let scope = Scope::of(&app, &viewer, &headers);
-    stop_visible(&app, &scope, &id).await?;
-    let back = if viewer.user.is_some() {
-        "/me#sessions"
-    } else {
-        "/"
-    };
-    Ok(Redirect::to(back).into_response())
+    Ok(match (method, viewer.user.is_some()) {
+        (Method::DELETE, _) => StatusCode::NO_CONTENT.into_response(),
+        (_, true) => Redirect::to("/me#sessions").into_response(),
+        (_, false) => Redirect::to("/").into_response(),
+    })
 }
