@@ -77,7 +77,9 @@ impl App {
             settings.sessions.clone(),
             access.derived_key(SESSION_TOKENS),
         ) {
-            Ok(docker) => Arc::new(docker),
+            Ok(docker) => {
+                Arc::new(docker.measure_homes_with(settings.environments.base_image.clone()))
+            }
             Err(e) => {
                 tracing::warn!("sessions cannot start: {e}");
                 Arc::new(crate::sessions::Unavailable(e.to_string()))
@@ -121,6 +123,7 @@ impl App {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             jobs_ready: self.jobs_ready.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 

@@ -316,6 +316,42 @@ pub struct SessionArgs {
     pub session_start_timeout_secs: Option<u64>,
 }
 
+/// What happens to Jupyter sessions once they run: culling, limits, retention, metrics.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Jupyter session lifecycle")]
+pub struct LifecycleArgs {
+    /// Seconds without activity after which a user's Jupyter session is stopped; a kernel
+    /// busy computing counts as activity [default: 600].
+    #[arg(long, env = "NBFORGE_SESSION_IDLE_SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// The same for anonymous visitors' sessions [default: 300].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_SESSION_IDLE_SECS")]
+    pub anonymous_session_idle_secs: Option<u64>,
+    /// Seconds after its start at which a session is stopped, active or not [default: 28800].
+    #[arg(long, env = "NBFORGE_SESSION_MAX_AGE_SECS")]
+    pub session_max_age_secs: Option<u64>,
+    /// Seconds between two runs of the session culler [default: 30].
+    #[arg(long, env = "NBFORGE_SESSION_CULL_PERIOD_SECS")]
+    pub session_cull_period_secs: Option<u64>,
+    /// Sessions a logged-in user may have at once [default: 2].
+    #[arg(long, env = "NBFORGE_SESSIONS_PER_USER")]
+    pub sessions_per_user: Option<usize>,
+    /// Sessions an anonymous visitor may have at once [default: 1].
+    #[arg(long, env = "NBFORGE_SESSIONS_PER_VISITOR")]
+    pub sessions_per_visitor: Option<usize>,
+    /// Most disk a user's home may use before new sessions are refused: bytes, or a number
+    /// with KiB, MiB, GiB (or K, M, G) [default: no quota].
+    #[arg(long, env = "NBFORGE_HOME_QUOTA")]
+    pub home_quota: Option<String>,
+    /// Seconds a session that ended on its own (e.g. killed for memory) stays listed
+    /// before it is removed, unless dismissed earlier [default: 86400].
+    #[arg(long, env = "NBFORGE_SESSION_ENDED_RETENTION_SECS")]
+    pub session_ended_retention_secs: Option<u64>,
+    /// Label session CPU and memory metrics with the owner's name [default: false].
+    #[arg(long, env = "NBFORGE_METRICS_PER_USER")]
+    pub metrics_per_user: Option<bool>,
+}
+
 /// Settings as given by flags or `NBFORGE_*` variables, grouped by concern. Every field is
 /// optional so that the TOML file and the defaults fill the gaps; each command flattens
 /// only the groups it uses, so its `--help` lists only its own options.
@@ -347,6 +383,8 @@ pub struct SettingsArgs {
     pub base: BaseImageArgs,
     #[command(flatten)]
     pub sessions: SessionArgs,
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
 }
 
 /// Login with GitLab, browser sessions and who may do what.
@@ -464,6 +502,15 @@ struct FileSettings {
     session_cpu_max: Option<f64>,
     session_network: Option<String>,
     session_start_timeout_secs: Option<u64>,
+    session_idle_secs: Option<u64>,
+    anonymous_session_idle_secs: Option<u64>,
+    session_max_age_secs: Option<u64>,
+    session_cull_period_secs: Option<u64>,
+    sessions_per_user: Option<usize>,
+    sessions_per_visitor: Option<usize>,
+    home_quota: Option<String>,
+    session_ended_retention_secs: Option<u64>,
+    metrics_per_user: Option<bool>,
 }
 
 /// Validated settings, read once at start-up and passed in, grouped by concern.
@@ -478,6 +525,7 @@ pub struct Settings {
     pub environments: EnvironmentSettings,
     pub access: AccessSettings,
     pub sessions: SessionSettings,
+    pub lifecycle: LifecycleSettings,
 }
 
 /// Jupyter sessions: the platform's limits and where they run.
@@ -583,6 +631,117 @@ fn session_settings(
         cpu_max,
         network,
         start_timeout,
+    }
+}
+
+/// What happens to Jupyter sessions once they run (see `sessions::lifecycle`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LifecycleSettings {
+    /// A user's session idle this long is stopped.
+    pub idle: Duration,
+    /// An anonymous visitor's session idle this long is stopped.
+    pub anonymous_idle: Duration,
+    /// A session this old is stopped, active or not.
+    pub max_age: Duration,
+    /// How often the culler runs.
+    pub cull_period: Duration,
+    /// Sessions a user may have at once.
+    pub per_user: usize,
+    /// Sessions an anonymous visitor may have at once.
+    pub per_visitor: usize,
+    /// Most bytes a user's home may hold before new sessions are refused.
+    pub home_quota: Option<u64>,
+    /// How long a session that ended on its own stays listed.
+    pub ended_retention: Duration,
+    /// Session CPU and memory metrics labelled by owner.
+    pub metrics_per_user: bool,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> LifecycleSettings {
+        LifecycleSettings {
+            idle: Duration::from_secs(600),
+            anonymous_idle: Duration::from_secs(300),
+            max_age: Duration::from_secs(8 * 3600),
+            cull_period: Duration::from_secs(30),
+            per_user: 2,
+            per_visitor: 1,
+            home_quota: None,
+            ended_retention: Duration::from_secs(24 * 3600),
+            metrics_per_user: false,
+        }
+    }
+}
+
+/// The lifecycle keys of the TOML file.
+struct FileLifecycle {
+    idle_secs: Option<u64>,
+    anonymous_idle_secs: Option<u64>,
+    max_age_secs: Option<u64>,
+    cull_period_secs: Option<u64>,
+    per_user: Option<usize>,
+    per_visitor: Option<usize>,
+    home_quota: Option<String>,
+    ended_retention_secs: Option<u64>,
+    metrics_per_user: Option<bool>,
+}
+
+fn lifecycle_settings(
+    args: &LifecycleArgs,
+    file: FileLifecycle,
+    problems: &mut Vec<String>,
+) -> LifecycleSettings {
+    let d = LifecycleSettings::default();
+    let secs = |a: Option<u64>, f: Option<u64>, default: Duration| {
+        a.or(f).map_or(default, |s| Duration::from_secs(s.max(1)))
+    };
+    let home_quota = match args.home_quota.clone().or(file.home_quota) {
+        None => None,
+        Some(text) if text.trim().is_empty() || text.trim() == "none" => None,
+        Some(text) => match parse_size(&text) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                problems.push(format!("home_quota: `{text}` is not a size (e.g. 10GiB)"));
+                None
+            }
+        },
+    };
+    let per_user = args
+        .sessions_per_user
+        .or(file.per_user)
+        .unwrap_or(d.per_user);
+    let per_visitor = args
+        .sessions_per_visitor
+        .or(file.per_visitor)
+        .unwrap_or(d.per_visitor);
+    if per_user == 0 {
+        problems.push("sessions_per_user: must be at least 1".into());
+    }
+    LifecycleSettings {
+        idle: secs(args.session_idle_secs, file.idle_secs, d.idle),
+        anonymous_idle: secs(
+            args.anonymous_session_idle_secs,
+            file.anonymous_idle_secs,
+            d.anonymous_idle,
+        ),
+        max_age: secs(args.session_max_age_secs, file.max_age_secs, d.max_age),
+        cull_period: secs(
+            args.session_cull_period_secs,
+            file.cull_period_secs,
+            d.cull_period,
+        ),
+        per_user,
+        per_visitor,
+        home_quota,
+        ended_retention: secs(
+            args.session_ended_retention_secs,
+            file.ended_retention_secs,
+            d.ended_retention,
+        ),
+        metrics_per_user: args
+            .metrics_per_user
+            .or(file.metrics_per_user)
+            .unwrap_or(d.metrics_per_user),
     }
 }
 
@@ -991,12 +1150,28 @@ impl Settings {
             },
             &mut problems,
         );
+        let lifecycle = lifecycle_settings(
+            &args.lifecycle,
+            FileLifecycle {
+                idle_secs: file.session_idle_secs,
+                anonymous_idle_secs: file.anonymous_session_idle_secs,
+                max_age_secs: file.session_max_age_secs,
+                cull_period_secs: file.session_cull_period_secs,
+                per_user: file.sessions_per_user,
+                per_visitor: file.sessions_per_visitor,
+                home_quota: file.home_quota,
+                ended_retention_secs: file.session_ended_retention_secs,
+                metrics_per_user: file.metrics_per_user,
+            },
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Settings {
             access,
             sessions,
+            lifecycle,
             database_url,
             data_dir: args
                 .storage
@@ -1417,6 +1592,36 @@ mod tests {
         let ConfigError(problems) = load("lots", 0.0).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(load("1M", 1.0).is_err(), "below 64 MiB");
+    }
+
+    #[test]
+    fn lifecycle_settings_default_and_read_quotas() {
+        let s = Settings::for_database("sqlite::memory:");
+        assert_eq!(s.lifecycle, LifecycleSettings::default());
+        assert_eq!(s.lifecycle.idle, Duration::from_secs(600));
+        assert_eq!(s.lifecycle.home_quota, None);
+        let load = |quota: &str| {
+            Settings::load(&SettingsArgs {
+                lifecycle: LifecycleArgs {
+                    home_quota: Some(quota.into()),
+                    session_idle_secs: Some(0),
+                    sessions_per_user: Some(3),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let s = load("10GiB").unwrap();
+        assert_eq!(s.lifecycle.home_quota, Some(10 << 30));
+        assert_eq!(
+            s.lifecycle.idle,
+            Duration::from_secs(1),
+            "at least a second"
+        );
+        assert_eq!(s.lifecycle.per_user, 3);
+        assert_eq!(load("none").unwrap().lifecycle.home_quota, None);
+        let ConfigError(problems) = load("a lot").unwrap_err();
+        assert!(problems[0].contains("home_quota"), "{problems:?}");
     }
 
     #[test]

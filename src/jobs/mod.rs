@@ -51,6 +51,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Wakes idle workers in this process when jobs are enqueued.
     pub jobs_ready: Arc<Notify>,
+    /// Where users' Jupyter sessions run.
+    pub sessions: Arc<dyn crate::sessions::SessionBackend>,
 }
 
 impl Context {

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::kinds::{
-    Cleanup, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush, SyncGroup,
-    SyncMergeRequest, SyncProject, SyncUser,
+    Cleanup, CullSessions, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush,
+    SyncGroup, SyncMergeRequest, SyncProject, SyncUser,
 };
 use super::{Context, Job, JobError, Run, Subject};
 use crate::storage::{Heartbeat, JobId, JobKind, JobRow, Pool};
@@ -86,6 +86,7 @@ pub fn registry() -> Registry {
         .register::<SyncGroup>()
         .register::<SyncUser>()
         .register::<Reconcile>()
+        .register::<CullSessions>()
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(registry);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::kinds::{Cleanup, Reconcile};
+use super::kinds::{Cleanup, CullSessions, Reconcile};
 use super::{Context, Job};
 use crate::config::Settings;
 use crate::storage::{JobId, NewJob};
@@ -41,11 +41,10 @@ impl Scheduled {
 /// The recurring jobs, one line each.
 pub fn schedules(settings: &Settings) -> Vec<Scheduled> {
     let gitlab = settings.forges.gitlab_url.is_some() && settings.forges.gitlab_token.is_some();
-    let mut all = vec![Scheduled::every(
-        settings.jobs.cleanup_period,
-        Cleanup {},
-        settings,
-    )];
+    let mut all = vec![
+        Scheduled::every(settings.jobs.cleanup_period, Cleanup {}, settings),
+        Scheduled::every(settings.lifecycle.cull_period, CullSessions {}, settings),
+    ];
     all.extend(
         (settings.jobs.reconcile_interval)
             .filter(|_| gitlab)

@@ -97,14 +97,41 @@ fn internal(e: impl std::fmt::Display) -> LaunchError {
     LaunchError::Internal(e.to_string())
 }
 
-/// The events a launch sends; a closed receiver (the browser left) does not stop it.
+/// The events a launch sends; a closed receiver (the browser left) does not stop it. It
+/// times each phase for the metrics.
 struct Reporter<'a> {
     tx: &'a mpsc::Sender<Progress>,
     started: Instant,
+    metrics: &'a crate::metrics::Metrics,
+    /// The phase under way and since when.
+    current: std::sync::Mutex<Option<(Phase, Instant)>>,
 }
 
 impl Reporter<'_> {
+    /// Ends the timing of the phase under way.
+    fn time_phase(&self, next: Option<Phase>) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.map(|(p, _)| p) == next {
+            return;
+        }
+        if let Some((phase, since)) = *current {
+            let timed = match phase {
+                Phase::Waiting => Some(crate::metrics::LaunchPhase::Waiting),
+                Phase::Fetching => Some(crate::metrics::LaunchPhase::Fetching),
+                Phase::Building => Some(crate::metrics::LaunchPhase::Building),
+                Phase::Launching => Some(crate::metrics::LaunchPhase::Launching),
+                Phase::Ready | Phase::Failed => None,
+            };
+            if let Some(timed) = timed {
+                self.metrics
+                    .launch_phase(timed, since.elapsed().as_secs_f64());
+            }
+        }
+        *current = next.map(|p| (p, Instant::now()));
+    }
+
     async fn send(&self, phase: Phase, message: impl Into<String>) {
+        self.time_phase(Some(phase));
         let _ = self
             .tx
             .send(Progress {
@@ -122,6 +149,8 @@ pub async fn launch(app: &App, req: LaunchRequest, tx: mpsc::Sender<Progress>) -
     let r = Reporter {
         tx: &tx,
         started: Instant::now(),
+        metrics: &app.metrics,
+        current: std::sync::Mutex::new(None),
     };
     let last = match run(app, &req, &r).await {
         Ok((url, message)) => Progress {
@@ -143,6 +172,8 @@ pub async fn launch(app: &App, req: LaunchRequest, tx: mpsc::Sender<Progress>) -
             }
         }
     };
+    r.time_phase(None);
+    app.metrics.launch_result(last.phase == Phase::Ready);
     tracing::info!(forge.project = %req.project, git.ref = %req.git_ref, launch.phase = last.phase.as_str(), launch.seconds = r.started.elapsed().as_secs_f64(), "launch ended");
     let _ = tx.send(last.clone()).await;
     last
@@ -241,6 +272,26 @@ async fn run(
         ));
     }
 
+    let home = match &req.owner {
+        Owner::User { id, .. } => Home::User { user_id: *id },
+        Owner::Anonymous { .. } => Home::Throwaway,
+    };
+    if let Err(refused) = crate::sessions::lifecycle::admit(
+        app.sessions.as_ref(),
+        &app.settings.lifecycle,
+        &req.owner,
+        &home,
+    )
+    .await
+    {
+        if let Some((path, _)) = &checkout_bundle {
+            std::fs::remove_file(path).ok();
+        }
+        return Err(match refused {
+            crate::sessions::lifecycle::Refusal::Unavailable(e) => internal(e),
+            refused => LaunchError::User(refused.to_string()),
+        });
+    }
     r.send(Phase::Launching, "Starting the session").await;
     let default_file = launch_config.as_ref().and_then(|c| c.default.clone());
     let default_url = default_url(kind, &dir, default_file.as_deref(), &req.open)?;
@@ -267,10 +318,6 @@ async fn run(
             _ => ANONYMOUS_CPUS,
         };
     }
-    let home = match &req.owner {
-        Owner::User { id, .. } => Home::User { user_id: *id },
-        Owner::Anonymous { .. } => Home::Throwaway,
-    };
     let checkout = checkout_bundle.as_ref().map(|(path, remote)| Checkout {
         dir: dir.clone(),
         commit: commit.clone(),

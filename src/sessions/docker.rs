@@ -10,6 +10,12 @@
 //! session mounts it. Everything the backend needs to find a session again is in the
 //! container's labels; the Jupyter token is derived from a key and the session id, so it
 //! is never written anywhere (it reaches Jupyter on its standard input).
+//!
+//! For the lifecycle: activity is Jupyter's `api/status` and `api/kernels` (a busy kernel
+//! keeps its session), usage is the engine's container stats, and a home's disk use is
+//! measured by a short-lived container from the base image running `du -sb` on the volume
+//! (uid 1000, no network, read-only mount) and cached, so that pages never wait on it for
+//! long.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +28,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
@@ -30,8 +37,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::checkout::CHECKOUT_SCRIPT;
 use super::{
-    Activity, Home, Owner, SessionBackend, SessionError, SessionId, SessionInfo, SessionProject,
-    SessionSpec, SessionState,
+    Activity, Home, HomeUsage, Owner, SessionBackend, SessionError, SessionId, SessionInfo,
+    SessionProject, SessionSpec, SessionState, SessionStats,
 };
 use crate::config::{Secret, SessionSettings};
 
@@ -107,6 +114,13 @@ pub struct DockerSessions {
     token_key: Secret,
     http: reqwest::Client,
     network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Homes' disk use as last measured, by user id.
+    home_usage: std::sync::Arc<std::sync::Mutex<HashMap<i64, HomeUsage>>>,
+    /// One measure of a home at a time.
+    measuring: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The image whose `du` measures homes: one nbforge trusts (the base image), never a
+    /// project's, whose `du` its owner could make lie about their quota.
+    measure_image: Option<String>,
 }
 
 impl DockerSessions {
@@ -141,7 +155,17 @@ impl DockerSessions {
             token_key,
             http,
             network_lock: Default::default(),
+            home_usage: Default::default(),
+            measuring: Default::default(),
+            measure_image: None,
         })
+    }
+
+    /// Measures homes' disk use with `du` from `image` (the base image); without it,
+    /// [`SessionBackend::home_usage`] has no answer.
+    pub fn measure_homes_with(mut self, image: impl Into<String>) -> DockerSessions {
+        self.measure_image = Some(image.into());
+        self
     }
 
     pub fn settings(&self) -> &SessionSettings {
@@ -241,29 +265,39 @@ impl DockerSessions {
             }),
             ..Default::default()
         };
-        self.create(&name, body).await.map_err(backend)?;
+        let (code, log) = self.run_to_end(&name, body).await?;
+        if code != 0 {
+            return Err(SessionError::Backend(format!(
+                "preparing the home volume {volume} exited with code {code}: {log}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a short-lived container to its end, then removes it: its exit code and the
+    /// last lines of its output.
+    async fn run_to_end(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<(i64, String), SessionError> {
+        self.create(name, body).await.map_err(backend)?;
         let result = async {
             self.docker
-                .start_container(&name, None)
+                .start_container(name, None)
                 .await
                 .map_err(backend)?;
-            let mut wait = self.docker.wait_container(&name, None);
+            let mut wait = self.docker.wait_container(name, None);
             let code = match wait.next().await {
                 Some(Ok(r)) => r.status_code,
                 Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
                 Some(Err(e)) => return Err(backend(e)),
                 None => -1,
             };
-            if code != 0 {
-                let log = self.last_log_lines(&name, None).await;
-                return Err(SessionError::Backend(format!(
-                    "preparing the home volume {volume} exited with code {code}: {log}"
-                )));
-            }
-            Ok(())
+            Ok((code, self.last_log_lines(name, None).await))
         }
         .await;
-        self.remove_container(&name).await?;
+        self.remove_container(name).await?;
         result
     }
 
@@ -395,6 +429,15 @@ impl DockerSessions {
                 .unwrap_or_default(),
             base_url: label(LABEL_BASE_URL),
             default_url: label(LABEL_DEFAULT_URL),
+            finished_ms: matches!(state, SessionState::Stopped | SessionState::Failed(_))
+                .then(|| {
+                    container
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.finished_at.as_deref())
+                        .and_then(super::lifecycle::rfc3339_ms)
+                })
+                .flatten(),
             state,
             address,
             created_ms: label(LABEL_CREATED).parse().unwrap_or(0),
@@ -402,13 +445,18 @@ impl DockerSessions {
         })
     }
 
-    /// `GET <address><base_url>api/status` with the token.
-    async fn get_status(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+    /// `GET <address><base_url><path>` with the token, read as JSON; `None` for an answer
+    /// other than success.
+    async fn get_jupyter<T: serde::de::DeserializeOwned>(
+        &self,
+        info: &SessionInfo,
+        path: &str,
+    ) -> Result<Option<T>, reqwest::Error> {
         let Some(address) = &info.address else {
             return Ok(None);
         };
         let url = format!(
-            "{}{}api/status",
+            "{}{}{path}",
             address.as_str().trim_end_matches('/'),
             info.base_url
         );
@@ -421,7 +469,89 @@ impl DockerSessions {
         if !answer.status().is_success() {
             return Ok(None);
         }
-        answer.json::<Activity>().await.map(Some)
+        answer.json::<T>().await.map(Some)
+    }
+
+    /// `GET <address><base_url>api/status` with the token.
+    async fn get_status(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+        self.get_jupyter(info, "api/status").await
+    }
+
+    /// The server's status, with its kernels read too (`api/kernels`): whether one is
+    /// busy, and the latest of their last activity.
+    async fn get_activity(&self, info: &SessionInfo) -> Result<Option<Activity>, reqwest::Error> {
+        let Some(mut activity) = self.get_status(info).await? else {
+            return Ok(None);
+        };
+        let kernels: Vec<KernelModel> = self
+            .get_jupyter(info, "api/kernels")
+            .await?
+            .unwrap_or_default();
+        activity.busy = kernels.iter().any(|k| k.execution_state == "busy");
+        let mut latest = super::lifecycle::rfc3339_ms(&activity.last_activity);
+        for k in &kernels {
+            let at = k
+                .last_activity
+                .as_deref()
+                .and_then(super::lifecycle::rfc3339_ms);
+            if at > latest {
+                latest = at;
+                activity.last_activity = k.last_activity.clone().unwrap_or_default();
+            }
+        }
+        Ok(Some(activity))
+    }
+
+    /// Measures the disk use of `volume` with `du -sb` in a short-lived container from
+    /// `image`: uid 1000, no capabilities, no network, the volume mounted read-only.
+    async fn measure_volume(&self, volume: &str, image: &str) -> Result<u64, SessionError> {
+        let name = format!("{volume}-du-{}", uuid::Uuid::new_v4().simple());
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            user: Some("1000:1000".into()),
+            entrypoint: Some(vec!["du".into()]),
+            cmd: Some(vec!["-sb".into(), HOME_DIR.into()]),
+            labels: Some(HashMap::from([(
+                LABEL_SESSION.to_owned(),
+                "measure".to_owned(),
+            )])),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                mounts: Some(vec![Mount {
+                    read_only: Some(true),
+                    ..home_mount(volume, false)
+                }]),
+                memory: Some(64 << 20),
+                pids_limit: Some(16),
+                ..confined()
+            }),
+            ..Default::default()
+        };
+        // `du` exits 1 when it could not read something (a folder the user made
+        // unreadable); what it could read is still counted, and the total comes last.
+        let (_, out) = self.run_to_end(&name, body).await?;
+        out.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .find_map(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                SessionError::Backend(format!(
+                    "measuring the home volume {volume}: no size in `du`'s output: {out}"
+                ))
+            })
+    }
+
+    /// The image homes are measured with (see [`DockerSessions::measure_homes_with`]),
+    /// when the user has a home.
+    async fn measuring_image(&self, user_id: i64) -> Result<Option<String>, SessionError> {
+        let Some(image) = &self.measure_image else {
+            return Ok(None);
+        };
+        match self.docker.inspect_volume(&home_volume(user_id)).await {
+            Ok(_) => Ok(Some(image.clone())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     /// Waits until Jupyter answers, the container ends, or the start timeout passes.
@@ -793,6 +923,7 @@ impl SessionBackend for DockerSessions {
         Ok(())
     }
 
+    /// The sessions on this backend's network.
     async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let filters = HashMap::from([("label", vec![LABEL_SESSION.to_owned()])]);
         let options = ListContainersOptionsBuilder::new()
@@ -809,6 +940,15 @@ impl SessionBackend for DockerSessions {
             let Some(id) = summary.labels.as_ref().and_then(|l| l.get(LABEL_SESSION)) else {
                 continue;
             };
+            // This backend's sessions are those on its network: another nbforge sharing
+            // the engine (with a network of its own) keeps, lists and culls its own.
+            let network = summary
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref());
+            if network != Some(self.settings.network.as_str()) {
+                continue;
+            }
             let id = SessionId(id.clone());
             if let Some(info) = self.status(&id).await? {
                 sessions.push(info);
@@ -825,13 +965,114 @@ impl SessionBackend for DockerSessions {
         if info.state != SessionState::Running {
             return Ok(None);
         }
-        self.get_status(&info).await.map_err(|e| {
+        self.get_activity(&info).await.map_err(|e| {
             SessionError::Backend(format!(
                 "reading the status of session {id}: {}",
                 e.without_url()
             ))
         })
     }
+
+    async fn stats(&self, id: &SessionId) -> Result<Option<SessionStats>, SessionError> {
+        // Not one-shot: the engine samples twice, a second apart, which gives the CPU rate.
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut stats = self.docker.stats(&container_name(id), Some(options));
+        let stats = match stats.next().await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) if is_not_found(&e) => return Ok(None),
+            Some(Err(e)) => return Err(backend(e)),
+            None => return Ok(None),
+        };
+        Ok(session_stats(&stats))
+    }
+
+    async fn home_usage(
+        &self,
+        user_id: i64,
+        max_age: Duration,
+    ) -> Result<Option<HomeUsage>, SessionError> {
+        let fresh = |usage: &HomeUsage| {
+            let age_ms = now_ms().saturating_sub(usage.measured_ms);
+            u128::try_from(age_ms).unwrap_or(0) <= max_age.as_millis()
+        };
+        let cached = || {
+            self.home_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&user_id)
+                .copied()
+        };
+        if let Some(usage) = cached().filter(fresh) {
+            return Ok(Some(usage));
+        }
+        let _one_at_a_time = self.measuring.lock().await;
+        // Measured by another caller while this one waited.
+        if let Some(usage) = cached().filter(fresh) {
+            return Ok(Some(usage));
+        }
+        let Some(image) = self.measuring_image(user_id).await? else {
+            return Ok(None);
+        };
+        let bytes = self.measure_volume(&home_volume(user_id), &image).await?;
+        let usage = HomeUsage {
+            bytes,
+            measured_ms: now_ms(),
+        };
+        self.home_usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user_id, usage);
+        Ok(Some(usage))
+    }
+}
+
+/// A kernel as Jupyter's `api/kernels` lists it.
+#[derive(Debug, serde::Deserialize)]
+struct KernelModel {
+    #[serde(default)]
+    execution_state: String,
+    last_activity: Option<String>,
+}
+
+/// A container's stats as a session's: the CPU rate between the engine's two samples,
+/// and the memory in use less the page cache (as `docker stats` shows it).
+fn session_stats(stats: &bollard::models::ContainerStatsResponse) -> Option<SessionStats> {
+    let cpu = stats.cpu_stats.as_ref()?;
+    let pre = stats.precpu_stats.as_ref();
+    let total = |c: Option<&bollard::models::ContainerCpuStats>| {
+        c.and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
+    };
+    let cpu_delta = total(Some(cpu)).saturating_sub(total(pre));
+    let system_delta = cpu
+        .system_cpu_usage
+        .unwrap_or(0)
+        .saturating_sub(pre.and_then(|p| p.system_cpu_usage).unwrap_or(0));
+    let online = f64::from(cpu.online_cpus.unwrap_or(1).max(1));
+    let cpu_cores = if system_delta > 0 && total(pre) > 0 {
+        cpu_delta as f64 / system_delta as f64 * online
+    } else {
+        0.0
+    };
+    let memory = stats.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let cache = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Some(SessionStats {
+        cpu_cores,
+        memory_bytes: usage.saturating_sub(cache),
+        memory_limit_bytes: memory.and_then(|m| m.limit).unwrap_or(0),
+    })
 }
 
 #[cfg(test)]

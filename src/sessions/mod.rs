@@ -8,10 +8,12 @@
 //! local engine; a JupyterHub backend (for clusters) will implement the same trait over
 //! JupyterHub's REST API. Backends find their sessions again from their own records
 //! (container labels, the hub's server list), so nbforge keeps no table of them and a
-//! restart orphans nothing.
+//! restart orphans nothing. What happens to sessions once they run (culling, limits,
+//! quotas) is [`lifecycle`]'s.
 
 pub mod checkout;
 pub mod docker;
+pub mod lifecycle;
 
 use std::collections::BTreeMap;
 
@@ -263,20 +265,46 @@ pub struct SessionInfo {
     pub token: Secret,
     /// When the session was created, in epoch milliseconds.
     pub created_ms: i64,
+    /// When it ended on its own (state `Stopped` or `Failed`), in epoch milliseconds.
+    pub finished_ms: Option<i64>,
     /// What the checkout did when the session started (`cloned at …`, `left alone: …`),
     /// when the session was just started with one.
     pub checkout: Option<String>,
 }
 
-/// What the Jupyter server says about its use (`GET <base_url>api/status`), for culling.
+/// What the Jupyter server says about its use, for culling: its status
+/// (`GET <base_url>api/status`) and its kernels (`GET <base_url>api/kernels`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Activity {
-    /// RFC 3339, as Jupyter writes it; polling the status does not move it.
+    /// RFC 3339, as Jupyter writes it: the latest of the server's and its kernels' last
+    /// activity. Polling the status does not move it.
     pub last_activity: String,
     /// Open WebSocket connections to kernels.
     pub connections: u64,
     /// Running kernels.
     pub kernels: u64,
+    /// Whether a kernel is computing (`execution_state` `busy`): a long-running cell that
+    /// prints nothing moves no timestamp, so a busy session is never idle.
+    #[serde(default)]
+    pub busy: bool,
+}
+
+/// What a session uses now, from the runtime's accounting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionStats {
+    /// CPUs used, averaged over the runtime's last sampling interval (1.0: one core).
+    pub cpu_cores: f64,
+    pub memory_bytes: u64,
+    /// The session's memory limit (0: unknown).
+    pub memory_limit_bytes: u64,
+}
+
+/// The disk a user's persistent home uses, as last measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HomeUsage {
+    pub bytes: u64,
+    /// When it was measured, in epoch milliseconds.
+    pub measured_ms: i64,
 }
 
 /// How starting or reaching a session went wrong. Messages never contain tokens.
@@ -325,6 +353,23 @@ pub trait SessionBackend: Send + Sync {
 
     /// The server's activity, or `None` when the session is gone or not running.
     async fn activity(&self, id: &SessionId) -> Result<Option<Activity>, SessionError>;
+
+    /// What a running session uses now; `None` when it is not running or the backend
+    /// cannot say.
+    async fn stats(&self, _id: &SessionId) -> Result<Option<SessionStats>, SessionError> {
+        Ok(None)
+    }
+
+    /// The disk a user's persistent home uses, measured again when the last measure is
+    /// older than `max_age`; `None` when the user has no home yet or the backend cannot
+    /// measure it.
+    async fn home_usage(
+        &self,
+        _user_id: i64,
+        _max_age: std::time::Duration,
+    ) -> Result<Option<HomeUsage>, SessionError> {
+        Ok(None)
+    }
 }
 
 /// The backend when the runtime could not even be set up (e.g. the Docker socket named

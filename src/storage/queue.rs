@@ -36,6 +36,8 @@ pub enum JobKind {
     SyncUser,
     /// Read memberships and visibility from the forge and repair what hooks missed.
     Reconcile,
+    /// Stop idle and old Jupyter sessions; record session metrics.
+    CullSessions,
 }
 
 /// Which jobs a worker takes: environment builds wait for a build slot, so they have
@@ -52,7 +54,7 @@ pub enum Pool {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::RecordPush,
         JobKind::PublishTag,
         JobKind::PrepareEnvironment,
@@ -63,6 +65,7 @@ impl JobKind {
         JobKind::SyncGroup,
         JobKind::SyncUser,
         JobKind::Reconcile,
+        JobKind::CullSessions,
     ];
 
     /// The stored name, e.g. `prepare-environment`.
@@ -78,6 +81,7 @@ impl JobKind {
             JobKind::SyncGroup => "sync-group",
             JobKind::SyncUser => "sync-user",
             JobKind::Reconcile => "reconcile",
+            JobKind::CullSessions => "cull-sessions",
         }
     }
 

@@ -1,5 +1,7 @@
-//! `/me`: who I am, the interface level I chose (within what my roles allow), and my
-//! groups and projects with my access in each, from the membership table.
+//! `/me`: who I am, the interface level I chose (within what my roles allow), my groups
+//! and projects with my access in each, from the membership table, and my Jupyter
+//! sessions (running ones to open or stop, ended ones with why, to dismiss) with the disk
+//! my home uses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use serde::Serialize;
 
 use super::WebError;
 use super::auth::{choosable_levels, deny};
+use super::sessions::{Scope, visible};
 use super::templates::Templates;
 use crate::access::{AccessLevel, Denied, UserLevel, Viewer};
 use crate::app::App;
@@ -98,6 +101,12 @@ pub async fn page(
             label: level_label(value),
         })
         .collect();
+    // The rest of the page is still worth showing when the session runtime is down.
+    let (sessions, sessions_unavailable) = match visible(&app, &Scope::User(user.id)).await {
+        Ok(s) => (s, false),
+        Err(_) => (Vec::new(), true),
+    };
+    let home = home_usage(&app, user.id).await;
     templates.page(
         StatusCode::OK,
         "me.html",
@@ -111,8 +120,53 @@ pub async fn page(
             levels => Serde(levels),
             csrf_token => viewer.csrf_token.as_deref().unwrap_or_default(),
             projects => Serde(projects),
+            sessions => Serde(sessions),
+            sessions_unavailable,
+            home => Serde(home),
         },
     )
+}
+
+/// How long `/me` waits for a home to be measured; the measure goes on without it.
+const HOME_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+/// How old a home's measure `/me` shows may be.
+const HOME_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What `/me` says of the home's disk use.
+#[derive(Serialize)]
+struct HomeView {
+    /// `measured`, `measuring`, `none` (no home yet) or `unknown`.
+    state: &'static str,
+    used: Option<String>,
+    quota: Option<String>,
+    over_quota: bool,
+}
+
+/// The home's disk use: the last measure when recent, else a new one, waited for a
+/// moment only (it carries on in the background and fills the cache for the next visit).
+async fn home_usage(app: &App, user_id: i64) -> HomeView {
+    let sessions = app.sessions.clone();
+    let measuring = tokio::spawn(async move { sessions.home_usage(user_id, HOME_MAX_AGE).await });
+    let quota = app.settings.lifecycle.home_quota;
+    let view = |state, used: Option<u64>| HomeView {
+        state,
+        used: used.map(crate::sessions::lifecycle::human_bytes),
+        quota: quota.map(crate::sessions::lifecycle::human_bytes),
+        over_quota: matches!((used, quota), (Some(u), Some(q)) if u >= q),
+    };
+    match tokio::time::timeout(HOME_WAIT, measuring).await {
+        Ok(Ok(Ok(Some(usage)))) => view("measured", Some(usage.bytes)),
+        Ok(Ok(Ok(None))) => view("none", None),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(user_id, "measuring the home of user {user_id}: {e}");
+            view("unknown", None)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(user_id, "measuring the home of user {user_id}: {e}");
+            view("unknown", None)
+        }
+        Err(_) => view("measuring", None),
+    }
 }
 
 /// `POST /me`: choose an interface level (CSRF-checked by the layer).

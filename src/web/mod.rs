@@ -25,6 +25,7 @@ pub mod launch;
 pub mod me;
 pub mod pages;
 pub mod reconcile;
+pub mod sessions;
 pub mod sheets;
 pub mod templates;
 
@@ -102,6 +103,9 @@ pub fn router(app: App) -> Router {
         .route("/oauth/callback", get(auth::callback))
         .route("/logout", post(auth::logout))
         .route("/me", get(me::page).post(me::set_level))
+        .route("/api/sessions", get(sessions::list))
+        .route("/api/sessions/{id}", axum::routing::delete(sessions::stop))
+        .route("/sessions/{id}/stop", post(sessions::stop))
         .route("/v2/{provider}/{project}/{git_ref}", get(launch::launch))
         .route(
             "/v2/gh/{owner}/{repo}/{git_ref}",
@@ -161,6 +165,17 @@ async fn metrics(State(app): State<App>) -> Response {
     match app.db.job_counts().await {
         Ok(counts) => app.metrics.set_job_counts(&counts),
         Err(e) => tracing::warn!(error = %e, "reading job counts for metrics failed"),
+    }
+    // Sessions by state from the runtime, like the queue from the database, so that every
+    // process reports the same; a runtime that does not answer soon keeps the last counts.
+    match tokio::time::timeout(std::time::Duration::from_secs(3), app.sessions.list()).await {
+        Ok(Ok(sessions)) => app.metrics.set_session_states(
+            sessions
+                .iter()
+                .map(|s| crate::sessions::lifecycle::state_name(&s.state)),
+        ),
+        Ok(Err(e)) => tracing::warn!("listing sessions for metrics failed: {e}"),
+        Err(_) => tracing::warn!("listing sessions for metrics took too long"),
     }
     (
         [(

@@ -15,7 +15,7 @@ use crate::support::{ADMIN_TOKEN, Backend, TestResponse};
 use nbforge::access::service::{digest, random_token};
 use nbforge::config::Settings;
 use nbforge::events::ForgeKind;
-use nbforge::storage::{MemberRow, ProjectRow, UserUpdate};
+use nbforge::storage::{MemberRow, ProjectRow};
 
 const PUBLIC_URL: &str = "http://nbforge.test";
 
@@ -464,26 +464,7 @@ async fn subject(t: &Scenario, who: Who, user_id: i64) -> Subject {
         return Subject { who, cookie: None };
     }
     let username = format!("{who:?}").to_lowercase();
-    t.db()
-        .upsert_user(&UserUpdate {
-            id: user_id,
-            username: &username,
-            name: None,
-            avatar_url: None,
-            state: None,
-        })
-        .await
-        .unwrap();
-    let (value, csrf) = (random_token(), random_token());
-    t.db()
-        .create_web_session(
-            &digest(&["session", &value]),
-            user_id,
-            &csrf,
-            nbforge::storage::now_ms() + 3_600_000,
-        )
-        .await
-        .unwrap();
+    let (value, csrf) = t.web_session(user_id, &username).await;
     Subject {
         who,
         cookie: Some((value, csrf)),
@@ -734,6 +715,30 @@ on_both_databases!(
                 assert_eq!(res.status, want, "{:?} {method} {route}", s.who);
                 checked += 1;
             }
+            // Jupyter sessions: everyone lists their own (these subjects have none; an
+            // anonymous request without a visitor cookie owns none), platform
+            // administrators every session; stopping one that is not theirs (here: one
+            // nobody has) is a 404 for everyone, through the API and the form alike.
+            let res = send(&t, s, "GET", "/api/sessions", "").await;
+            assert_eq!(res.status, StatusCode::OK, "{:?} GET /api/sessions", s.who);
+            if !s.who.platform_admin() {
+                assert_eq!(res.json()["sessions"], serde_json::json!([]), "{:?}", s.who);
+            }
+            let nobodys = "0123456789abcdef0123456789abcdef";
+            for (method, route) in [
+                ("DELETE", format!("/api/sessions/{nobodys}")),
+                ("POST", format!("/sessions/{nobodys}/stop")),
+                ("DELETE", "/api/sessions/..%2F..%2Fimages".to_owned()),
+            ] {
+                let res = send(&t, s, method, &route, "").await;
+                assert_eq!(
+                    res.status,
+                    StatusCode::NOT_FOUND,
+                    "{:?} {method} {route}",
+                    s.who
+                );
+            }
+            checked += 4;
             // The landing page lists exactly what the subject may read.
             let landing = send(&t, s, "GET", "/", "").await;
             assert_eq!(landing.status, StatusCode::OK);

@@ -98,7 +98,7 @@ const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_badge_launches_a_session_with_the_repository_checked_out() {
-    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+    let Some(t) = with_login(Backend::Sqlite, |s| s.lifecycle.per_user = 1).await else {
         return;
     };
     let t = t.with_environments();
@@ -236,6 +236,17 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
     );
     assert!(out.starts_with(&first), "{out}");
     assert!(out.ends_with("mine\n"), "{out}");
+    // One session at a time here: another commit is refused while this one runs.
+    let ev = events(&launch(&t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed", "{ev:?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("You already have 1 running session"),
+        "{last}"
+    );
     t.app.app.sessions.stop(&s.id).await.unwrap();
     cleanup.users.push(ada.id);
 }

@@ -19,6 +19,7 @@ mod members;
 mod scenarios;
 mod security;
 mod serve;
+mod session_lifecycle;
 mod sessions;
 mod spec;
 mod spool;

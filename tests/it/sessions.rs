@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::support::missing_service;
 
-fn docker_cli(args: &[&str]) -> (bool, String) {
+pub(crate) fn docker_cli(args: &[&str]) -> (bool, String) {
     match Command::new("docker").args(args).output() {
         Ok(out) => (
             out.status.success(),
@@ -31,7 +31,7 @@ fn docker_cli(args: &[&str]) -> (bool, String) {
 }
 
 /// The base image, or `None` (after saying why) when Docker or the image is missing.
-fn base_image() -> Option<String> {
+pub(crate) fn base_image() -> Option<String> {
     let base = Settings::for_database("sqlite::memory:")
         .environments
         .base_image;
@@ -45,17 +45,17 @@ fn base_image() -> Option<String> {
     Some(base)
 }
 
-fn random_id() -> i64 {
+pub(crate) fn random_id() -> i64 {
     // Large ids nobody has, distinct per test.
     i64::from(uuid::Uuid::new_v4().as_fields().0 >> 1) + 1_000_000_000
 }
 
 /// Removes what a test made: containers by owner label, homes, the network.
-struct Cleanup {
-    network: String,
-    images: Vec<String>,
-    users: Vec<i64>,
-    visitors: Vec<String>,
+pub(crate) struct Cleanup {
+    pub network: String,
+    pub images: Vec<String>,
+    pub users: Vec<i64>,
+    pub visitors: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -155,32 +155,37 @@ impl Fixture {
     }
 
     fn spec(&self, owner: &Owner, name: &str) -> SessionSpec {
-        SessionSpec {
-            base_url: SessionSpec::base_url_for(owner, name),
-            home: match owner {
-                Owner::User { id, .. } => Home::User { user_id: *id },
-                Owner::Anonymous { .. } => Home::Throwaway,
-            },
-            owner: owner.clone(),
-            name: name.into(),
-            project: SessionProject {
-                forge: "gitlab".into(),
-                path: "lab/rnaseq".into(),
-                commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            },
-            image: self.image.clone(),
-            resources: Resources {
-                memory_bytes: 2 << 30,
-                cpus: 0.5,
-            },
-            default_url: "lab/tree/analysis.ipynb".into(),
-            env: BTreeMap::from([("NBFORGE_PROJECT".into(), "lab/rnaseq".into())]),
-            checkout: None,
-        }
+        spec(owner, name, &self.image)
     }
 }
 
-fn http() -> reqwest::Client {
+/// A session of `owner` named `name` in `image`, asking for 2 GiB and half a CPU.
+pub(crate) fn spec(owner: &Owner, name: &str, image: &str) -> SessionSpec {
+    SessionSpec {
+        base_url: SessionSpec::base_url_for(owner, name),
+        home: match owner {
+            Owner::User { id, .. } => Home::User { user_id: *id },
+            Owner::Anonymous { .. } => Home::Throwaway,
+        },
+        owner: owner.clone(),
+        name: name.into(),
+        project: SessionProject {
+            forge: "gitlab".into(),
+            path: "lab/rnaseq".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        },
+        image: image.to_owned(),
+        resources: Resources {
+            memory_bytes: 2 << 30,
+            cpus: 0.5,
+        },
+        default_url: "lab/tree/analysis.ipynb".into(),
+        env: BTreeMap::from([("NBFORGE_PROJECT".into(), "lab/rnaseq".into())]),
+        checkout: None,
+    }
+}
+
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -188,7 +193,7 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-fn url(info: &SessionInfo, path: &str) -> String {
+pub(crate) fn url(info: &SessionInfo, path: &str) -> String {
     let address = info
         .address
         .as_ref()
@@ -235,7 +240,7 @@ fn build_image(image: &str, dockerfile: &str) {
 }
 
 /// Writes a file in the session's home through Jupyter's contents API.
-async fn put_file(info: &SessionInfo, path: &str, content: &str) {
+pub(crate) async fn put_file(info: &SessionInfo, path: &str, content: &str) {
     let answer = http()
         .put(url(info, &format!("api/contents/{path}")))
         .header("Authorization", format!("token {}", info.token.expose()))
@@ -252,7 +257,7 @@ fn inspect(id: &SessionId) -> Value {
     serde_json::from_str::<Value>(&out).unwrap()[0].clone()
 }
 
-fn volume_exists(name: &str) -> bool {
+pub(crate) fn volume_exists(name: &str) -> bool {
     docker_cli(&["volume", "inspect", name]).0
 }
 

@@ -2,6 +2,7 @@
 //! came from stays in the delivery's body.
 
 mod cleanup;
+mod cull_sessions;
 mod environment;
 mod group;
 mod member;
@@ -13,6 +14,7 @@ mod tag;
 mod user;
 
 pub use cleanup::Cleanup;
+pub use cull_sessions::CullSessions;
 pub use environment::PrepareEnvironment;
 pub use group::SyncGroup;
 pub use member::RecordMember;

@@ -241,6 +241,33 @@ impl TestApp {
             .await
     }
 
+    /// A user `id` named `username`, logged in for an hour: the value of their session
+    /// cookie and their CSRF token.
+    pub async fn web_session(&self, id: i64, username: &str) -> (String, String) {
+        use nbforge::access::service::{digest, random_token};
+        self.db()
+            .upsert_user(&nbforge::storage::UserUpdate {
+                id,
+                username,
+                name: None,
+                avatar_url: None,
+                state: None,
+            })
+            .await
+            .expect("user stored");
+        let (value, csrf) = (random_token(), random_token());
+        self.db()
+            .create_web_session(
+                &digest(&["session", &value]),
+                id,
+                &csrf,
+                nbforge::storage::now_ms() + 3_600_000,
+            )
+            .await
+            .expect("session stored");
+        (value, csrf)
+    }
+
     /// What jobs see of the app under test.
     pub fn jobs(&self) -> nbforge::jobs::Context {
         self.app.jobs()
