@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod repo;
+pub mod runs;
 pub mod sessions;
 pub mod spec;
 pub mod storage;
