@@ -525,9 +525,8 @@ impl RunSettings {
             max: args.runs_max.unwrap_or(defaults.max),
         };
         if settings.timeout.is_zero() || settings.per_user == 0 || settings.max == 0 {
-            problems.push(
-                "run_timeout_secs, runs_per_user and runs_max must be at least 1".to_owned(),
-            );
+            problems
+                .push("run_timeout_secs, runs_per_user and runs_max must be at least 1".to_owned());
         }
         settings
     }

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::kinds::{
-    Cleanup, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush, SyncGroup,
-    SyncMergeRequest, SyncProject, SyncUser,
+    Cleanup, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush, RunWorksheet,
+    SyncGroup, SyncMergeRequest, SyncProject, SyncUser,
 };
 use super::{Context, Job, JobError, Run, Subject};
 use crate::storage::{Heartbeat, JobId, JobKind, JobRow, Pool};
@@ -86,6 +86,7 @@ pub fn registry() -> Registry {
         .register::<SyncGroup>()
         .register::<SyncUser>()
         .register::<Reconcile>()
+        .register::<RunWorksheet>()
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(registry);
@@ -121,8 +122,15 @@ pub async fn run_workers(ctx: Context, shutdown: CancellationToken) {
     } else {
         0
     };
+    // One run worker per run allowed at once: runs wait in the queue, not in a worker.
+    let runs = if general > 0 {
+        ctx.settings.runs.max
+    } else {
+        0
+    };
     let pools = std::iter::repeat_n(Pool::General, general)
-        .chain(std::iter::repeat_n(Pool::Builds, builds));
+        .chain(std::iter::repeat_n(Pool::Builds, builds))
+        .chain(std::iter::repeat_n(Pool::Runs, runs));
     for (i, pool) in pools.enumerate() {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();

@@ -3,7 +3,7 @@
 //! executing [`super::RUNNER`]; files go in and out through the engine's archive API.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write as _};
 
 use anyhow::Context as _;
 use bollard::Docker;
@@ -20,6 +20,7 @@ use crate::sessions::Resources;
 use crate::sessions::docker::{
     self as sessions_docker, DockerSessions, HOME_DIR, LABEL_HOME, LABEL_OWNER_ID,
 };
+use crate::storage::RunRow;
 
 /// The label naming a run on its container.
 pub const LABEL_RUN: &str = "org.nbforge.run";
@@ -43,6 +44,8 @@ pub fn container_name(run_id: &str) -> String {
 #[derive(Clone)]
 pub struct Engine {
     sessions: DockerSessions,
+    /// The image that reads a home when a run's own image is gone.
+    base_image: String,
 }
 
 /// What a run's container starts with.
@@ -99,7 +102,10 @@ impl Engine {
             settings.sessions.clone(),
             Secret::new(super::new_run_id()),
         )?;
-        Ok(Engine { sessions })
+        Ok(Engine {
+            sessions,
+            base_image: settings.environments.base_image.clone(),
+        })
     }
 
     fn docker(&self) -> &Docker {
@@ -223,9 +229,7 @@ impl Engine {
 
     /// Waits for the container to end; its exit code.
     pub async fn wait(&self, run_id: &str) -> i64 {
-        let mut wait = self
-            .docker()
-            .wait_container(&container_name(run_id), None);
+        let mut wait = self.docker().wait_container(&container_name(run_id), None);
         match wait.next().await {
             Some(Ok(r)) => r.status_code,
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
@@ -233,17 +237,30 @@ impl Engine {
         }
     }
 
-    /// A file of the (stopped) container, at most `max` bytes; `None` when missing or larger.
+    /// A file of the run's (stopped) container, at most `max` bytes; `None` when missing
+    /// or larger.
     pub async fn read_file(
         &self,
         run_id: &str,
         path: &str,
         max: u64,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+        self.read_container_file(&container_name(run_id), path, max)
+            .await
+    }
+
+    async fn read_container_file(
+        &self,
+        container: &str,
+        path: &str,
+        max: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
         let mut stream = self
             .docker()
-            .download_from_container(&container_name(run_id), Some(options));
+            .download_from_container(container, Some(options));
         let mut archive = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk {
@@ -314,4 +331,163 @@ impl Engine {
             .await
             .is_ok()
     }
+}
+
+/// Reading a run's result folder from the owner's home after the run: a container that
+/// is never started, with the home mounted, read through the archive API.
+impl Engine {
+    async fn home_reader(&self, row: &RunRow) -> anyhow::Result<String> {
+        let user_id = row.owner_user_id.context("the run has no home")?;
+        let image = match &row.image {
+            Some(i) if self.image_digest(i).await?.is_some() => i.clone(),
+            _ => self.base_image.clone(),
+        };
+        let name = format!("nbforge-run-read-{}", super::new_run_id());
+        let body = ContainerCreateBody {
+            image: Some(image),
+            cmd: Some(vec!["true".into()]),
+            user: Some("1000:1000".into()),
+            labels: Some(HashMap::from([
+                (LABEL_RUN.to_owned(), "reader".to_owned()),
+                (LABEL_OWNER_ID.to_owned(), user_id.to_string()),
+            ])),
+            network_disabled: Some(true),
+            host_config: Some(sessions_docker::user_code_host_config(
+                self.sessions.settings(),
+                &Resources {
+                    memory_bytes: 0,
+                    cpus: 0.0,
+                },
+                "none",
+                &sessions_docker::home_volume(user_id),
+            )),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        self.docker().create_container(Some(options), body).await?;
+        Ok(name)
+    }
+
+    async fn remove_named(&self, name: &str) {
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        if let Err(e) = self.docker().remove_container(name, Some(options)).await
+            && !not_found(&e)
+        {
+            tracing::warn!("removing the container {name}: {e}");
+        }
+    }
+
+    /// A file of a run's result folder (at most 256 MiB), `None` when it is not there.
+    pub async fn read_home_file(
+        &self,
+        row: &RunRow,
+        name: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let reader = self.home_reader(row).await?;
+        let path = format!("{HOME_DIR}/{}/{name}", row.result_folder);
+        let read = self.read_container_file(&reader, &path, 256 << 20).await;
+        self.remove_named(&reader).await;
+        read
+    }
+
+    /// A run's result folder as a zip archive (entries stored, not compressed), made as
+    /// it is sent: the engine's tar stream is rewritten entry by entry on a blocking thread.
+    pub async fn zip_home_folder(
+        &self,
+        row: &RunRow,
+    ) -> anyhow::Result<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>> {
+        let reader = self.home_reader(row).await?;
+        let path = format!("{HOME_DIR}/{}", row.result_folder);
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&path)
+            .build();
+        let mut tar_stream = self
+            .docker()
+            .download_from_container(&reader, Some(options));
+        // The first chunk tells whether the folder is there.
+        let first = match tar_stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.remove_named(&reader).await;
+                return Err(e.into());
+            }
+            None => bytes::Bytes::new(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        let engine = self.clone();
+        let (tar_tx, mut tar_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::spawn(async move {
+            if tar_tx.send(Ok(first)).await.is_ok() {
+                while let Some(chunk) = tar_stream.next().await {
+                    let chunk = chunk.map_err(std::io::Error::other);
+                    let stop = chunk.is_err();
+                    if tar_tx.send(chunk).await.is_err() || stop {
+                        break;
+                    }
+                }
+            }
+            drop(tar_tx);
+            engine.remove_named(&reader).await;
+        });
+        let input = async_stream_reader(futures_util::stream::poll_fn(move |cx| {
+            tar_rx.poll_recv(cx)
+        }));
+        tokio::task::spawn_blocking(move || {
+            let out = ChannelWriter(tx.clone());
+            if let Err(e) = tar_to_zip(input, out) {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        Ok(futures_util::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        }))
+    }
+}
+
+fn async_stream_reader(
+    stream: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+) -> impl std::io::Read + Send + 'static {
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
+
+/// A writer whose bytes go to a channel (the response body).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the download stopped")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Rewrites a tar archive (of one folder) as a zip, folder and file names as in the tar.
+fn tar_to_zip(input: impl std::io::Read, out: impl std::io::Write) -> anyhow::Result<()> {
+    use zip::write::SimpleFileOptions;
+    let mut zip = zip::ZipWriter::new_stream(std::io::BufWriter::with_capacity(64 << 10, out));
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            zip.add_directory(name, options)?;
+        } else if kind.is_file() {
+            zip.start_file(name, options.unix_permissions(0o644))?;
+            std::io::copy(&mut entry, &mut zip)?;
+        }
+    }
+    zip.finish()?.flush()?;
+    Ok(())
 }

@@ -36,6 +36,8 @@ pub enum JobKind {
     SyncUser,
     /// Read memberships and visibility from the forge and repair what hooks missed.
     Reconcile,
+    /// Execute a worksheet run in its environment.
+    RunWorksheet,
 }
 
 /// Which jobs a worker takes: environment builds wait for a build slot, so they have
@@ -47,12 +49,14 @@ pub enum Pool {
     Any,
     /// `prepare-environment` only.
     Builds,
-    /// Every kind but `prepare-environment`.
+    /// Every kind but `prepare-environment` and `run-worksheet`.
     General,
+    /// `run-worksheet` only: each worker is one run executing at once.
+    Runs,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::RecordPush,
         JobKind::PublishTag,
         JobKind::PrepareEnvironment,
@@ -63,6 +67,7 @@ impl JobKind {
         JobKind::SyncGroup,
         JobKind::SyncUser,
         JobKind::Reconcile,
+        JobKind::RunWorksheet,
     ];
 
     /// The stored name, e.g. `prepare-environment`.
@@ -78,6 +83,7 @@ impl JobKind {
             JobKind::SyncGroup => "sync-group",
             JobKind::SyncUser => "sync-user",
             JobKind::Reconcile => "reconcile",
+            JobKind::RunWorksheet => "run-worksheet",
         }
     }
 
@@ -425,10 +431,12 @@ impl Db {
         };
         // Kind names are constants of this crate, never input.
         let builds = format!("'{}'", JobKind::PrepareEnvironment.as_str());
+        let runs = format!("'{}'", JobKind::RunWorksheet.as_str());
         let kinds = match pool {
             Pool::Any => String::new(),
             Pool::Builds => format!(" AND kind IN ({builds})"),
-            Pool::General => format!(" AND kind NOT IN ({builds})"),
+            Pool::Runs => format!(" AND kind IN ({runs})"),
+            Pool::General => format!(" AND kind NOT IN ({builds}, {runs})"),
         };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2,

@@ -241,16 +241,23 @@ impl Db {
     /// Asks a run to stop: a queued one ends as canceled at once; a running one is
     /// stopped by its job. Returns the run as it is now.
     pub async fn cancel_run(&self, id: &str) -> DbResult<Option<RunRow>> {
-        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND state IN ('queued', 'running')")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         self.finish_run_if_queued(id, "canceled", Some("canceled before it started"))
             .await?;
         self.get_run(id).await
     }
 
-    async fn finish_run_if_queued(&self, id: &str, state: &str, error: Option<&str>) -> DbResult<()> {
+    async fn finish_run_if_queued(
+        &self,
+        id: &str,
+        state: &str,
+        error: Option<&str>,
+    ) -> DbResult<()> {
         sqlx::query(
             "UPDATE runs SET state = $1, error = $2, finished_at = $3, message = NULL
              WHERE id = $4 AND state = 'queued'",
