@@ -83,8 +83,9 @@ pub fn values_to_json(values: &Values) -> String {
     Value::Object(map).to_string()
 }
 
-/// Values read back from [`values_to_json`].
-pub fn values_from_json(text: &str) -> Values {
+/// Values read back from [`values_to_json`], in the order of `order` (the parameters
+/// cell's names; JSON objects keep no order), names not in it last.
+pub fn values_from_json(text: &str, order: &[&str]) -> Values {
     fn value(v: &Value) -> ParamValue {
         match v {
             Value::Null => ParamValue::None,
@@ -101,7 +102,10 @@ pub fn values_from_json(text: &str) -> Values {
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
         return Values::default();
     };
-    Values(map.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+    let mut values: Vec<(String, ParamValue)> =
+        map.iter().map(|(k, v)| (k.clone(), value(v))).collect();
+    values.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(usize::MAX));
+    Values(values)
 }
 
 /// JSON values (of `POST /api/runs`) as the form would send them, for
@@ -239,6 +243,7 @@ mod tests {
             "xs",
             ParamValue::List(vec![ParamValue::Int(1), ParamValue::Int(2)]),
         );
-        assert_eq!(values_from_json(&values_to_json(&v)), v);
+        let order = ["rate", "hours", "name", "flag", "none", "xs"];
+        assert_eq!(values_from_json(&values_to_json(&v), &order), v);
     }
 }

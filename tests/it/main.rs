@@ -17,6 +17,7 @@ mod jobs;
 mod members;
 mod scenarios;
 mod security;
+mod runs;
 mod serve;
 mod sessions;
 mod spec;

@@ -137,7 +137,9 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
         .await?
         .ok_or_else(|| JobError::User("this worksheet is no longer published".into()))?;
     let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
-    let values = values_from_json(&row.values_json);
+    let params = crate::worksheet::parameters(&notebook);
+    let order: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    let values = values_from_json(&row.values_json, &order);
     let input = parameterize(&notebook, &values).to_json_pretty();
     // A turn among the owner's runs.
     let per_owner = i64::try_from(ctx.settings.runs.per_user).unwrap_or(i64::MAX);
@@ -366,7 +368,7 @@ async fn save_result(
     let mut problem = None;
     match read {
         Ok(Some(bytes)) => {
-            let values = values_from_json(&row.values_json);
+            let values = values_from_json(&row.values_json, &[]);
             let title = row.worksheet.clone();
             let rendered = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
                 let nb = Notebook::from_slice(&bytes)?;
