@@ -218,10 +218,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
             "result = rate * 2\nprint(f\"result={result}\")\nwith open(\"written.txt\", \"w\") as f:\n    f.write(name)",
         ),
     ]);
-    let fail = notebook(vec![
-        parameters("divisor = 0"),
-        code("print(1 / divisor)"),
-    ]);
+    let fail = notebook(vec![parameters("divisor = 0"), code("print(1 / divisor)")]);
     let sleep = notebook(vec![
         parameters("seconds = 600"),
         code("import time\ntime.sleep(seconds)"),
@@ -280,19 +277,28 @@ impl Fixture {
     }
 
     async fn run(&self, id: &str) -> Value {
-        let res = send(&self.t, Some(&self.owner), "GET", &format!("/api/runs/{id}"), None).await;
+        let res = send(
+            &self.t,
+            Some(&self.owner),
+            "GET",
+            &format!("/api/runs/{id}"),
+            None,
+        )
+        .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
         json_of(&res)["run"].clone()
     }
 }
 
-on_both_databases!(a_worksheet_runs_with_new_values_into_the_home, |backend: Backend| async move {
-    let Some(f) = fixture(backend).await else {
-        return;
-    };
-    let t = &f.t;
-    // Invalid values: 422 with the errors by field, and no run.
-    let res = send(
+on_both_databases!(
+    a_worksheet_runs_with_new_values_into_the_home,
+    |backend: Backend| async move {
+        let Some(f) = fixture(backend).await else {
+            return;
+        };
+        let t = &f.t;
+        // Invalid values: 422 with the errors by field, and no run.
+        let res = send(
         t,
         Some(&f.owner),
         "POST",
@@ -300,159 +306,279 @@ on_both_databases!(a_worksheet_runs_with_new_values_into_the_home, |backend: Bac
         Some(json!({"worksheet": "/w/lab/runs/v1/compute.ipynb", "values": {"rate": "fast", "nope": 1}})),
     )
     .await;
-    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.text());
-    let errors = &json_of(&res)["errors"];
-    assert!(errors["rate"].is_string() && errors["nope"].is_string(), "{errors}");
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            res.text()
+        );
+        let errors = &json_of(&res)["errors"];
+        assert!(
+            errors["rate"].is_string() && errors["nope"].is_string(),
+            "{errors}"
+        );
 
-    let id = f.start("compute.ipynb", json!({"rate": 21, "name": "hello runs"})).await;
-    assert_eq!(f.run(&id).await["state"], "queued");
-    t.run_jobs().await;
-    let run = f.run(&id).await;
-    assert_eq!(run["state"], "succeeded", "{run}");
-    assert_eq!(run["values"], json!({"rate": 21.0, "name": "hello runs"}));
-    // The parameters cell, the injected cell and the computation.
-    assert_eq!(run["progress"]["cells_total"], 3);
-    let folder = run["result_folder"].as_str().unwrap().trim_start_matches("~/").to_owned();
-    assert!(folder.starts_with("results/lab/runs/compute/"), "{folder}");
-    assert!(folder.ends_with(&id[..8]), "{folder}");
+        let id = f
+            .start("compute.ipynb", json!({"rate": 21, "name": "hello runs"}))
+            .await;
+        assert_eq!(f.run(&id).await["state"], "queued");
+        t.run_jobs().await;
+        let run = f.run(&id).await;
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["values"], json!({"rate": 21.0, "name": "hello runs"}));
+        // The parameters cell, the injected cell and the computation.
+        assert_eq!(run["progress"]["cells_total"], 3);
+        let folder = run["result_folder"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("~/")
+            .to_owned();
+        assert!(folder.starts_with("results/lab/runs/compute/"), "{folder}");
+        assert!(folder.ends_with(&id[..8]), "{folder}");
 
-    // The home volume holds the executed notebook with the injected values and the output
-    // computed from them, its rendering without code, the file it wrote, and provenance.
-    let (ok, output) = home_file(f.owner_id, &f.image, &format!("{folder}/output.ipynb"));
-    assert!(ok, "{output}");
-    let nb: Value = serde_json::from_str(&output).unwrap();
-    let injected = nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["metadata"]["tags"].to_string().contains("injected-parameters"))
-        .expect("an injected-parameters cell");
-    let source = injected["source"].to_string();
-    assert!(source.contains("rate = 21.0") && source.contains("hello runs"), "{source}");
-    assert!(output.contains("result=42.0"), "{output}");
-    let (ok, html) = home_file(f.owner_id, &f.image, &format!("{folder}/output.html"));
-    assert!(ok, "{html}");
-    assert!(html.contains("result=42.0"), "{html}");
-    assert!(!html.contains("rate * 2"), "no code in output.html");
-    let (ok, written) = home_file(f.owner_id, &f.image, &format!("{folder}/written.txt"));
-    assert!(ok && written == "hello runs", "{written}");
-    let (ok, provenance) = home_file(f.owner_id, &f.image, &format!("{folder}/provenance.json"));
-    assert!(ok, "{provenance}");
-    let provenance: Value = serde_json::from_str(&provenance).unwrap();
-    assert!(provenance["image_digest"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(provenance["tag"], "v1");
-    assert_eq!(provenance["values"]["rate"], 21.0);
-    assert!(provenance["packages"].as_array().is_some_and(|p| !p.is_empty()), "{provenance}");
-    let (ok, params) = home_file(f.owner_id, &f.image, &format!("{folder}/parameters.json"));
-    assert!(ok && params.contains("hello runs"), "{params}");
-    // Nothing half-written is left under another name.
-    let (_, listing) = docker_cli(&[
-        "run", "--rm", "--network", "none", "-v",
-        &format!("{}:/home/jovyan", home_volume(f.owner_id)),
-        &f.image, "ls", &format!("/home/jovyan/{folder}"),
-    ]);
-    assert!(!listing.contains(".partial"), "{listing}");
+        // The home volume holds the executed notebook with the injected values and the output
+        // computed from them, its rendering without code, the file it wrote, and provenance.
+        let (ok, output) = home_file(f.owner_id, &f.image, &format!("{folder}/output.ipynb"));
+        assert!(ok, "{output}");
+        let nb: Value = serde_json::from_str(&output).unwrap();
+        let injected = nb["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["metadata"]["tags"]
+                    .to_string()
+                    .contains("injected-parameters")
+            })
+            .expect("an injected-parameters cell");
+        let source = injected["source"].to_string();
+        assert!(
+            source.contains("rate = 21.0") && source.contains("hello runs"),
+            "{source}"
+        );
+        assert!(output.contains("result=42.0"), "{output}");
+        let (ok, html) = home_file(f.owner_id, &f.image, &format!("{folder}/output.html"));
+        assert!(ok, "{html}");
+        assert!(html.contains("result=42.0"), "{html}");
+        assert!(!html.contains("rate * 2"), "no code in output.html");
+        let (ok, written) = home_file(f.owner_id, &f.image, &format!("{folder}/written.txt"));
+        assert!(ok && written == "hello runs", "{written}");
+        let (ok, provenance) =
+            home_file(f.owner_id, &f.image, &format!("{folder}/provenance.json"));
+        assert!(ok, "{provenance}");
+        let provenance: Value = serde_json::from_str(&provenance).unwrap();
+        assert!(
+            provenance["image_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        assert_eq!(provenance["tag"], "v1");
+        assert_eq!(provenance["values"]["rate"], 21.0);
+        assert!(
+            provenance["packages"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty()),
+            "{provenance}"
+        );
+        let (ok, params) = home_file(f.owner_id, &f.image, &format!("{folder}/parameters.json"));
+        assert!(ok && params.contains("hello runs"), "{params}");
+        // Nothing half-written is left under another name.
+        let (_, listing) = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{}:/home/jovyan", home_volume(f.owner_id)),
+            &f.image,
+            "ls",
+            &format!("/home/jovyan/{folder}"),
+        ]);
+        assert!(!listing.contains(".partial"), "{listing}");
 
-    // The run page shows the result without code; the downloads work.
-    let page = send(t, Some(&f.owner), "GET", &format!("/runs/{id}"), None).await;
-    assert_eq!(page.status, StatusCode::OK);
-    assert!(page.text().contains("result=42.0"));
-    assert!(!page.text().contains("rate * 2"));
-    assert!(!page.text().contains("<script"), "no script once finished");
-    let download = send(t, Some(&f.owner), "GET", &format!("/runs/{id}/output.ipynb"), None).await;
-    assert_eq!(download.status, StatusCode::OK);
-    assert!(download.text().contains("injected-parameters"));
-    let zip = send(t, Some(&f.owner), "GET", &format!("/runs/{id}/result.zip"), None).await;
-    assert_eq!(zip.status, StatusCode::OK);
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.body.to_vec())).unwrap();
-    let names: Vec<String> = archive
-        .file_names()
-        .map(|n| n.unwrap().into_owned())
-        .collect();
-    assert!(names.iter().any(|n| n.ends_with("/written.txt")), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with("/output.ipynb")), "{names:?}");
-    let name = names.iter().find(|n| n.ends_with("/written.txt")).unwrap().clone();
-    let mut text = String::new();
-    archive.by_name(&name).unwrap().read_to_string(&mut text).unwrap();
-    assert_eq!(text, "hello runs");
+        // The run page shows the result without code; the downloads work.
+        let page = send(t, Some(&f.owner), "GET", &format!("/runs/{id}"), None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains("result=42.0"));
+        assert!(!page.text().contains("rate * 2"));
+        assert!(!page.text().contains("<script"), "no script once finished");
+        let download = send(
+            t,
+            Some(&f.owner),
+            "GET",
+            &format!("/runs/{id}/output.ipynb"),
+            None,
+        )
+        .await;
+        assert_eq!(download.status, StatusCode::OK);
+        assert!(download.text().contains("injected-parameters"));
+        let zip = send(
+            t,
+            Some(&f.owner),
+            "GET",
+            &format!("/runs/{id}/result.zip"),
+            None,
+        )
+        .await;
+        assert_eq!(zip.status, StatusCode::OK);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.body.to_vec())).unwrap();
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.ends_with("/written.txt")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.ends_with("/output.ipynb")),
+            "{names:?}"
+        );
+        let name = names
+            .iter()
+            .find(|n| n.ends_with("/written.txt"))
+            .unwrap()
+            .clone();
+        let mut text = String::new();
+        archive
+            .by_name(&name)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "hello runs");
 
-    // Listed on My results and by the API; another user sees none of it.
-    let mine = send(t, Some(&f.owner), "GET", "/api/runs", None).await;
-    assert!(mine.text().contains(&id));
-    let results = send(t, Some(&f.owner), "GET", "/me/results?project=lab/runs", None).await;
-    assert_eq!(results.status, StatusCode::OK);
-    assert!(results.text().contains(&id));
-    let forged = (format!("nbforge_session={}", random_token()), random_token());
-    for who in [Some(&f.other), None, Some(&forged)] {
-        for (method, path) in [
-            ("GET", format!("/api/runs/{id}")),
-            ("GET", format!("/runs/{id}")),
-            ("GET", format!("/runs/{id}/events")),
-            ("GET", format!("/runs/{id}/output.ipynb")),
-            ("GET", format!("/runs/{id}/result.zip")),
-            ("POST", format!("/api/runs/{id}/cancel")),
-            ("DELETE", format!("/api/runs/{id}")),
-        ] {
-            let res = send(t, who, method, &path, None).await;
-            assert_eq!(res.status, StatusCode::NOT_FOUND, "{method} {path}: {}", res.text());
-            assert!(!res.text().contains("hello runs"));
-        }
-        let list = send(t, who, "GET", "/api/runs", None).await;
-        assert!(!list.text().contains(&id), "{}", list.text());
-    }
-    assert_eq!(f.run(&id).await["state"], "succeeded");
-
-    // Delete forgets the run (the folder stays in the home).
-    let res = send(t, Some(&f.owner), "DELETE", &format!("/api/runs/{id}"), None).await;
-    assert_eq!(res.status, StatusCode::NO_CONTENT);
-    let res = send(t, Some(&f.owner), "GET", &format!("/api/runs/{id}"), None).await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-});
-
-on_both_databases!(failures_time_limits_and_cancel, |backend: Backend| async move {
-    let Some(f) = fixture(backend).await else {
-        return;
-    };
-    let t = &f.t;
-    // A failing cell fails the run with its error; the notebook up to there is kept.
-    let failing = f.start("fail.ipynb", json!({})).await;
-    t.run_jobs().await;
-    let run = f.run(&failing).await;
-    assert_eq!(run["state"], "failed", "{run}");
-    assert!(run["error"].as_str().unwrap().contains("ZeroDivisionError"), "{run}");
-
-    // Past the time limit (30 s here): stopped with the reason.
-    let slow = f.start("sleep.ipynb", json!({})).await;
-    t.run_jobs().await;
-    let run = f.run(&slow).await;
-    assert_eq!(run["state"], "failed", "{run}");
-    assert!(run["error"].as_str().unwrap().contains("time limit"), "{run}");
-
-    // Cancel while it runs.
-    let canceled = f.start("sleep.ipynb", json!({"seconds": 300})).await;
-    let cancel = async {
-        loop {
-            let run = f.run(&canceled).await;
-            if run["state"] == "running" && run["progress"]["cells_total"].as_i64() > Some(0) {
-                break;
+        // Listed on My results and by the API; another user sees none of it.
+        let mine = send(t, Some(&f.owner), "GET", "/api/runs", None).await;
+        assert!(mine.text().contains(&id));
+        let results = send(
+            t,
+            Some(&f.owner),
+            "GET",
+            "/me/results?project=lab/runs",
+            None,
+        )
+        .await;
+        assert_eq!(results.status, StatusCode::OK);
+        assert!(results.text().contains(&id));
+        let forged = (
+            format!("nbforge_session={}", random_token()),
+            random_token(),
+        );
+        for who in [Some(&f.other), None, Some(&forged)] {
+            for (method, path) in [
+                ("GET", format!("/api/runs/{id}")),
+                ("GET", format!("/runs/{id}")),
+                ("GET", format!("/runs/{id}/events")),
+                ("GET", format!("/runs/{id}/output.ipynb")),
+                ("GET", format!("/runs/{id}/result.zip")),
+                ("POST", format!("/api/runs/{id}/cancel")),
+                ("DELETE", format!("/api/runs/{id}")),
+            ] {
+                let res = send(t, who, method, &path, None).await;
+                assert_eq!(
+                    res.status,
+                    StatusCode::NOT_FOUND,
+                    "{method} {path}: {}",
+                    res.text()
+                );
+                assert!(!res.text().contains("hello runs"));
             }
-            assert!(run["state"] == "queued" || run["state"] == "running", "{run}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let list = send(t, who, "GET", "/api/runs", None).await;
+            assert!(!list.text().contains(&id), "{}", list.text());
         }
-        let res = send(t, Some(&f.owner), "POST", &format!("/api/runs/{canceled}/cancel"), None).await;
-        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    };
-    tokio::join!(t.run_jobs(), cancel);
-    let run = f.run(&canceled).await;
-    assert_eq!(run["state"], "canceled", "{run}");
-    // No container is left behind.
-    let (_, left) = docker_cli(&["ps", "-aq", "--filter", &format!("label={LABEL_RUN}={canceled}")]);
-    assert!(left.trim().is_empty(), "{left}");
+        assert_eq!(f.run(&id).await["state"], "succeeded");
 
-    // A queued run canceled before it starts never starts.
-    let queued = f.start("compute.ipynb", json!({})).await;
-    let res = send(t, Some(&f.owner), "POST", &format!("/api/runs/{queued}/cancel"), None).await;
-    assert_eq!(json_of(&res)["run"]["state"], "canceled");
-    t.run_jobs().await;
-    assert_eq!(f.run(&queued).await["state"], "canceled");
-});
+        // Delete forgets the run (the folder stays in the home).
+        let res = send(
+            t,
+            Some(&f.owner),
+            "DELETE",
+            &format!("/api/runs/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT);
+        let res = send(t, Some(&f.owner), "GET", &format!("/api/runs/{id}"), None).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND);
+    }
+);
+
+on_both_databases!(
+    failures_time_limits_and_cancel,
+    |backend: Backend| async move {
+        let Some(f) = fixture(backend).await else {
+            return;
+        };
+        let t = &f.t;
+        // A failing cell fails the run with its error; the notebook up to there is kept.
+        let failing = f.start("fail.ipynb", json!({})).await;
+        t.run_jobs().await;
+        let run = f.run(&failing).await;
+        assert_eq!(run["state"], "failed", "{run}");
+        assert!(
+            run["error"].as_str().unwrap().contains("ZeroDivisionError"),
+            "{run}"
+        );
+
+        // Past the time limit (30 s here): stopped with the reason.
+        let slow = f.start("sleep.ipynb", json!({})).await;
+        t.run_jobs().await;
+        let run = f.run(&slow).await;
+        assert_eq!(run["state"], "failed", "{run}");
+        assert!(
+            run["error"].as_str().unwrap().contains("time limit"),
+            "{run}"
+        );
+
+        // Cancel while it runs.
+        let canceled = f.start("sleep.ipynb", json!({"seconds": 300})).await;
+        let cancel = async {
+            loop {
+                let run = f.run(&canceled).await;
+                if run["state"] == "running" && run["progress"]["cells_total"].as_i64() > Some(0) {
+                    break;
+                }
+                assert!(
+                    run["state"] == "queued" || run["state"] == "running",
+                    "{run}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let res = send(
+                t,
+                Some(&f.owner),
+                "POST",
+                &format!("/api/runs/{canceled}/cancel"),
+                None,
+            )
+            .await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        };
+        tokio::join!(t.run_jobs(), cancel);
+        let run = f.run(&canceled).await;
+        assert_eq!(run["state"], "canceled", "{run}");
+        // No container is left behind.
+        let (_, left) = docker_cli(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={LABEL_RUN}={canceled}"),
+        ]);
+        assert!(left.trim().is_empty(), "{left}");
+
+        // A queued run canceled before it starts never starts.
+        let queued = f.start("compute.ipynb", json!({})).await;
+        let res = send(
+            t,
+            Some(&f.owner),
+            "POST",
+            &format!("/api/runs/{queued}/cancel"),
+            None,
+        )
+        .await;
+        assert_eq!(json_of(&res)["run"]["state"], "canceled");
+        t.run_jobs().await;
+        assert_eq!(f.run(&queued).await["state"], "canceled");
+    }
+);
