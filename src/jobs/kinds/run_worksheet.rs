@@ -253,11 +253,9 @@ async fn follow(
                 while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buffer.drain(..=end).collect();
                     let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
+                    // The first `cell` event (not `start`, sent before the kernel starts)
+                    // is the first progress stored: a total means a cell is executing.
                     match event["event"].as_str() {
-                        Some("start") => {
-                            let total = event["total"].as_i64().unwrap_or(0);
-                            ctx.db.set_run_progress(id, 0, total, None).await?;
-                        }
                         Some("cell") => {
                             let n = event["n"].as_i64().unwrap_or(1);
                             let total = event["total"].as_i64().unwrap_or(0);
