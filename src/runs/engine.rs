@@ -310,26 +310,7 @@ impl Engine {
 
     /// Removes the run's container (gone already is fine).
     pub async fn remove(&self, run_id: &str) {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        if let Err(e) = self
-            .docker()
-            .remove_container(&container_name(run_id), Some(options))
-            .await
-            && !not_found(&e)
-        {
-            tracing::warn!(run.id = %run_id, "removing the run's container: {e}");
-        }
-    }
-
-    /// Whether the run's container exists (left by an earlier try).
-    pub async fn exists(&self, run_id: &str) -> bool {
-        self.docker()
-            .inspect_container(&container_name(run_id), None)
-            .await
-            .is_ok()
+        self.remove_named(&container_name(run_id)).await;
     }
 }
 
@@ -369,7 +350,10 @@ impl Engine {
     }
 
     async fn remove_named(&self, name: &str) {
-        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         if let Err(e) = self.docker().remove_container(name, Some(options)).await
             && !not_found(&e)
         {

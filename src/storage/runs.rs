@@ -223,18 +223,34 @@ impl Db {
         error: Option<&str>,
         result_html: Option<&str>,
     ) -> DbResult<bool> {
+        self.end_run(id, &["queued", "running"], state, error, result_html)
+            .await
+    }
+
+    /// Ends the run `id` if it is in one of `from` (constants of this module).
+    async fn end_run(
+        &self,
+        id: &str,
+        from: &[&str],
+        state: &str,
+        error: Option<&str>,
+        result_html: Option<&str>,
+    ) -> DbResult<bool> {
         debug_assert!(FINAL_RUN_STATES.contains(&state));
-        let res = sqlx::query(
+        let from: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+        let sql = format!(
             "UPDATE runs SET state = $1, error = $2, result_html = $3, finished_at = $4, message = NULL
-             WHERE id = $5 AND state IN ('queued', 'running')",
-        )
-        .bind(state)
-        .bind(error)
-        .bind(result_html)
-        .bind(self.now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+             WHERE id = $5 AND state IN ({})",
+            from.join(", ")
+        );
+        let res = sqlx::query(AssertSqlSafe(sql))
+            .bind(state)
+            .bind(error)
+            .bind(result_html)
+            .bind(self.now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -247,28 +263,15 @@ impl Db {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        self.finish_run_if_queued(id, "canceled", Some("canceled before it started"))
-            .await?;
-        self.get_run(id).await
-    }
-
-    async fn finish_run_if_queued(
-        &self,
-        id: &str,
-        state: &str,
-        error: Option<&str>,
-    ) -> DbResult<()> {
-        sqlx::query(
-            "UPDATE runs SET state = $1, error = $2, finished_at = $3, message = NULL
-             WHERE id = $4 AND state = 'queued'",
+        self.end_run(
+            id,
+            &["queued"],
+            "canceled",
+            Some("canceled before it started"),
+            None,
         )
-        .bind(state)
-        .bind(error)
-        .bind(self.now())
-        .bind(id)
-        .execute(&self.pool)
         .await?;
-        Ok(())
+        self.get_run(id).await
     }
 
     pub async fn delete_run(&self, id: &str) -> DbResult<bool> {

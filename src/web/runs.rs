@@ -597,17 +597,26 @@ pub async fn download_notebook(
         .map_err(WebError::Internal)?
         .ok_or_else(|| WebError::NotFound("This run has no output.ipynb.".into()))?;
     let name = format!("output-{}.ipynb", &row.id[..8]);
-    Ok((
+    Ok(attachment(
+        "application/x-ipynb+json",
+        &name,
+        Body::from(bytes),
+    ))
+}
+
+/// A download named `name` (ASCII: a short id and a fixed extension).
+fn attachment(content_type: &'static str, name: &str, body: Body) -> Response {
+    (
         [
-            (header::CONTENT_TYPE, "application/x-ipynb+json".to_owned()),
+            (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        bytes,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /runs/{id}/result.zip`: the result folder as a zip, streamed.
@@ -623,15 +632,9 @@ pub async fn download_zip(
         .await
         .map_err(WebError::Internal)?;
     let name = format!("result-{}.zip", &row.id[..8]);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
+    Ok(attachment(
+        "application/zip",
+        &name,
         Body::from_stream(stream),
-    )
-        .into_response())
+    ))
 }

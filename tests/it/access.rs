@@ -11,7 +11,7 @@ use crate::catalog::{make_official, publish, release_files};
 use crate::on_both_databases;
 use crate::support::fake_gitlab::FakeUser;
 use crate::support::scenario::Scenario;
-use crate::support::{ADMIN_TOKEN, Backend, TestResponse};
+use crate::support::{ADMIN_TOKEN, Backend, TestApp, TestResponse};
 use nbforge::access::service::{digest, random_token};
 use nbforge::config::Settings;
 use nbforge::events::ForgeKind;
@@ -129,7 +129,7 @@ async fn log_in(t: &Scenario, user: &FakeUser, next: &str) -> String {
     set_cookie(&res, "nbforge_session").unwrap_or_else(|| panic!("a session cookie: {cookie}"))
 }
 
-fn session(value: &str) -> String {
+pub(crate) fn session(value: &str) -> String {
     format!("nbforge_session={value}")
 }
 
@@ -466,10 +466,18 @@ async fn subject(t: &Scenario, who: Who, user_id: i64) -> Subject {
         return Subject { who, cookie: None };
     }
     let username = format!("{who:?}").to_lowercase();
+    Subject {
+        who,
+        cookie: Some(web_session(t, user_id, &username).await),
+    }
+}
+
+/// A user `user_id` with a browser session: (the session cookie's value, its CSRF token).
+pub(crate) async fn web_session(t: &TestApp, user_id: i64, username: &str) -> (String, String) {
     t.db()
         .upsert_user(&UserUpdate {
             id: user_id,
-            username: &username,
+            username,
             name: None,
             avatar_url: None,
             state: None,
@@ -486,10 +494,7 @@ async fn subject(t: &Scenario, who: Who, user_id: i64) -> Subject {
         )
         .await
         .unwrap();
-    Subject {
-        who,
-        cookie: Some((value, csrf)),
-    }
+    (value, csrf)
 }
 
 async fn send(t: &Scenario, s: &Subject, method: &str, path: &str, body: &str) -> TestResponse {

@@ -7,52 +7,22 @@
 //! volumes, also when the test fails.
 
 use std::io::Read;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use crate::access::{session, web_session};
 use crate::catalog::publish;
 use crate::on_both_databases;
+use crate::sessions::{base_image, docker_cli, random_id};
 use crate::support::fake_gitlab::FakeGitLab;
-use crate::support::{Backend, TestApp, TestResponse, missing_service};
-use nbforge::access::service::{digest, random_token};
-use nbforge::config::Settings;
+use crate::support::{Backend, TestApp, TestResponse};
+use nbforge::access::service::random_token;
 use nbforge::runs::engine::LABEL_RUN;
 use nbforge::sessions::docker::{LABEL_OWNER_ID, home_volume};
-use nbforge::storage::{BuildPhase, UserUpdate};
-
-fn docker_cli(args: &[&str]) -> (bool, String) {
-    match Command::new("docker").args(args).output() {
-        Ok(out) => (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
-/// The base image, or `None` (after saying why) when Docker or the image is missing.
-fn base_image() -> Option<String> {
-    let base = Settings::for_database("sqlite::memory:")
-        .environments
-        .base_image;
-    let (ok, _) = docker_cli(&["image", "inspect", "--format", "{{.Id}}", &base]);
-    if !ok {
-        missing_service(&format!(
-            "Docker with the base image {base} (nbforge base-image)"
-        ));
-        return None;
-    }
-    Some(base)
-}
-
-fn random_id() -> i64 {
-    i64::from(uuid::Uuid::new_v4().as_fields().0 >> 1) + 1_000_000_000
-}
+use nbforge::storage::BuildPhase;
 
 /// Removes the test users' run containers and home volumes.
 struct Cleanup {
@@ -121,27 +91,8 @@ title = "Sleeps"
 
 /// A user with a browser session: (cookie, CSRF token).
 async fn user(t: &TestApp, id: i64) -> (String, String) {
-    t.db()
-        .upsert_user(&UserUpdate {
-            id,
-            username: &format!("user{id}"),
-            name: None,
-            avatar_url: None,
-            state: None,
-        })
-        .await
-        .unwrap();
-    let (value, csrf) = (random_token(), random_token());
-    t.db()
-        .create_web_session(
-            &digest(&["session", &value]),
-            id,
-            &csrf,
-            nbforge::storage::now_ms() + 3_600_000,
-        )
-        .await
-        .unwrap();
-    (format!("nbforge_session={value}"), csrf)
+    let (value, csrf) = web_session(t, id, &format!("user{id}")).await;
+    (session(&value), csrf)
 }
 
 async fn send(
