@@ -273,6 +273,23 @@ on_both_databases!(
             .start("compute.ipynb", json!({"rate": 21, "name": "hello runs"}))
             .await;
         assert_eq!(f.run(&id).await["state"], "queued");
+        // While it waits, its page follows it with nbforge's own script, and only there
+        // may a script run.
+        let page = send(t, Some(&f.owner), "GET", &format!("/runs/{id}"), None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+        assert!(
+            page.text()
+                .contains("<script src=\"/runs/progress.js\"></script>")
+        );
+        assert!(page.text().contains("Waiting to start"));
+        let script = send(t, None, "GET", "/runs/progress.js", None).await;
+        assert_eq!(script.status, StatusCode::OK);
+        assert!(script.text().contains("EventSource"));
         t.run_jobs().await;
         let run = f.run(&id).await;
         assert_eq!(run["state"], "succeeded", "{run}");
@@ -354,6 +371,8 @@ on_both_databases!(
         assert!(page.text().contains("result=42.0"));
         assert!(!page.text().contains("rate * 2"));
         assert!(!page.text().contains("<script"), "no script once finished");
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'none'"), "{csp}");
         let download = send(
             t,
             Some(&f.owner),
