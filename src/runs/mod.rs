@@ -123,6 +123,39 @@ pub fn form_from_json(values: &Map<String, Value>) -> HashMap<String, String> {
     values.iter().map(|(k, v)| (k.clone(), text(v))).collect()
 }
 
+/// The memory and CPUs a run of the commit asks for: `[resources]` of the commit's
+/// `launch.toml`, read from the project's mirror (kept since the tag was published). The
+/// engine caps them by the session maxima; anything unreadable asks for the maxima.
+pub async fn resources_for(
+    settings: &crate::config::Settings,
+    run: &RunRow,
+) -> crate::sessions::Resources {
+    let maxima = crate::sessions::Resources {
+        memory_bytes: 0,
+        cpus: 0.0,
+    };
+    let key = crate::repo::mirror::Mirrors::key(&run.forge, &run.project);
+    let Ok(path) = crate::repo::mirror::mirror_path(&settings.data_dir.join("mirrors"), &key)
+    else {
+        return maxima;
+    };
+    let commit = run.commit_sha.clone();
+    let read = tokio::task::spawn_blocking(move || -> Option<crate::spec::launch::Resources> {
+        let repo = git2::Repository::open_bare(path).ok()?;
+        let tree = crate::repo::CommitTree::open(&repo, &commit).ok()?;
+        let text = crate::repo::tree::read_text(&tree, "launch.toml", 1 << 20).ok()??;
+        Some(crate::spec::launch::parse(&text).ok()?.resources)
+    })
+    .await;
+    match read {
+        Ok(Some(r)) => crate::sessions::Resources {
+            memory_bytes: r.memory.unwrap_or(0),
+            cpus: r.cpus.unwrap_or(0.0),
+        },
+        _ => maxima,
+    }
+}
+
 /// The image a run executes in, as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageLookup {

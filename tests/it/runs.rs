@@ -76,6 +76,9 @@ fn markdown(source: &str) -> Value {
 const LAUNCH: &str = r#"kind = "worksheet"
 title = "Runs"
 
+[resources]
+memory = "512M"
+
 [[worksheet]]
 path = "compute.ipynb"
 title = "Compute"
@@ -164,6 +167,9 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
     let compute = notebook(vec![
         markdown("# Growth\n\nA computed value."),
         parameters("rate = 1.5  # per hour\nname = \"none\""),
+        code(
+            "import os\nfor p in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):\n    if os.path.exists(p):\n        print('memory-limit=' + open(p).read().strip())",
+        ),
         markdown("## Compute"),
         code(
             "result = rate * 2\nprint(f\"result={result}\")\nwith open(\"written.txt\", \"w\") as f:\n    f.write(name)",
@@ -294,8 +300,8 @@ on_both_databases!(
         let run = f.run(&id).await;
         assert_eq!(run["state"], "succeeded", "{run}");
         assert_eq!(run["values"], json!({"rate": 21.0, "name": "hello runs"}));
-        // The parameters cell, the injected cell and the computation.
-        assert_eq!(run["progress"]["cells_total"], 3);
+        // The parameters cell, the injected cell, the memory limit and the computation.
+        assert_eq!(run["progress"]["cells_total"], 4);
         let folder = run["result_folder"]
             .as_str()
             .unwrap()
@@ -325,6 +331,8 @@ on_both_databases!(
             "{source}"
         );
         assert!(output.contains("result=42.0"), "{output}");
+        // launch.toml's [resources] memory, under the session maximum (1 GiB here).
+        assert!(output.contains("memory-limit=536870912"), "{output}");
         let (ok, html) = home_file(f.owner_id, &f.image, &format!("{folder}/output.html"));
         assert!(ok, "{html}");
         assert!(html.contains("result=42.0"), "{html}");

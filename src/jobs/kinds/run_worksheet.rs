@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use crate::jobs::{Context, Job, JobError, Run, Subject};
 use crate::runs::engine::Launch;
 use crate::runs::{Engine, ImageLookup, MAX_RESULT_HTML, Outcome, image_for, values_from_json};
-use crate::sessions::Resources;
 use crate::sessions::docker::HOME_DIR;
 use crate::storage::{JobKind, RunRow};
 use crate::worksheet::{Notebook, RenderOptions, parameterize, render};
@@ -162,6 +161,7 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     let started_ms = crate::storage::now_ms();
     let timeout = ctx.settings.runs.timeout;
     engine.remove(id).await;
+    let resources = crate::runs::resources_for(&ctx.settings, row).await;
     let launch = Launch {
         run_id: id,
         owner_user_id: user_id,
@@ -170,10 +170,7 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
         parameters: row.values_json.as_bytes(),
         folder: &row.result_folder,
         timeout_secs: timeout.as_secs().max(1),
-        resources: Resources {
-            memory_bytes: 0,
-            cpus: 0.0,
-        },
+        resources,
     };
     if let Err(e) = engine.start(&launch).await {
         tracing::warn!(run.id = %id, "starting run {id}: {e:#}");
