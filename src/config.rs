@@ -352,6 +352,21 @@ pub struct LifecycleArgs {
     pub metrics_per_user: Option<bool>,
 }
 
+/// Worksheet runs: how long one may take and how many run at once.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Worksheet runs")]
+pub struct RunArgs {
+    /// Seconds a worksheet run may execute before it is stopped [default: 3600].
+    #[arg(long, env = "NBFORGE_RUN_TIMEOUT_SECS")]
+    pub run_timeout_secs: Option<u64>,
+    /// Runs one user may have executing at once; more wait in the queue [default: 2].
+    #[arg(long, env = "NBFORGE_RUNS_PER_USER")]
+    pub runs_per_user: Option<usize>,
+    /// Runs executing at once on this nbforge [default: the number of CPU cores].
+    #[arg(long, env = "NBFORGE_RUNS_MAX")]
+    pub runs_max: Option<usize>,
+}
+
 /// Settings as given by flags or `NBFORGE_*` variables, grouped by concern. Every field is
 /// optional so that the TOML file and the defaults fill the gaps; each command flattens
 /// only the groups it uses, so its `--help` lists only its own options.
@@ -385,6 +400,8 @@ pub struct SettingsArgs {
     pub sessions: SessionArgs,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    pub runs: RunArgs,
 }
 
 /// Login with GitLab, browser sessions and who may do what.
@@ -526,6 +543,46 @@ pub struct Settings {
     pub access: AccessSettings,
     pub sessions: SessionSettings,
     pub lifecycle: LifecycleSettings,
+    pub runs: RunSettings,
+}
+
+/// Worksheet runs (see `crate::runs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSettings {
+    /// How long a run may execute.
+    pub timeout: Duration,
+    /// Runs one owner may have executing at once.
+    pub per_user: usize,
+    /// Runs executing at once in this process (one worker each).
+    pub max: usize,
+}
+
+impl Default for RunSettings {
+    fn default() -> RunSettings {
+        RunSettings {
+            timeout: Duration::from_secs(3600),
+            per_user: 2,
+            max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+impl RunSettings {
+    fn from_args(args: &RunArgs, problems: &mut Vec<String>) -> RunSettings {
+        let defaults = RunSettings::default();
+        let settings = RunSettings {
+            timeout: args
+                .run_timeout_secs
+                .map_or(defaults.timeout, Duration::from_secs),
+            per_user: args.runs_per_user.unwrap_or(defaults.per_user),
+            max: args.runs_max.unwrap_or(defaults.max),
+        };
+        if settings.timeout.is_zero() || settings.per_user == 0 || settings.max == 0 {
+            problems
+                .push("run_timeout_secs, runs_per_user and runs_max must be at least 1".to_owned());
+        }
+        settings
+    }
 }
 
 /// Jupyter sessions: the platform's limits and where they run.
@@ -1165,6 +1222,7 @@ impl Settings {
             },
             &mut problems,
         );
+        let runs = RunSettings::from_args(&args.runs, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -1172,6 +1230,7 @@ impl Settings {
             access,
             sessions,
             lifecycle,
+            runs,
             database_url,
             data_dir: args
                 .storage

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod launch;
 pub mod metrics;
 pub mod repo;
+pub mod runs;
 pub mod sessions;
 pub mod spec;
 pub mod storage;

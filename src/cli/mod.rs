@@ -144,6 +144,15 @@ pub enum BenchCommand {
     /// memberships (in-process), and a private worksheet page for a member next to the
     /// same page public (HTTP, same server).
     Access(crate::bench::access::AccessArgs),
+    /// Worksheet runs: from the Run post to the first cell executing, and a 20-cell
+    /// worksheet's run next to papermill on the same notebook in the same image (needs
+    /// Docker and the base image).
+    Runs {
+        #[command(flatten)]
+        args: crate::bench::runs::RunsArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+    },
     /// Launch specs: detection, environment key and Dockerfile per repository of
     /// `binder-specs/`, read from git objects at a commit.
     Spec {
@@ -228,6 +237,10 @@ impl Command {
                 image: image.clone(),
                 ..none()
             },
+            Command::Bench(BenchCommand::Runs { image, .. }) => SettingsArgs {
+                image: image.clone(),
+                ..none()
+            },
             Command::Render(_) | Command::Bench(_) => none(),
         }
     }
@@ -284,6 +297,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,
         Command::Bench(BenchCommand::Access(args)) => crate::bench::access::run(&args).await,
+        Command::Bench(BenchCommand::Runs { args, .. }) => {
+            crate::bench::runs::run(&settings, &args).await
+        }
         Command::Bench(BenchCommand::Environments { args, .. }) => {
             crate::bench::environments::run(&settings, &args).await
         }

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::kinds::{
     Cleanup, CullSessions, PrepareEnvironment, PublishTag, Reconcile, RecordMember, RecordPush,
-    SyncGroup, SyncMergeRequest, SyncProject, SyncUser,
+    RunWorksheet, SyncGroup, SyncMergeRequest, SyncProject, SyncUser,
 };
 use super::{Context, Job, JobError, Run, Subject};
 use crate::storage::{Heartbeat, JobId, JobKind, JobRow, Pool};
@@ -87,6 +87,7 @@ pub fn registry() -> Registry {
         .register::<SyncUser>()
         .register::<Reconcile>()
         .register::<CullSessions>()
+        .register::<RunWorksheet>()
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(registry);
@@ -122,8 +123,15 @@ pub async fn run_workers(ctx: Context, shutdown: CancellationToken) {
     } else {
         0
     };
+    // One run worker per run allowed at once: runs wait in the queue, not in a worker.
+    let runs = if general > 0 {
+        ctx.settings.runs.max
+    } else {
+        0
+    };
     let pools = std::iter::repeat_n(Pool::General, general)
-        .chain(std::iter::repeat_n(Pool::Builds, builds));
+        .chain(std::iter::repeat_n(Pool::Builds, builds))
+        .chain(std::iter::repeat_n(Pool::Runs, runs));
     for (i, pool) in pools.enumerate() {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();

@@ -172,6 +172,11 @@ impl DockerSessions {
         &self.settings
     }
 
+    /// The engine's client (worksheet runs use the same engine).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The Jupyter token of a session: HMAC-SHA256 of its id under the token key.
     pub fn token_for(&self, id: &SessionId) -> Secret {
         let mut mac =
@@ -232,7 +237,8 @@ impl DockerSessions {
     /// or holds a copy of the image's home. A short-lived container from the session's
     /// image, as root with only `CAP_CHOWN` and no network, changes the owner of the
     /// volume's top directory (never recursively: what is inside is the user's).
-    async fn prepare_home(
+    /// Worksheet runs prepare the homes they mount through this too.
+    pub async fn prepare_home(
         &self,
         volume: &str,
         labels: HashMap<String, String>,
@@ -650,16 +656,6 @@ impl DockerSessions {
         labels: HashMap<String, String>,
     ) -> Result<(), SessionError> {
         let name = container_name(id);
-        let memory = match spec.resources.memory_bytes {
-            0 => self.settings.memory_max_bytes,
-            n => n.min(self.settings.memory_max_bytes),
-        };
-        let memory = i64::try_from(memory).unwrap_or(i64::MAX);
-        let cpus = if spec.resources.cpus > 0.0 {
-            spec.resources.cpus.min(self.settings.cpu_max)
-        } else {
-            self.settings.cpu_max
-        };
         let mut env = vec![
             format!("HOME={HOME_DIR}"),
             "USER=jovyan".to_owned(),
@@ -717,17 +713,12 @@ impl DockerSessions {
             open_stdin: Some(true),
             stdin_once: Some(true),
             attach_stdin: Some(true),
-            host_config: Some(HostConfig {
-                pids_limit: Some(PIDS_LIMIT),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                nano_cpus: Some((cpus * 1e9) as i64),
-                init: Some(true),
-                network_mode: Some(self.settings.network.clone()),
-                publish_all_ports: Some(false),
-                mounts: Some(vec![home_mount(home_volume, false)]),
-                ..confined()
-            }),
+            host_config: Some(user_code_host_config(
+                &self.settings,
+                &spec.resources,
+                &self.settings.network,
+                home_volume,
+            )),
             ..Default::default()
         };
         self.create(&name, body).await.map_err(|e| match e {
@@ -784,6 +775,39 @@ fn session_state(state: Option<&ContainerState>) -> SessionState {
             Some(code) => SessionState::Failed(format!("exited with code {code}")),
             None => SessionState::Failed("ended".into()),
         },
+    }
+}
+
+/// The host configuration of a container running users' code with their home (sessions
+/// and worksheet runs): [`confined`], uid 1000's limits ([`PIDS_LIMIT`], the memory and
+/// CPUs asked for, capped by the platform's maxima), an init process, no published port,
+/// on `network`, with `home_volume` at [`HOME_DIR`].
+pub fn user_code_host_config(
+    settings: &SessionSettings,
+    resources: &super::Resources,
+    network: &str,
+    home_volume: &str,
+) -> HostConfig {
+    let memory = match resources.memory_bytes {
+        0 => settings.memory_max_bytes,
+        n => n.min(settings.memory_max_bytes),
+    };
+    let memory = i64::try_from(memory).unwrap_or(i64::MAX);
+    let cpus = if resources.cpus > 0.0 {
+        resources.cpus.min(settings.cpu_max)
+    } else {
+        settings.cpu_max
+    };
+    HostConfig {
+        pids_limit: Some(PIDS_LIMIT),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some((cpus * 1e9) as i64),
+        init: Some(true),
+        network_mode: Some(network.to_owned()),
+        publish_all_ports: Some(false),
+        mounts: Some(vec![home_mount(home_volume, false)]),
+        ..confined()
     }
 }
 

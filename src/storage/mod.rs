@@ -20,6 +20,7 @@ mod deliveries;
 mod members;
 mod projects;
 mod queue;
+mod runs;
 mod schedules;
 mod users;
 
@@ -30,6 +31,7 @@ pub use deliveries::*;
 pub use members::*;
 pub use projects::*;
 pub use queue::*;
+pub use runs::*;
 pub use schedules::*;
 pub use users::*;
 

@@ -38,6 +38,8 @@ pub enum JobKind {
     Reconcile,
     /// Stop idle and old Jupyter sessions; record session metrics.
     CullSessions,
+    /// Execute a worksheet run in its environment.
+    RunWorksheet,
 }
 
 /// Which jobs a worker takes: environment builds wait for a build slot, so they have
@@ -49,12 +51,14 @@ pub enum Pool {
     Any,
     /// `prepare-environment` only.
     Builds,
-    /// Every kind but `prepare-environment`.
+    /// Every kind but `prepare-environment` and `run-worksheet`.
     General,
+    /// `run-worksheet` only: each worker is one run executing at once.
+    Runs,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::RecordPush,
         JobKind::PublishTag,
         JobKind::PrepareEnvironment,
@@ -66,6 +70,7 @@ impl JobKind {
         JobKind::SyncUser,
         JobKind::Reconcile,
         JobKind::CullSessions,
+        JobKind::RunWorksheet,
     ];
 
     /// The stored name, e.g. `prepare-environment`.
@@ -82,6 +87,7 @@ impl JobKind {
             JobKind::SyncUser => "sync-user",
             JobKind::Reconcile => "reconcile",
             JobKind::CullSessions => "cull-sessions",
+            JobKind::RunWorksheet => "run-worksheet",
         }
     }
 
@@ -429,10 +435,12 @@ impl Db {
         };
         // Kind names are constants of this crate, never input.
         let builds = format!("'{}'", JobKind::PrepareEnvironment.as_str());
+        let runs = format!("'{}'", JobKind::RunWorksheet.as_str());
         let kinds = match pool {
             Pool::Any => String::new(),
             Pool::Builds => format!(" AND kind IN ({builds})"),
-            Pool::General => format!(" AND kind NOT IN ({builds})"),
+            Pool::Runs => format!(" AND kind IN ({runs})"),
+            Pool::General => format!(" AND kind NOT IN ({builds}, {runs})"),
         };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2,

@@ -25,6 +25,7 @@ pub mod launch;
 pub mod me;
 pub mod pages;
 pub mod reconcile;
+pub mod runs;
 pub mod sessions;
 pub mod sheets;
 pub mod templates;
@@ -123,6 +124,20 @@ pub fn router(app: App) -> Router {
             "/api/projects/{project}/official",
             axum::routing::put(pages::set_official),
         )
+        .route("/api/runs", get(runs::api_list).post(runs::api_create))
+        .route(
+            "/api/runs/{id}",
+            get(runs::api_get).delete(runs::api_delete),
+        )
+        .route("/api/runs/{id}/cancel", post(runs::api_cancel))
+        .route("/runs/progress.js", get(runs::progress_js))
+        .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/runs/{id}/cancel", post(runs::cancel_form))
+        .route("/runs/{id}/delete", post(runs::delete_form))
+        .route("/runs/{id}/output.ipynb", get(runs::download_notebook))
+        .route("/runs/{id}/result.zip", get(runs::download_zip))
+        .route("/me/results", get(runs::results))
         // Inside the header layers, so error pages get the same headers.
         .layer(axum::middleware::from_fn_with_state(
             templates.clone(),

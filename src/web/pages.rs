@@ -133,7 +133,7 @@ const MAX_PROJECT_SEGMENTS: usize = 21;
 
 /// The parts of `/w/...`: a project with releases, then maybe a tag (which may itself hold
 /// `/`) and a notebook path. At most [`MAX_PROJECT_SEGMENTS`] lookups, whatever the URL.
-async fn resolve(
+pub(super) async fn resolve(
     app: &App,
     rest: &str,
 ) -> Result<(String, Option<String>, Option<String>), WebError> {
@@ -225,6 +225,18 @@ pub async fn post(
     gate(&app, &viewer, &uri, &project, Action::ViewWorksheets).await?;
     let sheet = load(&app, &cache, &project, &tag, &path).await?;
     let parsed = sheet.parsed.as_ref().ok_or_else(no_worksheet)?;
+    // Run it when the viewer may; otherwise the values are checked and offered as a download.
+    if may_run(&app, &viewer, &project).await? {
+        let what = super::runs::Request {
+            project: &project,
+            tag: &tag,
+            path: &path,
+        };
+        return match super::runs::start(&app, &cache, &viewer, &uri, &what, &form).await? {
+            Ok(run) => Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response()),
+            Err(errors) => sheet.page(&templates, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY),
+        };
+    }
     let values = match validate(&parsed.params, &form) {
         Ok(values) => values,
         Err(errors) => {
@@ -254,6 +266,22 @@ pub async fn post(
     )
 }
 
+/// Whether the viewer may run worksheets of the project here: logged in, and allowed
+/// `RunWorksheet` there.
+async fn may_run(app: &App, viewer: &Viewer, project: &str) -> Result<bool, WebError> {
+    if viewer.user.is_none() {
+        return Ok(false);
+    }
+    let Some(forge) = app.db.release_forge(project).await? else {
+        return Ok(false);
+    };
+    Ok(app
+        .access
+        .check(viewer, Action::RunWorksheet, forge, project)
+        .await?
+        .is_ok())
+}
+
 /// A published worksheet: its row, its rendered body, and its parsed notebook unless it
 /// failed to publish.
 pub struct Sheet {
@@ -262,7 +290,7 @@ pub struct Sheet {
     pub parsed: Option<Arc<Parsed>>,
 }
 
-async fn load(
+pub(super) async fn load(
     app: &App,
     cache: &SheetCache,
     project: &str,

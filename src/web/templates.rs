@@ -48,6 +48,8 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("standalone.html", include_str!("templates/standalone.html")),
     ("me.html", include_str!("templates/me.html")),
+    ("run.html", include_str!("templates/run.html")),
+    ("results.html", include_str!("templates/results.html")),
 ];
 
 /// A sanitized notebook fragment (from [`crate::worksheet::render`], which sanitizes every

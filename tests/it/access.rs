@@ -410,6 +410,8 @@ enum Needs {
     Login,
     /// A status badge: readable projects; an image cannot log anyone in, so it is a 404.
     Badge,
+    /// Starting a worksheet run: readable projects, and a logged-in user.
+    Run,
 }
 
 fn readable(who: Who, visibility: &str) -> bool {
@@ -435,6 +437,7 @@ fn expected(who: Who, needs: Needs, visibility: &str, api: bool, ok: StatusCode)
         }
         Needs::PlatformAdmin => who.platform_admin(),
         Needs::Login => who.logged_in(),
+        Needs::Run => who.logged_in() && readable(who, visibility),
     };
     if allowed {
         return ok;
@@ -443,6 +446,8 @@ fn expected(who: Who, needs: Needs, visibility: &str, api: bool, ok: StatusCode)
         Needs::Badge => StatusCode::NOT_FOUND,
         Needs::PlatformAdmin if who.logged_in() => StatusCode::FORBIDDEN,
         Needs::PlatformAdmin => StatusCode::UNAUTHORIZED,
+        // The admin token is nobody whose home could hold a run.
+        Needs::Run if who == Who::AdminToken => StatusCode::UNAUTHORIZED,
         _ if who == Who::Anonymous || (needs == Needs::Login && !who.logged_in()) => {
             if api {
                 StatusCode::UNAUTHORIZED
@@ -482,7 +487,7 @@ async fn send(t: &Scenario, s: &Subject, method: &str, path: &str, body: &str) -
             .header("x-csrf-token", csrf.as_str())
             .header("origin", PUBLIC_URL);
     }
-    if method == "PUT" {
+    if method == "PUT" || body.starts_with('{') {
         req = req.header("content-type", "application/json");
     } else if method == "POST" {
         req = req.header("content-type", "application/x-www-form-urlencoded");
@@ -573,11 +578,34 @@ on_both_databases!(
             subjects.push(s);
         }
 
+        // A finished run of the subject with the read role.
+        let reader = subjects.iter().find(|s| s.who == Who::Read).unwrap();
+        let res = send(
+            &t,
+            reader,
+            "POST",
+            "/api/runs",
+            r#"{"worksheet": "/w/lab/public-growth/v1/growth.ipynb", "values": {}}"#,
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        let run_id = serde_json::from_str::<serde_json::Value>(&res.text()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.db()
+            .finish_run(&run_id, "canceled", Some("not run here"), None)
+            .await
+            .unwrap();
+
         let ok = StatusCode::OK;
         let mut checked = 0;
         for s in &subjects {
             for (visibility, path, sha, build) in &projects {
                 let escaped = path.replace('/', "%2F");
+                let run_body = format!(
+                    r#"{{"worksheet": "/w/{path}/v1/growth.ipynb", "values": {{"rate": 0.5}}}}"#
+                );
                 let routes: Vec<(&str, String, &str, Needs, StatusCode)> = vec![
                     ("GET", format!("/w/{path}"), "", Needs::Read, ok),
                     ("GET", format!("/w/{path}/v1"), "", Needs::Read, ok),
@@ -595,12 +623,25 @@ on_both_databases!(
                         Needs::Read,
                         ok,
                     ),
+                    // The form runs the worksheet for logged-in users (a redirect to
+                    // the run) and checks the values for the others.
                     (
                         "POST",
                         format!("/w/{path}/v1/growth.ipynb"),
                         "",
                         Needs::Read,
-                        ok,
+                        if s.who.logged_in() {
+                            StatusCode::SEE_OTHER
+                        } else {
+                            ok
+                        },
+                    ),
+                    (
+                        "POST",
+                        "/api/runs".to_owned(),
+                        &run_body,
+                        Needs::Run,
+                        StatusCode::CREATED,
                     ),
                     (
                         "GET",
@@ -686,6 +727,55 @@ on_both_databases!(
                 assert_eq!(res.status, want, "{:?} {badge}", s.who);
                 checked += 1;
             }
+            // A run is its owner's (and platform administrators'); everyone else gets 404.
+            let run_route = |suffix: &str| format!("/runs/{run_id}{suffix}");
+            let owner_or_admin = s.who == Who::Read || s.who.platform_admin();
+            for (method, route, ok) in [
+                ("GET", format!("/api{}", run_route("")), StatusCode::OK),
+                ("GET", run_route(""), StatusCode::OK),
+                ("GET", run_route("/events"), StatusCode::OK),
+                (
+                    "POST",
+                    format!("/api{}", run_route("/cancel")),
+                    StatusCode::OK,
+                ),
+                ("POST", run_route("/cancel"), StatusCode::SEE_OTHER),
+                (
+                    "DELETE",
+                    "/api/runs/00000000000000000000000000000000".to_owned(),
+                    StatusCode::NOT_FOUND,
+                ),
+                (
+                    "POST",
+                    "/runs/00000000000000000000000000000000/delete".to_owned(),
+                    StatusCode::NOT_FOUND,
+                ),
+                (
+                    "GET",
+                    "/runs/00000000000000000000000000000000/output.ipynb".to_owned(),
+                    StatusCode::NOT_FOUND,
+                ),
+                (
+                    "GET",
+                    "/runs/00000000000000000000000000000000/result.zip".to_owned(),
+                    StatusCode::NOT_FOUND,
+                ),
+            ] {
+                let want = if owner_or_admin {
+                    ok
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                let res = send(&t, s, method, &route, "").await;
+                assert_eq!(
+                    res.status,
+                    want,
+                    "{:?} {method} {route}: {}",
+                    s.who,
+                    res.text()
+                );
+                checked += 1;
+            }
             // The admin API and the user's page.
             for (method, route, needs, ok) in [
                 ("GET", "/api/jobs", Needs::PlatformAdmin, StatusCode::OK),
@@ -709,6 +799,7 @@ on_both_databases!(
                     StatusCode::ACCEPTED,
                 ),
                 ("GET", "/me", Needs::Login, StatusCode::OK),
+                ("GET", "/me/results", Needs::Login, StatusCode::OK),
             ] {
                 let want = expected(s.who, needs, "private", route.starts_with("/api/"), ok);
                 let res = send(&t, s, method, route, "").await;
@@ -739,6 +830,14 @@ on_both_databases!(
                 );
             }
             checked += 4;
+            let list = send(&t, s, "GET", "/api/runs", "").await;
+            if s.who.logged_in() || s.who.platform_admin() {
+                assert_eq!(list.status, StatusCode::OK, "{:?}", s.who);
+                assert_eq!(list.text().contains(&run_id), owner_or_admin, "{:?}", s.who);
+            } else {
+                assert_eq!(list.status, StatusCode::UNAUTHORIZED);
+            }
+            checked += 1;
             // The landing page lists exactly what the subject may read.
             let landing = send(&t, s, "GET", "/", "").await;
             assert_eq!(landing.status, StatusCode::OK);
@@ -752,7 +851,7 @@ on_both_databases!(
             }
             checked += 1;
         }
-        assert!(checked >= 7 * (3 * 10 + 4 + 6 + 1), "{checked}");
+        assert!(checked >= 7 * (3 * 11 + 4 + 9 + 7 + 1 + 1), "{checked}");
     }
 );
 

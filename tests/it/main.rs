@@ -16,6 +16,7 @@ mod ingest;
 mod jobs;
 mod launch;
 mod members;
+mod runs;
 mod scenarios;
 mod security;
 mod serve;

@@ -10,6 +10,7 @@ mod merge_request;
 mod project;
 mod push;
 pub mod reconcile;
+mod run_worksheet;
 mod tag;
 mod user;
 
@@ -22,6 +23,7 @@ pub use merge_request::{NOTE_MARKER, SyncMergeRequest};
 pub use project::SyncProject;
 pub use push::RecordPush;
 pub use reconcile::Reconcile;
+pub use run_worksheet::RunWorksheet;
 pub use tag::PublishTag;
 pub use user::SyncUser;
 

@@ -1,0 +1,133 @@
+"""Executes one parameterized notebook for nbforge, cell by cell, with nbclient.
+
+Usage: python runner.py INPUT.ipynb FOLDER TIMEOUT_SECONDS
+
+Runs in the worksheet's environment image with the Jupyter tools' Python; the kernel is
+the notebook's own kernel when the image has it, else the image's default. The working
+directory is FOLDER, where the executed notebook is written as output.ipynb (through a
+temporary name, so a half-written file never has the final name), with the notebook's
+other files. Progress goes to standard output, one JSON object per line:
+  {"event": "start", "total": N}
+  {"event": "cell", "n": K, "total": N, "heading": "..."}
+  {"event": "done", "ok": true|false, "error": "...", "packages": [...]}
+The process ends itself after TIMEOUT_SECONDS.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+
+def emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def packages():
+    """The kernel environment's packages, as `pip list --format=json` gives them."""
+    for cmd in (
+        ["python3", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        [
+            "python3",
+            "-c",
+            "import importlib.metadata as m, json; print(json.dumps(sorted("
+            "({'name': d.metadata['Name'], 'version': d.version} for d in m.distributions()"
+            " if d.metadata['Name']), key=lambda p: p['name'].lower())))",
+        ],
+    ):
+        try:
+            out = subprocess.run(cmd, capture_output=True, timeout=60, check=True)
+            return json.loads(out.stdout)
+        except Exception:
+            continue
+    return []
+
+
+def headings(cells):
+    """For each cell, the last Markdown heading before it (or in it)."""
+    current, out = None, []
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("#"):
+                    current = line.lstrip("#").strip()[:200] or current
+        out.append(current)
+    return out
+
+
+def write_atomically(nb, path):
+    import nbformat
+
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        nbformat.write(nb, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main():
+    source, folder, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+    def expire():
+        emit({"event": "done", "ok": False, "timeout": True,
+              "error": "the run took longer than its time limit"})
+        os._exit(124)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    os.makedirs(folder, exist_ok=True)
+    os.chdir(folder)
+    with open(os.path.join(os.path.dirname(source), "parameters.json"), "rb") as f:
+        params = f.read()
+    with open("parameters.json", "wb") as f:
+        f.write(params)
+    nb = nbformat.read(source, as_version=4)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    total = len(code)
+    heading_of = headings(nb.cells)
+    position = {cell_index: n for n, cell_index in enumerate(code, start=1)}
+    emit({"event": "start", "total": total})
+
+    def on_cell_start(cell, cell_index):
+        n = position.get(cell_index)
+        if n is not None:
+            emit({"event": "cell", "n": n, "total": total, "heading": heading_of[cell_index]})
+
+    wanted = (nb.metadata.get("kernelspec") or {}).get("name")
+    specs = KernelSpecManager().find_kernel_specs()
+    kernel = wanted if wanted in specs else ("python3" if "python3" in specs else (sorted(specs) or [""])[0])
+    client = NotebookClient(
+        nb,
+        kernel_name=kernel,
+        timeout=None,
+        resources={"metadata": {"path": folder}},
+        on_cell_start=on_cell_start,
+    )
+    ok, error = True, None
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        ok = False
+        ename = getattr(e, "ename", "") or "Error"
+        evalue = getattr(e, "evalue", "") or ""
+        error = f"{ename}: {evalue}".strip().rstrip(":")
+    except Exception as e:  # the kernel died, did not start, ...
+        ok = False
+        error = f"{type(e).__name__}: {e}"
+    write_atomically(nb, os.path.join(folder, "output.ipynb"))
+    timer.cancel()
+    emit({"event": "done", "ok": ok, "error": error, "packages": packages()})
+
+
+if __name__ == "__main__":
+    main()
