@@ -10,6 +10,7 @@
 //! (container labels, the hub's server list), so nbforge keeps no table of them and a
 //! restart orphans nothing.
 
+pub mod directory;
 pub mod docker;
 
 use std::collections::BTreeMap;
