@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod environments;
+pub mod sessions;
 pub mod worksheets;
 
 use std::process::ExitCode;

@@ -17,10 +17,13 @@ use nbforge::config::Settings;
 use nbforge::events::ForgeKind;
 use nbforge::storage::{MemberRow, ProjectRow, UserUpdate};
 
-const PUBLIC_URL: &str = "http://nbforge.test";
+pub(crate) const PUBLIC_URL: &str = "http://nbforge.test";
 
 /// A scenario against the fake GitLab with nbforge registered there as an OAuth app.
-async fn with_login(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Scenario> {
+pub(crate) async fn with_login(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<Scenario> {
     let id = format!("app-{}", random_token());
     let secret = nbforge::config::Secret::new(format!("gloas-{}", random_token()));
     let (app_id, app_secret) = (id.clone(), secret.clone());
@@ -119,7 +122,7 @@ async fn through_gitlab(t: &Scenario, next: &str) -> (String, String) {
 }
 
 /// Logs `user` in through the fake; returns the session cookie's value.
-async fn log_in(t: &Scenario, user: &FakeUser, next: &str) -> String {
+pub(crate) async fn log_in(t: &Scenario, user: &FakeUser, next: &str) -> String {
     t.gitlab_fake().sign_in(Some(user));
     let (callback, binding) = through_gitlab(t, next).await;
     let res = get_with(t, &callback, &format!("nbforge_login={binding}")).await;

@@ -15,6 +15,7 @@ mod images;
 mod ingest;
 mod jobs;
 mod members;
+mod proxy;
 mod scenarios;
 mod security;
 mod serve;
