@@ -182,6 +182,17 @@ async fn proxy(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    // HTTP/2 carries the host in the URI; Jupyter wants it as `Host`.
+    if !req.headers().contains_key(header::HOST) {
+        let public = &web.app.settings.server.public_url;
+        let host = req.uri().authority().map_or_else(
+            || public[url::Position::BeforeHost..url::Position::AfterPort].to_owned(),
+            |a| a.as_str().to_owned(),
+        );
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
     let headers = upstream_headers(
         req.headers(),
         names,
