@@ -118,7 +118,7 @@ impl Directory {
     fn cached(&self, key: &Key) -> Option<SessionInfo> {
         let found = self.found.lock().expect("directory lock");
         let entry = found.get(key)?;
-        let fresh = entry.info.state == SessionState::Running && entry.info.address.is_some()
+        let fresh = (entry.info.state == SessionState::Running && entry.info.address.is_some())
             || entry.read.elapsed() < NOT_RUNNING_FOR;
         fresh.then(|| entry.info.clone())
     }

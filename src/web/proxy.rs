@@ -26,11 +26,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt as _;
 
 use super::auth::{CookieNames, FRAME, FrameView, cookie_names, cookie_value, visitor_key};
 use super::{CSP, Web, WebError};
 use crate::access::Viewer;
-use crate::sessions::{Owner, SessionInfo, SessionState};
+use crate::sessions::directory::TunnelGuard;
+use crate::sessions::{Owner, SessionId, SessionInfo, SessionState};
 
 /// Headers that belong to one connection, never forwarded (RFC 9110, 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -255,23 +257,12 @@ async fn proxy(
         && res.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         let on_upstream = hyper::upgrade::on(&mut res);
-        let tunnel = directory.tunnel();
-        let session = info.id.clone();
-        tokio::spawn(async move {
-            let _open = tunnel;
-            match tokio::try_join!(on_client, on_upstream) {
-                Ok((client, upstream)) => {
-                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!(session.id = %session, error = %e, "a WebSocket to session {session} ended");
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(session.id = %session, error = %e, "a WebSocket upgrade to session {session} failed");
-                }
-            }
-        });
+        tokio::spawn(join(
+            on_client,
+            on_upstream,
+            directory.tunnel(),
+            info.id.clone(),
+        ));
         let (parts, _) = res.into_parts();
         let mut out = Response::from_parts(parts, Body::empty());
         out.extensions_mut().clear();
@@ -281,6 +272,53 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers, false);
     parts.extensions.clear();
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// How long one direction of a WebSocket may go on after the other ended.
+const CLOSING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Joins an upgraded browser connection to the upgraded connection to Jupyter and copies
+/// bytes both ways. When one side ends, the other's writing half is shut down and it has
+/// [`CLOSING_GRACE`] to end too; then both are dropped.
+async fn join(
+    on_client: hyper::upgrade::OnUpgrade,
+    on_upstream: hyper::upgrade::OnUpgrade,
+    _open: TunnelGuard,
+    session: SessionId,
+) {
+    let (client, upstream) = match tokio::try_join!(on_client, on_upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(session.id = %session, error = %e, "a WebSocket to session {session} did not open");
+            return;
+        }
+    };
+    let (mut from_client, mut to_client) = tokio::io::split(TokioIo::new(client));
+    let (mut from_upstream, mut to_upstream) = tokio::io::split(TokioIo::new(upstream));
+    let up = async {
+        let copied = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+        to_upstream.shutdown().await.ok();
+        copied
+    };
+    let down = async {
+        let copied = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+        to_client.shutdown().await.ok();
+        copied
+    };
+    tokio::pin!(up, down);
+    let ended = tokio::select! {
+        ended = &mut up => {
+            tokio::time::timeout(CLOSING_GRACE, &mut down).await.ok();
+            ended
+        }
+        ended = &mut down => {
+            tokio::time::timeout(CLOSING_GRACE, &mut up).await.ok();
+            ended
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(session.id = %session, error = %e, "a WebSocket to session {session} broke");
+    }
 }
 
 /// The session, or a 404 (none) or a 503 (the runtime is not answering).

@@ -160,6 +160,14 @@ async fn raw_get(base: &str, path: &str, cookie: &str) -> u16 {
         .unwrap_or_else(|| panic!("an HTTP answer: {answer}"))
 }
 
+/// This process's peak resident memory in bytes (`VmHWM`).
+fn peak_memory() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
 fn ws(url: &str) -> String {
     url.replacen("http://", "ws://", 1)
 }
@@ -221,7 +229,8 @@ on_both_databases!(
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200);
+        let found = t.app.app.directory.lookup("ada", &name).await.unwrap();
+        assert_eq!(res.status(), 200, "{:?}", found.map(|i| (i.owner, i.state)));
         assert!(
             res.headers().get("x-frame-options").is_none(),
             "nbforge's frame headers stay off Jupyter's answers"
@@ -318,6 +327,37 @@ on_both_databases!(
             .await
             .unwrap();
         drop(socket);
+
+        // A large download streams through: nbforge's memory does not grow by its size.
+        let mut socket = connect(&channels, &[("cookie", &ada_cookie)])
+            .await
+            .unwrap();
+        let size: usize = 256 << 20;
+        execute(
+            &mut socket,
+            "with open('big.bin', 'wb') as f:\n    for _ in range(256): f.write(bytes(1 << 20))",
+        )
+        .await
+        .unwrap();
+        socket.close(None).await.ok();
+        let before = peak_memory();
+        let mut download = http()
+            .get(format!("{prefix}files/big.bin"))
+            .header("cookie", &ada_cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(download.status(), 200);
+        let mut received = 0;
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            received += chunk.len();
+        }
+        assert_eq!(received, size);
+        let grown = peak_memory().saturating_sub(before);
+        assert!(
+            grown < size / 4,
+            "nbforge's peak memory grew by {grown} bytes"
+        );
 
         // A terminal over its WebSocket.
         let terminal: Value = http()
