@@ -8,13 +8,11 @@
 //! Each test runs its sessions on a network of its own, with throwaway homes, and a
 //! [`Sessions`] guard removes the containers, homes and network also when it fails.
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nbforge::app::App;
 use nbforge::bench::sessions::{connect, execute};
-use nbforge::config::Settings;
 use nbforge::sessions::docker;
 use nbforge::sessions::{Home, Owner, Resources, SessionInfo, SessionProject, SessionSpec};
 use serde_json::Value;
@@ -22,31 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::access::{log_in, with_login};
 use crate::on_both_databases;
-use crate::support::{Backend, missing_service};
-
-fn docker_cli(args: &[&str]) -> (bool, String) {
-    match Command::new("docker").args(args).output() {
-        Ok(out) => (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
-/// The base image, or `None` (after saying why) when Docker or the image is missing.
-pub(crate) fn base_image() -> Option<String> {
-    let base = Settings::for_database("sqlite::memory:")
-        .environments
-        .base_image;
-    if !docker_cli(&["image", "inspect", "--format", "{{.Id}}", &base]).0 {
-        missing_service(&format!(
-            "Docker with the base image {base} (nbforge base-image)"
-        ));
-        return None;
-    }
-    Some(base)
-}
+use crate::sessions::{base_image, docker_cli};
+use crate::support::Backend;
 
 /// A session network of the test's own; dropping it removes the sessions on it, their
 /// throwaway homes and the network.
@@ -129,6 +104,30 @@ fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// A GET with the browser's cookies.
+async fn get_as(url: &str, cookie: &str) -> reqwest::Response {
+    http()
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A POST of JSON with the browser's cookies; the JSON answered.
+async fn post_as(url: &str, cookie: &str, body: &str) -> Value {
+    let res = http()
+        .post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "POST {url}: {}", res.status());
+    res.json().await.unwrap()
 }
 
 async fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
@@ -223,12 +222,7 @@ on_both_databases!(
         let prefix = format!("{base}{}", info.base_url);
 
         // The owner: Jupyter's REST API, with Jupyter's own headers.
-        let res = http()
-            .get(format!("{prefix}api/status"))
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap();
+        let res = get_as(&format!("{prefix}api/status"), &ada_cookie).await;
         let found = t.app.app.directory.lookup("ada", &name).await.unwrap();
         assert_eq!(res.status(), 200, "{:?}", found.map(|i| (i.owner, i.state)));
         assert!(
@@ -238,12 +232,7 @@ on_both_databases!(
         let status: Value = res.json().await.unwrap();
         assert!(status.get("last_activity").is_some(), "{status}");
         // Jupyter's own pages keep Jupyter's CSP.
-        let lab = http()
-            .get(format!("{prefix}lab"))
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap();
+        let lab = get_as(&format!("{prefix}lab"), &ada_cookie).await;
         assert_eq!(lab.status(), 200);
         let csp = lab.headers()["content-security-policy"]
             .to_str()
@@ -252,24 +241,14 @@ on_both_databases!(
         assert_ne!(csp, nbforge::web::CSP);
         assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
         // Redirects from Jupyter reach the browser as they are; so does the prefix without its slash.
-        let root = http()
-            .get(&prefix)
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap();
+        let root = get_as(&prefix, &ada_cookie).await;
         assert!(root.status().is_redirection(), "{}", root.status());
         let location = root.headers()["location"].to_str().unwrap();
         assert!(
             location.starts_with(&format!("{}lab", info.base_url)),
             "{location}"
         );
-        let bare = http()
-            .get(prefix.trim_end_matches('/'))
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap();
+        let bare = get_as(prefix.trim_end_matches('/'), &ada_cookie).await;
         assert_eq!(bare.status(), 307);
         assert_eq!(bare.headers()["location"], info.base_url.as_str());
 
@@ -284,16 +263,12 @@ on_both_databases!(
         assert_eq!(res.status(), 200);
 
         // A kernel over the REST API and its WebSocket.
-        let kernel: Value = http()
-            .post(format!("{prefix}api/kernels"))
-            .header("cookie", &ada_cookie)
-            .json(&serde_json::json!({"name": "python3"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let kernel = post_as(
+            &format!("{prefix}api/kernels"),
+            &ada_cookie,
+            r#"{"name": "python3"}"#,
+        )
+        .await;
         let kernel = kernel["id"].as_str().expect("a kernel id").to_owned();
         let channels = ws(&format!("{prefix}api/kernels/{kernel}/channels"));
         let mut socket = connect(&channels, &[("cookie", &ada_cookie)])
@@ -341,12 +316,7 @@ on_both_databases!(
         .unwrap();
         socket.close(None).await.ok();
         let before = peak_memory();
-        let mut download = http()
-            .get(format!("{prefix}files/big.bin"))
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap();
+        let mut download = get_as(&format!("{prefix}files/big.bin"), &ada_cookie).await;
         assert_eq!(download.status(), 200);
         let mut received = 0;
         while let Some(chunk) = download.chunk().await.unwrap() {
@@ -360,15 +330,7 @@ on_both_databases!(
         );
 
         // A terminal over its WebSocket.
-        let terminal: Value = http()
-            .post(format!("{prefix}api/terminals"))
-            .header("cookie", &ada_cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let terminal = post_as(&format!("{prefix}api/terminals"), &ada_cookie, "{}").await;
         let name = terminal["name"].as_str().expect("a terminal name");
         let mut term = connect(
             &ws(&format!("{prefix}terminals/websocket/{name}")),

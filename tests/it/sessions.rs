@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::support::missing_service;
 
-fn docker_cli(args: &[&str]) -> (bool, String) {
+pub(crate) fn docker_cli(args: &[&str]) -> (bool, String) {
     match Command::new("docker").args(args).output() {
         Ok(out) => (
             out.status.success(),
@@ -31,7 +31,7 @@ fn docker_cli(args: &[&str]) -> (bool, String) {
 }
 
 /// The base image, or `None` (after saying why) when Docker or the image is missing.
-fn base_image() -> Option<String> {
+pub(crate) fn base_image() -> Option<String> {
     let base = Settings::for_database("sqlite::memory:")
         .environments
         .base_image;
