@@ -364,6 +364,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         stop.cancel();
     });
     let http_stop = shutdown.clone();
+    // Small writes (WebSocket frames through the session proxy) go out at once.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        tcp.set_nodelay(true).ok();
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { http_stop.cancelled().await })
         .await?;
