@@ -458,8 +458,11 @@ async fn measure(bench: &mut Bench, args: &SessionsArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let (rate, times, failed) =
-        closed_loop(&bench.http, Arc::new(urls), args.requests, args.concurrency).await;
+    let (rate, times, failed) = if urls.is_empty() {
+        (f64::NAN, Vec::new(), 0)
+    } else {
+        closed_loop(&bench.http, Arc::new(urls), args.requests, args.concurrency).await
+    };
     println!(
         "(d) {} sessions at 256 MiB / 0.25 CPU: {} launched ({failures} failed), launch median {:.2} s, max {:.2} s (the last with {} running); proxied GET api/status across them x{}: {rate:.0}/s, p50 {}, p99 {} ({failed} failed; target p99 < 50 ms)",
         args.sessions,
