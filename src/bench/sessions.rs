@@ -90,7 +90,8 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Kern
             v.parse()?,
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // Without Nagle's algorithm, as browsers do: a frame goes out at once.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     Ok(ws)
 }
 
