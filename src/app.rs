@@ -17,6 +17,7 @@ use crate::jobs;
 use crate::metrics::Metrics;
 use crate::repo::mirror::Mirrors;
 use crate::sessions::SessionBackend;
+use crate::sessions::directory::Directory;
 use crate::sessions::docker::DockerSessions;
 use crate::storage::{Clock, Db};
 
@@ -48,6 +49,8 @@ pub struct App {
     pub access: Access,
     /// Where users' Jupyter sessions run (the local Docker engine).
     pub sessions: Arc<dyn SessionBackend>,
+    /// The sessions the proxy serves, read from `sessions`.
+    pub directory: Arc<Directory>,
 }
 
 impl App {
@@ -86,6 +89,7 @@ impl App {
             }
         };
         Ok(App {
+            directory: Arc::new(Directory::new(sessions.clone())),
             sessions,
             access,
             mirrors: Arc::new(Mirrors::new(

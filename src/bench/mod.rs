@@ -10,6 +10,7 @@
 pub mod access;
 pub mod environments;
 pub mod runs;
+pub mod sessions;
 pub mod worksheets;
 
 use std::process::ExitCode;

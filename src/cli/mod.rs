@@ -126,6 +126,19 @@ pub enum BenchCommand {
         #[command(flatten)]
         image: ImageArgs,
     },
+    /// Jupyter sessions through the proxy: launch time, HTTP throughput and WebSocket
+    /// round trips next to the containers' own addresses, and many sessions at once
+    /// (needs Docker and the base image).
+    Sessions {
+        #[command(flatten)]
+        args: crate::bench::sessions::SessionsArgs,
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
+        #[command(flatten)]
+        image: ImageArgs,
+    },
     /// Worksheet rendering over a folder of notebooks, next to nbconvert on the same files:
     /// its HTMLExporter in one Python process over the same iterations (in-process), and
     /// `jupyter nbconvert --to html --no-input` run once per notebook (process per notebook).
@@ -226,12 +239,20 @@ impl Command {
                 build: build.clone(),
                 ..none()
             },
-            Command::Bench(BenchCommand::Environments {
-                file,
-                docker,
-                image,
-                ..
-            }) => SettingsArgs {
+            Command::Bench(
+                BenchCommand::Environments {
+                    file,
+                    docker,
+                    image,
+                    ..
+                }
+                | BenchCommand::Sessions {
+                    file,
+                    docker,
+                    image,
+                    ..
+                },
+            ) => SettingsArgs {
                 file: file.clone(),
                 docker: docker.clone(),
                 image: image.clone(),
@@ -303,6 +324,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Environments { args, .. }) => {
             crate::bench::environments::run(&settings, &args).await
         }
+        Command::Bench(BenchCommand::Sessions { args, .. }) => {
+            crate::bench::sessions::run(&settings, &args).await
+        }
         Command::Bench(BenchCommand::Spec { dir, iterations }) => {
             let report = crate::spec::bench::bench(&dir, iterations);
             println!("{report}");
@@ -356,6 +380,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         stop.cancel();
     });
     let http_stop = shutdown.clone();
+    // Small writes (WebSocket frames through the session proxy) go out at once.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        tcp.set_nodelay(true).ok();
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { http_stop.cancelled().await })
         .await?;

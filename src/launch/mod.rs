@@ -355,6 +355,7 @@ async fn run(
             internal(e)
         }
     })?;
+    app.directory.remember(info.clone());
     let message = match (&info.checkout, &checkout_bundle) {
         (Some(outcome), _) => format!("Session ready; the repository in ~/{dir}: {outcome}"),
         (None, None) => "Session ready; the repository was not checked out: log in again to fetch it with your GitLab account".into(),

@@ -12,6 +12,7 @@
 //! quotas) is [`lifecycle`]'s.
 
 pub mod checkout;
+pub mod directory;
 pub mod docker;
 pub mod lifecycle;
 

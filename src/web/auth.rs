@@ -138,7 +138,7 @@ fn is_safe(method: &Method) -> bool {
 /// other than `same-origin`/`none` where the browser sends it (all current ones do);
 /// otherwise an `Origin` that is not the public URL's. (`Origin: null`, which browsers send
 /// under nbforge's `no-referrer` policy, says nothing; the CSRF token still has to match.)
-fn cross_site(headers: &HeaderMap, app: &App) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap, app: &App) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }

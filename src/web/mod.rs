@@ -8,7 +8,7 @@ use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +24,7 @@ pub mod form;
 pub mod launch;
 pub mod me;
 pub mod pages;
+pub mod proxy;
 pub mod reconcile;
 pub mod runs;
 pub mod sessions;
@@ -164,6 +165,8 @@ pub fn router(app: App) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        // Outside the frame's layers: Jupyter's answers keep their own headers (see `proxy`).
+        .route("/user/{*rest}", any(proxy::forward))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(web)
 }

@@ -17,7 +17,7 @@ use nbforge::config::Settings;
 use nbforge::events::ForgeKind;
 use nbforge::storage::{MemberRow, ProjectRow};
 
-const PUBLIC_URL: &str = "http://nbforge.test";
+pub(crate) const PUBLIC_URL: &str = "http://nbforge.test";
 
 /// A scenario against the fake GitLab with nbforge registered there as an OAuth app.
 pub(crate) async fn with_login(
@@ -499,8 +499,14 @@ async fn send(t: &Scenario, s: &Subject, method: &str, path: &str, body: &str) -
 on_both_databases!(
     authorization_matrix_over_every_route_subject_and_visibility,
     |backend: Backend| async move {
+        // A Jupyter session of the write member's, reached through the proxy (with Docker).
+        let sessions = crate::proxy::Sessions::new();
+        let network = sessions.as_ref().map(|s| s.network.clone());
         let Some(t) = with_login(backend, |s| {
             s.access.admins = vec!["platformadmin".into()];
+            if let Some(network) = network {
+                s.sessions.network = network;
+            }
         })
         .await
         else {
@@ -597,10 +603,36 @@ on_both_databases!(
             .finish_run(&run_id, "canceled", Some("not run here"), None)
             .await
             .unwrap();
+        let owner_id =
+            1000 + i64::try_from(EVERYONE.iter().position(|w| *w == Who::Write).unwrap()).unwrap();
+        let session = match &sessions {
+            Some(sessions) => {
+                let name = format!("matrix-{}", &sessions.network[13..21]);
+                let owner = nbforge::sessions::Owner::User {
+                    id: owner_id,
+                    username: "write".into(),
+                };
+                Some(sessions.start(&t.app.app, owner, &name).await)
+            }
+            None => None,
+        };
 
         let ok = StatusCode::OK;
         let mut checked = 0;
         for s in &subjects {
+            // The session: its owner only; everyone else, platform admins too, a 404.
+            for path in ["api/status", "lab"] {
+                let Some(session) = &session else { break };
+                let route = format!("{}{path}", session.base_url);
+                let want = if s.who == Who::Write {
+                    ok
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                let res = send(&t, s, "GET", &route, "").await;
+                assert_eq!(res.status, want, "{:?} GET {route}", s.who);
+                checked += 1;
+            }
             for (visibility, path, sha, build) in &projects {
                 let escaped = path.replace('/', "%2F");
                 let run_body = format!(
@@ -851,7 +883,14 @@ on_both_databases!(
             }
             checked += 1;
         }
-        assert!(checked >= 7 * (3 * 11 + 4 + 9 + 7 + 1 + 1), "{checked}");
+        let proxied = if session.is_some() { 2 } else { 0 };
+        assert!(
+            checked >= 7 * (3 * 11 + 4 + 9 + 7 + 1 + 1 + proxied),
+            "{checked}"
+        );
+        if let Some(session) = session {
+            t.app.app.sessions.stop(&session.id).await.unwrap();
+        }
     }
 );
 

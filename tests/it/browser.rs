@@ -327,3 +327,202 @@ async fn login_private_worksheet_and_logout_in_chromium() {
     c.close().await.unwrap();
     server.abort();
 }
+
+/// A notebook with one empty code cell, for JupyterLab to run a cell in.
+const ONE_CELL: &str = r#"{"cells": [{"cell_type": "code", "execution_count": null, "id": "c1", "metadata": {}, "outputs": [], "source": ""}], "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let client_id = "nbforge-browser-launch".to_owned();
+    let secret = nbforge::config::Secret::new("gloas-browser-launch-secret");
+    let (id, sec, public) = (client_id.clone(), secret.clone(), base.clone());
+    let t = crate::support::scenario::Scenario::gitlab_with(Backend::Sqlite, move |s| {
+        s.server.public_url = format!("{public}/").parse().unwrap();
+        s.access.oauth_client_id = Some(id);
+        s.access.oauth_client_secret = Some(sec);
+    })
+    .await
+    .unwrap()
+    .with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    let fake = t.gitlab_fake();
+    fake.randomize_ids();
+    fake.register_oauth_app(&client_id, &secret, &format!("{base}/oauth/callback"));
+    let ada = fake.add_user("ada");
+    // Developers see the launch badge.
+    t.db()
+        .upsert_member(&nbforge::storage::MemberRow {
+            forge: nbforge::events::ForgeKind::GitLab,
+            scope: "project:lab/never".into(),
+            user_id: ada.id,
+            access_level: 30,
+            expires_at: None,
+            source: "hook".into(),
+        })
+        .await
+        .unwrap();
+    fake.sign_in(Some(&ada));
+    let name = format!("lab{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    struct Gone(String, i64);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let out = Command::new("docker")
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=org.nbforge.project={}", self.0),
+                ])
+                .output();
+            if let Ok(out) = out {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-fv", id]).output();
+                }
+            }
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &format!("nbforge-home-{}", self.1)])
+                .output();
+        }
+    }
+    let _gone = Gone(project.clone(), ada.id);
+    // A notebook project (worksheet projects open their published worksheets instead),
+    // opening try.ipynb.
+    let launch = "kind = \"notebook\"\ndefault = \"try.ipynb\"\ntitle = \"Growth\"\n\n[[worksheet]]\npath = \"growth.ipynb\"\n";
+    let mut files: Vec<(&str, &[u8])> = release_files()
+        .into_iter()
+        .filter(|(p, _)| *p != "launch.toml")
+        .collect();
+    files.push(("launch.toml", launch.as_bytes()));
+    files.push(("requirements.txt", b"# the base has all\n"));
+    files.push(("try.ipynb", ONE_CELL.as_bytes()));
+    t.push(&project, &files).await;
+    t.tag(&project, "v1").await;
+    t.run_jobs().await;
+    let server =
+        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
+
+    let (c, _profile) = browser(&driver).await;
+    // JupyterLab's desktop layout.
+    c.set_window_size(1280, 900).await.unwrap();
+    // Log in first; ada works at the developer level.
+    c.goto(&format!("{base}/login?next=/me")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("authorize"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("header.site nav.who a[href='/me']"))
+        .await
+        .unwrap();
+    t.db()
+        .set_chosen_level(ada.id, Some("developer"))
+        .await
+        .unwrap();
+
+    // The project page's badge starts the launch; its page follows the progress and opens
+    // JupyterLab.
+    c.goto(&format!("{base}/w/{project}")).await.unwrap();
+    let badge = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("p.launch-badge a"))
+        .await;
+    let badge = match badge {
+        Ok(b) => b,
+        Err(_) => panic!("no launch badge: {}", c.source().await.unwrap()),
+    };
+    badge.click().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("launch-phase"))
+        .await
+        .unwrap();
+    let lab = c
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css(".jp-Notebook .jp-Cell"))
+        .await;
+    if lab.is_err() {
+        panic!(
+            "JupyterLab did not open: {} {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
+    }
+    let url = c.current_url().await.unwrap();
+    assert!(url.path().starts_with("/user/ada/"), "{url}");
+
+    assert!(
+        url.path().ends_with(&format!("/lab/tree/{name}/try.ipynb")),
+        "{url}"
+    );
+
+    // Type 1+1 in the notebook's code cell and run it.
+    let editor = c
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css(".jp-Notebook .jp-CodeCell .cm-content"))
+        .await
+        .unwrap();
+    // The kernel must be idle before the cell runs.
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::XPath(
+            "//*[contains(@class,'jp-Notebook-ExecutionIndicator') and @data-status='idle']",
+        ))
+        .await
+        .ok();
+    // Focus the cell's editor (a click on the editor area), type, and run with Shift+Enter.
+    let area = c
+        .find(Locator::Css(
+            ".jp-Notebook .jp-CodeCell .jp-InputArea-editor",
+        ))
+        .await
+        .unwrap();
+    drop(editor);
+    area.click().await.unwrap();
+    let focused = c.active_element().await.unwrap();
+    focused.send_keys("1+1").await.unwrap();
+    // The editor re-renders as it is typed in: run from whatever has the focus now.
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E008}\u{E007}")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let outputs = c
+            .find_all(Locator::Css(".jp-OutputArea-output"))
+            .await
+            .unwrap_or_default();
+        let mut texts = Vec::new();
+        for o in &outputs {
+            texts.push(o.text().await.unwrap_or_default());
+        }
+        if texts.iter().any(|t| t.trim() == "2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no output 2: {texts:?} {}",
+            c.source().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    c.close().await.unwrap();
+    server.abort();
+}

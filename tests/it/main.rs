@@ -16,6 +16,7 @@ mod ingest;
 mod jobs;
 mod launch;
 mod members;
+mod proxy;
 mod runs;
 mod scenarios;
 mod security;
