@@ -8,13 +8,15 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 
 use crate::access::{log_in, session, set_cookie, with_login};
+use crate::support::fake_gitlab::FakeUser;
+use crate::support::scenario::Scenario;
 use crate::support::{Backend, TestResponse};
 use nbforge::sessions::{Owner, SessionInfo, SessionState};
 
 /// Removes the sessions and home volumes a test made, even when it fails.
-struct Cleanup {
-    project: String,
-    users: Vec<i64>,
+pub(crate) struct Cleanup {
+    pub project: String,
+    pub users: Vec<i64>,
 }
 
 impl Drop for Cleanup {
@@ -42,6 +44,53 @@ impl Drop for Cleanup {
     }
 }
 
+/// A launch test: login set up, environment builds on, Docker there, user ids of its own
+/// (homes are named by them), and a project `lab/<prefix><random>` whose sessions and
+/// users' homes are removed at the end.
+pub(crate) struct LaunchTest {
+    pub t: Scenario,
+    /// The project's name (its folder in the home), and its path.
+    pub name: String,
+    pub project: String,
+    pub cleanup: Cleanup,
+}
+
+impl LaunchTest {
+    pub(crate) async fn new(
+        prefix: &str,
+        tweak: impl FnOnce(&mut nbforge::config::Settings),
+    ) -> Option<LaunchTest> {
+        let t = with_login(Backend::Sqlite, tweak)
+            .await?
+            .with_environments();
+        if !t.docker_ready().await {
+            return None;
+        }
+        t.gitlab_fake().randomize_ids();
+        let name = format!(
+            "{prefix}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let project = format!("lab/{name}");
+        Some(LaunchTest {
+            t,
+            name,
+            cleanup: Cleanup {
+                project: project.clone(),
+                users: Vec::new(),
+            },
+            project,
+        })
+    }
+
+    /// A user of the fake GitLab whose home is removed at the end.
+    pub(crate) fn user(&mut self, username: &str) -> FakeUser {
+        let user = self.t.gitlab_fake().add_user(username);
+        self.cleanup.users.push(user.id);
+        user
+    }
+}
+
 fn events(res: &TestResponse) -> Vec<Value> {
     res.text()
         .lines()
@@ -50,7 +99,7 @@ fn events(res: &TestResponse) -> Vec<Value> {
         .collect()
 }
 
-async fn launch(t: &crate::support::scenario::Scenario, path: &str, cookies: &str) -> TestResponse {
+async fn launch(t: &Scenario, path: &str, cookies: &str) -> TestResponse {
     let mut req = Request::get(path);
     if !cookies.is_empty() {
         req = req.header("cookie", cookies);
@@ -78,11 +127,7 @@ fn docker_exec(info: &SessionInfo, script: &str) -> String {
 }
 
 /// The sessions of `owner` for `project` (other tests use the same names at the same time).
-async fn sessions_of(
-    t: &crate::support::scenario::Scenario,
-    owner: &str,
-    project: &str,
-) -> Vec<SessionInfo> {
+async fn sessions_of(t: &Scenario, owner: &str, project: &str) -> Vec<SessionInfo> {
     t.app
         .app
         .sessions
@@ -98,24 +143,16 @@ const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_badge_launches_a_session_with_the_repository_checked_out() {
-    let Some(t) = with_login(Backend::Sqlite, |s| s.lifecycle.per_user = 1).await else {
+    let Some(mut lt) = LaunchTest::new("growth", |s| s.lifecycle.per_user = 1).await else {
         return;
     };
-    let t = t.with_environments();
-    if !t.docker_ready().await {
-        return;
-    }
-    t.gitlab_fake().randomize_ids();
-    let name = format!("growth{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let project = format!("lab/{name}");
-    let ada = t.gitlab_fake().add_user("ada");
-    let mut cleanup = Cleanup {
-        project: project.clone(),
-        users: vec![ada.id],
-    };
+    let ada = lt.user("ada");
+    let LaunchTest {
+        t, name, project, ..
+    } = &lt;
     let first = t
         .push(
-            &project,
+            project,
             &[
                 ("requirements.txt", b"# nothing beyond the base\n"),
                 ("analysis.ipynb", NOTEBOOK.as_bytes()),
@@ -123,12 +160,12 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
         )
         .await;
     t.run_jobs().await;
-    let cookie = log_in(&t, &ada, "/").await;
+    let cookie = log_in(t, &ada, "/").await;
     let seg = project.replace('/', "%2F");
 
     // The launch page runs nbforge's script, which follows /build/….
     let page = launch(
-        &t,
+        t,
         &format!("/v2/gl/{seg}/main?labpath=analysis.ipynb"),
         &session(&cookie),
     )
@@ -145,7 +182,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
 
     let res = launch(
-        &t,
+        t,
         &format!("/build/gl/{seg}/main?labpath=analysis.ipynb"),
         &session(&cookie),
     )
@@ -179,7 +216,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
         "{ready}"
     );
 
-    let mine = sessions_of(&t, "ada", &project).await;
+    let mine = sessions_of(t, "ada", project).await;
     assert_eq!(mine.len(), 1);
     let s = &mine[0];
     assert_eq!(s.state, SessionState::Running);
@@ -200,7 +237,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
     assert_eq!(lines[2], "main");
 
     // The same commit again: the running session opens, nothing new starts.
-    let again = events(&launch(&t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
+    let again = events(&launch(t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
     let last = again.last().unwrap();
     assert_eq!(last["phase"], "ready", "{again:?}");
     assert!(
@@ -210,22 +247,22 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
             .contains("already running"),
         "{last}"
     );
-    assert_eq!(sessions_of(&t, "ada", &project).await.len(), 1);
+    assert_eq!(sessions_of(t, "ada", project).await.len(), 1);
 
     // A newer commit while the checkout has changes: the checkout is left alone, and the
     // launch says so.
     docker_exec(s, &format!("echo mine >> ~/{name}/analysis.ipynb"));
     t.app.app.sessions.stop(&s.id).await.unwrap();
-    let second = t.push(&project, &[("notes.md", b"# more\n")]).await;
+    let second = t.push(project, &[("notes.md", b"# more\n")]).await;
     t.run_jobs().await;
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &session(&cookie)).await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &session(&cookie)).await);
     let ready = ev.last().unwrap();
     assert_eq!(ready["phase"], "ready", "{ev:?}");
     assert!(
         ready["message"].as_str().unwrap().contains("left alone"),
         "{ready}"
     );
-    let s = sessions_of(&t, "ada", &project)
+    let s = sessions_of(t, "ada", project)
         .await
         .into_iter()
         .find(|s| s.project.commit == second)
@@ -237,7 +274,7 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
     assert!(out.starts_with(&first), "{out}");
     assert!(out.ends_with("mine\n"), "{out}");
     // One session at a time here: another commit is refused while this one runs.
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/{first}"), &session(&cookie)).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed", "{ev:?}");
     assert!(
@@ -248,33 +285,23 @@ async fn a_badge_launches_a_session_with_the_repository_checked_out() {
         "{last}"
     );
     t.app.app.sessions.stop(&s.id).await.unwrap();
-    cleanup.users.push(ada.id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
-    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+    let Some(lt) = LaunchTest::new("open", |_| {}).await else {
         return;
     };
-    let t = t.with_environments();
-    if !t.docker_ready().await {
-        return;
-    }
-    let name = format!("open{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let project = format!("lab/{name}");
-    let _cleanup = Cleanup {
-        project: project.clone(),
-        users: vec![],
-    };
-    let sha = t.push(&project, &[("requirements.txt", b"# none\n")]).await;
+    let LaunchTest { t, project, .. } = &lt;
+    let sha = t.push(project, &[("requirements.txt", b"# none\n")]).await;
     t.run_jobs().await;
     let seg = project.replace('/', "%2F");
 
-    let page = launch(&t, &format!("/v2/gl/{seg}/main"), "").await;
+    let page = launch(t, &format!("/v2/gl/{seg}/main"), "").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     let visitor = set_cookie(&page, "nbforge_visitor").expect("a visitor cookie");
     let cookies = format!("nbforge_visitor={visitor}");
-    let res = launch(&t, &format!("/build/gl/{seg}/main"), &cookies).await;
+    let res = launch(t, &format!("/build/gl/{seg}/main"), &cookies).await;
     let ev = events(&res);
     let ready = ev.last().unwrap();
     assert_eq!(ready["phase"], "ready", "{ev:?}");
@@ -286,7 +313,7 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
         .next()
         .unwrap()
         .to_owned();
-    let mine = sessions_of(&t, &owner, &project).await;
+    let mine = sessions_of(t, &owner, project).await;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].project.commit, sha);
     // A throwaway home, and the visitor's smaller limits.
@@ -311,9 +338,9 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
     );
     // BinderHub's `/v2/git/<url-escaped URL>/<ref>` names the same project by its clone URL,
     // and the visitor's running session opens again.
-    let url_of_repo = t.gitlab_fake().project(&project).unwrap().http_url_to_repo;
+    let url_of_repo = t.gitlab_fake().project(project).unwrap().http_url_to_repo;
     let escaped: String = url::form_urlencoded::byte_serialize(url_of_repo.as_bytes()).collect();
-    let by_url = events(&launch(&t, &format!("/build/git/{escaped}/main"), &cookies).await);
+    let by_url = events(&launch(t, &format!("/build/git/{escaped}/main"), &cookies).await);
     let last = by_url.last().unwrap();
     assert_eq!(last["phase"], "ready", "{by_url:?}");
     assert_eq!(last["url"], url);
@@ -325,11 +352,11 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
         "{last}"
     );
     // Another visitor's launch is theirs: a second session.
-    let other = events(&launch(&t, &format!("/build/gl/{seg}/main"), "").await);
+    let other = events(&launch(t, &format!("/build/gl/{seg}/main"), "").await);
     let other_url = other.last().unwrap()["url"].as_str().unwrap().to_owned();
     assert_ne!(other_url, url);
     for s in t.app.app.sessions.list().await.unwrap() {
-        if s.project.path == project {
+        if s.project.path == *project {
             t.app.app.sessions.stop(&s.id).await.unwrap();
         }
     }
@@ -337,32 +364,22 @@ async fn a_visitor_launches_a_public_project_with_a_throwaway_home() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
-    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+    let Some(mut lt) = LaunchTest::new("bad", |_| {}).await else {
         return;
     };
-    let t = t.with_environments();
-    if !t.docker_ready().await {
-        return;
-    }
-    t.gitlab_fake().randomize_ids();
-    let name = format!("bad{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let project = format!("lab/{name}");
-    let ada = t.gitlab_fake().add_user("ada");
-    let _cleanup = Cleanup {
-        project: project.clone(),
-        users: vec![ada.id],
-    };
-    let cookie = session(&log_in(&t, &ada, "/").await);
+    let ada = lt.user("ada");
+    let LaunchTest { t, project, .. } = &lt;
+    let cookie = session(&log_in(t, &ada, "/").await);
     let seg = project.replace('/', "%2F");
 
     // A project nbforge has not seen (or that the user may not see).
-    let res = launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await;
+    let res = launch(t, &format!("/build/gl/{seg}/main"), &cookie).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
 
     // A ref that does not exist.
-    t.push(&project, &[("apt.txt", b"<bad>\n")]).await;
+    t.push(project, &[("apt.txt", b"<bad>\n")]).await;
     t.run_jobs().await;
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/nope"), &cookie).await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/nope"), &cookie).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed");
     assert!(
@@ -374,7 +391,7 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
     );
 
     // A failed environment.
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &cookie).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed");
     assert!(
@@ -387,7 +404,7 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
 
     // A container that dies at start: its log says why, and nothing is left running.
     t.push(
-        &project,
+        project,
         &[
             ("apt.txt", b"\n"),
             ("requirements.txt", b"# none\n"),
@@ -399,7 +416,7 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
     )
     .await;
     t.run_jobs().await;
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &cookie).await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &cookie).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed", "{ev:?}");
     assert!(
@@ -409,12 +426,12 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
             .contains("the start script gives up"),
         "{last}"
     );
-    assert!(sessions_of(&t, "ada", &project).await.is_empty());
+    assert!(sessions_of(t, "ada", project).await.is_empty());
 
     // Paths that leave the repository.
     let ev = events(
         &launch(
-            &t,
+            t,
             &format!("/build/gl/{seg}/main?labpath=../../etc/passwd"),
             &cookie,
         )
@@ -434,34 +451,26 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
         .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     // An unknown provider.
-    let res = launch(&t, &format!("/build/xx/{seg}/main"), &cookie).await;
+    let res = launch(t, &format!("/build/xx/{seg}/main"), &cookie).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_checkout_is_fetched_with_the_users_own_token() {
-    let Some(t) = with_login(Backend::Sqlite, |_| {}).await else {
+    let Some(mut lt) = LaunchTest::new("secret", |_| {}).await else {
         return;
     };
-    let t = t.with_environments();
-    if !t.docker_ready().await {
-        return;
-    }
+    let ada = lt.user("ada");
+    let bob = lt.user("bob");
+    let LaunchTest {
+        t, name, project, ..
+    } = &lt;
     let fake = t.gitlab_fake();
-    fake.randomize_ids();
-    let name = format!("secret{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let project = format!("lab/{name}");
-    let p = fake.add_project(&project);
+    let p = fake.add_project(project);
     fake.set_visibility(&p, "private");
     let git_url = fake.serve_git_over_http(&p);
-    let ada = fake.add_user("ada");
-    let bob = fake.add_user("bob");
-    let _cleanup = Cleanup {
-        project: project.clone(),
-        users: vec![ada.id, bob.id],
-    };
-    fake.add_member(&project, &ada, 20);
-    let sha = t.push(&project, &[("requirements.txt", b"# none\n")]).await;
+    fake.add_member(project, &ada, 20);
+    let sha = t.push(project, &[("requirements.txt", b"# none\n")]).await;
     t.run_jobs().await;
     // nbforge believes both may read the project; GitLab knows bob no longer may.
     for user in [&ada, &bob] {
@@ -479,15 +488,15 @@ async fn a_private_checkout_is_fetched_with_the_users_own_token() {
     }
     let seg = project.replace('/', "%2F");
 
-    let ada_cookie = session(&log_in(&t, &ada, "/").await);
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &ada_cookie).await);
+    let ada_cookie = session(&log_in(t, &ada, "/").await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &ada_cookie).await);
     let ready = ev.last().unwrap();
     assert_eq!(ready["phase"], "ready", "{ev:?}");
     assert!(
         ready["message"].as_str().unwrap().contains("cloned at"),
         "{ready}"
     );
-    let s = sessions_of(&t, "ada", &project).await.pop().unwrap();
+    let s = sessions_of(t, "ada", project).await.pop().unwrap();
     let out = docker_exec(
         &s,
         &format!(
@@ -505,8 +514,8 @@ async fn a_private_checkout_is_fetched_with_the_users_own_token() {
         "{out}"
     );
 
-    let bob_cookie = session(&log_in(&t, &bob, "/").await);
-    let ev = events(&launch(&t, &format!("/build/gl/{seg}/main"), &bob_cookie).await);
+    let bob_cookie = session(&log_in(t, &bob, "/").await);
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &bob_cookie).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed", "{ev:?}");
     assert!(
@@ -516,6 +525,6 @@ async fn a_private_checkout_is_fetched_with_the_users_own_token() {
             .contains("did not let you read this repository"),
         "{last}"
     );
-    assert!(sessions_of(&t, "bob", &project).await.is_empty());
+    assert!(sessions_of(t, "bob", project).await.is_empty());
     t.app.app.sessions.stop(&s.id).await.unwrap();
 }
