@@ -412,6 +412,9 @@ enum Needs {
     Badge,
     /// Starting a worksheet run: readable projects, and a logged-in user.
     Run,
+    /// Launching a session: readable projects, for a logged-in user; public ones also for
+    /// visitors (`NBFORGE_ANONYMOUS_SESSIONS`, on by default).
+    Launch,
 }
 
 fn readable(who: Who, visibility: &str) -> bool {
@@ -438,6 +441,7 @@ fn expected(who: Who, needs: Needs, visibility: &str, api: bool, ok: StatusCode)
         Needs::PlatformAdmin => who.platform_admin(),
         Needs::Login => who.logged_in(),
         Needs::Run => who.logged_in() && readable(who, visibility),
+        Needs::Launch => readable(who, visibility) && (who.logged_in() || visibility == "public"),
     };
     if allowed {
         return ok;
@@ -689,6 +693,15 @@ on_both_databases!(
                         Needs::Badge,
                         ok,
                     ),
+                    // The launch's event stream (a ref that does not exist: the stream
+                    // ends `failed` at once, whoever may launch).
+                    (
+                        "GET",
+                        format!("/build/gl/{escaped}/no-such-ref"),
+                        "",
+                        Needs::Launch,
+                        ok,
+                    ),
                     (
                         "GET",
                         format!("/api/builds/{build}"),
@@ -896,7 +909,7 @@ on_both_databases!(
         }
         let proxied = if session.is_some() { 2 } else { 0 };
         assert!(
-            checked >= 7 * (3 * 11 + 4 + 9 + 7 + 1 + 1 + proxied),
+            checked >= 7 * (3 * 12 + 4 + 9 + 7 + 1 + 1 + proxied),
             "{checked}"
         );
         if let Some(session) = session {
