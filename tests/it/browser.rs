@@ -221,17 +221,16 @@ async fn landing_card_worksheet_form_and_error_in_chromium() {
     server.abort();
 }
 
-/// Login in a real browser: a private project's worksheet sends an anonymous visitor to
-/// GitLab's authorize page; after approving, the worksheet opens with the user named in
-/// the header; logging out and coming back leads to the login again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_private_worksheet_and_logout_in_chromium() {
-    let Some(driver) = start_driver().await else {
-        return;
-    };
+/// A scenario against the fake GitLab whose nbforge will be served on a loopback port
+/// (the listener, and its base URL), with nbforge registered there as an OAuth app.
+async fn with_login_at_a_port() -> (
+    crate::support::scenario::Scenario,
+    tokio::net::TcpListener,
+    String,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let client_id = "nbforge-browser-test".to_owned();
+    let client_id = format!("nbforge-browser-{}", uuid::Uuid::new_v4().simple());
     let secret = nbforge::config::Secret::new("gloas-browser-test-secret");
     let (id, sec, public) = (client_id.clone(), secret.clone(), base.clone());
     let t = crate::support::scenario::Scenario::gitlab_with(Backend::Sqlite, move |s| {
@@ -241,8 +240,21 @@ async fn login_private_worksheet_and_logout_in_chromium() {
     })
     .await
     .unwrap();
+    t.gitlab_fake()
+        .register_oauth_app(&client_id, &secret, &format!("{base}/oauth/callback"));
+    (t, listener, base)
+}
+
+/// Login in a real browser: a private project's worksheet sends an anonymous visitor to
+/// GitLab's authorize page; after approving, the worksheet opens with the user named in
+/// the header; logging out and coming back leads to the login again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_private_worksheet_and_logout_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let (t, listener, base) = with_login_at_a_port().await;
     let fake = t.gitlab_fake();
-    fake.register_oauth_app(&client_id, &secret, &format!("{base}/oauth/callback"));
     let ada = fake.add_user("ada");
     fake.sign_in(Some(&ada));
     let p = fake.add_project("lab/secret");
@@ -336,25 +348,13 @@ async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
     let Some(driver) = start_driver().await else {
         return;
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let client_id = "nbforge-browser-launch".to_owned();
-    let secret = nbforge::config::Secret::new("gloas-browser-launch-secret");
-    let (id, sec, public) = (client_id.clone(), secret.clone(), base.clone());
-    let t = crate::support::scenario::Scenario::gitlab_with(Backend::Sqlite, move |s| {
-        s.server.public_url = format!("{public}/").parse().unwrap();
-        s.access.oauth_client_id = Some(id);
-        s.access.oauth_client_secret = Some(sec);
-    })
-    .await
-    .unwrap()
-    .with_environments();
+    let (t, listener, base) = with_login_at_a_port().await;
+    let t = t.with_environments();
     if !t.docker_ready().await {
         return;
     }
     let fake = t.gitlab_fake();
     fake.randomize_ids();
-    fake.register_oauth_app(&client_id, &secret, &format!("{base}/oauth/callback"));
     let ada = fake.add_user("ada");
     // Developers see the launch badge.
     t.db()
