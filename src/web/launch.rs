@@ -398,12 +398,17 @@ async fn start_events(
 
 /// `GET /static/launch.js`: the launch page's script.
 pub async fn script() -> Response {
+    script_response(include_str!("static/launch.js"), "public, max-age=300")
+}
+
+/// One of nbforge's own scripts (the only ones its pages run), with its caching.
+pub fn script_response(body: &'static str, cache_control: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::CACHE_CONTROL, cache_control),
         ],
-        include_str!("static/launch.js"),
+        body,
     )
         .into_response()
 }

@@ -453,14 +453,7 @@ pub async fn page(
 
 /// `GET /runs/progress.js`.
 pub async fn progress_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        PROGRESS_JS,
-    )
-        .into_response()
+    super::launch::script_response(PROGRESS_JS, "no-cache")
 }
 
 /// `GET /runs/{id}/events`: the run's progress as Server-Sent Events (`progress` with
