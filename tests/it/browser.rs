@@ -1,6 +1,7 @@
 //! The worksheet flow in a real headless Chromium: a tag is pushed through the fake
 //! GitLab, the landing page lists the worksheet, its card leads to the worksheet with
-//! its outputs and parameter form, and an invalid value comes back with its error.
+//! its outputs and parameter form, and an invalid value comes back with its error; a
+//! logged-in user runs a worksheet and follows it to its result.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -541,6 +542,179 @@ async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    c.close().await.unwrap();
+    server.abort();
+}
+
+/// A worksheet whose second code cell waits, so that its progress can be watched (with the
+/// injected parameters, it is the third of four).
+const RUN_SHEET: &str = r###"{"cells": [
+ {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# Doubling\n\nTwice the rate."},
+ {"cell_type": "code", "execution_count": null, "id": "p1", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": "rate = 1.5  # per hour"},
+ {"cell_type": "markdown", "id": "m2", "metadata": {}, "source": "## Waiting a little"},
+ {"cell_type": "code", "execution_count": null, "id": "c1", "metadata": {}, "outputs": [], "source": "import time\ntime.sleep(6)"},
+ {"cell_type": "markdown", "id": "m3", "metadata": {}, "source": "## Result"},
+ {"cell_type": "code", "execution_count": null, "id": "c2", "metadata": {}, "outputs": [], "source": "print(f\"doubled={rate * 2}\")"}
+], "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}"###;
+
+/// Run in a real browser: a logged-in user opens a worksheet, changes a value and presses
+/// Run; the run's page follows the cells as they execute, then shows the result computed
+/// from the new value; My results lists the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worksheet_run_from_the_form_to_my_results_in_chromium() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let (t, listener, base) = with_login_at_a_port().await;
+    let t = t.with_environments();
+    if !t.docker_ready().await {
+        return;
+    }
+    let fake = t.gitlab_fake();
+    fake.randomize_ids();
+    let ada = fake.add_user("ada");
+    fake.sign_in(Some(&ada));
+    let name = format!("runs{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let project = format!("lab/{name}");
+    let _cleanup = crate::launch::Cleanup {
+        project: project.clone(),
+        users: vec![ada.id],
+    };
+    let launch = "kind = \"worksheet\"\ntitle = \"Doubling\"\n\n[[worksheet]]\npath = \"double.ipynb\"\ntitle = \"Doubling\"\n";
+    let files: Vec<(&str, &[u8])> = vec![
+        ("launch.toml", launch.as_bytes()),
+        ("requirements.txt", b"# the base has all\n"),
+        ("double.ipynb", RUN_SHEET.as_bytes()),
+    ];
+    t.push(&project, &files).await;
+    t.tag(&project, "v1").await;
+    t.run_jobs().await;
+    let server =
+        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
+
+    let (c, _profile) = browser(&driver).await;
+    c.goto(&format!("{base}/login?next=/me")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("authorize"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("header.site nav.who a[href='/me']"))
+        .await
+        .unwrap();
+
+    // The worksheet's form: a new rate, then Run.
+    c.goto(&format!("{base}/w/{project}/v1/double.ipynb"))
+        .await
+        .unwrap();
+    let rate = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("form.parameters [name=rate]"))
+        .await;
+    let rate = match rate {
+        Ok(r) => r,
+        Err(_) => panic!("no form: {}", c.source().await.unwrap()),
+    };
+    rate.clear().await.unwrap();
+    rate.send_keys("21").await.unwrap();
+    c.find(Locator::Css("form.parameters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The run's page, while the run's job executes beside the browser: it shows the cell
+    // that waits, under its heading, then the result.
+    let watch = async {
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Id("run-progress"))
+            .await
+            .unwrap();
+        let run_url = c.current_url().await.unwrap();
+        assert!(run_url.path().starts_with("/runs/"), "{run_url}");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut seen = Vec::new();
+        loop {
+            if let Ok(p) = c.find(Locator::Id("run-progress")).await
+                && let Ok(text) = p.text().await
+                && !text.is_empty()
+                && seen.last() != Some(&text)
+            {
+                seen.push(text);
+            }
+            if c.find(Locator::Css(".run-state.state-succeeded"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if c.find(Locator::Css(".run-state.state-failed"))
+                .await
+                .is_ok()
+            {
+                panic!("the run failed: {}", c.source().await.unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run did not finish: {seen:?} {}",
+                c.source().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            seen.iter()
+                .any(|s| s.contains("cell 3 of 4") && s.contains("Waiting a little")),
+            "the progress showed the waiting cell: {seen:?}"
+        );
+        run_url
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let jobs = async {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            t.app.run_jobs().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let (run_url, ()) = tokio::join!(
+        async {
+            let url = watch.await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            url
+        },
+        jobs
+    );
+    let page = c.source().await.unwrap();
+    assert!(page.contains("doubled=42"), "the result of rate 21: {page}");
+    assert!(!page.contains("rate * 2"), "no code on the result page");
+
+    // My results lists it, and its link opens the run.
+    c.goto(&format!("{base}/me/results")).await.unwrap();
+    let link = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&format!("a[href='{}']", run_url.path())))
+        .await;
+    match link {
+        Ok(l) => l.click().await.unwrap(),
+        Err(_) => panic!(
+            "{} is not on My results: {}",
+            run_url.path(),
+            c.source().await.unwrap()
+        ),
+    }
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".run-state.state-succeeded"))
+        .await
+        .unwrap();
     c.close().await.unwrap();
     server.abort();
 }
