@@ -124,24 +124,14 @@ impl Engine {
     /// Creates the run's container with its inputs, and starts it.
     pub async fn start(&self, l: &Launch<'_>) -> anyhow::Result<()> {
         let volume = sessions_docker::home_volume(l.owner_user_id);
-        // A home nbforge made (labelled) was made owned by uid 1000 then: one container
-        // start less for every run after the first.
-        let prepared = self
-            .docker()
-            .inspect_volume(&volume)
-            .await
-            .ok()
-            .and_then(|v| v.labels.get(LABEL_HOME).cloned())
-            == Some(l.owner_user_id.to_string());
-        if !prepared {
-            self.sessions
-                .prepare_home(
-                    &volume,
-                    HashMap::from([(LABEL_HOME.to_owned(), l.owner_user_id.to_string())]),
-                    l.image,
-                )
-                .await?;
-        }
+        // Only a new home costs a container start (`prepare_home`).
+        self.sessions
+            .prepare_home(
+                &volume,
+                HashMap::from([(LABEL_HOME.to_owned(), l.owner_user_id.to_string())]),
+                l.image,
+            )
+            .await?;
         let name = container_name(l.run_id);
         let host_config = sessions_docker::user_code_host_config(
             self.sessions.settings(),

@@ -238,12 +238,26 @@ impl DockerSessions {
     /// image, as root with only `CAP_CHOWN` and no network, changes the owner of the
     /// volume's top directory (never recursively: what is inside is the user's).
     /// Worksheet runs prepare the homes they mount through this too.
+    ///
+    /// A volume that exists with the same labels was prepared before (a volume whose
+    /// preparation fails is removed again), so only a new home costs that container.
     pub async fn prepare_home(
         &self,
         volume: &str,
         labels: HashMap<String, String>,
         image: &str,
     ) -> Result<(), SessionError> {
+        let existing = match self.docker.inspect_volume(volume).await {
+            Ok(v) => Some(v),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(backend(e)),
+        };
+        if let Some(v) = &existing
+            && !labels.is_empty()
+            && labels.iter().all(|(k, val)| v.labels.get(k) == Some(val))
+        {
+            return Ok(());
+        }
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.to_owned()),
@@ -271,13 +285,20 @@ impl DockerSessions {
             }),
             ..Default::default()
         };
-        let (code, log) = self.run_to_end(&name, body).await?;
-        if code != 0 {
-            return Err(SessionError::Backend(format!(
+        let prepared = match self.run_to_end(&name, body).await {
+            Ok((0, _)) => Ok(()),
+            Ok((code, log)) => Err(SessionError::Backend(format!(
                 "preparing the home volume {volume} exited with code {code}: {log}"
-            )));
+            ))),
+            Err(e) => Err(e),
+        };
+        if prepared.is_err()
+            && existing.is_none()
+            && let Err(e) = self.remove_volume(volume).await
+        {
+            tracing::warn!("removing the home volume {volume} that could not be prepared: {e}");
         }
-        Ok(())
+        prepared
     }
 
     /// Runs a short-lived container to its end, then removes it: its exit code and the

@@ -369,6 +369,36 @@ async fn a_session_answers_only_with_its_token_from_a_hardened_container() {
     fx.sessions.stop(&info.id).await.unwrap();
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// How many containers preparing `volume` were created since `since` (Unix seconds), by
+/// the engine's event log.
+fn init_containers_since(volume: &str, since: u64) -> usize {
+    let (ok, names) = docker_cli(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &(unix_now() + 1).to_string(),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(ok, "{names}");
+    names
+        .lines()
+        .filter(|n| n.starts_with(&format!("{volume}-init-")))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_outlives_its_session() {
     let Some(mut fx) = fixture() else { return };
@@ -376,14 +406,24 @@ async fn the_home_outlives_its_session() {
     let Owner::User { id: user_id, .. } = &owner else {
         unreachable!()
     };
+    let volume = docker::home_volume(*user_id);
+    let before_first = unix_now();
     let first = fx.sessions.start(&fx.spec(&owner, "first")).await.unwrap();
     put_file(&first, "notes.txt", "kept\n").await;
+    // A new home is made owned by uid 1000 by a short container, once.
+    assert_eq!(init_containers_since(&volume, before_first), 1);
 
     fx.sessions.stop(&first.id).await.unwrap();
     assert!(!docker_cli(&["inspect", &format!("nbforge-session-{}", first.id)]).0);
     assert!(volume_exists(&docker::home_volume(*user_id)));
 
+    let before_second = unix_now();
     let second = fx.sessions.start(&fx.spec(&owner, "second")).await.unwrap();
+    assert_eq!(
+        init_containers_since(&volume, before_second),
+        0,
+        "a prepared home is not prepared again"
+    );
     assert_ne!(second.id, first.id);
     assert_ne!(second.token.expose(), first.token.expose());
     let answer = get(
