@@ -209,7 +209,9 @@ pub async fn prepare(
         Err(e) => (Phase::Failed, e.to_string()),
     };
     let cached = matches!(&result, Ok(env) if env.cached);
-    p.db.set_build_phase(build_id, phase, Some(&message), cached, Some(&log))
+    p.db.append_build_log(build_id, &log.rows()).await?;
+    drop(log);
+    p.db.set_build_phase(build_id, phase, Some(&message), cached, None)
         .await?;
     result
 }

@@ -1238,3 +1238,78 @@ on_both_databases!(
         assert_eq!(row.visibility.as_deref(), Some("public"));
     }
 );
+
+// Finding 8, build logs: a build's log was one database row and every reader of a running
+// build got a copy of all of it. The log is now stored as chunks (at most a few MiB per
+// build: the beginning and the end, with a line saying what was left out between), read
+// back one chunk at a time, and readers of a running build share its chunks.
+on_both_databases!(
+    finding_8_build_log_is_stored_in_bounded_chunks,
+    |backend: Backend| async move {
+        use nbforge::environment::Phase;
+        use nbforge::environment::logs::{LOG_CHUNK_BYTES, MAX_LINE_BYTES, MAX_LOG_BYTES};
+        use nbforge::storage::BuildPhase;
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let id = t
+            .db()
+            .create_build("gitlab", "lab/x", Some("main"), &"a".repeat(40), None)
+            .await
+            .unwrap();
+        let logs = t.app.build_logs.clone();
+        logs.start(id, Phase::Building);
+        logs.line(id, "Step 1/3 : FROM nbforge/base:bookworm");
+        let noisy = "x".repeat(1000);
+        for _ in 0..20_000 {
+            logs.line(id, &noisy);
+        }
+        logs.line(id, &"y".repeat(10 * MAX_LINE_BYTES));
+        logs.line(id, "the last line");
+
+        // Two readers of the running build share its closed chunks, never copy them.
+        let a = logs.subscribe(id).unwrap().so_far;
+        let b = logs.subscribe(id).unwrap().so_far;
+        let shared =
+            a.0.iter()
+                .zip(&b.0)
+                .filter(|(x, y)| std::sync::Arc::ptr_eq(&x.text, &y.text))
+                .count();
+        assert!(shared + 2 >= a.0.len(), "{shared} of {}", a.0.len());
+        assert!(a.text().len() <= MAX_LOG_BYTES + MAX_LINE_BYTES + 200);
+        drop((a, b));
+
+        let log = logs.finish(id);
+        t.db().append_build_log(id, &log.rows()).await.unwrap();
+        t.db()
+            .set_build_phase(id, BuildPhase::Built, Some("image built"), false, None)
+            .await
+            .unwrap();
+
+        let sizes = t.db().build_log_chunk_sizes(id).await.unwrap();
+        assert!(
+            sizes.len() <= MAX_LOG_BYTES / LOG_CHUNK_BYTES + 2,
+            "{} chunks",
+            sizes.len()
+        );
+        assert!(
+            sizes
+                .iter()
+                .all(|(_, n)| (*n as usize) < LOG_CHUNK_BYTES + MAX_LINE_BYTES + 2),
+            "{sizes:?}"
+        );
+        let stored: i64 = sizes.iter().map(|(_, n)| n).sum();
+        assert!(
+            stored as usize <= MAX_LOG_BYTES + MAX_LINE_BYTES + 200,
+            "{stored}"
+        );
+
+        let res = t.get(&format!("/api/builds/{id}/log")).await;
+        assert_eq!(res.status, 200);
+        let text = res.text();
+        assert_eq!(text.chars().count() as i64, stored);
+        assert!(text.starts_with("Step 1/3 : FROM nbforge/base:bookworm\n"));
+        assert_eq!(text.matches("bytes of the log left out").count(), 1);
+        assert!(text.ends_with("the last line\n"));
+    }
+);
