@@ -289,12 +289,12 @@ async fn builds_run_without_limits() {
     let dockerfile = format!(
         "FROM {base}\nRUN python3 -c \"x = bytearray(400 * 1024 * 1024); print(len(x))\"\n"
     );
-    let req = BuildRequest {
-        tag: format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
-        dockerfile: "Dockerfile".into(),
-        context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
-        labels: Default::default(),
-    };
+    let req = BuildRequest::in_memory(
+        format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
+        "Dockerfile".into(),
+        vec![("Dockerfile".into(), dockerfile.into_bytes())],
+        Default::default(),
+    );
     let lines = std::sync::Mutex::new(Vec::<String>::new());
     let log = |l: &str| lines.lock().unwrap().push(l.to_owned());
     let result = builder
@@ -375,12 +375,12 @@ async fn build_steps_reach_host_services() {
             let dockerfile = format!(
                 "FROM {base}\nRUN python3 -c \"import socket; socket.create_connection(('{gateway}', {port}), timeout=4); print('{token} reached the host')\"\n"
             );
-            let req = BuildRequest {
-                tag: format!("nbforge-test/network:{token}"),
-                dockerfile: "Dockerfile".into(),
-                context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
-                labels: Default::default(),
-            };
+            let req = BuildRequest::in_memory(
+                format!("nbforge-test/network:{token}"),
+                "Dockerfile".into(),
+                vec![("Dockerfile".into(), dockerfile.into_bytes())],
+                Default::default(),
+            );
             let result = builder
                 .build(&req, &|_| {}, &tokio_util::sync::CancellationToken::new())
                 .await;
@@ -1311,5 +1311,113 @@ on_both_databases!(
         assert!(text.starts_with("Step 1/3 : FROM nbforge/base:bookworm\n"));
         assert_eq!(text.matches("bytes of the log left out").count(), 1);
         assert!(text.ends_with("the last line\n"));
+    }
+);
+
+// Finding 8, build contexts: a build's context was read whole into memory, then copied
+// into a tar, then sent. The repository's files are now read one at a time as the engine
+// takes the tar, which is sent in pieces; a context over `NBFORGE_BUILD_CONTEXT_MAX_MB` is
+// the repository's error, naming the file that went over.
+on_both_databases!(
+    finding_8_build_context_is_streamed_and_capped,
+    |backend: Backend| async move {
+        use nbforge::environment::{
+            CONTEXT_PIECE_BYTES, ContextData, ContextSource, context_stream,
+        };
+        let Some(t) = TestApp::with_settings(backend, |s| {
+            s.environments.enabled = true;
+            s.environments.build_context_max_bytes = 1024 * 1024;
+        })
+        .await
+        else {
+            return;
+        };
+        let big = vec![b'x'; 3 * 1024 * 1024];
+        let files: [(&str, &[u8]); 2] = [
+            ("Dockerfile", b"FROM nbforge/base:bookworm\nCOPY . /srv\n"),
+            ("data.bin", &big),
+        ];
+        let commit = bare_with_files(&t.git_root(), "lab/big", &files);
+        let repository = t.git_root().join("lab/big.git");
+
+        // Under the limit: only what nbforge made is in memory; the tar comes in pieces.
+        let repo = git2::Repository::open_bare(&repository).unwrap();
+        let src = nbforge::repo::CommitTree::open(&repo, &commit).unwrap();
+        let mut opts = nbforge::spec::Options {
+            max_context_bytes: 8 * 1024 * 1024,
+            ..Default::default()
+        };
+        let analysis = nbforge::spec::analyze(&src, &opts).unwrap();
+        let context = analysis.build_context_files(&src, &opts).unwrap();
+        let in_memory: usize = context
+            .iter()
+            .map(|f| match &f.data {
+                ContextData::Bytes(b) => b.len(),
+                ContextData::Source { .. } => 0,
+            })
+            .sum();
+        assert!(
+            in_memory < 4096,
+            "{in_memory} bytes of the context in memory"
+        );
+        let source = ContextSource::Git {
+            repository: repository.clone(),
+            commit: commit.clone(),
+        };
+        let pieces: Vec<bytes::Bytes> = context_stream(context, source)
+            .map(|p| p.unwrap())
+            .collect()
+            .await;
+        assert!(pieces.len() >= 12, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= CONTEXT_PIECE_BYTES));
+        let tar = pieces.concat();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        assert!(
+            entries.contains(&("data.bin".to_owned(), big.len() as u64)),
+            "{entries:?}"
+        );
+
+        // Over the limit: refused, naming the file.
+        opts.max_context_bytes = 1024 * 1024;
+        let error = analysis
+            .build_context_files(&src, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("data.bin") && error.contains("limit of 1 MiB"),
+            "{error}"
+        );
+
+        // Pushed: the environment fails at once, its status saying why.
+        let url = format!("file://{}", repository.display());
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/big", &url, "v1", &commit)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "big", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let statuses = t.db().local_statuses("lab/big", &commit).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        let description = last.description.clone().unwrap_or_default();
+        assert!(
+            description.contains("data.bin") && description.contains("limit of 1 MiB"),
+            "{description}"
+        );
     }
 );
