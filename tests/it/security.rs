@@ -1421,3 +1421,52 @@ on_both_databases!(
         );
     }
 );
+
+// Finding 8, publishing: all of a release's notebooks were read, rendered and held in
+// memory, then written in one transaction. Each worksheet is now stored as soon as it is
+// rendered (under a staging tag no URL names) and the release is switched to them at the
+// end in one short transaction that moves rows without reading them.
+on_both_databases!(
+    finding_8_publishing_holds_one_notebook_at_a_time,
+    |backend: Backend| async move {
+        // Collecting hands each worksheet on and keeps none.
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in crate::catalog::release_files() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let mut handed = Vec::new();
+        let p =
+            nbforge::catalog::collect_each(&nbforge::repo::DirTree::new(dir.path()), &mut |s| {
+                handed.push(s.path);
+                true
+            });
+        assert!(p.sheets.is_empty());
+        assert_eq!(p.count, handed.len());
+        assert!(handed.len() >= 2, "{handed:?}");
+
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let commit = bare_with_files(&t.git_root(), "lab/pub", &crate::catalog::release_files());
+        let url = format!("file://{}/lab/pub.git", t.git_root().display());
+        for delivery in ["first", "again"] {
+            let res = t
+                .gitlab(
+                    "Tag Push Hook",
+                    delivery,
+                    plain_tag_payload("lab/pub", &url, "v1", &commit),
+                )
+                .await;
+            assert_eq!(res.status, 202, "{}", res.text());
+            t.run_jobs().await;
+        }
+        let sheets = t.db().worksheets("lab/pub", "v1").await.unwrap();
+        assert_eq!(sheets.len(), handed.len(), "{sheets:?}");
+        let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM worksheets WHERE project = $1")
+            .bind("lab/pub")
+            .fetch_one(t.db().pool())
+            .await
+            .unwrap();
+        assert_eq!(all as usize, handed.len(), "nothing is left staged");
+    }
+);
