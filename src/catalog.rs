@@ -8,7 +8,7 @@ use crate::events::ProjectRef;
 use crate::forge::Forge;
 use crate::repo::FileTree;
 use crate::repo::mirror::{MirrorError, Mirrors};
-use crate::repo::tree::{read_limited, read_text, walk_files};
+use crate::repo::tree::{read_limited, read_text, walk_utf8_files};
 use crate::storage::{Db, NewWorksheet, ReleaseRow};
 use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 
@@ -203,7 +203,7 @@ pub fn collect_each(src: &dyn FileTree, each: &mut dyn FnMut(NewWorksheet) -> bo
             return p;
         }
     }
-    let files = match walk_files(src, "") {
+    let files = match walk_utf8_files(src, "") {
         Ok(f) => f,
         Err(e) => {
             p.error = Some(e.to_string());

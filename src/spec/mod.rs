@@ -217,7 +217,8 @@ impl From<TreeError> for SpecError {
             | TreeError::Loop { path }
             | TreeError::TooLarge { path, .. }
             | TreeError::NotUtf8 { path, .. }
-            | TreeError::NotAFile { path } => path.clone(),
+            | TreeError::NotAFile { path }
+            | TreeError::NotUtf8Name { path } => path.clone(),
             TreeError::Io { path, .. } => path.clone(),
             TreeError::Git(_) => String::new(),
         };

@@ -1470,3 +1470,65 @@ on_both_databases!(
         assert_eq!(all as usize, handed.len(), "nothing is left staged");
     }
 );
+
+// Finding 22, file names: git allows any bytes in a file name, and a whole-tree build of a
+// repository holding a name that is not UTF-8 failed in an undefined way. Such a build now
+// fails at once (not retried) with a status naming the file, its bytes escaped, and saying
+// what to do; worksheets are still found and published beside such a file.
+on_both_databases!(
+    finding_22_non_utf8_file_names_fail_whole_tree_builds_by_name,
+    |backend: Backend| async move {
+        use std::os::unix::ffi::OsStrExt as _;
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        let repository = t.git_root().join("lab/names.git");
+        let repo = git2::Repository::init_bare(&repository).unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        let dockerfile = repo
+            .blob(b"FROM nbforge/base:bookworm\nCOPY . /srv\n")
+            .unwrap();
+        root.insert("Dockerfile", dockerfile, 0o100644).unwrap();
+        let mut data = repo.treebuilder(None).unwrap();
+        let odd = repo.blob(b"bytes\n").unwrap();
+        data.insert(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"), odd, 0o100644)
+            .unwrap();
+        root.insert("data", data.write().unwrap(), 0o040000)
+            .unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let commit = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "odd name", &tree, &[])
+            .unwrap()
+            .to_string();
+
+        let url = format!("file://{}", repository.display());
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/names", &url, "v1", &commit)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "names", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let statuses = t.db().local_statuses("lab/names", &commit).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        let description = last.description.clone().unwrap_or_default();
+        assert!(
+            description.contains(r"data/caf\xe9.txt") && description.contains("not UTF-8"),
+            "{description}"
+        );
+
+        // Finding worksheets leaves the file out rather than failing the release.
+        let src = nbforge::repo::CommitTree::open(&repo, &commit).unwrap();
+        let p = nbforge::catalog::collect(&src);
+        assert_eq!(p.error, None);
+    }
+);
