@@ -738,7 +738,11 @@ async fn forge_tokens_follow_redirects_to_other_hosts() {
 
 /// A bare repository at `<root>/<place>.git` whose `main` holds `files`, tagged `v1`;
 /// returns the commit.
-fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])]) -> String {
+pub(crate) fn bare_with_files(
+    root: &std::path::Path,
+    place: &str,
+    files: &[(&str, &[u8])],
+) -> String {
     let repo = git2::Repository::init_bare(root.join(format!("{place}.git"))).unwrap();
     let mut tree = repo.treebuilder(None).unwrap();
     for (name, content) in files {
@@ -756,7 +760,7 @@ fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])])
 }
 
 /// A `Tag Push Hook` as `hooks/post-receive` sends it: no project id, the clone URL given.
-fn plain_tag_payload(path: &str, url: &str, tag: &str, commit: &str) -> Vec<u8> {
+pub(crate) fn plain_tag_payload(path: &str, url: &str, tag: &str, commit: &str) -> Vec<u8> {
     let zero = "0".repeat(40);
     serde_json::to_vec(&serde_json::json!({
         "object_kind": "tag_push", "event_name": "tag_push",
