@@ -28,7 +28,7 @@ fn load_toml(toml: &str) -> Result<Settings, String> {
 /// Finding 5: an empty secret in a rotation list, or an empty GitHub secret, switched
 /// authentication off. Both are refused at start-up, and so is a short one.
 #[test]
-fn empty_secrets_disable_authentication() {
+fn finding_5_empty_secrets_disable_authentication() {
     let err = load_toml(r#"gitlab_webhook_secret = ["", "a-long-enough-new-secret"]"#)
         .expect_err("an empty secret in the list is refused");
     assert!(err.contains("gitlab_webhook_secret"), "{err}");
@@ -64,7 +64,7 @@ fn empty_secrets_disable_authentication() {
 
 /// Finding 5, at the door: an empty `X-Gitlab-Token` never matches, whatever is configured.
 #[tokio::test]
-async fn empty_presented_token_is_refused() {
+async fn finding_5_empty_presented_token_is_refused() {
     let t = TestApp::sqlite().await;
     let body = push_payload("lab/rnaseq", "main", &sha(1), &sha(2));
     let res = t
@@ -91,7 +91,7 @@ async fn empty_presented_token_is_refused() {
 /// Finding 9: the `event` label of the delivery metric came from the request header and
 /// was recorded before authentication, so every new header value made a new series.
 #[tokio::test]
-async fn unbounded_metric_series() {
+async fn finding_9_unbounded_metric_series() {
     let t = TestApp::sqlite().await;
     for n in 0..300 {
         let res = t
@@ -120,7 +120,7 @@ async fn unbounded_metric_series() {
 
 /// Finding 20: a `?password=` in the database URL was printed at start.
 #[test]
-fn database_url_query_password_is_printed() {
+fn finding_20_database_url_query_password_is_printed() {
     for url in [
         "postgres://db.example/nbforge?user=nb&password=hunter2",
         "postgres://nb:hunter2@db.example/nbforge",
@@ -135,7 +135,7 @@ fn database_url_query_password_is_printed() {
 
 /// Finding 23: the extra CA file was copied verbatim into images, private keys included.
 #[test]
-fn extra_ca_file_is_copied_verbatim() {
+fn finding_23_extra_ca_file_is_copied_verbatim() {
     let dir = tempfile::tempdir().unwrap();
     let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
     let bundle = format!(
@@ -171,7 +171,7 @@ fn extra_ca_file_is_copied_verbatim() {
 /// Finding 17: `hooks/post-receive` passed the secret as a curl argument (visible in `ps`)
 /// and read it from the repository's world-readable config.
 #[test]
-fn post_receive_secret_on_curl_command_line() {
+fn finding_17_post_receive_secret_on_curl_command_line() {
     if Command::new("git").arg("--version").output().is_err() {
         panic!("git is needed");
     }
@@ -267,7 +267,7 @@ fn post_receive_secret_on_curl_command_line() {
 /// Finding 4: builds ran with no memory or CPU limit, so one repository's build could take
 /// the machine. A step that allocates past the build's memory limit now fails the build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builds_run_without_limits() {
+async fn finding_4_builds_run_without_limits() {
     use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
     let base = Settings::for_database("sqlite::memory:")
         .environments
@@ -320,7 +320,7 @@ async fn builds_run_without_limits() {
 /// anything listening on the host). On the build network made by `scripts/build-network`
 /// they cannot, while on the engine's default bridge they can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn build_steps_reach_host_services() {
+async fn finding_4_build_steps_reach_host_services() {
     use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
     const NETWORK: &str = "nbforge-build";
     let base = Settings::for_database("sqlite::memory:")
@@ -415,7 +415,7 @@ async fn build_steps_reach_host_services() {
 /// Finding 14: `/w/…` looked up one candidate project per path segment, so a URL of 32,000
 /// segments cost as many queries. Such a URL is now refused before any lookup.
 #[tokio::test]
-async fn worksheet_paths_cost_a_query_per_segment() {
+async fn finding_14_worksheet_paths_cost_a_query_per_segment() {
     let t = TestApp::sqlite().await;
     let long = format!("/w/{}", "a/".repeat(32_000));
     let res = t.get(&long).await;
@@ -428,7 +428,7 @@ async fn worksheet_paths_cost_a_query_per_segment() {
 /// Finding 22: a tag holding `/` was published but its worksheets could not be reached
 /// under `/w`.
 #[tokio::test]
-async fn tags_with_a_slash_cannot_be_reached() {
+async fn finding_22_tags_with_a_slash_cannot_be_reached() {
     let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
     else {
         return;
@@ -453,7 +453,7 @@ async fn tags_with_a_slash_cannot_be_reached() {
 /// Finding 11: refs and builds were looked up by project path whatever the forge, so a
 /// GitHub repository and a GitLab project with the same path mixed on launch pages.
 #[tokio::test]
-async fn same_named_projects_on_two_forges_mix() {
+async fn finding_11_same_named_projects_on_two_forges_mix() {
     let t = TestApp::sqlite().await;
     let gitlab_sha = "a1".repeat(20);
     let res = t
@@ -495,7 +495,7 @@ async fn same_named_projects_on_two_forges_mix() {
 /// make nbforge buffer 25 MB per request. A delivery without the right token is now refused
 /// without reading its body.
 #[tokio::test]
-async fn bodies_are_read_before_authentication() {
+async fn finding_7_bodies_are_read_before_authentication() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -528,7 +528,7 @@ async fn bodies_are_read_before_authentication() {
 /// Finding 24: a deleted or renamed project stayed published under its old path, which
 /// someone else could take later. Destroying withdraws it; renaming moves it.
 #[tokio::test]
-async fn deleted_and_renamed_projects_stay_published() {
+async fn finding_24_deleted_and_renamed_projects_stay_published() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -576,7 +576,7 @@ async fn deleted_and_renamed_projects_stay_published() {
 /// were an outage. Dead letters can now be retried through the admin API, the backoff rides
 /// out about twenty minutes, and refusals fail at once.
 #[tokio::test]
-async fn dead_letters_cannot_be_redriven() {
+async fn finding_12_dead_letters_cannot_be_redriven() {
     use nbforge::forge::ForgeError;
     use nbforge::jobs::JobError;
     use std::time::Duration;
@@ -643,7 +643,7 @@ async fn dead_letters_cannot_be_redriven() {
 /// `main~1` was accepted and stored as a "sha". Payload commits must now be 40 or 64
 /// hexadecimal digits.
 #[tokio::test]
-async fn payload_commits_are_not_checked_to_be_ids() {
+async fn finding_1_payload_commits_are_not_checked_to_be_ids() {
     let t = TestApp::sqlite().await;
     for (n, bad) in ["main~1", "HEAD", &"g".repeat(40), &"a".repeat(39)]
         .into_iter()
@@ -678,7 +678,7 @@ async fn payload_commits_are_not_checked_to_be_ids() {
 /// Finding 18: the GitLab client followed redirects, and its `PRIVATE-TOKEN` header went
 /// along to whatever host the answer named.
 #[tokio::test]
-async fn forge_tokens_follow_redirects_to_other_hosts() {
+async fn finding_18_forge_tokens_follow_redirects_to_other_hosts() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -788,12 +788,12 @@ async fn failed_once(t: &TestApp) -> String {
     job.last_error.clone().unwrap_or_default()
 }
 
-// Finding 2: the webhook payload decided what was cloned and where it was published. In
+// Finding 1: the webhook payload decided what was cloned and where it was published. In
 // GitLab mode, the payload's numeric id chose what the token read while its path named the
 // publication, never compared: a delivery naming another project's id under a made-up path
 // published that project there. The path must now be GitLab's path for that id.
 on_both_databases!(
-    payloads_choose_the_project_and_its_clone_url,
+    finding_1_payloads_choose_the_project_and_its_clone_url,
     |backend: Backend| async move {
         let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
         let (url, token) = (fake.url(), fake.token());
@@ -858,13 +858,13 @@ on_both_databases!(
     }
 );
 
-// Finding 2, without GitLab: the local forge cloned whatever URL the payload gave, so a
+// Finding 1, without GitLab: the local forge cloned whatever URL the payload gave, so a
 // `file://` URL of another repository published it under a made-up path, and an
 // `http://127.0.0.1:PORT` URL made nbforge probe an internal address (its error text told
 // open ports from closed ones). Only bare repositories under the git roots are read now,
 // at the place the project's path names, and nothing else is even tried.
 on_both_databases!(
-    plain_git_payloads_fetch_any_url,
+    finding_1_plain_git_payloads_fetch_any_url,
     |backend: Backend| async move {
         let Some(t) = TestApp::new(backend).await else {
             return;
@@ -954,11 +954,11 @@ on_both_databases!(
     }
 );
 
-// Finding 2, commits: a payload's commit id was published without being looked for in the
+// Finding 1, commits: a payload's commit id was published without being looked for in the
 // fetched repository, and a missing one was retried until dead-lettered. It now fails at
 // once, saying so.
 on_both_databases!(
-    payload_commits_need_not_exist,
+    finding_1_payload_commits_need_not_exist,
     |backend: Backend| async move {
         let Some(t) = TestApp::new(backend).await else {
             return;
@@ -986,10 +986,10 @@ on_both_databases!(
     }
 );
 
-// Finding 2, commits, for environments: a pushed commit missing from the repository fails
+// Finding 1, commits, for environments: a pushed commit missing from the repository fails
 // its environment at once, with a failed status that says why.
 on_both_databases!(
-    pushed_commits_need_not_exist,
+    finding_1_pushed_commits_need_not_exist,
     |backend: Backend| async move {
         let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
         else {
@@ -1032,7 +1032,7 @@ on_both_databases!(
 /// its commit is not already in the recorded tip's history; a late deletion of a tip the
 /// branch has since left is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_push_moves_a_branch_back() {
+async fn finding_16_a_replayed_push_moves_a_branch_back() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -1101,7 +1101,7 @@ async fn a_replayed_push_moves_a_branch_back() {
 /// Finding 16, tags: a replayed tag push republished a tag deleted (or moved) since. A tag
 /// is published only when the repository's tag still points at the delivery's commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_tag_push_republishes_a_deleted_tag() {
+async fn finding_16_a_replayed_tag_push_republishes_a_deleted_tag() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -1172,7 +1172,7 @@ async fn a_replayed_tag_push_republishes_a_deleted_tag() {
 /// Finding 22: a project path longer than a mirror's folder name may be failed every fetch
 /// and was retried until dead-lettered.
 #[tokio::test]
-async fn a_very_long_project_path_cannot_be_fetched() {
+async fn finding_22_a_very_long_project_path_cannot_be_fetched() {
     let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
     else {
         return;
@@ -1189,10 +1189,10 @@ async fn a_very_long_project_path_cannot_be_fetched() {
     assert_eq!(sheet.status, 200, "{}", sheet.text());
 }
 
-// Finding 2, on GitHub: the repository a GitHub delivery named was recorded and published
+// Finding 1, on GitHub: the repository a GitHub delivery named was recorded and published
 // as the delivery described it. Its name must now be GitHub's name for the repository's id.
 on_both_databases!(
-    github_payloads_choose_the_repository,
+    finding_1_github_payloads_choose_the_repository,
     |backend: Backend| async move {
         let Some(t) = crate::support::scenario::Scenario::github(backend).await else {
             return;
@@ -1534,5 +1534,63 @@ on_both_databases!(
         let src = nbforge::repo::CommitTree::open(&repo, &commit).unwrap();
         let p = nbforge::catalog::collect(&src);
         assert_eq!(p.error, None);
+    }
+);
+
+// Finding 3: a private project's worksheets, notebooks (code included), build logs and
+// launch pages were readable by anyone. An anonymous visitor now gets none of them, while
+// the same pages of a public project answer.
+on_both_databases!(
+    finding_3_private_content_is_not_world_readable,
+    |backend: Backend| async move {
+        let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
+        let (url, token) = (fake.url(), fake.token());
+        let Some(t) = TestApp::with_settings(backend, move |s| {
+            s.forges.gitlab_url = Some(url);
+            s.forges.gitlab_token = Some(token);
+        })
+        .await
+        else {
+            return;
+        };
+        for (path, visibility) in [("lab/open", "public"), ("lab/closed", "private")] {
+            let project = fake.add_project(path);
+            fake.set_visibility(&project, visibility);
+            let sha = fake.commit(
+                &project,
+                "main",
+                &crate::catalog::release_files(),
+                "release",
+            );
+            fake.tag(&project, "v1", &sha, Some("release"));
+            let hook = fake.tag_push_payload(&project, "v1", &"0".repeat(40), &sha);
+            let res = t
+                .gitlab(hook.event, &format!("tag-{path}"), hook.bytes())
+                .await;
+            assert_eq!(res.status, 202, "{}", res.text());
+            t.run_jobs().await;
+            assert_eq!(t.db().releases(path).await.unwrap().len(), 1, "{path}");
+        }
+        for (path, public) in [("lab/open", true), ("lab/closed", false)] {
+            let build = t
+                .db()
+                .create_build("gitlab", path, Some("main"), &"a".repeat(40), None)
+                .await
+                .unwrap();
+            let sheet = format!("/w/{path}/v1/growth.ipynb");
+            for url in [
+                sheet.clone(),
+                format!("{sheet}?format=ipynb"),
+                format!("/api/builds/{build}"),
+            ] {
+                let res = t.get(&url).await;
+                if public {
+                    assert_eq!(res.status, 200, "{url}: {}", res.text());
+                } else {
+                    assert_ne!(res.status, 200, "{url}");
+                    assert!(!res.text().contains("growth"), "{url}: {}", res.text());
+                }
+            }
+        }
     }
 );
