@@ -8,7 +8,7 @@ use crate::events::ProjectRef;
 use crate::forge::Forge;
 use crate::repo::FileTree;
 use crate::repo::mirror::{MirrorError, Mirrors};
-use crate::repo::tree::{read_limited, read_text, walk_files};
+use crate::repo::tree::{read_limited, read_text, walk_utf8_files};
 use crate::storage::{Db, NewWorksheet, ReleaseRow};
 use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 
@@ -16,8 +16,8 @@ use crate::worksheet::{Notebook, PARAMETERS_TAG, RenderOptions, render};
 pub const MAX_NOTEBOOK_BYTES: u64 = 50 * 1024 * 1024;
 /// Most worksheets in one release.
 pub const MAX_WORKSHEETS: usize = 200;
-/// Most notebook bytes in one release (they are held in memory and written in one
-/// transaction).
+/// Most notebook bytes in one release. Publishing holds one notebook at a time: each is
+/// rendered and stored as it is read, and the release is switched to them at the end.
 pub const MAX_RELEASE_BYTES: usize = 256 * 1024 * 1024;
 
 /// How publishing a tag ended badly.
@@ -60,7 +60,13 @@ pub struct Publication {
     pub area: Option<String>,
     /// A problem with the release as a whole (e.g. an invalid `launch.toml`).
     pub error: Option<String>,
+    /// The worksheets, when collected with [`collect`] ([`collect_each`] keeps none).
     pub sheets: Vec<NewWorksheet>,
+    /// Worksheets admitted, and their notebook bytes.
+    pub count: usize,
+    pub held: usize,
+    /// The receiver of worksheets stopped taking them.
+    pub stopped: bool,
 }
 
 fn file_name(path: &str) -> String {
@@ -120,15 +126,14 @@ impl Publication {
     /// Adds a worksheet within the release's limits: past [`MAX_WORKSHEETS`] the rest are
     /// left out (the release says so), and a notebook that would take the release past
     /// [`MAX_RELEASE_BYTES`] is kept as an error without its content.
-    fn admit(&mut self, mut sheet: NewWorksheet) {
-        if self.sheets.len() >= MAX_WORKSHEETS {
+    fn admit(&mut self, mut sheet: NewWorksheet, each: &mut dyn FnMut(NewWorksheet) -> bool) {
+        if self.count >= MAX_WORKSHEETS {
             self.error.get_or_insert_with(|| {
                 format!("more than {MAX_WORKSHEETS} worksheets: only the first {MAX_WORKSHEETS} are published")
             });
             return;
         }
-        let held: usize = self.sheets.iter().map(|s| s.notebook.len()).sum();
-        if held + sheet.notebook.len() > MAX_RELEASE_BYTES {
+        if self.held + sheet.notebook.len() > MAX_RELEASE_BYTES {
             sheet.error = Some(format!(
                 "{}: the release's notebooks are over {} MiB together; this one is left out",
                 sheet.path,
@@ -137,12 +142,28 @@ impl Publication {
             sheet.notebook = Vec::new();
             sheet.body_html = String::new();
         }
-        self.sheets.push(sheet);
+        self.count += 1;
+        self.held += sheet.notebook.len();
+        if !each(sheet) {
+            self.stopped = true;
+        }
     }
 }
 
-/// Collects the worksheets of a tree.
+/// Collects the worksheets of a tree, all in memory (for tests and tools).
 pub fn collect(src: &dyn FileTree) -> Publication {
+    let mut sheets = Vec::new();
+    let mut p = collect_each(src, &mut |s| {
+        sheets.push(s);
+        true
+    });
+    p.sheets = sheets;
+    p
+}
+
+/// Collects the worksheets of a tree, handing each to `each` as soon as it is rendered
+/// (`each` answers false to stop); the publication returned holds none of them.
+pub fn collect_each(src: &dyn FileTree, each: &mut dyn FnMut(NewWorksheet) -> bool) -> Publication {
     let mut p = Publication::default();
     let launch = match read_text(src, "launch.toml", 1 << 20) {
         Ok(Some(text)) => match crate::spec::launch::parse(&text) {
@@ -171,17 +192,18 @@ pub fn collect(src: &dyn FileTree) -> Publication {
         p.area = cfg.area.clone();
         if !cfg.worksheets.is_empty() {
             for w in cfg.worksheets.iter().take(MAX_WORKSHEETS + 1) {
-                p.admit(sheet(
-                    src,
-                    &w.path,
-                    w.title.as_deref(),
-                    w.description.as_deref(),
-                ));
+                p.admit(
+                    sheet(src, &w.path, w.title.as_deref(), w.description.as_deref()),
+                    each,
+                );
+                if p.stopped {
+                    break;
+                }
             }
             return p;
         }
     }
-    let files = match walk_files(src, "") {
+    let files = match walk_utf8_files(src, "") {
         Ok(f) => f,
         Err(e) => {
             p.error = Some(e.to_string());
@@ -196,8 +218,8 @@ pub fn collect(src: &dyn FileTree) -> Publication {
                 .is_ok_and(|nb| nb.find_tagged(PARAMETERS_TAG).is_some()),
         };
         if keep {
-            p.admit(s);
-            if p.sheets.len() >= MAX_WORKSHEETS && p.error.is_some() {
+            p.admit(s, each);
+            if p.stopped || (p.count >= MAX_WORKSHEETS && p.error.is_some()) {
                 break;
             }
         }
@@ -251,7 +273,15 @@ pub async fn publish(
     let mirror = mirrors.fetch_project(forge, project, commit).await?;
     let repo_path = mirror.path().to_owned();
     let at = commit.to_owned();
-    let publication = tokio::task::spawn_blocking(move || {
+    // Each worksheet is stored as soon as it is rendered, under a staging tag, so that
+    // one notebook at a time is in memory; the release moves to them at the end.
+    let staging = format!(
+        "{}{} {tag}",
+        crate::storage::STAGING_PREFIX,
+        uuid::Uuid::new_v4().simple()
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<NewWorksheet>(1);
+    let task = tokio::task::spawn_blocking(move || {
         let repo = git2::Repository::open_bare(&repo_path).map_err(|e| {
             PublishError::Infrastructure(anyhow::anyhow!("opening the mirror: {}", e.message()))
         })?;
@@ -267,13 +297,38 @@ pub async fn publish(
         }
         let src = crate::repo::CommitTree::open(&repo, &at)
             .map_err(|e| PublishError::User(format!("tag commit {at}: {e}")))?;
-        Ok::<_, PublishError>(Some(collect(&src)))
-    })
-    .await
-    .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")))??;
+        Ok::<_, PublishError>(Some(collect_each(&src, &mut |s| {
+            tx.blocking_send(s).is_ok()
+        })))
+    });
+    let staged = async {
+        db.discard_staged(forge_name, &project.path, &staging)
+            .await?;
+        while let Some(sheet) = rx.recv().await {
+            db.stage_worksheet(forge_name, &project.path, &staging, &sheet)
+                .await?;
+        }
+        Ok::<_, PublishError>(())
+    }
+    .await;
+    drop(rx);
+    let publication = task
+        .await
+        .map_err(|e| PublishError::Infrastructure(anyhow::anyhow!("publish task: {e}")));
     drop(mirror);
-    let Some(publication) = publication else {
-        return Ok(None);
+    let publication = match (staged, publication) {
+        (Ok(()), Ok(Ok(Some(p)))) if !p.stopped => p,
+        (staged, publication) => {
+            db.discard_staged(forge_name, &project.path, &staging)
+                .await?;
+            staged?;
+            return match publication?? {
+                None => Ok(None),
+                Some(_) => Err(PublishError::Infrastructure(anyhow::anyhow!(
+                    "publishing stopped before its last worksheet"
+                ))),
+            };
+        }
     };
     let release = ReleaseRow {
         forge: project.forge,
@@ -285,8 +340,8 @@ pub async fn publish(
         error: publication.error,
         published_at: 0,
     };
-    db.publish_release(&release, &publication.sheets).await?;
-    Ok(Some(publication.sheets.len()))
+    db.publish_staged_release(&release, &staging).await?;
+    Ok(Some(publication.count))
 }
 
 #[cfg(test)]

@@ -269,6 +269,9 @@ pub struct BuilderArgs {
     /// CPUs a build's steps may use [default: 1].
     #[arg(long, env = "NBFORGE_BUILD_CPUS")]
     pub build_cpus: Option<f64>,
+    /// Largest build context (the files a build is given), in MiB [default: 512].
+    #[arg(long, env = "NBFORGE_BUILD_CONTEXT_MAX_MB")]
+    pub build_context_max_mb: Option<u64>,
     /// Docker network build steps run on, e.g. one that cannot reach this host's services
     /// (see docs/security.md) [default: the engine's default bridge].
     #[arg(long, env = "NBFORGE_BUILD_NETWORK")]
@@ -495,6 +498,7 @@ struct FileSettings {
     build_timeout_secs: Option<u64>,
     build_memory_mb: Option<u32>,
     build_cpus: Option<f64>,
+    build_context_max_mb: Option<u64>,
     build_network: Option<String>,
     allowed_base_images: Option<Vec<String>>,
     default_python: Option<String>,
@@ -873,6 +877,8 @@ pub struct EnvironmentSettings {
     /// Memory a build's steps may use, in bytes.
     pub build_memory_bytes: i32,
     pub build_cpus: f64,
+    /// Largest build context, in bytes.
+    pub build_context_max_bytes: u64,
     pub build_network: Option<String>,
     /// Glob patterns of the images a repository's Dockerfile may start from (empty: any).
     pub allowed_base_images: Vec<String>,
@@ -1338,6 +1344,13 @@ impl Settings {
                 build_memory_bytes: i32::try_from(u64::from(build_memory_mb) * 1024 * 1024)
                     .unwrap_or(i32::MAX),
                 build_cpus,
+                build_context_max_bytes: args
+                    .build
+                    .build_context_max_mb
+                    .or(file.build_context_max_mb)
+                    .unwrap_or(512)
+                    .max(1)
+                    .saturating_mul(1024 * 1024),
                 build_network: args.build.build_network.clone().or(file.build_network),
                 allowed_base_images,
                 debian_mirror: args

@@ -133,15 +133,15 @@ pub async fn ensure_base_image(
     if let Some(ca) = &spec.extra_ca {
         context.push((EXTRA_CA_FILE.to_owned(), ca.clone()));
     }
-    let req = BuildRequest {
-        tag: spec.name.clone(),
-        dockerfile: "Dockerfile".into(),
+    let req = BuildRequest::in_memory(
+        spec.name.clone(),
+        "Dockerfile".into(),
         context,
-        labels: HashMap::from([(
+        HashMap::from([(
             super::LABEL_VERSION.to_owned(),
             env!("CARGO_PKG_VERSION").to_owned(),
         )]),
-    };
+    );
     log(&format!(
         "installing {} and {} into {}",
         BASE_PACKAGES.join(", "),

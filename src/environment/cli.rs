@@ -46,7 +46,7 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
     for w in &analysis.warnings {
         eprintln!("warning: {w}");
     }
-    let context = match analysis.build_context(&src, &opts) {
+    let context = match analysis.build_context_files(&src, &opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -78,6 +78,7 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
             tag: image.clone(),
             dockerfile: analysis.dockerfile_path(),
             context,
+            source: crate::environment::ContextSource::Dir(args.path.clone()),
             labels: HashMap::from([
                 (LABEL_REPO.to_owned(), args.path.display().to_string()),
                 (LABEL_KEY.to_owned(), analysis.environment_key.clone()),

@@ -2,6 +2,10 @@
 //! holding only the environment inputs, a cache keyed by the environment key, and
 //! streamed build logs.
 //!
+//! The build context is streamed to the engine as a tar made on a blocking thread, the
+//! repository's files read one at a time as the engine takes them: a build holds one file
+//! of its context in memory, not all of it.
+//!
 //! Images are tagged `<prefix>/env:<environment key>` and labelled with the repository,
 //! commit, key and nbforge version. An image already present for a key is never built
 //! again; Docker's layer cache is shared across keys.
@@ -18,6 +22,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::spec::{ContextData, ContextFile};
 
 /// Label keys put on every image nbforge builds.
 pub const LABEL_REPO: &str = "org.nbforge.repo";
@@ -61,9 +67,51 @@ pub struct BuildRequest {
     pub tag: String,
     /// Path of the Dockerfile inside the context.
     pub dockerfile: String,
-    /// Files of the context: (path, bytes).
-    pub context: Vec<(String, Vec<u8>)>,
+    /// Files of the context, sorted by path.
+    pub context: Vec<ContextFile>,
+    /// Where the context's repository files are read from.
+    pub source: ContextSource,
     pub labels: HashMap<String, String>,
+}
+
+/// The tree a build context's repository files ([`ContextData::Source`]) are read from.
+#[derive(Debug, Clone)]
+pub enum ContextSource {
+    /// Every file of the context is in memory.
+    None,
+    /// A commit of a bare repository.
+    Git {
+        repository: std::path::PathBuf,
+        commit: String,
+    },
+    /// A folder on disk (`nbforge build`).
+    Dir(std::path::PathBuf),
+}
+
+impl BuildRequest {
+    /// A request whose context files are all in memory, given as (path, bytes).
+    pub fn in_memory(
+        tag: String,
+        dockerfile: String,
+        files: Vec<(String, Vec<u8>)>,
+        labels: HashMap<String, String>,
+    ) -> BuildRequest {
+        let mut context: Vec<ContextFile> = files
+            .into_iter()
+            .map(|(path, bytes)| ContextFile {
+                path,
+                data: ContextData::Bytes(bytes),
+            })
+            .collect();
+        context.sort_by(|x, y| x.path.cmp(&y.path));
+        BuildRequest {
+            tag,
+            dockerfile,
+            context,
+            source: ContextSource::None,
+            labels,
+        }
+    }
 }
 
 /// Settings of the image builder.
@@ -229,8 +277,11 @@ impl Builder {
         let dockerfile = req
             .context
             .iter()
-            .find(|(path, _)| *path == req.dockerfile)
-            .map(|(_, bytes)| String::from_utf8_lossy(bytes))
+            .find(|f| f.path == req.dockerfile)
+            .and_then(|f| match &f.data {
+                ContextData::Bytes(bytes) => Some(String::from_utf8_lossy(bytes)),
+                ContextData::Source { .. } => None,
+            })
             .ok_or_else(|| {
                 BuildError::Internal(format!("{} is not in the context", req.dockerfile))
             })?;
@@ -258,8 +309,6 @@ impl Builder {
             s = self.slots.acquire() => s.map_err(|_| BuildError::Internal("builder closed".into()))?,
             _ = cancel.cancelled() => return Err(BuildError::Canceled),
         };
-        let tar = context_tar(&req.context)
-            .map_err(|e| BuildError::Internal(format!("build context: {e}")))?;
         let labels: HashMap<&str, &str> = req
             .labels
             .iter()
@@ -286,7 +335,8 @@ impl Builder {
         let opts = opts.build();
         let timeout = self.settings.timeout;
         let run = async {
-            let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
+            let body = context_stream(req.context.clone(), req.source.clone());
+            let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
             let mut last_lines: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
                 let info = item.map_err(|e| match e {
@@ -518,24 +568,108 @@ fn summarize_failure(detail: &str, last_lines: &[String]) -> String {
     }
 }
 
-/// A tar of the context files (regular files, mode 0644; scripts keep 0755).
-pub fn context_tar(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        let executable = path.ends_with("postBuild")
-            || path.ends_with("/start")
-            || path == "start"
-            || path.contains("entrypoint");
-        header.set_mode(if executable { 0o755 } else { 0o644 });
-        header.set_mtime(0);
-        header.set_cksum();
-        builder.append_data(&mut header, path, bytes.as_slice())?;
+/// The size of the pieces the context's tar is sent in.
+pub const CONTEXT_PIECE_BYTES: usize = 256 * 1024;
+
+/// The context's tar as a stream of pieces of at most about [`CONTEXT_PIECE_BYTES`], made
+/// on a blocking thread as the engine reads them (a few pieces ahead at most). A failure
+/// reading the source ends the stream with the error; an engine that stops reading stops
+/// the thread.
+pub fn context_stream(
+    files: Vec<ContextFile>,
+    source: ContextSource,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = PieceWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CONTEXT_PIECE_BYTES),
+        };
+        let written = write_context_tar(&files, &source, &mut out).and_then(|()| out.flush());
+        if let Err(e) = written {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
+}
+
+/// Sends what is written to it as pieces over a bounded channel.
+struct PieceWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for PieceWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = CONTEXT_PIECE_BYTES.saturating_sub(self.buf.len()).max(1);
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CONTEXT_PIECE_BYTES {
+            self.flush()?;
+        }
+        Ok(n)
     }
-    let mut out = builder.into_inner()?;
-    out.flush()?;
-    Ok(out)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(CONTEXT_PIECE_BYTES));
+        self.tx
+            .blocking_send(Ok(piece.into()))
+            .map_err(|_| std::io::Error::other("the engine stopped reading the build context"))
+    }
+}
+
+/// Writes the context's tar to `out`, reading its repository files from `source` one at a
+/// time (regular files, mode 0644; scripts keep 0755).
+pub fn write_context_tar(
+    files: &[ContextFile],
+    source: &ContextSource,
+    out: impl std::io::Write,
+) -> std::io::Result<()> {
+    use crate::repo::{CommitTree, DirTree, FileTree};
+    let other = |e: crate::repo::TreeError| std::io::Error::other(e.to_string());
+    let write = |tree: Option<&dyn FileTree>| -> std::io::Result<()> {
+        let mut builder = tar::Builder::new(out);
+        for file in files {
+            let read;
+            let bytes: &[u8] = match (&file.data, tree) {
+                (ContextData::Bytes(b), _) => b,
+                (ContextData::Source { path, .. }, Some(tree)) => {
+                    read = tree.read_file(path).map_err(other)?;
+                    &read
+                }
+                (ContextData::Source { path, .. }, None) => {
+                    return Err(std::io::Error::other(format!(
+                        "{path}: no source to read the build context from"
+                    )));
+                }
+            };
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            let path = &file.path;
+            let executable = path.ends_with("postBuild")
+                || path.ends_with("/start")
+                || path == "start"
+                || path.contains("entrypoint");
+            header.set_mode(if executable { 0o755 } else { 0o644 });
+            header.set_mtime(0);
+            header.set_cksum();
+            builder.append_data(&mut header, path, bytes)?;
+        }
+        builder.into_inner()?.flush()
+    };
+    match source {
+        ContextSource::None => write(None),
+        ContextSource::Dir(dir) => write(Some(&DirTree::new(dir))),
+        ContextSource::Git { repository, commit } => {
+            let repo = git2::Repository::open_bare(repository)
+                .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+            let tree = CommitTree::open(&repo, commit).map_err(other)?;
+            write(Some(&tree))
+        }
+    }
 }
 
 /// A project path as a Docker repository path: each component lowercase ASCII letters and

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::environment::{
-    BuildError, BuildRequest, Builder, LABEL_COMMIT, LABEL_KEY, LABEL_REPO, LABEL_VERSION, LogHub,
-    Phase,
+    BuildError, BuildRequest, Builder, ContextSource, LABEL_COMMIT, LABEL_KEY, LABEL_REPO,
+    LABEL_VERSION, LogHub, Phase,
 };
 use crate::events::ProjectRef;
 use crate::forge::{CommitStatus, Forge, ProjectId, StatusState};
@@ -113,6 +113,7 @@ pub fn spec_options(settings: &crate::config::Settings) -> crate::spec::Options 
         base_image: settings.environments.base_image.clone(),
         extra_ca: settings.environments.extra_ca.clone(),
         cran_mirror: settings.environments.cran_mirror.clone(),
+        max_context_bytes: settings.environments.build_context_max_bytes,
         ..crate::spec::Options::default()
     }
 }
@@ -209,7 +210,9 @@ pub async fn prepare(
         Err(e) => (Phase::Failed, e.to_string()),
     };
     let cached = matches!(&result, Ok(env) if env.cached);
-    p.db.set_build_phase(build_id, phase, Some(&message), cached, Some(&log))
+    p.db.append_build_log(build_id, &log.rows()).await?;
+    drop(log);
+    p.db.set_build_phase(build_id, phase, Some(&message), cached, None)
         .await?;
     result
 }
@@ -256,6 +259,7 @@ async fn run(
         Err(e) => return Err(e.into()),
     };
     let repo_path = mirror.path().to_owned();
+    let context_repository = repo_path.clone();
 
     // Read the launch spec at the commit.
     let analysis_opts = p.spec.clone();
@@ -269,7 +273,7 @@ async fn run(
         let analysis = crate::spec::analyze(&src, &analysis_opts)?;
         let dockerfile_path = analysis.dockerfile_path();
         // Only generate the context when a build may be needed; it is cheap next to a build.
-        let context = analysis.build_context(&src, &analysis_opts)?;
+        let context = analysis.build_context_files(&src, &analysis_opts)?;
         Ok::<_, crate::spec::SpecError>((analysis, dockerfile_path, context))
     })
     .await
@@ -368,6 +372,10 @@ async fn run(
         tag: image.clone(),
         dockerfile: dockerfile_path,
         context,
+        source: ContextSource::Git {
+            repository: context_repository,
+            commit: req.commit.clone(),
+        },
         labels,
     };
     let line_logs = logs.clone();

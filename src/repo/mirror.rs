@@ -395,7 +395,7 @@ mod tests {
 
     /// Finding 18: the credential callback handed the token to whatever URL git asked about.
     #[test]
-    fn tokens_go_to_another_host() {
+    fn finding_18_tokens_go_to_another_host() {
         let given = "https://gitlab.example.org/lab/x.git";
         assert!(same_origin(
             given,

@@ -15,6 +15,9 @@ pub enum EntryKind {
     Symlink,
     /// A submodule, socket, device or anything else that is not content.
     Other,
+    /// An entry whose name is not UTF-8 (git allows any bytes but `/` and NUL), listed
+    /// with its bytes escaped (`caf\xe9.txt`); no path can name it.
+    NotUtf8Name,
 }
 
 /// Failures reading a source. `Escape`, `TooLarge`, `NotUtf8` and `Loop` are the repository
@@ -31,6 +34,11 @@ pub enum TreeError {
     NotUtf8 { path: String, offset: usize },
     #[error("{path}: not a regular file")]
     NotAFile { path: String },
+    #[error(
+        "{path}: the file name is not UTF-8, so nbforge cannot give the file to a build; \
+         rename it, or list the files the build needs under [build] inputs in launch.toml"
+    )]
+    NotUtf8Name { path: String },
     #[error("reading {path}: {message}")]
     Io { path: String, message: String },
     #[error("git: {0}")]
@@ -201,8 +209,19 @@ pub fn kind_of(src: &dyn FileTree, path: &str) -> Result<Option<EntryKind>, Tree
 
 /// Every regular file under `dir` (recursively, symlinks to files inside the repository
 /// included under their own path; symlinked directories are not descended, so a tree is
-/// never walked twice). Sorted.
+/// never walked twice). Sorted. An entry whose name is not UTF-8 is an error
+/// ([`TreeError::NotUtf8Name`]): what is walked is given to builds whole.
 pub fn walk_files(src: &dyn FileTree, dir: &str) -> Result<Vec<String>, TreeError> {
+    walk(src, dir, true)
+}
+
+/// [`walk_files`], leaving out entries whose names are not UTF-8 (for finding notebooks,
+/// which need a name to be reached by).
+pub fn walk_utf8_files(src: &dyn FileTree, dir: &str) -> Result<Vec<String>, TreeError> {
+    walk(src, dir, false)
+}
+
+fn walk(src: &dyn FileTree, dir: &str, strict: bool) -> Result<Vec<String>, TreeError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -220,6 +239,10 @@ pub fn walk_files(src: &dyn FileTree, dir: &str) -> Result<Vec<String>, TreeErro
                     Err(e) => return Err(e),
                 },
                 EntryKind::Other => {}
+                EntryKind::NotUtf8Name if strict => {
+                    return Err(TreeError::NotUtf8Name { path });
+                }
+                EntryKind::NotUtf8Name => {}
             }
         }
     }
@@ -324,9 +347,13 @@ impl FileTree for CommitTree<'_> {
         };
         let mut out = Vec::with_capacity(tree.len());
         for e in tree.iter() {
-            // Names that are not UTF-8 cannot be spec files; they are listed lossily.
-            let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
-            out.push((name, kind_from_mode(e.filemode())));
+            match std::str::from_utf8(e.name_bytes()) {
+                Ok(name) => out.push((name.to_owned(), kind_from_mode(e.filemode()))),
+                Err(_) => out.push((
+                    e.name_bytes().escape_ascii().to_string(),
+                    EntryKind::NotUtf8Name,
+                )),
+            }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -410,8 +437,16 @@ impl FileTree for DirTree {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.full(path)).map_err(|e| io_err(path, e))? {
             let entry = entry.map_err(|e| io_err(path, e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
+            let name = match entry.file_name().into_string() {
+                Ok(name) => name,
+                Err(raw) => {
+                    use std::os::unix::ffi::OsStrExt as _;
+                    out.push((
+                        raw.as_bytes().escape_ascii().to_string(),
+                        EntryKind::NotUtf8Name,
+                    ));
+                    continue;
+                }
             };
             if path.is_empty() && name == ".git" {
                 continue;

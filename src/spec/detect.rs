@@ -758,7 +758,7 @@ fn add_package(
                     || name.ends_with(".py")
                     || (name.starts_with("requirements") && name.ends_with(".txt"))
             }
-            EntryKind::Other => false,
+            EntryKind::Other | EntryKind::NotUtf8Name => false,
         };
         if take {
             if !copyable(&path) {

@@ -257,48 +257,118 @@ fn entrypoint(start: &str) -> String {
     )
 }
 
-pub(super) fn context(
+/// A file of a build context: its path in the context and where its bytes come from.
+#[derive(Debug, Clone)]
+pub struct ContextFile {
+    pub path: String,
+    pub data: ContextData,
+}
+
+/// Where a build context file's bytes come from.
+#[derive(Debug, Clone)]
+pub enum ContextData {
+    /// Made by nbforge (the Dockerfile, helper scripts, the CA bundle), or already read.
+    Bytes(Vec<u8>),
+    /// A regular file of the source tree, read only when the context is sent: its
+    /// symlink-free path and its size.
+    Source { path: String, size: u64 },
+}
+
+impl ContextFile {
+    pub fn size(&self) -> u64 {
+        match &self.data {
+            ContextData::Bytes(b) => b.len() as u64,
+            ContextData::Source { size, .. } => *size,
+        }
+    }
+}
+
+/// The build context, its repository files not yet read: at most `opts.max_context_bytes`
+/// in all, else the repository's error naming the file that went over.
+pub(super) fn context_files(
     a: &Analysis,
     src: &dyn FileTree,
     opts: &Options,
-) -> Result<Vec<(String, Vec<u8>)>, SpecError> {
+) -> Result<Vec<ContextFile>, SpecError> {
     let dockerfile = generate(a, opts)?;
     let generated = a.plan.dockerfile.is_none();
-    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(a.inputs.len() + 3);
+    let own_dockerfile = a.dockerfile_path();
+    let mut out: Vec<ContextFile> = Vec::with_capacity(a.inputs.len() + 3);
+    let mut total: u64 = 0;
     for path in &a.inputs {
         let Some((real, EntryKind::File)) = resolve(src, path)? else {
             continue;
         };
-        let bytes = src.read_file(&real)?;
+        let size = src.file_size(&real)?;
+        total = total.saturating_add(size);
+        if total > opts.max_context_bytes {
+            return Err(SpecError::Invalid(vec![super::Diagnostic::file(
+                path,
+                format!(
+                    "the build context is over its limit of {} MiB with this file ({size} \
+                     bytes); list the files the build needs in `[build] inputs` of launch.toml, \
+                     or keep large data out of the repository",
+                    opts.max_context_bytes / (1024 * 1024)
+                ),
+            )]));
+        }
         let name = if generated {
             format!("repo/{path}")
         } else {
             path.clone()
         };
-        out.push((name, bytes));
+        // The repository's own Dockerfile is read now: the builder checks what it starts from.
+        let data = if !generated && *path == own_dockerfile {
+            ContextData::Bytes(src.read_file(&real)?)
+        } else {
+            ContextData::Source { path: real, size }
+        };
+        out.push(ContextFile { path: name, data });
     }
+    let has_own_dockerfile = out.iter().any(|f| f.path == own_dockerfile);
+    let mut made = |path: &str, bytes: Vec<u8>| {
+        out.push(ContextFile {
+            path: path.to_owned(),
+            data: ContextData::Bytes(bytes),
+        })
+    };
     if generated {
-        out.push(("Dockerfile".into(), dockerfile.into_bytes()));
+        made("Dockerfile", dockerfile.into_bytes());
         if let Some(ca) = &opts.extra_ca {
-            out.push((EXTRA_CA_FILE.into(), ca.clone()));
+            made(EXTRA_CA_FILE, ca.clone());
         }
         if let Some(start) = &a.plan.start {
-            out.push((ENTRYPOINT_FILE.into(), entrypoint(start).into_bytes()));
+            made(ENTRYPOINT_FILE, entrypoint(start).into_bytes());
         }
         if a.kind == super::Kind::R && !a.plan.r_packages.is_empty() {
-            out.push((APT_SCRIPT.into(), super::r::apt_script().into_bytes()));
+            made(APT_SCRIPT, super::r::apt_script().into_bytes());
         }
         if a.plan.install_r.is_some() {
-            out.push((
-                INSTALL_WRAPPER.into(),
-                super::r::install_wrapper().into_bytes(),
-            ));
+            made(INSTALL_WRAPPER, super::r::install_wrapper().into_bytes());
         }
-    } else if !out.iter().any(|(p, _)| *p == a.dockerfile_path()) {
-        out.push((a.dockerfile_path(), dockerfile.into_bytes()));
+    } else if !has_own_dockerfile {
+        made(&own_dockerfile, dockerfile.into_bytes());
     }
-    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out.sort_by(|x, y| x.path.cmp(&y.path));
     Ok(out)
+}
+
+/// The build context with every file read (for `nbforge spec --context` and tests).
+pub(super) fn context(
+    a: &Analysis,
+    src: &dyn FileTree,
+    opts: &Options,
+) -> Result<Vec<(String, Vec<u8>)>, SpecError> {
+    context_files(a, src, opts)?
+        .into_iter()
+        .map(|f| {
+            let bytes = match f.data {
+                ContextData::Bytes(b) => b,
+                ContextData::Source { path, .. } => src.read_file(&path)?,
+            };
+            Ok((f.path, bytes))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::repo::{FileTree, TreeError};
 use serde::Serialize;
 
 pub use detect::validate_apt_name;
+pub use dockerfile::{ContextData, ContextFile};
 pub use launch::{LaunchConfig, ProjectKind, Resources, WorksheetEntry};
 
 /// Version of the generator; part of every environment key, so a change to what nbforge
@@ -55,6 +56,8 @@ pub struct Options {
     pub base_r: String,
     /// CRAN mirror for the R packages Debian does not have (also Bioconductor's CRAN).
     pub cran_mirror: String,
+    /// Largest build context (the sum of its files), in bytes.
+    pub max_context_bytes: u64,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             extra_ca: None,
             base_r: r::DEBIAN_R.into(),
             cran_mirror: DEFAULT_CRAN_MIRROR.into(),
+            max_context_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -213,7 +217,8 @@ impl From<TreeError> for SpecError {
             | TreeError::Loop { path }
             | TreeError::TooLarge { path, .. }
             | TreeError::NotUtf8 { path, .. }
-            | TreeError::NotAFile { path } => path.clone(),
+            | TreeError::NotAFile { path }
+            | TreeError::NotUtf8Name { path } => path.clone(),
             TreeError::Io { path, .. } => path.clone(),
             TreeError::Git(_) => String::new(),
         };
@@ -306,6 +311,16 @@ impl Analysis {
             Some((p, _)) => p.clone(),
             None => "Dockerfile".into(),
         }
+    }
+
+    /// The build context's files, the repository's not yet read ([`ContextFile`]): what the
+    /// builder streams to the engine.
+    pub fn build_context_files(
+        &self,
+        src: &dyn FileTree,
+        opts: &Options,
+    ) -> Result<Vec<ContextFile>, SpecError> {
+        dockerfile::context_files(self, src, opts)
     }
 
     /// The build context as (path in context, bytes): the Dockerfile, generated helper files

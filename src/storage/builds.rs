@@ -142,7 +142,7 @@ impl Db {
         Ok(())
     }
 
-    /// Moves a build to `phase`; final phases also store the whole log.
+    /// Moves a build to `phase`, appending `log` (when given) to its stored log.
     pub async fn set_build_phase(
         &self,
         id: i64,
@@ -151,17 +151,30 @@ impl Db {
         cached: bool,
         log: Option<&str>,
     ) -> DbResult<()> {
+        if let Some(log) = log.filter(|l| !l.is_empty()) {
+            let next: (Option<i64>,) =
+                sqlx::query_as("SELECT MAX(seq) FROM build_log_chunks WHERE build_id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            let first = next.0.map_or(0, |s| s + 1);
+            let rows: Vec<(i64, &str)> = split_log(log)
+                .into_iter()
+                .zip(first..)
+                .map(|(text, seq)| (seq, text))
+                .collect();
+            self.append_build_log(id, &rows).await?;
+        }
         let now = self.now();
         let finished = phase.is_final().then_some(now);
         sqlx::query(
             "UPDATE builds SET phase = $1, message = COALESCE($2, message), cached = $3,
-                    log = COALESCE($4, log), updated_at = $5, finished_at = $6
-             WHERE id = $7",
+                    updated_at = $4, finished_at = $5
+             WHERE id = $6",
         )
         .bind(phase.as_str())
         .bind(message)
         .bind(i64::from(cached))
-        .bind(log)
         .bind(now)
         .bind(finished)
         .bind(id)
@@ -170,20 +183,58 @@ impl Db {
         Ok(())
     }
 
+    /// Appends `(seq, text)` chunks to a build's stored log. Chunks are only ever added,
+    /// never changed; a chunk already stored under its `seq` is kept as it is.
+    pub async fn append_build_log(&self, id: i64, chunks: &[(i64, &str)]) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (seq, text) in chunks {
+            sqlx::query(
+                "INSERT INTO build_log_chunks (build_id, seq, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (build_id, seq) DO NOTHING",
+            )
+            .bind(id)
+            .bind(*seq)
+            .bind(*text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The first chunk of a build's stored log after `after` (from the start when `None`):
+    /// logs are read one chunk at a time, never whole.
+    pub async fn build_log_chunk(
+        &self,
+        id: i64,
+        after: Option<i64>,
+    ) -> DbResult<Option<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, body FROM build_log_chunks WHERE build_id = $1 AND seq > $2
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(id)
+        .bind(after.unwrap_or(-1))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// `(seq, length in characters)` of each stored chunk of a build's log, in order.
+    pub async fn build_log_chunk_sizes(&self, id: i64) -> DbResult<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, CAST(LENGTH(body) AS BIGINT) FROM build_log_chunks WHERE build_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get_build(&self, id: i64) -> DbResult<Option<BuildRow>> {
         let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1");
         Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
-    }
-
-    pub async fn build_log(&self, id: i64) -> DbResult<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT log FROM builds WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.0))
     }
 
     /// Builds of a commit, newest first.
@@ -257,6 +308,28 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// Splits a log's text into chunks of whole lines of about 64 KiB (a line longer than
+/// that is a chunk of its own).
+fn split_log(text: &str) -> Vec<&str> {
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let rest = &text[start..];
+        let mut end = rest.len();
+        if rest.len() > CHUNK {
+            let mut cut = CHUNK;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            end = rest[cut..].find('\n').map_or(rest.len(), |i| cut + i + 1);
+        }
+        out.push(&rest[..end]);
+        start += end;
+    }
+    out
 }
 
 impl Db {

@@ -34,6 +34,10 @@ pub struct WorksheetRow {
     pub published_at: i64,
 }
 
+/// Worksheets being published are stored under a tag starting with this (a control
+/// character no git tag holds) until their release is complete.
+pub const STAGING_PREFIX: &str = "\u{1}staging ";
+
 /// A worksheet to publish.
 #[derive(Debug, Clone)]
 pub struct NewWorksheet {
@@ -122,6 +126,116 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "UPDATE projects SET title = COALESCE($3, title), area = COALESCE($4, area)
+             WHERE forge = $1 AND path = $2",
+        )
+        .bind(release.forge.name())
+        .bind(&release.project)
+        .bind(release.title.as_deref())
+        .bind(release.area.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores one worksheet of a release being published under `staging`, a tag no URL
+    /// names; [`Db::publish_staged_release`] moves them all under the real tag at once.
+    pub async fn stage_worksheet(
+        &self,
+        forge: &str,
+        project: &str,
+        staging: &str,
+        w: &NewWorksheet,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO worksheets (forge, project, tag, path, title, description, body_html, notebook, error, published_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(staging)
+        .bind(&w.path)
+        .bind(&w.title)
+        .bind(w.description.as_deref())
+        .bind(&w.body_html)
+        .bind(w.notebook.as_slice())
+        .bind(w.error.as_deref())
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Drops worksheets staged under `staging` (a publication that did not finish), and
+    /// any of the project's staged more than a day ago by a process that stopped.
+    pub async fn discard_staged(&self, forge: &str, project: &str, staging: &str) -> DbResult<()> {
+        sqlx::query(
+            "DELETE FROM worksheets WHERE forge = $1 AND project = $2
+               AND (tag = $3 OR (tag LIKE $4 AND published_at < $5))",
+        )
+        .bind(forge)
+        .bind(project)
+        .bind(staging)
+        .bind(format!("{STAGING_PREFIX}%"))
+        .bind(self.now() - 24 * 3600 * 1000)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the release `tag` of a project with the worksheets staged under `staging`,
+    /// in one short transaction that moves rows without reading them.
+    pub async fn publish_staged_release(
+        &self,
+        release: &ReleaseRow,
+        staging: &str,
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let previous: Option<(i64,)> = sqlx::query_as(
+            "SELECT published_at FROM releases WHERE forge = $1 AND project = $2 AND tag = $3",
+        )
+        .bind(release.forge.name())
+        .bind(&release.project)
+        .bind(&release.tag)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let now = previous.map_or(self.now(), |(at,)| self.now().max(at + 1));
+        sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
+            .bind(release.forge.name())
+            .bind(&release.project)
+            .bind(&release.tag)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO releases (forge, project, tag, commit_sha, title, area, error, published_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (forge, project, tag) DO UPDATE SET commit_sha = excluded.commit_sha,
+                title = excluded.title, area = excluded.area, error = excluded.error,
+                published_at = excluded.published_at",
+        )
+        .bind(release.forge.name())
+        .bind(&release.project)
+        .bind(&release.tag)
+        .bind(&release.commit_sha)
+        .bind(release.title.as_deref())
+        .bind(release.area.as_deref())
+        .bind(release.error.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE worksheets SET tag = $4, published_at = $5
+             WHERE forge = $1 AND project = $2 AND tag = $3",
+        )
+        .bind(release.forge.name())
+        .bind(&release.project)
+        .bind(staging)
+        .bind(&release.tag)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE projects SET title = COALESCE($3, title), area = COALESCE($4, area)
              WHERE forge = $1 AND path = $2",

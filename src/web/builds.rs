@@ -1,6 +1,7 @@
 //! Build logs and states: `GET /api/builds`, `GET /api/builds/{id}`, and
 //! `GET /api/builds/{id}/log` — Server-Sent Events while the build runs (each event
-//! `{"phase": …, "message": …}`, BinderHub's phases), plain text once it has ended.
+//! `{"phase": …, "message": …}`, BinderHub's phases), plain text once it has ended (read
+//! from the stored chunks one at a time, streamed).
 
 use std::convert::Infallible;
 
@@ -66,21 +67,25 @@ fn sse_event(e: &LogEvent) -> Result<Event, Infallible> {
     Ok(Event::default().data(json!({ "phase": e.phase, "message": e.message }).to_string()))
 }
 
-/// The log so far, then each new line, ending after the final phase.
+/// The log so far, then each new line, ending after the final phase. The lines so far are
+/// made into events one chunk at a time, as the reader takes them.
 fn live_stream(
     sub: crate::environment::logs::Subscription,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let start = stream::iter(
-        sub.so_far
+    let phase = sub.phase;
+    let start = stream::iter(sub.so_far.0).flat_map(move |chunk| {
+        let events: Vec<_> = chunk
+            .text
             .lines()
             .map(|l| {
                 sse_event(&LogEvent {
-                    phase: sub.phase,
+                    phase,
                     message: l.to_owned(),
                 })
             })
-            .collect::<Vec<_>>(),
-    );
+            .collect();
+        stream::iter(events)
+    });
     let rest = stream::unfold(Some(sub.rx), |rx| async move {
         let mut rx = rx?;
         loop {
@@ -98,6 +103,31 @@ fn live_stream(
     start.chain(rest)
 }
 
+/// A stored log, read from the database one chunk at a time as the reader takes it.
+fn stored_log(
+    db: crate::storage::Db,
+    id: i64,
+    tail: Option<String>,
+) -> impl Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let chunks = stream::unfold((db, None, false), move |(db, after, done)| async move {
+        if done {
+            return None;
+        }
+        match db.build_log_chunk(id, after).await {
+            Ok(Some((seq, body))) => Some((Ok(bytes::Bytes::from(body)), (db, Some(seq), false))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(build.id = id, error = %e, "reading build {id}'s log failed");
+                Some((
+                    Err(std::io::Error::other("reading the build log failed")),
+                    (db, after, true),
+                ))
+            }
+        }
+    });
+    chunks.chain(stream::iter(tail.map(|t| Ok(bytes::Bytes::from(t)))))
+}
+
 pub async fn log(
     State(app): State<App>,
     viewer: Viewer,
@@ -110,18 +140,15 @@ pub async fn log(
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let mut text = app
-        .db
-        .build_log(id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !row.phase.is_final() {
-        text.push_str(&format!(
+    let tail = (!row.phase.is_final()).then(|| {
+        format!(
             "[{}] the build is running in another nbforge process\n",
             row.phase
-        ));
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        )
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(stored_log(app.db.clone(), id, tail)),
+    )
+        .into_response())
 }

@@ -526,7 +526,7 @@ mod tests {
     /// Finding 21: the download's name came from the path as given, without RFC 6266's
     /// `filename*`, and without the `.ipynb` extension when the path lacked it.
     #[test]
-    fn content_disposition_is_not_rfc_6266() {
+    fn finding_21_content_disposition_is_not_rfc_6266() {
         assert_eq!(
             ipynb_disposition("lab/growth.ipynb"),
             "attachment; filename=\"growth.ipynb\"; filename*=UTF-8''growth%2Eipynb"

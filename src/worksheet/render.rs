@@ -854,7 +854,7 @@ mod tests {
     /// Finding 19: the `data:` check missed C0 control characters before the scheme, and a
     /// notebook's `class` attributes could dress its output as nbforge's own messages.
     #[test]
-    fn data_urls_behind_control_characters_and_borrowed_classes() {
+    fn finding_19_data_urls_behind_control_characters_and_borrowed_classes() {
         for hostile in [
             "<a href=\"\u{1}data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">x</a>",
             "<a href=\" \u{1f}DATA:text/html,<script>alert(1)</script>\">x</a>",

@@ -301,7 +301,7 @@ async fn a_running_build_log_streams_as_server_sent_events() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             logs.line(id, "Step 2/3 : RUN pip install -r requirements.txt");
             logs.phase(id, Phase::Built, "image built");
-            let text = logs.finish(id);
+            let text = logs.finish(id).text();
             assert!(text.contains("Step 2/3"));
         })
     };

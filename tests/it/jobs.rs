@@ -873,7 +873,7 @@ on_both_databases!(
 /// A job that hangs on a forge that never answers is stopped at its time limit and
 /// retried later, instead of holding a worker (and its lease) for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_past_its_time_limit_is_stopped_and_retried() {
+async fn finding_10_a_job_past_its_time_limit_is_stopped_and_retried() {
     use crate::support::scenario::Scenario;
     let Some(t) = Scenario::gitlab_with(Backend::Sqlite, |s| {
         s.jobs.timeout = Duration::from_secs(1);
@@ -909,7 +909,7 @@ async fn a_job_past_its_time_limit_is_stopped_and_retried() {
 }
 
 on_both_databases!(
-    build_jobs_have_their_own_workers_and_never_hold_up_the_rest,
+    finding_10_build_jobs_have_their_own_workers_and_never_hold_up_the_rest,
     |backend: Backend| async move {
         use nbforge::storage::Pool;
         let Some(t) = manual(backend).await else {

@@ -16,6 +16,7 @@ mod ingest;
 mod jobs;
 mod launch;
 mod members;
+mod probes;
 mod proxy;
 mod runs;
 mod scenarios;

@@ -28,7 +28,7 @@ fn load_toml(toml: &str) -> Result<Settings, String> {
 /// Finding 5: an empty secret in a rotation list, or an empty GitHub secret, switched
 /// authentication off. Both are refused at start-up, and so is a short one.
 #[test]
-fn empty_secrets_disable_authentication() {
+fn finding_5_empty_secrets_disable_authentication() {
     let err = load_toml(r#"gitlab_webhook_secret = ["", "a-long-enough-new-secret"]"#)
         .expect_err("an empty secret in the list is refused");
     assert!(err.contains("gitlab_webhook_secret"), "{err}");
@@ -64,7 +64,7 @@ fn empty_secrets_disable_authentication() {
 
 /// Finding 5, at the door: an empty `X-Gitlab-Token` never matches, whatever is configured.
 #[tokio::test]
-async fn empty_presented_token_is_refused() {
+async fn finding_5_empty_presented_token_is_refused() {
     let t = TestApp::sqlite().await;
     let body = push_payload("lab/rnaseq", "main", &sha(1), &sha(2));
     let res = t
@@ -91,7 +91,7 @@ async fn empty_presented_token_is_refused() {
 /// Finding 9: the `event` label of the delivery metric came from the request header and
 /// was recorded before authentication, so every new header value made a new series.
 #[tokio::test]
-async fn unbounded_metric_series() {
+async fn finding_9_unbounded_metric_series() {
     let t = TestApp::sqlite().await;
     for n in 0..300 {
         let res = t
@@ -120,7 +120,7 @@ async fn unbounded_metric_series() {
 
 /// Finding 20: a `?password=` in the database URL was printed at start.
 #[test]
-fn database_url_query_password_is_printed() {
+fn finding_20_database_url_query_password_is_printed() {
     for url in [
         "postgres://db.example/nbforge?user=nb&password=hunter2",
         "postgres://nb:hunter2@db.example/nbforge",
@@ -135,7 +135,7 @@ fn database_url_query_password_is_printed() {
 
 /// Finding 23: the extra CA file was copied verbatim into images, private keys included.
 #[test]
-fn extra_ca_file_is_copied_verbatim() {
+fn finding_23_extra_ca_file_is_copied_verbatim() {
     let dir = tempfile::tempdir().unwrap();
     let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
     let bundle = format!(
@@ -171,7 +171,7 @@ fn extra_ca_file_is_copied_verbatim() {
 /// Finding 17: `hooks/post-receive` passed the secret as a curl argument (visible in `ps`)
 /// and read it from the repository's world-readable config.
 #[test]
-fn post_receive_secret_on_curl_command_line() {
+fn finding_17_post_receive_secret_on_curl_command_line() {
     if Command::new("git").arg("--version").output().is_err() {
         panic!("git is needed");
     }
@@ -267,7 +267,7 @@ fn post_receive_secret_on_curl_command_line() {
 /// Finding 4: builds ran with no memory or CPU limit, so one repository's build could take
 /// the machine. A step that allocates past the build's memory limit now fails the build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builds_run_without_limits() {
+async fn finding_4_builds_run_without_limits() {
     use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
     let base = Settings::for_database("sqlite::memory:")
         .environments
@@ -289,12 +289,12 @@ async fn builds_run_without_limits() {
     let dockerfile = format!(
         "FROM {base}\nRUN python3 -c \"x = bytearray(400 * 1024 * 1024); print(len(x))\"\n"
     );
-    let req = BuildRequest {
-        tag: format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
-        dockerfile: "Dockerfile".into(),
-        context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
-        labels: Default::default(),
-    };
+    let req = BuildRequest::in_memory(
+        format!("nbforge-test/limits:{}", uuid::Uuid::new_v4().simple()),
+        "Dockerfile".into(),
+        vec![("Dockerfile".into(), dockerfile.into_bytes())],
+        Default::default(),
+    );
     let lines = std::sync::Mutex::new(Vec::<String>::new());
     let log = |l: &str| lines.lock().unwrap().push(l.to_owned());
     let result = builder
@@ -320,7 +320,7 @@ async fn builds_run_without_limits() {
 /// anything listening on the host). On the build network made by `scripts/build-network`
 /// they cannot, while on the engine's default bridge they can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn build_steps_reach_host_services() {
+async fn finding_4_build_steps_reach_host_services() {
     use nbforge::environment::{BuildError, BuildRequest, Builder, BuilderSettings};
     const NETWORK: &str = "nbforge-build";
     let base = Settings::for_database("sqlite::memory:")
@@ -375,12 +375,12 @@ async fn build_steps_reach_host_services() {
             let dockerfile = format!(
                 "FROM {base}\nRUN python3 -c \"import socket; socket.create_connection(('{gateway}', {port}), timeout=4); print('{token} reached the host')\"\n"
             );
-            let req = BuildRequest {
-                tag: format!("nbforge-test/network:{token}"),
-                dockerfile: "Dockerfile".into(),
-                context: vec![("Dockerfile".into(), dockerfile.into_bytes())],
-                labels: Default::default(),
-            };
+            let req = BuildRequest::in_memory(
+                format!("nbforge-test/network:{token}"),
+                "Dockerfile".into(),
+                vec![("Dockerfile".into(), dockerfile.into_bytes())],
+                Default::default(),
+            );
             let result = builder
                 .build(&req, &|_| {}, &tokio_util::sync::CancellationToken::new())
                 .await;
@@ -415,7 +415,7 @@ async fn build_steps_reach_host_services() {
 /// Finding 14: `/w/…` looked up one candidate project per path segment, so a URL of 32,000
 /// segments cost as many queries. Such a URL is now refused before any lookup.
 #[tokio::test]
-async fn worksheet_paths_cost_a_query_per_segment() {
+async fn finding_14_worksheet_paths_cost_a_query_per_segment() {
     let t = TestApp::sqlite().await;
     let long = format!("/w/{}", "a/".repeat(32_000));
     let res = t.get(&long).await;
@@ -428,7 +428,7 @@ async fn worksheet_paths_cost_a_query_per_segment() {
 /// Finding 22: a tag holding `/` was published but its worksheets could not be reached
 /// under `/w`.
 #[tokio::test]
-async fn tags_with_a_slash_cannot_be_reached() {
+async fn finding_22_tags_with_a_slash_cannot_be_reached() {
     let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
     else {
         return;
@@ -453,7 +453,7 @@ async fn tags_with_a_slash_cannot_be_reached() {
 /// Finding 11: refs and builds were looked up by project path whatever the forge, so a
 /// GitHub repository and a GitLab project with the same path mixed on launch pages.
 #[tokio::test]
-async fn same_named_projects_on_two_forges_mix() {
+async fn finding_11_same_named_projects_on_two_forges_mix() {
     let t = TestApp::sqlite().await;
     let gitlab_sha = "a1".repeat(20);
     let res = t
@@ -495,7 +495,7 @@ async fn same_named_projects_on_two_forges_mix() {
 /// make nbforge buffer 25 MB per request. A delivery without the right token is now refused
 /// without reading its body.
 #[tokio::test]
-async fn bodies_are_read_before_authentication() {
+async fn finding_7_bodies_are_read_before_authentication() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -528,7 +528,7 @@ async fn bodies_are_read_before_authentication() {
 /// Finding 24: a deleted or renamed project stayed published under its old path, which
 /// someone else could take later. Destroying withdraws it; renaming moves it.
 #[tokio::test]
-async fn deleted_and_renamed_projects_stay_published() {
+async fn finding_24_deleted_and_renamed_projects_stay_published() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -576,7 +576,7 @@ async fn deleted_and_renamed_projects_stay_published() {
 /// were an outage. Dead letters can now be retried through the admin API, the backoff rides
 /// out about twenty minutes, and refusals fail at once.
 #[tokio::test]
-async fn dead_letters_cannot_be_redriven() {
+async fn finding_12_dead_letters_cannot_be_redriven() {
     use nbforge::forge::ForgeError;
     use nbforge::jobs::JobError;
     use std::time::Duration;
@@ -643,7 +643,7 @@ async fn dead_letters_cannot_be_redriven() {
 /// `main~1` was accepted and stored as a "sha". Payload commits must now be 40 or 64
 /// hexadecimal digits.
 #[tokio::test]
-async fn payload_commits_are_not_checked_to_be_ids() {
+async fn finding_1_payload_commits_are_not_checked_to_be_ids() {
     let t = TestApp::sqlite().await;
     for (n, bad) in ["main~1", "HEAD", &"g".repeat(40), &"a".repeat(39)]
         .into_iter()
@@ -678,7 +678,7 @@ async fn payload_commits_are_not_checked_to_be_ids() {
 /// Finding 18: the GitLab client followed redirects, and its `PRIVATE-TOKEN` header went
 /// along to whatever host the answer named.
 #[tokio::test]
-async fn forge_tokens_follow_redirects_to_other_hosts() {
+async fn finding_18_forge_tokens_follow_redirects_to_other_hosts() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -738,7 +738,11 @@ async fn forge_tokens_follow_redirects_to_other_hosts() {
 
 /// A bare repository at `<root>/<place>.git` whose `main` holds `files`, tagged `v1`;
 /// returns the commit.
-fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])]) -> String {
+pub(crate) fn bare_with_files(
+    root: &std::path::Path,
+    place: &str,
+    files: &[(&str, &[u8])],
+) -> String {
     let repo = git2::Repository::init_bare(root.join(format!("{place}.git"))).unwrap();
     let mut tree = repo.treebuilder(None).unwrap();
     for (name, content) in files {
@@ -756,7 +760,7 @@ fn bare_with_files(root: &std::path::Path, place: &str, files: &[(&str, &[u8])])
 }
 
 /// A `Tag Push Hook` as `hooks/post-receive` sends it: no project id, the clone URL given.
-fn plain_tag_payload(path: &str, url: &str, tag: &str, commit: &str) -> Vec<u8> {
+pub(crate) fn plain_tag_payload(path: &str, url: &str, tag: &str, commit: &str) -> Vec<u8> {
     let zero = "0".repeat(40);
     serde_json::to_vec(&serde_json::json!({
         "object_kind": "tag_push", "event_name": "tag_push",
@@ -784,12 +788,12 @@ async fn failed_once(t: &TestApp) -> String {
     job.last_error.clone().unwrap_or_default()
 }
 
-// Finding 2: the webhook payload decided what was cloned and where it was published. In
+// Finding 1: the webhook payload decided what was cloned and where it was published. In
 // GitLab mode, the payload's numeric id chose what the token read while its path named the
 // publication, never compared: a delivery naming another project's id under a made-up path
 // published that project there. The path must now be GitLab's path for that id.
 on_both_databases!(
-    payloads_choose_the_project_and_its_clone_url,
+    finding_1_payloads_choose_the_project_and_its_clone_url,
     |backend: Backend| async move {
         let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
         let (url, token) = (fake.url(), fake.token());
@@ -854,13 +858,13 @@ on_both_databases!(
     }
 );
 
-// Finding 2, without GitLab: the local forge cloned whatever URL the payload gave, so a
+// Finding 1, without GitLab: the local forge cloned whatever URL the payload gave, so a
 // `file://` URL of another repository published it under a made-up path, and an
 // `http://127.0.0.1:PORT` URL made nbforge probe an internal address (its error text told
 // open ports from closed ones). Only bare repositories under the git roots are read now,
 // at the place the project's path names, and nothing else is even tried.
 on_both_databases!(
-    plain_git_payloads_fetch_any_url,
+    finding_1_plain_git_payloads_fetch_any_url,
     |backend: Backend| async move {
         let Some(t) = TestApp::new(backend).await else {
             return;
@@ -950,11 +954,11 @@ on_both_databases!(
     }
 );
 
-// Finding 2, commits: a payload's commit id was published without being looked for in the
+// Finding 1, commits: a payload's commit id was published without being looked for in the
 // fetched repository, and a missing one was retried until dead-lettered. It now fails at
 // once, saying so.
 on_both_databases!(
-    payload_commits_need_not_exist,
+    finding_1_payload_commits_need_not_exist,
     |backend: Backend| async move {
         let Some(t) = TestApp::new(backend).await else {
             return;
@@ -982,10 +986,10 @@ on_both_databases!(
     }
 );
 
-// Finding 2, commits, for environments: a pushed commit missing from the repository fails
+// Finding 1, commits, for environments: a pushed commit missing from the repository fails
 // its environment at once, with a failed status that says why.
 on_both_databases!(
-    pushed_commits_need_not_exist,
+    finding_1_pushed_commits_need_not_exist,
     |backend: Backend| async move {
         let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
         else {
@@ -1028,7 +1032,7 @@ on_both_databases!(
 /// its commit is not already in the recorded tip's history; a late deletion of a tip the
 /// branch has since left is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_push_moves_a_branch_back() {
+async fn finding_16_a_replayed_push_moves_a_branch_back() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -1097,7 +1101,7 @@ async fn a_replayed_push_moves_a_branch_back() {
 /// Finding 16, tags: a replayed tag push republished a tag deleted (or moved) since. A tag
 /// is published only when the repository's tag still points at the delivery's commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_tag_push_republishes_a_deleted_tag() {
+async fn finding_16_a_replayed_tag_push_republishes_a_deleted_tag() {
     use crate::support::Backend;
     use crate::support::scenario::Scenario;
     const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -1168,7 +1172,7 @@ async fn a_replayed_tag_push_republishes_a_deleted_tag() {
 /// Finding 22: a project path longer than a mirror's folder name may be failed every fetch
 /// and was retried until dead-lettered.
 #[tokio::test]
-async fn a_very_long_project_path_cannot_be_fetched() {
+async fn finding_22_a_very_long_project_path_cannot_be_fetched() {
     let Some(t) = crate::support::scenario::Scenario::gitlab(crate::support::Backend::Sqlite).await
     else {
         return;
@@ -1185,10 +1189,10 @@ async fn a_very_long_project_path_cannot_be_fetched() {
     assert_eq!(sheet.status, 200, "{}", sheet.text());
 }
 
-// Finding 2, on GitHub: the repository a GitHub delivery named was recorded and published
+// Finding 1, on GitHub: the repository a GitHub delivery named was recorded and published
 // as the delivery described it. Its name must now be GitHub's name for the repository's id.
 on_both_databases!(
-    github_payloads_choose_the_repository,
+    finding_1_github_payloads_choose_the_repository,
     |backend: Backend| async move {
         let Some(t) = crate::support::scenario::Scenario::github(backend).await else {
             return;
@@ -1236,5 +1240,357 @@ on_both_databases!(
             .expect("recorded");
         assert_eq!(row.forge_id, Some(victim.id));
         assert_eq!(row.visibility.as_deref(), Some("public"));
+    }
+);
+
+// Finding 8, build logs: a build's log was one database row and every reader of a running
+// build got a copy of all of it. The log is now stored as chunks (at most a few MiB per
+// build: the beginning and the end, with a line saying what was left out between), read
+// back one chunk at a time, and readers of a running build share its chunks.
+on_both_databases!(
+    finding_8_build_log_is_stored_in_bounded_chunks,
+    |backend: Backend| async move {
+        use nbforge::environment::Phase;
+        use nbforge::environment::logs::{LOG_CHUNK_BYTES, MAX_LINE_BYTES, MAX_LOG_BYTES};
+        use nbforge::storage::BuildPhase;
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let id = t
+            .db()
+            .create_build("gitlab", "lab/x", Some("main"), &"a".repeat(40), None)
+            .await
+            .unwrap();
+        let logs = t.app.build_logs.clone();
+        logs.start(id, Phase::Building);
+        logs.line(id, "Step 1/3 : FROM nbforge/base:bookworm");
+        let noisy = "x".repeat(1000);
+        for _ in 0..20_000 {
+            logs.line(id, &noisy);
+        }
+        logs.line(id, &"y".repeat(10 * MAX_LINE_BYTES));
+        logs.line(id, "the last line");
+
+        // Two readers of the running build share its closed chunks, never copy them.
+        let a = logs.subscribe(id).unwrap().so_far;
+        let b = logs.subscribe(id).unwrap().so_far;
+        let shared =
+            a.0.iter()
+                .zip(&b.0)
+                .filter(|(x, y)| std::sync::Arc::ptr_eq(&x.text, &y.text))
+                .count();
+        assert!(shared + 2 >= a.0.len(), "{shared} of {}", a.0.len());
+        assert!(a.text().len() <= MAX_LOG_BYTES + MAX_LINE_BYTES + 200);
+        drop((a, b));
+
+        let log = logs.finish(id);
+        t.db().append_build_log(id, &log.rows()).await.unwrap();
+        t.db()
+            .set_build_phase(id, BuildPhase::Built, Some("image built"), false, None)
+            .await
+            .unwrap();
+
+        let sizes = t.db().build_log_chunk_sizes(id).await.unwrap();
+        assert!(
+            sizes.len() <= MAX_LOG_BYTES / LOG_CHUNK_BYTES + 2,
+            "{} chunks",
+            sizes.len()
+        );
+        assert!(
+            sizes
+                .iter()
+                .all(|(_, n)| (*n as usize) < LOG_CHUNK_BYTES + MAX_LINE_BYTES + 2),
+            "{sizes:?}"
+        );
+        let stored: i64 = sizes.iter().map(|(_, n)| n).sum();
+        assert!(
+            stored as usize <= MAX_LOG_BYTES + MAX_LINE_BYTES + 200,
+            "{stored}"
+        );
+
+        let res = t.get(&format!("/api/builds/{id}/log")).await;
+        assert_eq!(res.status, 200);
+        let text = res.text();
+        assert_eq!(text.chars().count() as i64, stored);
+        assert!(text.starts_with("Step 1/3 : FROM nbforge/base:bookworm\n"));
+        assert_eq!(text.matches("bytes of the log left out").count(), 1);
+        assert!(text.ends_with("the last line\n"));
+    }
+);
+
+// Finding 8, build contexts: a build's context was read whole into memory, then copied
+// into a tar, then sent. The repository's files are now read one at a time as the engine
+// takes the tar, which is sent in pieces; a context over `NBFORGE_BUILD_CONTEXT_MAX_MB` is
+// the repository's error, naming the file that went over.
+on_both_databases!(
+    finding_8_build_context_is_streamed_and_capped,
+    |backend: Backend| async move {
+        use nbforge::environment::{
+            CONTEXT_PIECE_BYTES, ContextData, ContextSource, context_stream,
+        };
+        let Some(t) = TestApp::with_settings(backend, |s| {
+            s.environments.enabled = true;
+            s.environments.build_context_max_bytes = 1024 * 1024;
+        })
+        .await
+        else {
+            return;
+        };
+        let big = vec![b'x'; 3 * 1024 * 1024];
+        let files: [(&str, &[u8]); 2] = [
+            ("Dockerfile", b"FROM nbforge/base:bookworm\nCOPY . /srv\n"),
+            ("data.bin", &big),
+        ];
+        let commit = bare_with_files(&t.git_root(), "lab/big", &files);
+        let repository = t.git_root().join("lab/big.git");
+
+        // Under the limit: only what nbforge made is in memory; the tar comes in pieces.
+        let repo = git2::Repository::open_bare(&repository).unwrap();
+        let src = nbforge::repo::CommitTree::open(&repo, &commit).unwrap();
+        let mut opts = nbforge::spec::Options {
+            max_context_bytes: 8 * 1024 * 1024,
+            ..Default::default()
+        };
+        let analysis = nbforge::spec::analyze(&src, &opts).unwrap();
+        let context = analysis.build_context_files(&src, &opts).unwrap();
+        let in_memory: usize = context
+            .iter()
+            .map(|f| match &f.data {
+                ContextData::Bytes(b) => b.len(),
+                ContextData::Source { .. } => 0,
+            })
+            .sum();
+        assert!(
+            in_memory < 4096,
+            "{in_memory} bytes of the context in memory"
+        );
+        let source = ContextSource::Git {
+            repository: repository.clone(),
+            commit: commit.clone(),
+        };
+        let pieces: Vec<bytes::Bytes> = context_stream(context, source)
+            .map(|p| p.unwrap())
+            .collect()
+            .await;
+        assert!(pieces.len() >= 12, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= CONTEXT_PIECE_BYTES));
+        let tar = pieces.concat();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        assert!(
+            entries.contains(&("data.bin".to_owned(), big.len() as u64)),
+            "{entries:?}"
+        );
+
+        // Over the limit: refused, naming the file.
+        opts.max_context_bytes = 1024 * 1024;
+        let error = analysis
+            .build_context_files(&src, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("data.bin") && error.contains("limit of 1 MiB"),
+            "{error}"
+        );
+
+        // Pushed: the environment fails at once, its status saying why.
+        let url = format!("file://{}", repository.display());
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/big", &url, "v1", &commit)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "big", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let statuses = t.db().local_statuses("lab/big", &commit).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        let description = last.description.clone().unwrap_or_default();
+        assert!(
+            description.contains("data.bin") && description.contains("limit of 1 MiB"),
+            "{description}"
+        );
+    }
+);
+
+// Finding 8, publishing: all of a release's notebooks were read, rendered and held in
+// memory, then written in one transaction. Each worksheet is now stored as soon as it is
+// rendered (under a staging tag no URL names) and the release is switched to them at the
+// end in one short transaction that moves rows without reading them.
+on_both_databases!(
+    finding_8_publishing_holds_one_notebook_at_a_time,
+    |backend: Backend| async move {
+        // Collecting hands each worksheet on and keeps none.
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in crate::catalog::release_files() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let mut handed = Vec::new();
+        let p =
+            nbforge::catalog::collect_each(&nbforge::repo::DirTree::new(dir.path()), &mut |s| {
+                handed.push(s.path);
+                true
+            });
+        assert!(p.sheets.is_empty());
+        assert_eq!(p.count, handed.len());
+        assert!(handed.len() >= 2, "{handed:?}");
+
+        let Some(t) = TestApp::new(backend).await else {
+            return;
+        };
+        let commit = bare_with_files(&t.git_root(), "lab/pub", &crate::catalog::release_files());
+        let url = format!("file://{}/lab/pub.git", t.git_root().display());
+        for delivery in ["first", "again"] {
+            let res = t
+                .gitlab(
+                    "Tag Push Hook",
+                    delivery,
+                    plain_tag_payload("lab/pub", &url, "v1", &commit),
+                )
+                .await;
+            assert_eq!(res.status, 202, "{}", res.text());
+            t.run_jobs().await;
+        }
+        let sheets = t.db().worksheets("lab/pub", "v1").await.unwrap();
+        assert_eq!(sheets.len(), handed.len(), "{sheets:?}");
+        let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM worksheets WHERE project = $1")
+            .bind("lab/pub")
+            .fetch_one(t.db().pool())
+            .await
+            .unwrap();
+        assert_eq!(all as usize, handed.len(), "nothing is left staged");
+    }
+);
+
+// Finding 22, file names: git allows any bytes in a file name, and a whole-tree build of a
+// repository holding a name that is not UTF-8 failed in an undefined way. Such a build now
+// fails at once (not retried) with a status naming the file, its bytes escaped, and saying
+// what to do; worksheets are still found and published beside such a file.
+on_both_databases!(
+    finding_22_non_utf8_file_names_fail_whole_tree_builds_by_name,
+    |backend: Backend| async move {
+        use std::os::unix::ffi::OsStrExt as _;
+        let Some(t) = TestApp::with_settings(backend, |s| s.environments.enabled = true).await
+        else {
+            return;
+        };
+        let repository = t.git_root().join("lab/names.git");
+        let repo = git2::Repository::init_bare(&repository).unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        let dockerfile = repo
+            .blob(b"FROM nbforge/base:bookworm\nCOPY . /srv\n")
+            .unwrap();
+        root.insert("Dockerfile", dockerfile, 0o100644).unwrap();
+        let mut data = repo.treebuilder(None).unwrap();
+        let odd = repo.blob(b"bytes\n").unwrap();
+        data.insert(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"), odd, 0o100644)
+            .unwrap();
+        root.insert("data", data.write().unwrap(), 0o040000)
+            .unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.org").unwrap();
+        let commit = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "odd name", &tree, &[])
+            .unwrap()
+            .to_string();
+
+        let url = format!("file://{}", repository.display());
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&plain_tag_payload("lab/names", &url, "v1", &commit)).unwrap();
+        body["object_kind"] = "push".into();
+        body["event_name"] = "push".into();
+        body["ref"] = "refs/heads/main".into();
+        let res = t
+            .gitlab("Push Hook", "names", serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
+        t.run_jobs().await;
+        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+        let statuses = t.db().local_statuses("lab/names", &commit).await.unwrap();
+        let last = statuses.last().expect("a status");
+        assert_eq!(last.state, "failed", "{statuses:?}");
+        let description = last.description.clone().unwrap_or_default();
+        assert!(
+            description.contains(r"data/caf\xe9.txt") && description.contains("not UTF-8"),
+            "{description}"
+        );
+
+        // Finding worksheets leaves the file out rather than failing the release.
+        let src = nbforge::repo::CommitTree::open(&repo, &commit).unwrap();
+        let p = nbforge::catalog::collect(&src);
+        assert_eq!(p.error, None);
+    }
+);
+
+// Finding 3: a private project's worksheets, notebooks (code included), build logs and
+// launch pages were readable by anyone. An anonymous visitor now gets none of them, while
+// the same pages of a public project answer.
+on_both_databases!(
+    finding_3_private_content_is_not_world_readable,
+    |backend: Backend| async move {
+        let fake = crate::support::fake_gitlab::FakeGitLab::start().await;
+        let (url, token) = (fake.url(), fake.token());
+        let Some(t) = TestApp::with_settings(backend, move |s| {
+            s.forges.gitlab_url = Some(url);
+            s.forges.gitlab_token = Some(token);
+        })
+        .await
+        else {
+            return;
+        };
+        for (path, visibility) in [("lab/open", "public"), ("lab/closed", "private")] {
+            let project = fake.add_project(path);
+            fake.set_visibility(&project, visibility);
+            let sha = fake.commit(
+                &project,
+                "main",
+                &crate::catalog::release_files(),
+                "release",
+            );
+            fake.tag(&project, "v1", &sha, Some("release"));
+            let hook = fake.tag_push_payload(&project, "v1", &"0".repeat(40), &sha);
+            let res = t
+                .gitlab(hook.event, &format!("tag-{path}"), hook.bytes())
+                .await;
+            assert_eq!(res.status, 202, "{}", res.text());
+            t.run_jobs().await;
+            assert_eq!(t.db().releases(path).await.unwrap().len(), 1, "{path}");
+        }
+        for (path, public) in [("lab/open", true), ("lab/closed", false)] {
+            let build = t
+                .db()
+                .create_build("gitlab", path, Some("main"), &"a".repeat(40), None)
+                .await
+                .unwrap();
+            let sheet = format!("/w/{path}/v1/growth.ipynb");
+            for url in [
+                sheet.clone(),
+                format!("{sheet}?format=ipynb"),
+                format!("/api/builds/{build}"),
+            ] {
+                let res = t.get(&url).await;
+                if public {
+                    assert_eq!(res.status, 200, "{url}: {}", res.text());
+                } else {
+                    assert_ne!(res.status, 200, "{url}");
+                    assert!(!res.text().contains("growth"), "{url}: {}", res.text());
+                }
+            }
+        }
     }
 );

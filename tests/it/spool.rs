@@ -97,7 +97,7 @@ impl Drop for Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_sent_while_postgresql_is_down_are_stored_when_it_returns() {
+async fn finding_13_deliveries_sent_while_postgresql_is_down_are_stored_when_it_returns() {
     let Some(cluster) = Cluster::create() else {
         return;
     };

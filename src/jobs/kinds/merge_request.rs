@@ -191,7 +191,7 @@ mod tests {
     /// Finding 15: a branch name holding backticks ended the code span early and injected
     /// Markdown (links, `@all`) into nbforge's note.
     #[test]
-    fn branch_names_inject_markdown_into_the_note() {
+    fn finding_15_branch_names_inject_markdown_into_the_note() {
         assert_eq!(code_span("feature/x"), "`feature/x`");
         let hostile = "x` [click](https://evil.example) @all `y";
         let span = code_span(hostile);
