@@ -368,6 +368,10 @@ pub struct RunArgs {
     /// Runs executing at once on this nbforge [default: the number of CPU cores].
     #[arg(long, env = "NBFORGE_RUNS_MAX")]
     pub runs_max: Option<usize>,
+    /// Largest file a user may upload to their ~/data: bytes, or a number with KiB, MiB,
+    /// GiB (or K, M, G) [default: 100MiB].
+    #[arg(long, env = "NBFORGE_UPLOAD_MAX_BYTES")]
+    pub upload_max_bytes: Option<String>,
 }
 
 /// Settings as given by flags or `NBFORGE_*` variables, grouped by concern. Every field is
@@ -559,6 +563,8 @@ pub struct RunSettings {
     pub per_user: usize,
     /// Runs executing at once in this process (one worker each).
     pub max: usize,
+    /// The largest upload to a user's `~/data/`, in bytes.
+    pub upload_max_bytes: u64,
 }
 
 impl Default for RunSettings {
@@ -567,6 +573,7 @@ impl Default for RunSettings {
             timeout: Duration::from_secs(3600),
             per_user: 2,
             max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            upload_max_bytes: 100 << 20,
         }
     }
 }
@@ -580,6 +587,15 @@ impl RunSettings {
                 .map_or(defaults.timeout, Duration::from_secs),
             per_user: args.runs_per_user.unwrap_or(defaults.per_user),
             max: args.runs_max.unwrap_or(defaults.max),
+            upload_max_bytes: match args.upload_max_bytes.as_deref() {
+                None => defaults.upload_max_bytes,
+                Some(text) => parse_size(text).unwrap_or_else(|| {
+                    problems.push(format!(
+                        "upload_max_bytes: `{text}` is not a size (e.g. 100MiB)"
+                    ));
+                    defaults.upload_max_bytes
+                }),
+            },
         };
         if settings.timeout.is_zero() || settings.per_user == 0 || settings.max == 0 {
             problems

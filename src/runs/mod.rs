@@ -12,6 +12,7 @@
 //! `provenance.json`. A run that outlives nbforge ends by itself (the runner's own
 //! time limit) and is marked failed when its job is tried again.
 
+pub mod data;
 pub mod engine;
 
 use std::collections::HashMap;

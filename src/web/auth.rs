@@ -230,11 +230,26 @@ async fn viewer_and_request(app: &App, req: Request) -> Result<(Viewer, Request)
             Err(csrf_refused())
         };
     }
-    let form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        .unwrap_or_default();
+    // A file upload form (multipart) carries the token in its address, so that the body,
+    // which may be large, is streamed by the route rather than read here.
+    if content_type.starts_with("multipart/form-data") {
+        let presented =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                .find(|(k, _)| k == CSRF_FIELD)
+                .map(|(_, v)| v.into_owned());
+        return match presented {
+            Some(t) if crate::config::Secret::new(expected).matches(t.as_bytes()) => {
+                Ok((viewer, req))
+            }
+            _ => Err(csrf_refused()),
+        };
+    }
+    let form = content_type.starts_with("application/x-www-form-urlencoded");
     if !form {
         return Err(csrf_refused());
     }

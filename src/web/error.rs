@@ -36,6 +36,9 @@ pub enum WebError {
     /// 413: the request body is over the limit.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// 413, saying which limit (an upload over `NBFORGE_UPLOAD_MAX_BYTES`).
+    #[error("{0}")]
+    TooLarge(String),
     /// 422: the request is well-formed but its values are not acceptable.
     #[error("{0}")]
     Unprocessable(String),
@@ -96,7 +99,7 @@ impl WebError {
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
-            WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::PayloadTooLarge | WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
             WebError::LoginFailed(_) => StatusCode::BAD_REQUEST,

@@ -41,6 +41,30 @@ pub struct FieldView {
     pub reason: Option<String>,
     pub help: Option<String>,
     pub error_text: String,
+    /// For `file`: the files of the viewer's `~/data/` to pick from.
+    pub options: Vec<FileOption>,
+    /// For `file`: what picking nothing means (the notebook's own default).
+    pub default_label: String,
+    /// For `file`: a note under the picker (log in, or the files could not be listed).
+    pub note: Option<String>,
+    /// For `file`: where the upload form posts (`/data?next=…`), when the viewer may upload.
+    pub upload: Option<String>,
+}
+
+/// A file of `~/data/` offered by a file parameter's picker.
+#[derive(Debug, Serialize)]
+pub struct FileOption {
+    pub name: String,
+    /// The size for people (`1.2 MiB`).
+    pub size: String,
+    pub selected: bool,
+}
+
+/// The viewer's `~/data/` for the file parameters of a form.
+#[derive(Debug, Clone)]
+pub struct DataChoice {
+    /// The files (name, size in bytes), or `None` when they could not be listed.
+    pub files: Option<Vec<(String, u64)>>,
 }
 
 impl FormView {
@@ -71,6 +95,54 @@ impl FormView {
                 .collect(),
         }
     }
+}
+
+impl FormView {
+    /// Offers the files of the viewer's `~/data/` to the form's file parameters, with an
+    /// upload that comes back to the form.
+    pub fn with_data(mut self, data: &DataChoice) -> FormView {
+        let next: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", &self.action)
+            .finish();
+        for f in self.fields.iter_mut().filter(|f| f.control == "file") {
+            let current = f.value.trim().to_owned();
+            let current = crate::worksheet::params::file::picked_name(&current).ok();
+            f.note = None;
+            match &data.files {
+                Some(files) => {
+                    f.options = files
+                        .iter()
+                        .map(|(name, size)| FileOption {
+                            name: name.clone(),
+                            size: human_size(*size),
+                            selected: current == Some(name.as_str()),
+                        })
+                        .collect();
+                    if files.is_empty() {
+                        f.note = Some("Your ~/data folder has no files yet: upload one.".into());
+                    }
+                }
+                None => f.note = Some("Your ~/data folder could not be listed just now.".into()),
+            }
+            f.upload = Some(format!("/data?{next}"));
+        }
+        self
+    }
+}
+
+/// `1.2 MiB`, `512 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn field(p: &Parameter, current: Option<&String>, errors: &[FieldError]) -> FieldView {
@@ -109,6 +181,10 @@ fn field(p: &Parameter, current: Option<&String>, errors: &[FieldError]) -> Fiel
         reason: None,
         help: p.help.clone(),
         error_text: errs.join(" "),
+        options: Vec::new(),
+        default_label: String::new(),
+        note: None,
+        upload: None,
     };
     if let Err(reason) = &p.supported {
         view.control = "fixed";
@@ -127,6 +203,16 @@ fn field(p: &Parameter, current: Option<&String>, errors: &[FieldError]) -> Fiel
             });
         }
         ParamType::List(_) => view.control = "textarea",
+        ParamType::File => {
+            view.control = "file";
+            // Only a picked file is selected; the default is the empty choice.
+            view.value = current.cloned().unwrap_or_default();
+            view.default_label = match &p.default {
+                ParamValue::Str(path) => format!("the worksheet's own: {path}"),
+                _ => "none".to_owned(),
+            };
+            view.note = Some("Log in to run this worksheet on your own files.".to_owned());
+        }
         kind => {
             let (number, step, inputmode) = match kind {
                 ParamType::Int => (true, Some("1"), Some("numeric")),
@@ -152,6 +238,7 @@ fn type_label(p: &Parameter) -> String {
         ParamType::Int => "whole number".to_string(),
         ParamType::Float => "number".to_string(),
         ParamType::Bool => "yes/no".to_string(),
+        ParamType::File => "a file of your ~/data".to_string(),
         ParamType::Unsupported => "fixed".to_string(),
     };
     if p.optional {

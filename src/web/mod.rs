@@ -19,6 +19,7 @@ use crate::app::App;
 pub mod auth;
 pub mod badges;
 pub mod builds;
+pub mod data;
 pub mod error;
 pub mod form;
 pub mod launch;
@@ -139,6 +140,17 @@ pub fn router(app: App) -> Router {
         .route("/runs/{id}/output.ipynb", get(runs::download_notebook))
         .route("/runs/{id}/result.zip", get(runs::download_zip))
         .route("/me/results", get(runs::results))
+        // Uploads are bounded by `NBFORGE_UPLOAD_MAX_BYTES` as they are received.
+        .route(
+            "/api/data",
+            get(data::api_list)
+                .post(data::api_upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/data",
+            post(data::form_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         // Inside the header layers, so error pages get the same headers.
         .layer(axum::middleware::from_fn_with_state(
             templates.clone(),

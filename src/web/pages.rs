@@ -16,7 +16,7 @@ use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::form::FormView;
+use super::form::{DataChoice, FormView};
 use super::sheets::{Parsed, SheetCache, SheetKey};
 use super::templates::{Templates, notebook_html, values_view};
 use super::{Admin, WebError};
@@ -203,7 +203,14 @@ pub async fn get(
         return download(&app, &cache, &project, &tag, &path, &form).await;
     }
     let sheet = load(&app, &cache, &project, &tag, &path).await?;
-    sheet.page(&templates, &HashMap::new(), &[], StatusCode::OK)
+    let data = sheet.data_choice(&app, &viewer).await;
+    sheet.page_with(
+        &templates,
+        &HashMap::new(),
+        &[],
+        StatusCode::OK,
+        data.as_ref(),
+    )
 }
 
 /// `POST /w/<project>/<tag>/<path>`: checks the submitted values on the server.
@@ -234,7 +241,16 @@ pub async fn post(
         };
         return match super::runs::start(&app, &cache, &viewer, &uri, &what, &form).await? {
             Ok(run) => Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response()),
-            Err(errors) => sheet.page(&templates, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY),
+            Err(errors) => {
+                let data = sheet.data_choice(&app, &viewer).await;
+                sheet.page_with(
+                    &templates,
+                    &form,
+                    &errors,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    data.as_ref(),
+                )
+            }
         };
     }
     let values = match validate(&parsed.params, &form) {
@@ -350,6 +366,24 @@ impl Sheet {
         errors: &[FieldError],
         status: StatusCode,
     ) -> Result<Response, WebError> {
+        self.page_with(templates, submitted, errors, status, None)
+    }
+
+    /// The viewer's `~/data/` files when the form has file parameters (see `web::data`).
+    pub async fn data_choice(&self, app: &App, viewer: &Viewer) -> Option<DataChoice> {
+        let params = &self.parsed.as_ref()?.params;
+        super::data::choice(app, viewer, params).await
+    }
+
+    /// [`Sheet::page`], with the viewer's `~/data/` offered to file parameters.
+    pub fn page_with(
+        &self,
+        templates: &Templates,
+        submitted: &HashMap<String, String>,
+        errors: &[FieldError],
+        status: StatusCode,
+        data: Option<&DataChoice>,
+    ) -> Result<Response, WebError> {
         let row = &self.row;
         let problem = match (&row.error, &self.parsed) {
             (Some(e), _) => Some(e.as_str()),
@@ -359,7 +393,10 @@ impl Sheet {
         let action = urls::worksheet(&row.project, Some(&row.tag), Some(&row.path));
         let params: &[crate::worksheet::Parameter] =
             self.parsed.as_ref().map_or(&[], |p| &p.params);
-        let form = FormView::new(params, submitted, errors, &action, "post");
+        let mut form = FormView::new(params, submitted, errors, &action, "post");
+        if let Some(data) = data {
+            form = form.with_data(data);
+        }
         templates.page(
             status,
             "worksheet.html",

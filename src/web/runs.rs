@@ -78,6 +78,10 @@ pub async fn start(
         Ok(v) => v,
         Err(errors) => return Ok(Err(errors)),
     };
+    let missing = super::data::check_picked(app, Some(user.id), &parsed.params, &values).await?;
+    if !missing.is_empty() {
+        return Ok(Err(missing));
+    }
     let release = app
         .db
         .releases(what.project)

@@ -849,6 +849,21 @@ on_both_databases!(
                 ),
                 ("GET", "/me", Needs::Login, StatusCode::OK),
                 ("GET", "/me/results", Needs::Login, StatusCode::OK),
+                // The user's ~/data: listing, and uploads (refused names here, so that
+                // nothing is written into these users' homes).
+                ("GET", "/api/data", Needs::Login, StatusCode::OK),
+                (
+                    "POST",
+                    "/api/data?name=..%2Fx.csv",
+                    Needs::Login,
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "POST",
+                    "/data?next=%2F",
+                    Needs::Login,
+                    StatusCode::BAD_REQUEST,
+                ),
             ] {
                 let want = expected(s.who, needs, "private", route.starts_with("/api/"), ok);
                 let res = send(&t, s, method, route, "").await;

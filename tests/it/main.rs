@@ -6,6 +6,7 @@ mod access;
 mod browser;
 mod catalog;
 mod ci_template;
+mod data;
 mod detection;
 mod environments;
 mod events;

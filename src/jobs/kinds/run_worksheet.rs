@@ -159,6 +159,17 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     }
     ctx.db.set_run_image(id, &image, &digest).await?;
     let started_ms = crate::storage::now_ms();
+    // The files of file parameters, checksummed as the run starts.
+    let inputs =
+        match crate::runs::data::run_inputs(&ctx.settings, id, user_id, &params, &values).await {
+            Ok(inputs) => inputs,
+            Err(message) => {
+                ctx.db
+                    .finish_run(id, "failed", Some(&message), None)
+                    .await?;
+                return Ok(());
+            }
+        };
     let timeout = ctx.settings.runs.timeout;
     engine.remove(id).await;
     let resources = crate::runs::resources_for(&ctx.settings, row).await;
@@ -197,6 +208,7 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
         &outcome,
         &packages,
         (started_ms, finished_ms),
+        &inputs,
     )
     .await;
     engine.remove(id).await;
@@ -332,6 +344,7 @@ async fn save_result(
     outcome: &Outcome,
     packages: &Value,
     (started, finished): (i64, i64),
+    inputs: &[crate::runs::data::InputFile],
 ) -> (Option<String>, Option<anyhow::Error>) {
     let folder = format!("{HOME_DIR}/{}", row.result_folder);
     let values: Value = serde_json::from_str(&row.values_json).unwrap_or(json!({}));
@@ -353,6 +366,7 @@ async fn save_result(
             Outcome::Canceled(_) => "canceled",
         },
         "packages": packages,
+        "inputs": inputs,
     });
     let provenance = serde_json::to_vec_pretty(&provenance).unwrap_or_default();
     let mut files: Vec<(&str, Vec<u8>)> = vec![("provenance.json", provenance)];

@@ -1,4 +1,5 @@
-//! Type annotations of parameters (`int`, `Optional[float]`, `list[str]`, `str | None`).
+//! Type annotations of parameters (`int`, `Optional[float]`, `list[str]`, `str | None`),
+//! and type comments after the value (`# type: file`, or PEP 484's `# type: int`).
 
 use super::ParamType;
 
@@ -12,6 +13,17 @@ const MAX_OPTIONAL_WRAPPERS: usize = 4;
 /// including annotations over [`MAX_ANNOTATION_LEN`] bytes or wrapped in `Optional` more
 /// than [`MAX_OPTIONAL_WRAPPERS`] times.
 pub(super) fn parse_annotation(ann: &str) -> Option<(ParamType, bool)> {
+    parse(ann, false)
+}
+
+/// Parse a type comment (the text after `# type:`) into (type, optional): what
+/// [`parse_annotation`] reads, plus `file` ([`ParamType::File`]), which only a comment can
+/// say (`x: file = …` would fail in Python: `file` is no type there). Bounded the same way.
+pub(super) fn parse_type_comment(comment: &str) -> Option<(ParamType, bool)> {
+    parse(comment, true)
+}
+
+fn parse(ann: &str, allow_file: bool) -> Option<(ParamType, bool)> {
     if ann.len() > MAX_ANNOTATION_LEN {
         return None;
     }
@@ -23,6 +35,7 @@ pub(super) fn parse_annotation(ann: &str) -> Option<(ParamType, bool)> {
                 current = normalize(inner);
                 optional = true;
             }
+            None if allow_file && current == "file" => return Some((ParamType::File, optional)),
             None => return base_type(&current).map(|t| (t, optional)),
         }
     }
@@ -129,5 +142,23 @@ mod tests {
             Some((ParamType::Int, true))
         );
         assert_eq!(parse_annotation(&wrapped(MAX_OPTIONAL_WRAPPERS + 1)), None);
+    }
+
+    #[test]
+    fn file_is_a_type_only_in_comments() {
+        assert_eq!(parse_type_comment(" file "), Some((ParamType::File, false)));
+        assert_eq!(
+            parse_type_comment("Optional[file]"),
+            Some((ParamType::File, true))
+        );
+        assert_eq!(
+            parse_type_comment("file | None"),
+            Some((ParamType::File, true))
+        );
+        assert_eq!(parse_type_comment("int"), Some((ParamType::Int, false)));
+        assert_eq!(parse_annotation("file"), None);
+        assert_eq!(parse_type_comment("list[file]"), None);
+        let long = format!("{}file", " ".repeat(MAX_ANNOTATION_LEN));
+        assert_eq!(parse_type_comment(&long), None);
     }
 }

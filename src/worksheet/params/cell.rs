@@ -2,7 +2,7 @@
 //! becomes a [`Parameter`], typed from its annotation or its value; other statements are
 //! skipped.
 
-use super::annotation::{MAX_ANNOTATION_LEN, parse_annotation};
+use super::annotation::{MAX_ANNOTATION_LEN, parse_annotation, parse_type_comment};
 use super::literal::{Lit, Parser};
 use super::{ParamType, ParamValue, Parameter};
 use std::collections::HashSet;
@@ -173,11 +173,20 @@ impl Parser<'_> {
         let source = self.src[value_start..source_end].trim().to_string();
         self.skip_inline_ws();
         let mut help = None;
+        let mut type_comment = None;
         if self.peek() == Some('#') {
             let start = self.pos + 1;
             self.skip_to_eol();
             let text = self.src[start..self.pos].trim();
-            if !text.is_empty() && !text.starts_with("type:") {
+            // `# type: T`, optionally followed by `# help`.
+            if let Some(rest) = text.strip_prefix("type:") {
+                let (ty, after) = rest.split_once('#').unwrap_or((rest, ""));
+                type_comment = Some(ty.trim());
+                let after = after.trim();
+                if !after.is_empty() {
+                    help = Some(after.to_string());
+                }
+            } else if !text.is_empty() {
                 help = Some(text.to_string());
             }
         } else if self.peek() == Some(';') {
@@ -208,7 +217,7 @@ impl Parser<'_> {
                 return Some(param);
             }
         };
-        type_parameter(&mut param, literal, annotation.as_deref());
+        type_parameter(&mut param, literal, annotation.as_deref(), type_comment);
         Some(param)
     }
 
@@ -296,7 +305,27 @@ fn coerce(lit: &Lit, t: &ParamType) -> Result<ParamValue, String> {
     }
 }
 
-fn type_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>) {
+/// Types a parameter from its annotation, its type comment and its value. A type
+/// comment `file` makes a file parameter; another readable type comment stands for the
+/// annotation when there is none (PEP 484); one that cannot be read is ignored, as Python
+/// ignores it.
+fn type_parameter(
+    param: &mut Parameter,
+    lit: Lit,
+    annotation: Option<&str>,
+    type_comment: Option<&str>,
+) {
+    if let Some(comment) = type_comment {
+        match parse_type_comment(comment) {
+            Some((ParamType::File, optional)) => {
+                return file_parameter(param, lit, annotation, optional);
+            }
+            Some(_) if annotation.is_none() => {
+                return type_parameter(param, lit, Some(comment), None);
+            }
+            _ => {}
+        }
+    }
     let declared = match annotation {
         Some(ann) => match parse_annotation(ann) {
             Some(d) => Some(d),
@@ -352,11 +381,98 @@ fn type_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>) {
     }
 }
 
+/// A parameter with `# type: file`: its default is a path in quotes (or `None`); an
+/// annotation, if any, must be `str` (or optional `str`).
+fn file_parameter(param: &mut Parameter, lit: Lit, annotation: Option<&str>, optional: bool) {
+    let mut optional = optional;
+    if let Some(ann) = annotation {
+        match parse_annotation(ann) {
+            Some((ParamType::Str, opt)) => optional |= opt,
+            _ => {
+                param.supported = Err(format!(
+                    "a file parameter holds a path: its annotation must be `str`, not `{}`",
+                    crate::text::truncate(ann, 80)
+                ));
+                return;
+            }
+        }
+    }
+    match lit {
+        Lit::Str(path) => {
+            param.kind = ParamType::File;
+            param.optional = optional;
+            param.default = ParamValue::Str(path);
+        }
+        Lit::None => {
+            param.kind = ParamType::File;
+            param.optional = true;
+            param.default = ParamValue::None;
+        }
+        _ => {
+            param.supported = Err(format!(
+                "`{}`: the default of a file parameter must be a path in quotes (or None)",
+                param.source
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::worksheet;
     use crate::worksheet::params::literal::MAX_NESTING;
+
+    #[test]
+    fn type_comments_make_file_parameters() {
+        let params = parse_parameters_source(
+            "counts_file = \"data/counts.csv\"  # type: file\n\
+             genes: str = 'genes.txt'  # type: file  # one gene per line\n\
+             extra = None  # type: Optional[file]\n\
+             bad: int = 3  # type: file\n\
+             number = 2  # type: file\n\
+             ratio = 1  # type: float  # a ratio\n\
+             typed: int = 1  # type: float\n\
+             odd = 'x'  # type: np.ndarray\n",
+        );
+        let get = |n: &str| params.iter().find(|p| p.name == n).unwrap();
+        let counts = get("counts_file");
+        assert_eq!(counts.kind, ParamType::File);
+        assert_eq!(counts.default, ParamValue::Str("data/counts.csv".into()));
+        assert!(!counts.optional && counts.help.is_none() && counts.supported.is_ok());
+        let genes = get("genes");
+        assert_eq!(genes.kind, ParamType::File);
+        assert_eq!(genes.help.as_deref(), Some("one gene per line"));
+        let extra = get("extra");
+        assert_eq!(
+            (extra.kind.clone(), extra.optional, extra.default.clone()),
+            (ParamType::File, true, ParamValue::None)
+        );
+        assert!(get("bad").supported.as_ref().unwrap_err().contains("`str`"));
+        assert!(
+            get("number")
+                .supported
+                .as_ref()
+                .unwrap_err()
+                .contains("path in quotes")
+        );
+        // Other type comments stand for a missing annotation; an annotation wins.
+        assert_eq!(get("ratio").kind, ParamType::Float);
+        assert_eq!(get("ratio").default, ParamValue::Float(1.0));
+        assert_eq!(get("ratio").help.as_deref(), Some("a ratio"));
+        assert_eq!(get("typed").kind, ParamType::Int);
+        assert_eq!(get("odd").kind, ParamType::Str);
+        assert!(get("odd").supported.is_ok());
+        // A type comment of any length is read within the annotation's bound.
+        let long = format!(
+            "x = 'a'  # type: {}file{}\n",
+            "Optional[".repeat(1 << 16),
+            "]".repeat(1 << 16)
+        );
+        let x = &parse_parameters_source(&long)[0];
+        assert_eq!(x.kind, ParamType::Str);
+        assert!(x.supported.is_ok());
+    }
 
     #[test]
     fn raw_and_escaped_strings() {

@@ -30,6 +30,8 @@ pub fn validate(
     let mut values = Values::default();
     for p in params {
         let raw = match form.get(&p.name) {
+            // No file picked: the notebook keeps its own default.
+            Some(raw) if p.kind == ParamType::File && raw.trim().is_empty() => continue,
             Some(raw) => raw.as_str(),
             None if from_form && p.kind == ParamType::Bool && p.supported.is_ok() => "false",
             None => continue,
@@ -128,6 +130,9 @@ fn parse_scalar(t: &ParamType, raw: &str) -> Result<ParamValue, String> {
             }
         }
         ParamType::Str => Ok(ParamValue::Str(raw.to_string())),
+        // A file of `~/data/`, by name; whether it is there is checked where the home is.
+        ParamType::File => super::file::picked_name(raw)
+            .map(|name| ParamValue::Str(super::file::container_path(name))),
         ParamType::Bool => match lower_str(s).as_str() {
             "true" | "on" | "1" | "yes" => Ok(ParamValue::Bool(true)),
             "false" | "off" | "0" | "no" | "" => Ok(ParamValue::Bool(false)),
@@ -208,6 +213,31 @@ mod tests {
         );
         assert!(errors[1].message.contains("fast"));
         assert!(errors[2].message.contains("whole number"));
+
+        let files = worksheet::params::parse_parameters_source(
+            "counts = 'data/counts.csv'  # type: file\nrate = 1.0\n",
+        );
+        let picked = worksheet::validate(&files, &form(&[("counts", "my counts.csv")])).unwrap();
+        assert_eq!(
+            picked.get("counts"),
+            Some(&ParamValue::Str("/home/jovyan/data/my counts.csv".into()))
+        );
+        let again = worksheet::validate(
+            &files,
+            &form(&[("counts", "/home/jovyan/data/my counts.csv")]),
+        )
+        .unwrap();
+        assert_eq!(again, picked, "a stored value reads back the same");
+        let none = worksheet::validate(&files, &form(&[("counts", " "), (FORM_MARKER, "1")]));
+        assert_eq!(
+            none.unwrap().get("counts"),
+            None,
+            "nothing picked: the default"
+        );
+        let errors =
+            worksheet::validate(&files, &form(&[("counts", "../../etc/passwd")])).unwrap_err();
+        assert_eq!(errors[0].name, "counts");
+        assert!(errors[0].message.contains("`..`"), "{}", errors[0]);
 
         let odd =
             worksheet::params::parse_parameters_source("a = np.ones(2)\nb: Optional[int] = 3\n");

@@ -5,11 +5,13 @@
 //! This module holds the shared types. The parameters cell is read by `cell` with a small
 //! parser for Python literals (`literal`: ints, floats, strings in every quoting style,
 //! `True`/`False`/`None`, lists and tuples of those) and optional type annotations
-//! (`annotation`). Anything else becomes a read-only field with a reason. Form values are
+//! (`annotation`), including `# type: file` comments (`file`: paths in the user's
+//! `~/data/`). Anything else becomes a read-only field with a reason. Form values are
 //! checked by `form`; the injected cell is written by `inject`.
 
 mod annotation;
 mod cell;
+pub mod file;
 mod form;
 mod inject;
 mod literal;
@@ -37,6 +39,9 @@ pub enum ParamType {
     Str,
     Bool,
     List(Box<ParamType>),
+    /// A file of the user's `~/data/` (`# type: file`): its value is the file's path in
+    /// the run's container (see [`file`]).
+    File,
     /// No usable type (the field is read-only).
     Unsupported,
 }
@@ -49,6 +54,7 @@ impl fmt::Display for ParamType {
             ParamType::Str => f.write_str("str"),
             ParamType::Bool => f.write_str("bool"),
             ParamType::List(t) => write!(f, "list[{t}]"),
+            ParamType::File => f.write_str("file"),
             ParamType::Unsupported => f.write_str("unsupported"),
         }
     }
