@@ -1713,6 +1713,25 @@ mod tests {
     }
 
     #[test]
+    fn the_upload_limit_defaults_to_100_mib_and_reads_sizes() {
+        let s = Settings::for_database("sqlite::memory:");
+        assert_eq!(s.runs.upload_max_bytes, 100 << 20);
+        let load = |limit: &str| {
+            Settings::load(&SettingsArgs {
+                runs: RunArgs {
+                    upload_max_bytes: Some(limit.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        assert_eq!(load("2GiB").unwrap().runs.upload_max_bytes, 2 << 30);
+        assert_eq!(load("4096").unwrap().runs.upload_max_bytes, 4096);
+        let ConfigError(problems) = load("big").unwrap_err();
+        assert!(problems[0].contains("upload_max_bytes"), "{problems:?}");
+    }
+
+    #[test]
     fn redaction_removes_userinfo_and_query_passwords() {
         assert_eq!(
             redact_url("https://oauth2:glpat-secret@gitlab.example/g/p.git"),

@@ -247,3 +247,60 @@ fn type_label(p: &Parameter) -> String {
         base
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worksheet::params::parse_parameters_source;
+
+    #[test]
+    fn sizes_read_for_people() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(100 << 20), "100.0 MiB");
+        assert_eq!(human_size(3 << 40), "3.0 TiB");
+    }
+
+    #[test]
+    fn file_fields_pick_among_the_data_files() {
+        let params = parse_parameters_source("counts = 'data/counts.csv'  # type: file\n");
+        let plain = FormView::new(&params, &HashMap::new(), &[], "/w/lab/x/v1/a.ipynb", "post");
+        let f = &plain.fields[0];
+        assert_eq!(f.control, "file");
+        assert_eq!(f.value, "", "the default is the empty choice, never a file");
+        assert!(f.note.as_deref().unwrap().contains("Log in"));
+        assert!(f.upload.is_none() && f.options.is_empty());
+
+        let submitted = HashMap::from([("counts".to_owned(), "b.csv".to_owned())]);
+        let data = DataChoice {
+            files: Some(vec![("a.csv".into(), 10), ("b.csv".into(), 2048)]),
+        };
+        let form = FormView::new(&params, &submitted, &[], "/w/lab/x/v1/a b.ipynb", "post")
+            .with_data(&data);
+        let f = &form.fields[0];
+        let shown: Vec<(&str, &str, bool)> = f
+            .options
+            .iter()
+            .map(|o| (o.name.as_str(), o.size.as_str(), o.selected))
+            .collect();
+        assert_eq!(
+            shown,
+            [("a.csv", "10 B", false), ("b.csv", "2.0 KiB", true)]
+        );
+        assert_eq!(
+            f.upload.as_deref(),
+            Some("/data?next=%2Fw%2Flab%2Fx%2Fv1%2Fa+b.ipynb")
+        );
+        assert!(f.note.is_none());
+        let unlisted = FormView::new(&params, &HashMap::new(), &[], "/", "post")
+            .with_data(&DataChoice { files: None });
+        assert!(
+            unlisted.fields[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("could not be listed")
+        );
+    }
+}
