@@ -17,6 +17,7 @@ mod jobs;
 mod launch;
 mod members;
 mod proxy;
+mod python_versions;
 mod runs;
 mod scenarios;
 mod security;
