@@ -58,6 +58,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://nbforge.db";
 pub const MIN_SECRET_CHARS: usize = 16;
 /// Where R packages Debian lacks come from, unless configured.
 pub const DEFAULT_CRAN_MIRROR: &str = "https://cloud.r-project.org";
+/// The Debian mirror base images are made from, unless configured.
+pub const DEFAULT_DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 /// GitLab sends bodies of up to 25 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
@@ -245,6 +247,15 @@ pub struct ImageArgs {
     /// CRAN mirror for the R packages Debian does not package (an http(s) URL) [default: https://cloud.r-project.org].
     #[arg(long, env = "NBFORGE_CRAN_MIRROR")]
     pub cran_mirror: Option<String>,
+    /// The Pythons environments can have and the Debian release each comes from, as
+    /// VERSION=SUITE pairs; each gets its own base image, named like the base image with the
+    /// suite as tag [default: 3.9=bullseye,3.11=bookworm,3.13=trixie].
+    #[arg(long, env = "NBFORGE_PYTHON_BASES")]
+    pub python_bases: Option<String>,
+    /// When a repository asks for a Python none of the bases has: `fail` its environment, or
+    /// `warn` and build it with the base image's Python [default: fail].
+    #[arg(long, env = "NBFORGE_PYTHON_MISMATCH")]
+    pub python_mismatch: Option<crate::spec::PythonMismatch>,
 }
 
 /// How environment images are built, named and stored.
@@ -506,6 +517,8 @@ struct FileSettings {
     build_network: Option<String>,
     allowed_base_images: Option<Vec<String>>,
     default_python: Option<String>,
+    python_bases: Option<String>,
+    python_mismatch: Option<String>,
     debian_mirror: Option<String>,
     environments: Option<bool>,
     cran_mirror: Option<String>,
@@ -886,6 +899,12 @@ pub struct EnvironmentSettings {
     /// Contents of the extra CA bundle, read at start-up.
     pub extra_ca: Option<Vec<u8>>,
     pub default_python: String,
+    /// The Pythons environments can have, each with its base image.
+    pub python_bases: Vec<crate::spec::PythonBase>,
+    /// The Python of `base_image`.
+    pub base_python: String,
+    /// What happens when a repository asks for a Python no base has.
+    pub python_mismatch: crate::spec::PythonMismatch,
     pub image_prefix: String,
     pub registry: Option<String>,
     pub build_concurrency: usize,
@@ -1169,6 +1188,26 @@ impl Settings {
                 "default_python: `{default_python}` is not a version like 3.10"
             ));
         }
+        let python_bases = match args.image.python_bases.clone().or(file.python_bases) {
+            Some(text) => match crate::spec::python::parse_suites(&text) {
+                Ok(suites) => crate::spec::python::bases(&base_image, &suites),
+                Err(e) => {
+                    problems.push(format!("python_bases: {e}"));
+                    Vec::new()
+                }
+            },
+            None => crate::spec::python::default_bases(&base_image),
+        };
+        let base_python = crate::spec::python::python_of(&python_bases, &base_image)
+            .unwrap_or_else(|| "3.11".into());
+        let python_mismatch = match (args.image.python_mismatch, file.python_mismatch) {
+            (Some(m), _) => m,
+            (None, Some(text)) => text.parse().unwrap_or_else(|e| {
+                problems.push(format!("python_mismatch: {e}"));
+                crate::spec::PythonMismatch::Fail
+            }),
+            (None, None) => crate::spec::PythonMismatch::Fail,
+        };
         let build_memory_mb = args
             .build
             .build_memory_mb
@@ -1348,6 +1387,9 @@ impl Settings {
                 base_image,
                 extra_ca,
                 default_python,
+                python_bases,
+                base_python,
+                python_mismatch,
                 image_prefix,
                 registry: args.build.registry.clone().or(file.registry),
                 build_concurrency,
@@ -1374,7 +1416,7 @@ impl Settings {
                     .debian_mirror
                     .clone()
                     .or(file.debian_mirror)
-                    .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
+                    .unwrap_or_else(|| DEFAULT_DEBIAN_MIRROR.into()),
                 docker_host: args.docker.docker_host.clone().or(file.docker_host),
                 cran_mirror,
             },

@@ -58,14 +58,16 @@ pub enum Command {
         docker: DockerArgs,
     },
     /// Make the base image environments start from, with no registry: debootstrap, import,
-    /// then Debian's Python and ipykernel, and JupyterLab on jupyter_server from PyPI.
+    /// then Debian's Python and ipykernel, and JupyterLab on jupyter_server from PyPI. One
+    /// base per Python version (NBFORGE_PYTHON_BASES); builds make a missing one themselves.
     BaseImage {
         /// Make it again even if it exists.
         #[arg(long)]
         force: bool,
-        /// Debian suite.
-        #[arg(long, default_value = "bookworm")]
-        suite: String,
+        /// Make the base of this Python version (e.g. 3.9 from Debian bullseye) instead of
+        /// the base image's; repeat for several, or `all` [default: the base image's Python].
+        #[arg(long, value_name = "X.Y")]
+        python: Vec<String>,
         #[command(flatten)]
         file: FileArgs,
         #[command(flatten)]
@@ -103,6 +105,8 @@ pub enum Command {
         image: ImageArgs,
         #[command(flatten)]
         build: BuilderArgs,
+        #[command(flatten)]
+        base: BaseImageArgs,
     },
     /// Measure nbforge on this machine.
     #[command(subcommand)]
@@ -230,6 +234,7 @@ impl Command {
                 docker,
                 image,
                 build,
+                base,
                 ..
             } => SettingsArgs {
                 file: file.clone(),
@@ -237,6 +242,7 @@ impl Command {
                 docker: docker.clone(),
                 image: image.clone(),
                 build: build.clone(),
+                base: base.clone(),
                 ..none()
             },
             Command::Bench(
@@ -301,19 +307,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { .. } => crate::doctor::run(&settings).await,
-        Command::BaseImage { force, suite, .. } => {
+        Command::BaseImage { force, python, .. } => {
             let builder = crate::app::builder_for(&settings);
-            let spec = crate::environment::base::BaseImageSpec {
-                name: settings.environments.base_image.clone(),
-                suite,
-                mirror: settings.environments.debian_mirror.clone(),
-                extra_ca: settings.environments.extra_ca.clone(),
+            let env = &settings.environments;
+            let wanted = if python.is_empty() {
+                vec![env.base_python.clone()]
+            } else if python.iter().any(|p| p == "all") {
+                env.python_bases.iter().map(|b| b.python.clone()).collect()
+            } else {
+                python
             };
-            crate::environment::base::ensure_base_image(&builder, &spec, force, &|line| {
-                println!("{line}")
-            })
-            .await?;
-            println!("base image {} is ready", settings.environments.base_image);
+            for version in wanted {
+                let spec = match env.python_bases.iter().find(|b| b.python == version) {
+                    Some(b) => crate::environment::base::BaseImageSpec {
+                        name: b.image.clone(),
+                        suite: b.suite.clone(),
+                        mirror: env.debian_mirror.clone(),
+                        extra_ca: env.extra_ca.clone(),
+                        python: Some(b.python.clone()),
+                    },
+                    // A base image whose Debian release is not in the table: bookworm's.
+                    None if version == env.base_python => crate::environment::base::BaseImageSpec {
+                        name: env.base_image.clone(),
+                        suite: "bookworm".into(),
+                        mirror: env.debian_mirror.clone(),
+                        extra_ca: env.extra_ca.clone(),
+                        python: None,
+                    },
+                    None => {
+                        let have: Vec<&str> =
+                            env.python_bases.iter().map(|b| b.python.as_str()).collect();
+                        eprintln!(
+                            "error: no base provides Python {version} (NBFORGE_PYTHON_BASES has {})",
+                            have.join(", ")
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                };
+                crate::environment::base::ensure_base_image(&builder, &spec, force, &|line| {
+                    println!("{line}")
+                })
+                .await?;
+                println!("base image {} (Python {version}) is ready", spec.name);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ingest(args)) => crate::bench::ingest(&settings, &args).await,

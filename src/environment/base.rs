@@ -5,6 +5,10 @@
 //! environment, `/opt/jupyter`, as repo2docker keeps the notebook server apart from the
 //! kernel's packages. Extra CA certificates, when configured, are installed into the image
 //! the Debian way (`update-ca-certificates`) and trusted by pip.
+//!
+//! There is one base per Python version nbforge provides, each from the Debian release that
+//! ships that Python ([`crate::spec::python`]); [`ensure_python_base`] makes a missing one
+//! when a build needs it, once at a time per image.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +38,26 @@ pub const JUPYTER_PACKAGES: &[&str] = &[
     "jupyter_server==2.21.1",
 ];
 
+/// The last releases that run on Python 3.9 (the current ones need 3.10): the same
+/// JupyterLab 4 and Notebook 7 on jupyter_server 2.
+pub const JUPYTER_PACKAGES_PY39: &[&str] = &[
+    "jupyterlab==4.5.11",
+    "notebook==7.5.8",
+    "jupyter_server==2.18.2",
+];
+
+/// The pinned Jupyter packages for a base whose Python is `python` (major.minor).
+pub fn jupyter_packages(python: Option<&str>) -> &'static [&'static str] {
+    let minor = python
+        .and_then(|p| p.strip_prefix("3."))
+        .and_then(|m| m.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    match minor {
+        Some(m) if m < 10 => JUPYTER_PACKAGES_PY39,
+        _ => JUPYTER_PACKAGES,
+    }
+}
+
 /// Where the Jupyter server lives in the image.
 pub const JUPYTER_PREFIX: &str = "/opt/jupyter";
 
@@ -57,6 +81,8 @@ pub struct BaseImageSpec {
     pub mirror: String,
     /// PEM bundle to trust in the image.
     pub extra_ca: Option<Vec<u8>>,
+    /// The Python (major.minor) the suite's `python3` must be; checked while the image is made.
+    pub python: Option<String>,
 }
 
 /// The name of the imported root file system image for a base image name.
@@ -65,8 +91,9 @@ pub fn rootfs_name(base: &str) -> String {
     format!("{repo}-rootfs:{tag}")
 }
 
-/// The Dockerfile that turns the imported root file system into the base image.
-pub fn dockerfile(rootfs: &str, extra_ca: bool) -> String {
+/// The Dockerfile that turns the imported root file system into the base image. With
+/// `python`, the build fails unless the suite's `python3` is that version.
+pub fn dockerfile(rootfs: &str, extra_ca: bool, python: Option<&str>) -> String {
     let mut d = format!("FROM {rootfs}\n");
     if extra_ca {
         d.push_str(&format!(
@@ -79,6 +106,12 @@ pub fn dockerfile(rootfs: &str, extra_ca: bool) -> String {
     d.push_str(&BASE_PACKAGES.join(" \\\n       "));
     d.push_str(" \\\n    && update-ca-certificates \\\n    && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
     d.push_str("ENV LANG=C.UTF-8 LC_ALL=C.UTF-8\n");
+    if let Some(v) = python.filter(|v| v.bytes().all(|b| b.is_ascii_digit() || b == b'.')) {
+        d.push_str(&format!(
+            "RUN test \"$(python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\" = \"{v}\" \\\n    \
+             || {{ echo \"python3 is $(python3 --version), not Python {v}\" >&2; exit 1; }}\n"
+        ));
+    }
     // The server in its own environment; the kernel is Debian's Python (and, in
     // environments, their own), registered where every Jupyter finds it.
     d.push_str(&format!(
@@ -87,7 +120,7 @@ pub fn dockerfile(rootfs: &str, extra_ca: bool) -> String {
          && python3 -m ipykernel install --prefix /usr/local --name python3 --display-name \"Python 3 (ipykernel)\" \\\n    \
          && ln -s {JUPYTER_PREFIX}/bin/jupyter {JUPYTER_PREFIX}/bin/jupyter-* /usr/local/bin/ \\\n    \
          && jupyter lab --version\n",
-        JUPYTER_PACKAGES.join(" ")
+        jupyter_packages(python).join(" ")
     ));
     // `python3` stays Debian's (the kernel's); `jupyter` and its commands are the server's,
     // linked into /usr/local/bin.
@@ -128,7 +161,7 @@ pub async fn ensure_base_image(
     }
     let mut context = vec![(
         "Dockerfile".to_owned(),
-        dockerfile(&rootfs, spec.extra_ca.is_some()).into_bytes(),
+        dockerfile(&rootfs, spec.extra_ca.is_some(), spec.python.as_deref()).into_bytes(),
     )];
     if let Some(ca) = &spec.extra_ca {
         context.push((EXTRA_CA_FILE.to_owned(), ca.clone()));
@@ -145,7 +178,7 @@ pub async fn ensure_base_image(
     log(&format!(
         "installing {} and {} into {}",
         BASE_PACKAGES.join(", "),
-        JUPYTER_PACKAGES.join(", "),
+        jupyter_packages(spec.python.as_deref()).join(", "),
         spec.name
     ));
     builder
@@ -228,3 +261,47 @@ async fn import_rootfs(builder: &Builder, dir: &Path, name: &str) -> Result<(), 
     }
     Ok(())
 }
+
+/// Makes the base image of `base` when the engine does not have it (a build needs it now),
+/// one at a time per image: a second build waiting for the same base finds it made.
+pub async fn ensure_python_base(
+    builder: &Builder,
+    base: &crate::spec::PythonBase,
+    mirror: &str,
+    extra_ca: Option<&[u8]>,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<bool, BuildError> {
+    if builder.image_exists(&base.image).await? {
+        return Ok(false);
+    }
+    let lock = {
+        let mut locks = MAKING
+            .lock()
+            .map_err(|_| BuildError::Internal("base image lock poisoned".into()))?;
+        locks
+            .entry(base.image.clone())
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
+            .clone()
+    };
+    let _making = lock.lock().await;
+    if builder.image_exists(&base.image).await? {
+        return Ok(false);
+    }
+    log(&format!(
+        "making the base image {} (Python {} from Debian {}); this happens once",
+        base.image, base.python, base.suite
+    ));
+    let spec = BaseImageSpec {
+        name: base.image.clone(),
+        suite: base.suite.clone(),
+        mirror: mirror.to_owned(),
+        extra_ca: extra_ca.map(<[u8]>::to_vec),
+        python: Some(base.python.clone()),
+    };
+    ensure_base_image(builder, &spec, false, log).await?;
+    Ok(true)
+}
+
+type Locks = HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
+static MAKING: std::sync::LazyLock<std::sync::Mutex<Locks>> =
+    std::sync::LazyLock::new(Default::default);

@@ -90,10 +90,29 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
         };
         let verbose = args.verbose;
         let show = move |line: &str| {
-            if verbose || line.starts_with("Step ") {
+            if verbose || line.starts_with("Step ") || line.starts_with("making the base image") {
                 println!("{} {line}", stamp());
             }
         };
+        // The base image of the environment's Python, made here the first time one needs it.
+        if let Some(base) = analysis
+            .base_image
+            .as_deref()
+            .and_then(|image| opts.python_bases.iter().find(|b| b.image == image))
+        {
+            let made = crate::environment::base::ensure_python_base(
+                &builder,
+                base,
+                &opts.debian_mirror,
+                opts.extra_ca.as_deref(),
+                &show,
+            )
+            .await;
+            if let Err(e) = made {
+                eprintln!("error: making the base image {}: {e}", base.image);
+                return Ok(ExitCode::from(2));
+            }
+        }
         if let Err(e) = builder.build(&req, &show, &CancellationToken::new()).await {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(if e.is_infrastructure() { 2 } else { 1 }));

@@ -111,6 +111,10 @@ pub fn spec_options(settings: &crate::config::Settings) -> crate::spec::Options 
     crate::spec::Options {
         default_python: settings.environments.default_python.clone(),
         base_image: settings.environments.base_image.clone(),
+        base_python: settings.environments.base_python.clone(),
+        python_bases: settings.environments.python_bases.clone(),
+        python_mismatch: settings.environments.python_mismatch,
+        debian_mirror: settings.environments.debian_mirror.clone(),
         extra_ca: settings.environments.extra_ca.clone(),
         cran_mirror: settings.environments.cran_mirror.clone(),
         max_context_bytes: settings.environments.build_context_max_bytes,
@@ -380,6 +384,28 @@ async fn run(
     };
     let line_logs = logs.clone();
     let sink = move |line: &str| line_logs.line(build_id, line);
+    // The base image of the environment's Python, made here the first time one needs it.
+    if let Some(base) = analysis
+        .base_image
+        .as_deref()
+        .and_then(|image| p.spec.python_bases.iter().find(|b| b.image == image))
+    {
+        crate::environment::base::ensure_python_base(
+            &p.builder,
+            base,
+            &p.spec.debian_mirror,
+            p.spec.extra_ca.as_deref(),
+            &sink,
+        )
+        .await
+        .map_err(|e| {
+            infrastructure(
+                BuildError::Internal(format!("making the base image {}: {e}", base.image)),
+                build_id,
+                &logs,
+            )
+        })?;
+    }
     match p.builder.build(&request, &sink, cancel).await {
         Ok(()) => {}
         Err(BuildError::Canceled) => {

@@ -462,13 +462,13 @@ async fn environment(
             }
             Some(b) if b.phase.is_final() && followed != Some(b.id) && !enqueued => {
                 return Err(LaunchError::User(format!(
-                    "the environment of this commit failed to build: {}",
+                    "the environment of this commit could not be prepared: {}",
                     b.message.as_deref().unwrap_or("see its build log")
                 )));
             }
             Some(b) if b.phase.is_final() && followed == Some(b.id) => {
                 return Err(LaunchError::User(format!(
-                    "the environment failed to build: {}",
+                    "the environment could not be prepared: {}",
                     b.message.as_deref().unwrap_or("see its build log")
                 )));
             }

@@ -29,9 +29,10 @@ pub struct SpecArgs {
     /// Print the generated Dockerfile (in JSON output: a `dockerfile` field).
     #[arg(long)]
     pub dockerfile: bool,
-    /// Python version of the base image.
-    #[arg(long, env = "NBFORGE_BASE_PYTHON", default_value = "3.11")]
-    pub base_python: String,
+    /// Python version of the base image [default: the Python of its Debian release in
+    /// NBFORGE_PYTHON_BASES, else 3.11].
+    #[arg(long, env = "NBFORGE_BASE_PYTHON")]
+    pub base_python: Option<String>,
     /// Largest spec file read, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_file_size: u64,
@@ -52,7 +53,10 @@ fn is_url(s: &str) -> bool {
 /// Runs `nbforge spec` with the base image, default Python and extra CA of `settings`.
 pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
     let opts = Options {
-        base_python: args.base_python.clone(),
+        base_python: args
+            .base_python
+            .clone()
+            .unwrap_or_else(|| settings.base_python.clone()),
         max_file_size: args.max_file_size,
         ..settings.clone()
     };
@@ -222,6 +226,7 @@ pub fn json_of(a: &Analysis) -> serde_json::Value {
         "spec_dir": a.spec_dir,
         "python_version": a.python_version,
         "image_python": a.image_python,
+        "base_image": a.base_image,
         "runtime": a.runtime,
         "r_version": a.r_version,
         "r_snapshot": a.r_snapshot,
@@ -267,6 +272,9 @@ fn print_human(a: &Analysis) -> std::io::Result<()> {
         if let Some(note) = a.runtime_note() {
             writeln!(out, "note: {note}")?;
         }
+    }
+    if let Some(base) = &a.base_image {
+        writeln!(out, "base image: {base}")?;
     }
     writeln!(out, "files: {}", a.files.join(", "))?;
     writeln!(out, "environment key: {}", a.environment_key)?;

@@ -235,7 +235,12 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
     let mut unsupported = None;
     let mut r_version = None;
     let mut r_snapshot = None;
-    let mut python_explicit = false;
+    // The file that names the Python minor version (`python-3` names none: the default).
+    let mut python_asked_in: Option<String> = None;
+    let runtime_names_minor = runtime
+        .as_ref()
+        .and_then(|r| r.version.as_deref())
+        .is_some_and(names_minor);
     // The Python of runtime.txt for the kinds that read it (repo2docker's Python pack and the
     // packs built on it): `python-X.Y`, else the default.
     let runtime_python = |c: &mut Ctx, used: &mut Option<String>| -> Option<String> {
@@ -345,7 +350,9 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             // repo2docker's R pack is built on its Python pack: the default Python, or
             // runtime.txt's where `install.R` selected R next to a `python-` runtime.
             let rt = runtime_python(&mut c, &mut runtime_used);
-            python_explicit |= rt.is_some();
+            if rt.is_some() && runtime_names_minor {
+                python_asked_in = Some(runtime_path.clone());
+            }
             python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
         }
@@ -388,6 +395,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             // repo2docker: the lock file's version, else the Pipfile's, else the default;
             // runtime.txt is not read.
             let mut v = None;
+            let mut v_in = None;
             if let Some(lock) = plan.pipfile_lock.clone() {
                 let text = c.text(&lock)?.unwrap_or_default();
                 if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
@@ -399,12 +407,14 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
                     ));
                 }
                 v = PIPFILE_PY.captures(&text).map(|m| m[1].to_owned());
+                v_in = Some(lock);
             }
             if let Some(pf) = plan.pipfile.clone() {
                 let text = c.text(&pf)?.unwrap_or_default();
                 pipfile(&mut c, &mut plan, &pf, &text);
                 if v.is_none() {
                     v = PIPFILE_PY.captures(&text).map(|m| m[1].to_owned());
+                    v_in = Some(pf);
                 }
             }
             if c.has("requirements.txt")? {
@@ -421,7 +431,9 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             }
             python_version = Some(match v {
                 Some(v) => {
-                    python_explicit = true;
+                    if names_minor(&v) {
+                        python_asked_in = v_in;
+                    }
                     resolve_python(&v, opts).unwrap_or_else(|_| opts.default_python.clone())
                 }
                 None => opts.default_python.clone(),
@@ -429,7 +441,9 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         }
         Kind::Python => {
             let rt = runtime_python(&mut c, &mut runtime_used);
-            python_explicit |= rt.is_some();
+            if rt.is_some() && runtime_names_minor {
+                python_asked_in = Some(runtime_path.clone());
+            }
             python_version = Some(rt.unwrap_or_else(|| opts.default_python.clone()));
             python_requirements(&mut c, &mut plan)?;
             if in_root && (c.is_file("setup.py")? || c.is_file("pyproject.toml")?) {
@@ -439,19 +453,18 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         }
     }
 
-    let image_python = match kind {
-        Kind::Python | Kind::Pipfile | Kind::R => Some(opts.base_python.clone()),
-        _ => None,
+    // The Python the image gets: the base image of the version asked for (see python.rs).
+    let (image_python, base_image) = match (kind, &python_version) {
+        (Kind::Python | Kind::Pipfile | Kind::R, Some(want)) => {
+            let choice = super::python::choose(kind, want, python_asked_in.as_deref(), opts);
+            c.warnings.extend(choice.warning);
+            if unsupported.is_none() {
+                unsupported = choice.unavailable;
+            }
+            (Some(choice.image_python), Some(choice.base_image))
+        }
+        _ => (None, None),
     };
-    if let (Some(want), Some(have)) = (&python_version, &image_python)
-        && python_explicit
-        && !same_minor(want, have)
-    {
-        c.warnings.push(format!(
-            "Python {want} was asked for, but the image has Python {have} from its base \
-             image; the environment is built with Python {have}"
-        ));
-    }
     let image_r = (kind == Kind::R).then(|| opts.base_r.clone());
     // apt.txt, postBuild, start: every kind but Dockerfile.
     let mut apt_packages = Vec::new();
@@ -487,6 +500,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         spec_dir: (!dir.is_empty()).then(|| dir.to_owned()),
         python_version,
         image_python,
+        base_image,
         runtime: runtime_used,
         r_version,
         r_snapshot,
@@ -541,6 +555,11 @@ pub(super) fn r_difference(
             opts.cran_mirror
         )),
     }
+}
+
+/// True when a Python version names a minor version (`3` alone means the default; `2` is 2.7).
+fn names_minor(v: &str) -> bool {
+    v.trim().trim_end_matches('.') != "3"
 }
 
 fn same_minor(a: &str, b: &str) -> bool {
@@ -950,14 +969,15 @@ mod tests {
         ]);
         assert_eq!(a.python_version.as_deref(), Some("3.11"));
         assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        // A version no base provides is reported, and not built.
         let old = ok(&[("runtime.txt", "python-3.8\n")]);
         assert_eq!(old.python_version.as_deref(), Some("3.8"));
         assert!(
-            old.warnings
-                .iter()
-                .any(|w| w.contains("3.8") && w.contains("3.11")),
+            old.unsupported
+                .as_deref()
+                .is_some_and(|u| u.contains("Python 3.8") && u.contains("3.9, 3.11, 3.13")),
             "{:?}",
-            old.warnings
+            old.unsupported
         );
         // Ignored next to environment.yml; the version comes from environment.yml.
         let c = ok(&[

@@ -109,8 +109,9 @@ pub(super) fn compute(
     };
     field("nbforge-environment-key");
     field(GENERATOR_VERSION);
-    field(&opts.base_image);
-    field(&opts.base_python);
+    // The base image and Python the image is built from (one per Python version).
+    field(a.base_image.as_deref().unwrap_or(&opts.base_image));
+    field(a.image_python.as_deref().unwrap_or(&opts.base_python));
     field(a.kind.as_str());
     field(a.python_version.as_deref().unwrap_or("-"));
     field(a.spec_dir.as_deref().unwrap_or("-"));

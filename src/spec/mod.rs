@@ -13,6 +13,7 @@ mod detect;
 mod dockerfile;
 mod key;
 pub mod launch;
+pub mod python;
 pub mod r;
 #[cfg(test)]
 mod testing;
@@ -23,6 +24,7 @@ use serde::Serialize;
 pub use detect::validate_apt_name;
 pub use dockerfile::{ContextData, ContextFile};
 pub use launch::{LaunchConfig, ProjectKind, Resources, WorksheetEntry};
+pub use python::{PythonBase, PythonMismatch};
 
 /// Version of the generator; part of every environment key, so a change to what nbforge
 /// generates rebuilds environments.
@@ -43,11 +45,18 @@ pub const EXTRA_CA_FILE: &str = "nbforge-extra-ca.crt";
 pub struct Options {
     /// Python version reported when the repository names none (repo2docker: 3.10).
     pub default_python: String,
-    /// The base image reference (a Debian bookworm image with Debian's python3, venv, pip,
-    /// Jupyter server, notebook, ipykernel and nbclient installed).
+    /// The default base image reference (a Debian bookworm image with Debian's python3, venv,
+    /// pip and ipykernel, and the Jupyter server in `/opt/jupyter`): for R, and for
+    /// repositories that name no Python version the bases below do not provide.
     pub base_image: String,
-    /// The Python version the base image provides.
+    /// The Python version the default base image provides.
     pub base_python: String,
+    /// The Pythons nbforge provides, each with its base image (one per Debian release).
+    pub python_bases: Vec<PythonBase>,
+    /// What happens when a repository asks for a Python none of `python_bases` provides.
+    pub python_mismatch: PythonMismatch,
+    /// Debian mirror a missing base image is made from (not part of the key).
+    pub debian_mirror: String,
     /// Largest spec file read, in bytes.
     pub max_file_size: u64,
     /// PEM bundle of extra CA certificates to trust at build and run time, if any.
@@ -66,6 +75,9 @@ impl Default for Options {
             default_python: "3.10".into(),
             base_image: "nbforge/base:bookworm".into(),
             base_python: "3.11".into(),
+            python_bases: python::default_bases("nbforge/base:bookworm"),
+            python_mismatch: PythonMismatch::Fail,
+            debian_mirror: crate::config::DEFAULT_DEBIAN_MIRROR.into(),
             max_file_size: 1 << 20,
             extra_ca: None,
             base_r: r::DEBIAN_R.into(),
@@ -239,8 +251,10 @@ pub struct Analysis {
     /// The Python version asked for (or the default); `None` where Python is not configured
     /// by the spec (Dockerfile, Julia, Nix).
     pub python_version: Option<String>,
-    /// The Python the generated image actually has (the base image's), where one is generated.
+    /// The Python the generated image actually has (its base image's), where one is generated.
     pub image_python: Option<String>,
+    /// The base image the generated Dockerfile starts from (one per Python version).
+    pub base_image: Option<String>,
     /// `runtime.txt` content when it was used.
     pub runtime: Option<String>,
     /// The R version `runtime.txt` asks for (`r-<version>[-<date>]`), for the `r` kind.

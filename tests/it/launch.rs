@@ -390,15 +390,13 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
         "{last}"
     );
 
-    // A failed environment.
+    // A failed environment: the launch repeats the status's message.
     let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &cookie).await);
     let last = ev.last().unwrap();
     assert_eq!(last["phase"], "failed");
+    let message = last["message"].as_str().unwrap();
     assert!(
-        last["message"]
-            .as_str()
-            .unwrap()
-            .contains("failed to build"),
+        message.starts_with("the environment of this commit could not be prepared: apt.txt:1:"),
         "{last}"
     );
 
@@ -453,6 +451,20 @@ async fn launches_refuse_what_they_cannot_start_and_leave_nothing() {
     // An unknown provider.
     let res = launch(t, &format!("/build/xx/{seg}/main"), &cookie).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
+
+    // A kind nbforge does not build: said plainly, with the documentation, nothing started.
+    t.push(project, &[("Project.toml", b"[deps]\n")]).await;
+    t.run_jobs().await;
+    let ev = events(&launch(t, &format!("/build/gl/{seg}/main"), &cookie).await);
+    let last = ev.last().unwrap();
+    assert_eq!(last["phase"], "failed", "{ev:?}");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.contains("Project.toml selects a Julia environment (kind `julia`), which nbforge cannot build yet")
+            && message.contains(nbforge::spec::UNSUPPORTED_DOCS),
+        "{last}"
+    );
+    assert!(sessions_of(t, "ada", project).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ mod launch;
 mod members;
 mod probes;
 mod proxy;
+mod python_versions;
 mod runs;
 mod scenarios;
 mod security;

@@ -27,7 +27,7 @@ fn args(path: &Path, git_ref: Option<&str>) -> SpecArgs {
         git_ref: git_ref.map(String::from),
         json: true,
         dockerfile: true,
-        base_python: "3.11".into(),
+        base_python: None,
         max_file_size: 1 << 20,
         context: None,
     }
