@@ -336,6 +336,10 @@ fn utc(ms: i64) -> String {
 /// Renders `output.ipynb` of the result folder into `output.html` and writes
 /// `provenance.json` next to it. The rendered body for the run page (capped), and what
 /// went wrong saving, if anything.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what provenance.json records, each from its own step of the run"
+)]
 async fn save_result(
     engine: &Engine,
     row: &RunRow,
