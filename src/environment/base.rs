@@ -233,6 +233,9 @@ async fn debootstrap(
     Ok(())
 }
 
+/// Longest a root file system import may take.
+const IMPORT_TIMEOUT_SECS: u64 = 1800;
+
 /// `tar -C dir -c . | docker import - name`, through the Engine API.
 async fn import_rootfs(builder: &Builder, dir: &Path, name: &str) -> Result<(), BuildError> {
     let dir = dir.to_owned();
@@ -251,7 +254,10 @@ async fn import_rootfs(builder: &Builder, dir: &Path, name: &str) -> Result<(), 
         .repo(repo)
         .tag(tag)
         .build();
-    let docker = builder.docker()?;
+    // Unpacking a root file system can outlast the client's usual two minutes on a busy engine.
+    let docker = builder
+        .docker()?
+        .with_timeout(std::time::Duration::from_secs(IMPORT_TIMEOUT_SECS));
     let mut stream = docker.create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| BuildError::Engine(e.to_string()))?;

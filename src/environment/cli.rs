@@ -90,7 +90,10 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
         };
         let verbose = args.verbose;
         let show = move |line: &str| {
-            if verbose || line.starts_with("Step ") || line.starts_with("making the base image") {
+            let base_step = ["making the base image", "debootstrap ", "importing "]
+                .iter()
+                .any(|p| line.starts_with(p));
+            if verbose || line.starts_with("Step ") || base_step {
                 println!("{} {line}", stamp());
             }
         };
