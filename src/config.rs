@@ -402,6 +402,8 @@ pub struct SettingsArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub runs: RunArgs,
+    #[command(flatten)]
+    pub visitor_runs: VisitorRunArgs,
 }
 
 /// Login with GitLab, browser sessions and who may do what.
@@ -544,6 +546,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub lifecycle: LifecycleSettings,
     pub runs: RunSettings,
+    pub visitor_runs: VisitorRunSettings,
 }
 
 /// Worksheet runs (see `crate::runs`).
@@ -1223,6 +1226,7 @@ impl Settings {
             &mut problems,
         );
         let runs = RunSettings::from_args(&args.runs, &mut problems);
+        let visitor_runs = VisitorRunSettings::from_args(&args.visitor_runs, &runs, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -1231,6 +1235,7 @@ impl Settings {
             sessions,
             lifecycle,
             runs,
+            visitor_runs,
             database_url,
             data_dir: args
                 .storage
@@ -1606,6 +1611,112 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
             .unwrap_or_default();
         ConfigError(vec![format!("{}{place}: {}", path.display(), e.message())])
     })
+}
+
+/// Runs of visitors who are not logged in (`NBFORGE_ANONYMOUS_RUNS`): stricter limits, and
+/// how long their results are kept (see `crate::runs::visitors`).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Worksheet runs of visitors who are not logged in")]
+pub struct VisitorRunArgs {
+    /// Most memory of a visitor's run, e.g. 512MiB [default: 1GiB, at most the session maximum].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_MEMORY")]
+    pub anonymous_run_memory: Option<String>,
+    /// Most CPUs of a visitor's run [default: 1, at most the session maximum].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_CPUS")]
+    pub anonymous_run_cpus: Option<f64>,
+    /// Seconds a visitor's run may execute [default: 600, at most NBFORGE_RUN_TIMEOUT_SECS].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_TIMEOUT_SECS")]
+    pub anonymous_run_timeout_secs: Option<u64>,
+    /// Hours a visitor's result is kept, with its throwaway home [default: 24].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RESULT_HOURS")]
+    pub anonymous_result_hours: Option<u64>,
+    /// Runs one visitor may have waiting or executing at once [default: 1].
+    #[arg(long, env = "NBFORGE_RUNS_PER_VISITOR")]
+    pub runs_per_visitor: Option<usize>,
+    /// Visitors' runs waiting or executing at once, all visitors together [default: half of
+    /// NBFORGE_RUNS_MAX, at least 1].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUNS_MAX")]
+    pub anonymous_runs_max: Option<usize>,
+}
+
+/// Limits of visitors' runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisitorRunSettings {
+    /// Most memory of one run, in bytes (also capped by the session maximum).
+    pub memory_bytes: u64,
+    /// Most CPUs of one run (also capped by the session maximum).
+    pub cpus: f64,
+    /// How long one run may execute (at most the runs' own limit).
+    pub timeout: Duration,
+    /// How long a result is kept after its run ended.
+    pub retention: Duration,
+    /// Unfinished runs one visitor may have.
+    pub per_visitor: usize,
+    /// Unfinished visitors' runs, all visitors together.
+    pub max: usize,
+}
+
+impl Default for VisitorRunSettings {
+    fn default() -> VisitorRunSettings {
+        VisitorRunSettings::from_args(
+            &VisitorRunArgs::default(),
+            &RunSettings::default(),
+            &mut Vec::new(),
+        )
+    }
+}
+
+impl VisitorRunSettings {
+    fn from_args(
+        args: &VisitorRunArgs,
+        runs: &RunSettings,
+        problems: &mut Vec<String>,
+    ) -> VisitorRunSettings {
+        let memory_bytes = match &args.anonymous_run_memory {
+            None => 1 << 30,
+            Some(text) => match parse_size(text) {
+                Some(n) if n >= 64 << 20 => n,
+                _ => {
+                    problems.push(format!(
+                        "anonymous_run_memory: `{text}` is not a size of at least 64MiB (e.g. 1GiB)"
+                    ));
+                    1 << 30
+                }
+            },
+        };
+        let cpus = args.anonymous_run_cpus.unwrap_or(1.0);
+        if !(cpus.is_finite() && cpus > 0.0) {
+            problems.push(format!(
+                "anonymous_run_cpus: `{cpus}` is not a positive number"
+            ));
+        }
+        let timeout = Duration::from_secs(args.anonymous_run_timeout_secs.unwrap_or(600));
+        let retention = Duration::from_secs(
+            args.anonymous_result_hours
+                .unwrap_or(24)
+                .saturating_mul(3600),
+        );
+        let settings = VisitorRunSettings {
+            memory_bytes,
+            cpus,
+            timeout: timeout.min(runs.timeout),
+            retention,
+            per_visitor: args.runs_per_visitor.unwrap_or(1),
+            max: args.anonymous_runs_max.unwrap_or((runs.max / 2).max(1)),
+        };
+        if timeout.is_zero()
+            || retention.is_zero()
+            || settings.per_visitor == 0
+            || settings.max == 0
+        {
+            problems.push(
+                "anonymous_run_timeout_secs, anonymous_result_hours, runs_per_visitor and \
+                 anonymous_runs_max must be at least 1"
+                    .to_owned(),
+            );
+        }
+        settings
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::config::{Secret, Settings};
 use crate::sessions::Resources;
-use crate::sessions::docker::{
-    self as sessions_docker, DockerSessions, HOME_DIR, LABEL_HOME, LABEL_OWNER_ID,
-};
+use crate::sessions::docker::{self as sessions_docker, DockerSessions, HOME_DIR, LABEL_HOME};
 use crate::storage::RunRow;
 
 /// The label naming a run on its container.
@@ -51,7 +49,8 @@ pub struct Engine {
 /// What a run's container starts with.
 pub struct Launch<'a> {
     pub run_id: &'a str,
-    pub owner_user_id: i64,
+    /// The owner's home, or a visitor's throwaway one.
+    pub home: super::visitors::RunHome,
     pub image: &'a str,
     /// The parameterized notebook.
     pub notebook: &'a [u8],
@@ -108,7 +107,7 @@ impl Engine {
         })
     }
 
-    fn docker(&self) -> &Docker {
+    pub fn docker(&self) -> &Docker {
         self.sessions.docker()
     }
 
@@ -123,23 +122,23 @@ impl Engine {
 
     /// Creates the run's container with its inputs, and starts it.
     pub async fn start(&self, l: &Launch<'_>) -> anyhow::Result<()> {
-        let volume = sessions_docker::home_volume(l.owner_user_id);
+        let volume = l.home.volume();
         // A home nbforge made (labelled) was made owned by uid 1000 then: one container
-        // start less for every run after the first.
-        let prepared = self
-            .docker()
-            .inspect_volume(&volume)
-            .await
-            .ok()
-            .and_then(|v| v.labels.get(LABEL_HOME).cloned())
-            == Some(l.owner_user_id.to_string());
+        // start less for every run after the first. A throwaway home is new.
+        let prepared = match &l.home {
+            super::visitors::RunHome::User(id) => {
+                self.docker()
+                    .inspect_volume(&volume)
+                    .await
+                    .ok()
+                    .and_then(|v| v.labels.get(LABEL_HOME).cloned())
+                    == Some(id.to_string())
+            }
+            super::visitors::RunHome::Throwaway { .. } => false,
+        };
         if !prepared {
             self.sessions
-                .prepare_home(
-                    &volume,
-                    HashMap::from([(LABEL_HOME.to_owned(), l.owner_user_id.to_string())]),
-                    l.image,
-                )
+                .prepare_home(&volume, l.home.volume_labels(), l.image)
                 .await?;
         }
         let name = container_name(l.run_id);
@@ -169,7 +168,7 @@ impl Engine {
             working_dir: Some(HOME_DIR.into()),
             labels: Some(HashMap::from([
                 (LABEL_RUN.to_owned(), l.run_id.to_owned()),
-                (LABEL_OWNER_ID.to_owned(), l.owner_user_id.to_string()),
+                l.home.owner_label(),
             ])),
             network_disabled: Some(true),
             host_config: Some(host_config),
@@ -329,7 +328,7 @@ impl Engine {
 /// is never started, with the home mounted, read through the archive API.
 impl Engine {
     async fn home_reader(&self, row: &RunRow) -> anyhow::Result<String> {
-        let user_id = row.owner_user_id.context("the run has no home")?;
+        let home = super::visitors::RunHome::of(row).context("the run has no home")?;
         let image = match &row.image {
             Some(i) if self.image_digest(i).await?.is_some() => i.clone(),
             _ => self.base_image.clone(),
@@ -341,7 +340,7 @@ impl Engine {
             user: Some("1000:1000".into()),
             labels: Some(HashMap::from([
                 (LABEL_RUN.to_owned(), "reader".to_owned()),
-                (LABEL_OWNER_ID.to_owned(), user_id.to_string()),
+                home.owner_label(),
             ])),
             network_disabled: Some(true),
             host_config: Some(sessions_docker::user_code_host_config(
@@ -351,7 +350,7 @@ impl Engine {
                     cpus: 0.0,
                 },
                 "none",
-                &sessions_docker::home_volume(user_id),
+                &home.volume(),
             )),
             ..Default::default()
         };

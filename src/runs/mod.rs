@@ -13,6 +13,7 @@
 //! time limit) and is marked failed when its job is tried again.
 
 pub mod engine;
+pub mod visitors;
 
 use std::collections::HashMap;
 
