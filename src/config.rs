@@ -1795,6 +1795,49 @@ mod tests {
     }
 
     #[test]
+    fn visitors_runs_have_stricter_limits_by_default() {
+        let s = Settings::for_database("sqlite::memory:");
+        assert_eq!(s.visitor_runs, VisitorRunSettings::default());
+        let v = &s.visitor_runs;
+        assert_eq!(v.memory_bytes, 1 << 30);
+        assert_eq!(v.cpus, 1.0);
+        assert_eq!(v.timeout, Duration::from_secs(600));
+        assert_eq!(v.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(v.per_visitor, 1);
+        assert_eq!(v.max, (s.runs.max / 2).max(1));
+        assert!(!s.access.anonymous_runs, "off by default");
+        let load = |memory: &str, timeout: u64, max: usize| {
+            Settings::load(&SettingsArgs {
+                runs: RunArgs {
+                    run_timeout_secs: Some(300),
+                    runs_max: Some(4),
+                    ..Default::default()
+                },
+                visitor_runs: VisitorRunArgs {
+                    anonymous_run_memory: Some(memory.into()),
+                    anonymous_run_timeout_secs: Some(timeout),
+                    anonymous_result_hours: Some(2),
+                    anonymous_runs_max: Some(max),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let s = load("256MiB", 900, 3).unwrap();
+        assert_eq!(s.visitor_runs.memory_bytes, 256 << 20);
+        assert_eq!(
+            s.visitor_runs.timeout,
+            Duration::from_secs(300),
+            "never longer than users' runs"
+        );
+        assert_eq!(s.visitor_runs.retention, Duration::from_secs(7200));
+        assert_eq!(s.visitor_runs.max, 3);
+        let ConfigError(problems) = load("lots", 0, 0).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("anonymous_run_memory"), "{problems:?}");
+    }
+
+    #[test]
     fn redaction_removes_userinfo_and_query_passwords() {
         assert_eq!(
             redact_url("https://oauth2:glpat-secret@gitlab.example/g/p.git"),

@@ -265,3 +265,79 @@ async fn remove_unused_homes(engine: &Engine) -> Result<usize, bollard::errors::
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(user: Option<i64>, visitor: Option<&str>) -> RunRow {
+        RunRow {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            owner_user_id: user,
+            owner_visitor: visitor.map(str::to_owned),
+            forge: "gitlab".into(),
+            project: "lab/p".into(),
+            tag: "v1".into(),
+            worksheet: "w.ipynb".into(),
+            commit_sha: "c".into(),
+            image: None,
+            image_digest: None,
+            values_json: "{}".into(),
+            state: "succeeded".into(),
+            message: None,
+            error: None,
+            result_folder: "results/lab/p/w/x".into(),
+            result_html: None,
+            cells_done: 0,
+            cells_total: 0,
+            heading: None,
+            cancel_requested: 0,
+            job_id: None,
+            created_at: 1_000,
+            started_at: Some(2_000),
+            finished_at: Some(3_000),
+        }
+    }
+
+    #[test]
+    fn visitors_runs_get_their_own_home_and_stricter_limits() {
+        let settings = Settings::for_database("sqlite::memory:");
+        let user = row(Some(7), None);
+        let visitor = row(None, Some("abc"));
+        assert_eq!(RunHome::of(&user), Some(RunHome::User(7)));
+        assert_eq!(RunHome::of(&user).unwrap().volume(), "nbforge-home-7");
+        let home = RunHome::of(&visitor).unwrap();
+        assert_eq!(
+            home.volume(),
+            "nbforge-home-run-0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(home.volume_labels()[LABEL_HOME], RUN_HOME);
+        assert_eq!(
+            home.owner_label(),
+            (LABEL_VISITOR.to_owned(), "abc".to_owned())
+        );
+        assert_eq!(RunHome::of(&row(None, None)), None);
+
+        let asked = Resources {
+            memory_bytes: 0,
+            cpus: 0.0,
+        };
+        assert_eq!(resources(&settings, &user, asked), asked);
+        let capped = resources(&settings, &visitor, asked);
+        assert_eq!(capped.memory_bytes, 1 << 30);
+        assert_eq!(capped.cpus, 1.0);
+        let small = Resources {
+            memory_bytes: 256 << 20,
+            cpus: 0.5,
+        };
+        assert_eq!(resources(&settings, &visitor, small), small);
+
+        assert_eq!(timeout(&settings, &user), settings.runs.timeout);
+        assert_eq!(timeout(&settings, &visitor), Duration::from_secs(600));
+        assert_eq!(expires_at(&settings, &user), None);
+        assert_eq!(
+            expires_at(&settings, &visitor),
+            Some(3_000 + 24 * 3600 * 1000)
+        );
+    }
+}

@@ -207,6 +207,7 @@ pub async fn get(
 }
 
 /// `POST /w/<project>/<tag>/<path>`: checks the submitted values on the server.
+#[expect(clippy::too_many_arguments, reason = "one request's parts")]
 pub async fn post(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
