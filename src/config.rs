@@ -420,6 +420,8 @@ pub struct SettingsArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub runs: RunArgs,
+    #[command(flatten)]
+    pub visitor_runs: VisitorRunArgs,
 }
 
 /// Login with GitLab, browser sessions and who may do what.
@@ -565,6 +567,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub lifecycle: LifecycleSettings,
     pub runs: RunSettings,
+    pub visitor_runs: VisitorRunSettings,
 }
 
 /// Worksheet runs (see `crate::runs`).
@@ -1284,6 +1287,7 @@ impl Settings {
             &mut problems,
         );
         let runs = RunSettings::from_args(&args.runs, &mut problems);
+        let visitor_runs = VisitorRunSettings::from_args(&args.visitor_runs, &runs, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -1292,6 +1296,7 @@ impl Settings {
             sessions,
             lifecycle,
             runs,
+            visitor_runs,
             database_url,
             data_dir: args
                 .storage
@@ -1679,6 +1684,112 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     })
 }
 
+/// Runs of visitors who are not logged in (`NBFORGE_ANONYMOUS_RUNS`): stricter limits, and
+/// how long their results are kept (see `crate::runs::visitors`).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Worksheet runs of visitors who are not logged in")]
+pub struct VisitorRunArgs {
+    /// Most memory of a visitor's run, e.g. 512MiB [default: 1GiB, at most the session maximum].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_MEMORY")]
+    pub anonymous_run_memory: Option<String>,
+    /// Most CPUs of a visitor's run [default: 1, at most the session maximum].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_CPUS")]
+    pub anonymous_run_cpus: Option<f64>,
+    /// Seconds a visitor's run may execute [default: 600, at most NBFORGE_RUN_TIMEOUT_SECS].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUN_TIMEOUT_SECS")]
+    pub anonymous_run_timeout_secs: Option<u64>,
+    /// Hours a visitor's result is kept, with its throwaway home [default: 24].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RESULT_HOURS")]
+    pub anonymous_result_hours: Option<u64>,
+    /// Runs one visitor may have waiting or executing at once [default: 1].
+    #[arg(long, env = "NBFORGE_RUNS_PER_VISITOR")]
+    pub runs_per_visitor: Option<usize>,
+    /// Visitors' runs waiting or executing at once, all visitors together [default: half of
+    /// NBFORGE_RUNS_MAX, at least 1].
+    #[arg(long, env = "NBFORGE_ANONYMOUS_RUNS_MAX")]
+    pub anonymous_runs_max: Option<usize>,
+}
+
+/// Limits of visitors' runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisitorRunSettings {
+    /// Most memory of one run, in bytes (also capped by the session maximum).
+    pub memory_bytes: u64,
+    /// Most CPUs of one run (also capped by the session maximum).
+    pub cpus: f64,
+    /// How long one run may execute (at most the runs' own limit).
+    pub timeout: Duration,
+    /// How long a result is kept after its run ended.
+    pub retention: Duration,
+    /// Unfinished runs one visitor may have.
+    pub per_visitor: usize,
+    /// Unfinished visitors' runs, all visitors together.
+    pub max: usize,
+}
+
+impl Default for VisitorRunSettings {
+    fn default() -> VisitorRunSettings {
+        VisitorRunSettings::from_args(
+            &VisitorRunArgs::default(),
+            &RunSettings::default(),
+            &mut Vec::new(),
+        )
+    }
+}
+
+impl VisitorRunSettings {
+    fn from_args(
+        args: &VisitorRunArgs,
+        runs: &RunSettings,
+        problems: &mut Vec<String>,
+    ) -> VisitorRunSettings {
+        let memory_bytes = match &args.anonymous_run_memory {
+            None => 1 << 30,
+            Some(text) => match parse_size(text) {
+                Some(n) if n >= 64 << 20 => n,
+                _ => {
+                    problems.push(format!(
+                        "anonymous_run_memory: `{text}` is not a size of at least 64MiB (e.g. 1GiB)"
+                    ));
+                    1 << 30
+                }
+            },
+        };
+        let cpus = args.anonymous_run_cpus.unwrap_or(1.0);
+        if !(cpus.is_finite() && cpus > 0.0) {
+            problems.push(format!(
+                "anonymous_run_cpus: `{cpus}` is not a positive number"
+            ));
+        }
+        let timeout = Duration::from_secs(args.anonymous_run_timeout_secs.unwrap_or(600));
+        let retention = Duration::from_secs(
+            args.anonymous_result_hours
+                .unwrap_or(24)
+                .saturating_mul(3600),
+        );
+        let settings = VisitorRunSettings {
+            memory_bytes,
+            cpus,
+            timeout: timeout.min(runs.timeout),
+            retention,
+            per_visitor: args.runs_per_visitor.unwrap_or(1),
+            max: args.anonymous_runs_max.unwrap_or((runs.max / 2).max(1)),
+        };
+        if timeout.is_zero()
+            || retention.is_zero()
+            || settings.per_visitor == 0
+            || settings.max == 0
+        {
+            problems.push(
+                "anonymous_run_timeout_secs, anonymous_result_hours, runs_per_visitor and \
+                 anonymous_runs_max must be at least 1"
+                    .to_owned(),
+            );
+        }
+        settings
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1771,6 +1882,49 @@ mod tests {
         assert_eq!(load("4096").unwrap().runs.upload_max_bytes, 4096);
         let ConfigError(problems) = load("big").unwrap_err();
         assert!(problems[0].contains("upload_max_bytes"), "{problems:?}");
+    }
+
+    #[test]
+    fn visitors_runs_have_stricter_limits_by_default() {
+        let s = Settings::for_database("sqlite::memory:");
+        assert_eq!(s.visitor_runs, VisitorRunSettings::default());
+        let v = &s.visitor_runs;
+        assert_eq!(v.memory_bytes, 1 << 30);
+        assert_eq!(v.cpus, 1.0);
+        assert_eq!(v.timeout, Duration::from_secs(600));
+        assert_eq!(v.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(v.per_visitor, 1);
+        assert_eq!(v.max, (s.runs.max / 2).max(1));
+        assert!(!s.access.anonymous_runs, "off by default");
+        let load = |memory: &str, timeout: u64, max: usize| {
+            Settings::load(&SettingsArgs {
+                runs: RunArgs {
+                    run_timeout_secs: Some(300),
+                    runs_max: Some(4),
+                    ..Default::default()
+                },
+                visitor_runs: VisitorRunArgs {
+                    anonymous_run_memory: Some(memory.into()),
+                    anonymous_run_timeout_secs: Some(timeout),
+                    anonymous_result_hours: Some(2),
+                    anonymous_runs_max: Some(max),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let s = load("256MiB", 900, 3).unwrap();
+        assert_eq!(s.visitor_runs.memory_bytes, 256 << 20);
+        assert_eq!(
+            s.visitor_runs.timeout,
+            Duration::from_secs(300),
+            "never longer than users' runs"
+        );
+        assert_eq!(s.visitor_runs.retention, Duration::from_secs(7200));
+        assert_eq!(s.visitor_runs.max, 3);
+        let ConfigError(problems) = load("lots", 0, 0).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("anonymous_run_memory"), "{problems:?}");
     }
 
     #[test]

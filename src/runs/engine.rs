@@ -17,9 +17,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::config::{Secret, Settings};
 use crate::sessions::Resources;
-use crate::sessions::docker::{
-    self as sessions_docker, DockerSessions, HOME_DIR, LABEL_HOME, LABEL_OWNER_ID,
-};
+use crate::sessions::docker::{self as sessions_docker, DockerSessions, HOME_DIR};
 use crate::storage::RunRow;
 
 /// The label naming a run on its container.
@@ -51,7 +49,8 @@ pub struct Engine {
 /// What a run's container starts with.
 pub struct Launch<'a> {
     pub run_id: &'a str,
-    pub owner_user_id: i64,
+    /// The owner's home, or a visitor's throwaway one.
+    pub home: super::visitors::RunHome,
     pub image: &'a str,
     /// The parameterized notebook.
     pub notebook: &'a [u8],
@@ -108,7 +107,7 @@ impl Engine {
         })
     }
 
-    fn docker(&self) -> &Docker {
+    pub fn docker(&self) -> &Docker {
         self.sessions.docker()
     }
 
@@ -123,14 +122,10 @@ impl Engine {
 
     /// Creates the run's container with its inputs, and starts it.
     pub async fn start(&self, l: &Launch<'_>) -> anyhow::Result<()> {
-        let volume = sessions_docker::home_volume(l.owner_user_id);
-        // Only a new home costs a container start (`prepare_home`).
+        let volume = l.home.volume();
+        // Only a new home costs a container start (`prepare_home`); a throwaway home is new.
         self.sessions
-            .prepare_home(
-                &volume,
-                HashMap::from([(LABEL_HOME.to_owned(), l.owner_user_id.to_string())]),
-                l.image,
-            )
+            .prepare_home(&volume, l.home.volume_labels(), l.image)
             .await?;
         let name = container_name(l.run_id);
         let host_config = sessions_docker::user_code_host_config(
@@ -159,7 +154,7 @@ impl Engine {
             working_dir: Some(HOME_DIR.into()),
             labels: Some(HashMap::from([
                 (LABEL_RUN.to_owned(), l.run_id.to_owned()),
-                (LABEL_OWNER_ID.to_owned(), l.owner_user_id.to_string()),
+                l.home.owner_label(),
             ])),
             network_disabled: Some(true),
             host_config: Some(host_config),
@@ -319,7 +314,7 @@ impl Engine {
 /// is never started, with the home mounted, read through the archive API.
 impl Engine {
     async fn home_reader(&self, row: &RunRow) -> anyhow::Result<String> {
-        let user_id = row.owner_user_id.context("the run has no home")?;
+        let home = super::visitors::RunHome::of(row).context("the run has no home")?;
         let image = match &row.image {
             Some(i) if self.image_digest(i).await?.is_some() => i.clone(),
             _ => self.base_image.clone(),
@@ -331,7 +326,7 @@ impl Engine {
             user: Some("1000:1000".into()),
             labels: Some(HashMap::from([
                 (LABEL_RUN.to_owned(), "reader".to_owned()),
-                (LABEL_OWNER_ID.to_owned(), user_id.to_string()),
+                home.owner_label(),
             ])),
             network_disabled: Some(true),
             host_config: Some(sessions_docker::user_code_host_config(
@@ -341,7 +336,7 @@ impl Engine {
                     cpus: 0.0,
                 },
                 "none",
-                &sessions_docker::home_volume(user_id),
+                &home.volume(),
             )),
             ..Default::default()
         };

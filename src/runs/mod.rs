@@ -14,6 +14,7 @@
 
 pub mod data;
 pub mod engine;
+pub mod visitors;
 
 use std::collections::HashMap;
 

@@ -904,6 +904,7 @@ impl SessionBackend for DockerSessions {
         )])
         .into_iter()
         .chain(throwaway.then(|| (LABEL_SESSION.to_owned(), id.0.clone())))
+        .chain(throwaway.then(|| (LABEL_CREATED.to_owned(), now_ms().to_string())))
         .collect();
         if throwaway {
             labels.insert(LABEL_THROWAWAY_HOME.to_owned(), volume.clone());

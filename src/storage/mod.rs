@@ -23,6 +23,7 @@ mod queue;
 mod runs;
 mod schedules;
 mod users;
+mod visitor_runs;
 
 pub use builds::*;
 pub use catalog::*;
@@ -34,6 +35,7 @@ pub use queue::*;
 pub use runs::*;
 pub use schedules::*;
 pub use users::*;
+pub use visitor_runs::*;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -48,6 +48,9 @@ pub enum WebError {
     /// 400: a login did not complete; the page offers to log in again.
     #[error("{0}")]
     LoginFailed(String),
+    /// 429: a limit on how much one may ask for at once.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: something nbforge depends on is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -103,6 +106,7 @@ impl WebError {
             WebError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
             WebError::LoginFailed(_) => StatusCode::BAD_REQUEST,
+            WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

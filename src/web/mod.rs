@@ -31,6 +31,7 @@ pub mod runs;
 pub mod sessions;
 pub mod sheets;
 pub mod templates;
+pub mod visitor_runs;
 
 pub use error::WebError;
 pub use templates::{CSP, Templates};

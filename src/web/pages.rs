@@ -214,12 +214,14 @@ pub async fn get(
 }
 
 /// `POST /w/<project>/<tag>/<path>`: checks the submitted values on the server.
+#[expect(clippy::too_many_arguments, reason = "one request's parts")]
 pub async fn post(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
     State(cache): State<Arc<SheetCache>>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    headers: axum::http::HeaderMap,
     Path(rest): Path<String>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<Response, WebError> {
@@ -234,13 +236,26 @@ pub async fn post(
     let parsed = sheet.parsed.as_ref().ok_or_else(no_worksheet)?;
     // Run it when the viewer may; otherwise the values are checked and offered as a download.
     if may_run(&app, &viewer, &project).await? {
+        // A visitor's run is known by their visitor cookie (a new visitor gets one).
+        let (visitor, cookie) = match viewer.user {
+            None => {
+                let (key, cookie) = super::visitor_runs::visitor(&app, &headers);
+                (Some(key), cookie)
+            }
+            Some(_) => (None, None),
+        };
         let what = super::runs::Request {
             project: &project,
             tag: &tag,
             path: &path,
+            visitor: visitor.as_deref(),
         };
         return match super::runs::start(&app, &cache, &viewer, &uri, &what, &form).await? {
-            Ok(run) => Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response()),
+            Ok(run) => {
+                let mut res = Redirect::to(&format!("/runs/{}", run.id)).into_response();
+                super::runs::set_cookie(&mut res, cookie.as_deref());
+                Ok(res)
+            }
             Err(errors) => {
                 let data = sheet.data_choice(&app, &viewer).await;
                 sheet.page_with(
@@ -283,14 +298,15 @@ pub async fn post(
 }
 
 /// Whether the viewer may run worksheets of the project here: logged in, and allowed
-/// `RunWorksheet` there.
+/// `RunWorksheet` there; or a visitor allowed to run the project's official worksheets
+/// (`NBFORGE_ANONYMOUS_RUNS`).
 async fn may_run(app: &App, viewer: &Viewer, project: &str) -> Result<bool, WebError> {
-    if viewer.user.is_none() {
-        return Ok(false);
-    }
     let Some(forge) = app.db.release_forge(project).await? else {
         return Ok(false);
     };
+    if viewer.user.is_none() {
+        return super::visitor_runs::may_run(app, viewer, forge, project).await;
+    }
     Ok(app
         .access
         .check(viewer, Action::RunWorksheet, forge, project)

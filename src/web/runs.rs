@@ -5,7 +5,9 @@
 //!
 //! A run is seen only by its owner and platform administrators; everyone else gets a
 //! 404, whether the run exists or not. Starting one needs `Action::RunWorksheet` in the
-//! worksheet's project and a login (runs of visitors who are not logged in are refused).
+//! worksheet's project and a login, except for visitors' runs of official public
+//! worksheets when `NBFORGE_ANONYMOUS_RUNS` is on: those are read by whoever holds their
+//! link (see [`super::visitor_runs`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,7 +18,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Form, OriginalUri, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -50,6 +52,9 @@ pub struct Request<'a> {
     pub project: &'a str,
     pub tag: &'a str,
     pub path: &'a str,
+    /// The key of the visitor asking, when they are not logged in (see
+    /// [`super::visitor_runs`]).
+    pub visitor: Option<&'a str>,
 }
 
 /// Creates a run of a published worksheet with `form` values (as the form sends them) for
@@ -66,8 +71,21 @@ pub async fn start(
         return Err(WebError::NotFound("No worksheet here.".into()));
     };
     require(app, viewer, uri, Action::RunWorksheet, forge, what.project).await?;
-    let Some(user) = &viewer.user else {
-        return Err(WebError::Unauthorized("log in to run worksheets".into()));
+    let visitor = match (&viewer.user, what.visitor) {
+        (Some(_), _) => None,
+        (None, Some(visitor))
+            if super::visitor_runs::may_run(app, viewer, forge, what.project).await? =>
+        {
+            Some(visitor)
+        }
+        (None, Some(_)) => {
+            return Err(WebError::Unauthorized(
+                "visitors may run official worksheets only; log in to run this one".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(WebError::Unauthorized("log in to run worksheets".into()));
+        }
     };
     let sheet = super::pages::load(app, cache, what.project, what.tag, what.path).await?;
     let parsed = sheet
@@ -78,7 +96,13 @@ pub async fn start(
         Ok(v) => v,
         Err(errors) => return Ok(Err(errors)),
     };
-    let missing = super::data::check_picked(app, Some(user.id), &parsed.params, &values).await?;
+    let missing = super::data::check_picked(
+        app,
+        viewer.user.as_ref().map(|u| u.id),
+        &parsed.params,
+        &values,
+    )
+    .await?;
     if !missing.is_empty() {
         return Ok(Err(missing));
     }
@@ -96,23 +120,24 @@ pub async fn start(
         run_id: id.clone(),
         project: what.project.to_owned(),
     };
-    app.db
-        .create_run(
-            &NewRun {
-                id: &id,
-                owner_user_id: Some(user.id),
-                owner_visitor: None,
-                forge: forge.name(),
-                project: what.project,
-                tag: what.tag,
-                worksheet: what.path,
-                commit_sha: &release.commit_sha,
-                values_json: &values_json,
-                result_folder: &folder,
-            },
-            &job.to_new_job(app.settings.jobs.max_attempts),
-        )
-        .await?;
+    let new_run = NewRun {
+        id: &id,
+        owner_user_id: viewer.user.as_ref().map(|u| u.id),
+        owner_visitor: visitor,
+        forge: forge.name(),
+        project: what.project,
+        tag: what.tag,
+        worksheet: what.path,
+        commit_sha: &release.commit_sha,
+        values_json: &values_json,
+        result_folder: &folder,
+    };
+    let new_job = job.to_new_job(app.settings.jobs.max_attempts);
+    if visitor.is_some() {
+        super::visitor_runs::create(app, &new_run, &new_job).await?;
+    } else {
+        app.db.create_run(&new_run, &new_job).await?;
+    }
     app.jobs_ready.notify_waiters();
     let row = app
         .db
@@ -122,8 +147,8 @@ pub async fn start(
     Ok(Ok(row))
 }
 
-/// The run `id` if the viewer may see it (its owner, or a platform administrator);
-/// otherwise a 404 that says nothing about whether it exists. A run whose job ended
+/// The run `id` if the viewer may see it (its owner, or a platform administrator; anyone
+/// for a visitor's run); otherwise a 404 that says nothing about whether it exists. A run whose job ended
 /// without ending the run (the job was given up) is marked failed here.
 async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebError> {
     let not_found = || WebError::NotFound("No such run.".into());
@@ -135,10 +160,28 @@ async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebErro
         .user
         .as_ref()
         .is_some_and(|u| Some(u.id) == row.owner_user_id);
-    if !owner && !app.access.can_platform(viewer, Action::AdminApi) {
+    if !owner
+        && !app.access.can_platform(viewer, Action::AdminApi)
+        && !super::visitor_runs::readable_by_link(&row)
+    {
         return Err(not_found());
     }
     repair(app, row).await
+}
+
+/// The run `id` if the viewer may cancel or delete it (see
+/// [`super::visitor_runs::may_change`]); otherwise the same 404 as [`visible`].
+async fn changeable(
+    app: &App,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<RunRow, WebError> {
+    let row = visible(app, viewer, id).await?;
+    if !super::visitor_runs::may_change(app, viewer, headers, &row) {
+        return Err(WebError::NotFound("No such run.".into()));
+    }
+    Ok(row)
 }
 
 /// A run whose job has ended for good without ending it fails with the job's reason.
@@ -197,6 +240,10 @@ pub struct RunView {
     pub finished_at: Option<i64>,
     /// Seconds from start to end (or to now while running).
     pub duration_secs: Option<i64>,
+    /// A visitor's run: kept in a throwaway home, readable by whoever has its link.
+    pub anonymous: bool,
+    /// When a visitor's result expires (epoch milliseconds), once the run has ended.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +300,8 @@ async fn view(app: &App, row: &RunRow) -> Result<RunView, WebError> {
         duration_secs: row
             .started_at
             .map(|s| (row.finished_at.unwrap_or(now) - s) / 1000),
+        anonymous: runs::visitors::is_visitors(row),
+        expires_at: runs::visitors::expires_at(&app.settings, row),
     })
 }
 
@@ -272,6 +321,7 @@ pub async fn api_create(
     State(cache): State<Arc<super::sheets::SheetCache>>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     body: Result<Json<NewRunBody>, JsonRejection>,
 ) -> Result<Response, WebError> {
     let Json(body) = body?;
@@ -290,20 +340,29 @@ pub async fn api_create(
         _ => return Err(WebError::NotFound("No worksheet here.".into())),
     };
     let form = runs::form_from_json(&body.values);
+    let (visitor, new_cookie) = if super::visitor_runs::is_visitor(&app, &viewer) {
+        let (key, cookie) = super::visitor_runs::visitor(&app, &headers);
+        (Some(key), cookie)
+    } else {
+        (None, None)
+    };
     let what = Request {
         project: &project,
         tag: &tag,
         path: &path,
+        visitor: visitor.as_deref(),
     };
     match start(&app, &cache, &viewer, &uri, &what, &form).await? {
         Ok(row) => {
             let url = format!("/runs/{}", row.id);
-            Ok((
+            let mut res = (
                 StatusCode::CREATED,
                 [(header::LOCATION, url.clone())],
                 Json(json!({ "id": row.id, "url": url })),
             )
-                .into_response())
+                .into_response();
+            set_cookie(&mut res, new_cookie.as_deref());
+            Ok(res)
         }
         Err(errors) => {
             let by_field: Map<String, Value> = errors
@@ -316,6 +375,13 @@ pub async fn api_create(
             )
                 .into_response())
         }
+    }
+}
+
+/// Adds a new visitor's cookie to the response.
+pub fn set_cookie(res: &mut Response, cookie: Option<&str>) {
+    if let Some(value) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
+        res.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 
@@ -385,9 +451,10 @@ pub async fn api_get(
 pub async fn api_cancel(
     State(app): State<App>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let row = visible(&app, &viewer, &id).await?;
+    let row = changeable(&app, &viewer, &headers, &id).await?;
     let row = app.db.cancel_run(&row.id).await?.unwrap_or(row);
     Ok(Json(json!({ "run": view(&app, &row).await? })).into_response())
 }
@@ -397,9 +464,10 @@ pub async fn api_cancel(
 pub async fn api_delete(
     State(app): State<App>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let row = visible(&app, &viewer, &id).await?;
+    let row = changeable(&app, &viewer, &headers, &id).await?;
     delete(&app, &row).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -412,6 +480,9 @@ async fn delete(app: &App, row: &RunRow) -> Result<(), WebError> {
         }
     }
     app.db.delete_run(&row.id).await?;
+    if runs::visitors::is_visitors(row) {
+        super::visitor_runs::remove_home(app, row).await;
+    }
     Ok(())
 }
 
@@ -422,9 +493,11 @@ pub async fn page(
     State(app): State<App>,
     State(templates): State<Arc<Templates>>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let row = visible(&app, &viewer, &id).await?;
+    let may_cancel = super::visitor_runs::may_change(&app, &viewer, &headers, &row);
     let run = view(&app, &row).await?;
     let title = format!("{} ({})", row.worksheet, row.state);
     let again = runs::form_from_json(run.values.as_object().unwrap_or(&Map::new()));
@@ -436,6 +509,8 @@ pub async fn page(
         run => Serde(&run),
         again => Serde(&again),
         in_progress,
+        may_cancel,
+        expires => run.expires_at.map(super::visitor_runs::utc_minute),
         result => row.result_html.clone().map(notebook_html),
     };
     // While in progress the page runs nbforge's progress script (and shows no outputs).
@@ -527,9 +602,10 @@ pub async fn events(
 pub async fn cancel_form(
     State(app): State<App>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let row = visible(&app, &viewer, &id).await?;
+    let row = changeable(&app, &viewer, &headers, &id).await?;
     app.db.cancel_run(&row.id).await?;
     Ok(Redirect::to(&format!("/runs/{}", row.id)).into_response())
 }
@@ -538,10 +614,11 @@ pub async fn cancel_form(
 pub async fn delete_form(
     State(app): State<App>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
     _form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let row = visible(&app, &viewer, &id).await?;
+    let row = changeable(&app, &viewer, &headers, &id).await?;
     delete(&app, &row).await?;
     Ok(Redirect::to("/me/results").into_response())
 }

@@ -611,6 +611,41 @@ on_both_databases!(
             .finish_run(&run_id, "canceled", Some("not run here"), None)
             .await
             .unwrap();
+        // A finished run of a visitor who is not logged in (none of the subjects holds
+        // their cookie).
+        let visitor_run = nbforge::runs::new_run_id();
+        let release = t.db().releases("lab/public-growth").await.unwrap()[0].clone();
+        t.db()
+            .create_visitor_run(
+                &nbforge::storage::NewRun {
+                    id: &visitor_run,
+                    owner_user_id: None,
+                    owner_visitor: Some("0123456789abcdef0123456789abcdef"),
+                    forge: "gitlab",
+                    project: "lab/public-growth",
+                    tag: "v1",
+                    worksheet: "growth.ipynb",
+                    commit_sha: &release.commit_sha,
+                    values_json: "{}",
+                    result_folder: "results/lab/public-growth/growth/x",
+                },
+                &nbforge::jobs::Job::to_new_job(
+                    &nbforge::jobs::kinds::RunWorksheet {
+                        run_id: visitor_run.clone(),
+                        project: "lab/public-growth".into(),
+                    },
+                    1,
+                ),
+                1,
+                1,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        t.db()
+            .finish_run(&visitor_run, "canceled", Some("not run here"), None)
+            .await
+            .unwrap();
         let owner_id =
             1000 + i64::try_from(EVERYONE.iter().position(|w| *w == Who::Write).unwrap()).unwrap();
         let session = match &sessions {
@@ -825,6 +860,46 @@ on_both_databases!(
                 );
                 checked += 1;
             }
+            // A visitor's run: its link opens it for everyone; only its visitor (by
+            // cookie) and platform administrators cancel it.
+            let visitor_route = |suffix: &str| format!("/runs/{visitor_run}{suffix}");
+            for (method, route, ok, anyone) in [
+                (
+                    "GET",
+                    format!("/api{}", visitor_route("")),
+                    StatusCode::OK,
+                    true,
+                ),
+                ("GET", visitor_route(""), StatusCode::OK, true),
+                ("GET", visitor_route("/events"), StatusCode::OK, true),
+                (
+                    "POST",
+                    format!("/api{}", visitor_route("/cancel")),
+                    StatusCode::OK,
+                    false,
+                ),
+                (
+                    "POST",
+                    visitor_route("/cancel"),
+                    StatusCode::SEE_OTHER,
+                    false,
+                ),
+            ] {
+                let want = if anyone || s.who.platform_admin() {
+                    ok
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                let res = send(&t, s, method, &route, "").await;
+                assert_eq!(
+                    res.status,
+                    want,
+                    "{:?} {method} {route}: {}",
+                    s.who,
+                    res.text()
+                );
+                checked += 1;
+            }
             // The admin API and the user's page.
             for (method, route, needs, ok) in [
                 ("GET", "/api/jobs", Needs::PlatformAdmin, StatusCode::OK),
@@ -928,7 +1003,7 @@ on_both_databases!(
         }
         let proxied = if session.is_some() { 2 } else { 0 };
         assert!(
-            checked >= 7 * (3 * 12 + 4 + 9 + 7 + 1 + 1 + proxied),
+            checked >= 7 * (3 * 12 + 4 + 9 + 5 + 7 + 1 + 1 + proxied),
             "{checked}"
         );
         if let Some(session) = session {

@@ -3,6 +3,7 @@
 mod support;
 
 mod access;
+mod anonymous_runs;
 mod browser;
 mod catalog;
 mod ci_template;

@@ -1,7 +1,9 @@
 //! `cleanup` (scheduled): removes what nbforge no longer needs, each after its retention:
 //! finished jobs and their deliveries, the git mirrors of projects deleted or not fetched
 //! lately, and environment images (this builder's, carrying nbforge's labels) that no
-//! build has used lately — never the image of a build at a commit a branch or tag points at.
+//! build has used lately — never the image of a build at a commit a branch or tag points at;
+//! visitors' runs whose results expired, with their throwaway homes, and throwaway homes
+//! nothing uses any more (`runs::visitors::expire`).
 
 use std::collections::HashSet;
 
@@ -44,13 +46,16 @@ impl Job for Cleanup {
                 now - millis(crate::access::service::LOGIN_ATTEMPT_TTL),
             )
             .await?;
+        let visitors = crate::runs::visitors::expire(ctx).await?;
         tracing::info!(
-            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} ended sessions and logins",
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} ended sessions and logins, {} expired visitors' runs, {} unused throwaway homes",
             queue.jobs,
             queue.deliveries,
             mirrors.len(),
             images.len(),
-            sessions
+            sessions,
+            visitors.runs,
+            visitors.homes
         );
         Ok(())
     }

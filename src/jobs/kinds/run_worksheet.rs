@@ -111,10 +111,8 @@ async fn canceled(ctx: &Context, id: &str) -> Result<bool, JobError> {
 
 async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Result<(), JobError> {
     let id = row.id.as_str();
-    let Some(user_id) = row.owner_user_id else {
-        return Err(JobError::User(
-            "runs by visitors who are not logged in are not supported".into(),
-        ));
+    let Some(home) = crate::runs::visitors::RunHome::of(row) else {
+        return Err(JobError::User("the run has no owner".into()));
     };
     // The environment.
     let (image, digest) = loop {
@@ -159,23 +157,30 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     }
     ctx.db.set_run_image(id, &image, &digest).await?;
     let started_ms = crate::storage::now_ms();
-    // The files of file parameters, checksummed as the run starts.
-    let inputs =
-        match crate::runs::data::run_inputs(&ctx.settings, id, user_id, &params, &values).await {
-            Ok(inputs) => inputs,
-            Err(message) => {
-                ctx.db
-                    .finish_run(id, "failed", Some(&message), None)
-                    .await?;
-                return Ok(());
+    // The files of file parameters, checksummed as the run starts (a visitor's throwaway
+    // home has no data of its own).
+    let inputs = match &home {
+        crate::runs::visitors::RunHome::User(user_id) => {
+            match crate::runs::data::run_inputs(&ctx.settings, id, *user_id, &params, &values).await
+            {
+                Ok(inputs) => inputs,
+                Err(message) => {
+                    ctx.db
+                        .finish_run(id, "failed", Some(&message), None)
+                        .await?;
+                    return Ok(());
+                }
             }
-        };
-    let timeout = ctx.settings.runs.timeout;
+        }
+        crate::runs::visitors::RunHome::Throwaway { .. } => Vec::new(),
+    };
+    let timeout = crate::runs::visitors::timeout(&ctx.settings, row);
     engine.remove(id).await;
     let resources = crate::runs::resources_for(&ctx.settings, row).await;
+    let resources = crate::runs::visitors::resources(&ctx.settings, row, resources);
     let launch = Launch {
         run_id: id,
-        owner_user_id: user_id,
+        home,
         image: &image,
         notebook: input.as_bytes(),
         parameters: row.values_json.as_bytes(),
