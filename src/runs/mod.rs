@@ -173,6 +173,9 @@ pub async fn image_for(
     engine: &Engine,
     run: &RunRow,
 ) -> Result<ImageLookup, JobError> {
+    if run.again_of.is_some() {
+        return pinned_image(engine, run).await;
+    }
     let build = ctx
         .db
         .latest_build(&run.forge, &run.project, &run.commit_sha)
@@ -244,6 +247,88 @@ pub async fn image_for(
     Ok(ImageLookup::Pending(
         "waiting for the environment to be built".into(),
     ))
+}
+
+/// The image of a run again exactly: the image (by id) of the run it repeats, which the
+/// cleanup keeps while a run refers to it.
+async fn pinned_image(engine: &Engine, run: &RunRow) -> Result<ImageLookup, JobError> {
+    let gone = || {
+        JobError::User(
+            "the environment image of the run repeated is no longer kept; run it again on the newest version".into(),
+        )
+    };
+    let digest = run.image_digest.clone().ok_or_else(gone)?;
+    match engine.image_digest(&digest).await? {
+        Some(found) if found == digest => Ok(ImageLookup::Ready {
+            image: digest.clone(),
+            digest,
+        }),
+        _ => Err(gone()),
+    }
+}
+
+/// The message of a run whose worksheet was withdrawn while it waited.
+pub const WITHDRAWN: &str =
+    "withdrawn: this version of the worksheet is no longer published (its tag was deleted)";
+
+/// The notebook a run executes: the worksheet as published at the run's commit. A run
+/// whose release is no longer published fails as withdrawn; a run whose tag has since
+/// moved to another commit (a run again exactly) reads the notebook at its own commit from
+/// the project's mirror.
+pub async fn notebook_for(ctx: &Context, run: &RunRow) -> Result<Vec<u8>, JobError> {
+    let published = ctx
+        .db
+        .worksheet_notebook(&run.project, &run.tag, &run.worksheet)
+        .await?
+        .ok_or_else(|| JobError::User(WITHDRAWN.into()))?;
+    let release = ctx
+        .db
+        .releases(&run.project)
+        .await?
+        .into_iter()
+        .find(|r| r.tag == run.tag && r.forge.name() == run.forge)
+        .ok_or_else(|| JobError::User(WITHDRAWN.into()))?;
+    if release.commit_sha == run.commit_sha {
+        return Ok(published);
+    }
+    let path = run.worksheet.clone();
+    read_at_commit(&ctx.settings, run, move |tree| {
+        crate::repo::tree::read_limited(tree, &path, 64 << 20).ok()?
+    })
+    .await
+    .ok_or_else(|| {
+        JobError::User(format!(
+            "the worksheet at commit {} can no longer be read",
+            &run.commit_sha[..run.commit_sha.len().min(12)]
+        ))
+    })
+}
+
+/// Whether the run's release (its tag) is still published.
+pub async fn withdrawn(ctx: &Context, run: &RunRow) -> Result<bool, JobError> {
+    Ok(ctx
+        .db
+        .worksheet_notebook(&run.project, &run.tag, &run.worksheet)
+        .await?
+        .is_none())
+}
+
+/// Reads something of the run's commit from the project's git mirror.
+async fn read_at_commit<T: Send + 'static>(
+    settings: &crate::config::Settings,
+    run: &RunRow,
+    read: impl FnOnce(&crate::repo::CommitTree<'_>) -> Option<T> + Send + 'static,
+) -> Option<T> {
+    let key = crate::repo::mirror::Mirrors::key(&run.forge, &run.project);
+    let path = crate::repo::mirror::mirror_path(&settings.data_dir.join("mirrors"), &key).ok()?;
+    let commit = run.commit_sha.clone();
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(path).ok()?;
+        let tree = crate::repo::CommitTree::open(&repo, &commit).ok()?;
+        read(&tree)
+    })
+    .await
+    .ok()?
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ pub async fn start(
 /// The run `id` if the viewer may see it (its owner, or a platform administrator);
 /// otherwise a 404 that says nothing about whether it exists. A run whose job ended
 /// without ending the run (the job was given up) is marked failed here.
-async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebError> {
+pub(super) async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebError> {
     let not_found = || WebError::NotFound("No such run.".into());
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_found());
@@ -427,10 +427,13 @@ pub async fn page(
     let mut again: Vec<(String, String)> = again.into_iter().collect();
     again.sort();
     let in_progress = !row.is_final();
+    let newest = super::runs_again::newest_tag(&app, &row).await?;
     let ctx = context! {
         title,
         run => Serde(&run),
         again => Serde(&again),
+        newest_url => newest.as_ref().map(|t| urls::worksheet(&row.project, Some(t), Some(&row.worksheet))),
+        newest_tag => newest,
         in_progress,
         result => row.result_html.clone().map(notebook_html),
     };

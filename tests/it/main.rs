@@ -18,6 +18,7 @@ mod launch;
 mod members;
 mod proxy;
 mod runs;
+mod runs_again;
 mod scenarios;
 mod security;
 mod serve;

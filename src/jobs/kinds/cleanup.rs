@@ -1,7 +1,8 @@
 //! `cleanup` (scheduled): removes what nbforge no longer needs, each after its retention:
 //! finished jobs and their deliveries, the git mirrors of projects deleted or not fetched
 //! lately, and environment images (this builder's, carrying nbforge's labels) that no
-//! build has used lately — never the image of a build at a commit a branch or tag points at.
+//! build has used lately — never the image of a build at a commit a branch or tag points at,
+//! nor an image a stored worksheet run executed in (it can be run again exactly).
 
 use std::collections::HashSet;
 
@@ -56,11 +57,13 @@ impl Job for Cleanup {
     }
 }
 
-/// Removes this builder's labelled images that no build used within the retention and
-/// that no current branch or tag's build uses. Returns the removed tags.
+/// Removes this builder's labelled images that no build used within the retention, that
+/// no current branch or tag's build uses, and that no stored run refers to (by image id).
+/// Returns the removed tags.
 async fn remove_unused_images(ctx: &Context) -> Result<Vec<String>, JobError> {
     let retention = ctx.settings.jobs.retention.images;
     let in_use: HashSet<String> = ctx.db.images_in_use(retention).await?.into_iter().collect();
+    let of_runs: HashSet<String> = ctx.db.run_image_digests().await?.into_iter().collect();
     let cutoff_secs = (ctx.clock.now_ms() - millis(retention)) / 1000;
     let docker = ctx
         .builder
@@ -85,6 +88,7 @@ async fn remove_unused_images(ctx: &Context) -> Result<Vec<String>, JobError> {
         if ours.is_empty()
             || image.created >= cutoff_secs
             || image.repo_tags.iter().any(|t| in_use.contains(t))
+            || of_runs.contains(&image.id)
         {
             continue;
         }

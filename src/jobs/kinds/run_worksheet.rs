@@ -116,6 +116,9 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
             "runs by visitors who are not logged in are not supported".into(),
         ));
     };
+    // The notebook, at the run's commit (a withdrawn worksheet fails the run here).
+    let notebook = crate::runs::notebook_for(ctx, row).await?;
+    let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
     // The environment.
     let (image, digest) = loop {
         if canceled(ctx, id).await? {
@@ -124,18 +127,15 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
                 .await?;
             return Ok(());
         }
+        if crate::runs::withdrawn(ctx, row).await? {
+            return Err(JobError::User(crate::runs::WITHDRAWN.into()));
+        }
         match image_for(ctx, engine, row).await? {
             ImageLookup::Ready { image, digest } => break (image, digest),
             ImageLookup::Pending(message) => ctx.db.set_run_message(id, Some(&message)).await?,
         }
         pause(run).await?;
     };
-    let notebook = ctx
-        .db
-        .worksheet_notebook(&row.project, &row.tag, &row.worksheet)
-        .await?
-        .ok_or_else(|| JobError::User("this worksheet is no longer published".into()))?;
-    let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
     let params = crate::worksheet::parameters(&notebook);
     let order: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
     let values = values_from_json(&row.values_json, &order);
@@ -151,6 +151,9 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
                 .finish_run(id, "canceled", Some("canceled before it started"), None)
                 .await?;
             return Ok(());
+        }
+        if crate::runs::withdrawn(ctx, row).await? {
+            return Err(JobError::User(crate::runs::WITHDRAWN.into()));
         }
         ctx.db
             .set_run_message(id, Some("waiting for another of your runs to finish"))
