@@ -356,7 +356,8 @@ pub struct LifecycleArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Worksheet runs")]
 pub struct RunArgs {
-    /// Seconds a worksheet run may execute before it is stopped [default: 3600].
+    /// Seconds a worksheet run may execute before it is stopped; caps a worksheet's own
+    /// `timeout` in launch.toml [default: 3600].
     #[arg(long, env = "NBFORGE_RUN_TIMEOUT_SECS")]
     pub run_timeout_secs: Option<u64>,
     /// Runs one user may have executing at once; more wait in the queue [default: 2].

@@ -156,6 +156,22 @@ pub async fn resources_for(
     }
 }
 
+/// A run's time limit: the worksheet's `timeout` in the commit's `launch.toml` (or its
+/// `[runs] timeout`), capped by `NBFORGE_RUN_TIMEOUT_SECS`, which is also the limit when
+/// `launch.toml` sets none (or cannot be read).
+pub async fn timeout_for(settings: &crate::config::Settings, run: &RunRow) -> std::time::Duration {
+    let max = settings.runs.timeout;
+    let worksheet = run.worksheet.clone();
+    let asked = read_at_commit(settings, run, move |tree| {
+        let text = crate::repo::tree::read_text(tree, "launch.toml", 1 << 20).ok()??;
+        crate::spec::launch::parse(&text)
+            .ok()?
+            .run_timeout_secs(&worksheet)
+    })
+    .await;
+    asked.map_or(max, |secs| max.min(std::time::Duration::from_secs(secs)))
+}
+
 /// The image a run executes in, as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageLookup {

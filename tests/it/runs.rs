@@ -90,6 +90,12 @@ title = "Fails"
 [[worksheet]]
 path = "sleep.ipynb"
 title = "Sleeps"
+timeout = "1h"
+
+[[worksheet]]
+path = "nap.ipynb"
+title = "Sleeps, with a short time limit"
+timeout = "8s"
 "#;
 
 /// A user with a browser session: (cookie, CSRF token).
@@ -195,6 +201,7 @@ pub(crate) async fn fixture_with(
         ("compute.ipynb", &compute),
         ("fail.ipynb", &fail),
         ("sleep.ipynb", &sleep),
+        ("nap.ipynb", &sleep),
     ];
     let sha = publish(&t, &fake, &p, "v1", &files).await;
     let build = t
@@ -508,13 +515,23 @@ on_both_databases!(
             "{run}"
         );
 
-        // Past the time limit (30 s here): stopped with the reason.
+        // Past the time limit: stopped, canceled with the reason. The worksheet asks
+        // for an hour in launch.toml, capped by NBFORGE_RUN_TIMEOUT_SECS (30 s here).
         let slow = f.start("sleep.ipynb", json!({})).await;
         t.run_jobs().await;
         let run = f.run(&slow).await;
-        assert_eq!(run["state"], "failed", "{run}");
-        assert!(
-            run["error"].as_str().unwrap().contains("time limit"),
+        assert_eq!(run["state"], "canceled", "{run}");
+        assert_eq!(
+            run["error"], "stopped: the run took longer than its time limit of 30 s",
+            "{run}"
+        );
+        // Its own, shorter limit in launch.toml.
+        let nap = f.start("nap.ipynb", json!({})).await;
+        t.run_jobs().await;
+        let run = f.run(&nap).await;
+        assert_eq!(run["state"], "canceled", "{run}");
+        assert_eq!(
+            run["error"], "stopped: the run took longer than its time limit of 8 s",
             "{run}"
         );
 

@@ -162,7 +162,7 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     }
     ctx.db.set_run_image(id, &image, &digest).await?;
     let started_ms = crate::storage::now_ms();
-    let timeout = ctx.settings.runs.timeout;
+    let timeout = crate::runs::timeout_for(&ctx.settings, row).await;
     engine.remove(id).await;
     let resources = crate::runs::resources_for(&ctx.settings, row).await;
     let launch = Launch {
@@ -242,7 +242,7 @@ async fn follow(
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(POLL);
     let limit = format!(
-        "stopped: the run took longer than its time limit of {} seconds",
+        "stopped: the run took longer than its time limit of {} s",
         timeout.as_secs()
     );
     loop {
@@ -275,7 +275,7 @@ async fn follow(
             }
             _ = &mut deadline, if stop.is_none() => {
                 engine.kill(id).await;
-                stop = Some(Outcome::Failed(limit.clone()));
+                stop = Some(Outcome::Canceled(limit.clone()));
             }
             _ = run.cancel.cancelled(), if stop.is_none() => {
                 engine.kill(id).await;
@@ -290,7 +290,7 @@ async fn follow(
     let outcome = match (stop, done) {
         (Some(stop), _) => stop,
         (None, Some(d)) if d["ok"].as_bool() == Some(true) => Outcome::Succeeded,
-        (None, Some(d)) if d["timeout"].as_bool() == Some(true) => Outcome::Failed(limit),
+        (None, Some(d)) if d["timeout"].as_bool() == Some(true) => Outcome::Canceled(limit),
         (None, Some(d)) => Outcome::Failed(d["error"].as_str().map_or_else(
             || "the notebook failed".into(),
             |e| crate::text::truncate(e, 2000).into_owned(),
