@@ -323,6 +323,29 @@ impl Engine {
     pub async fn remove(&self, run_id: &str) {
         self.remove_named(&container_name(run_id)).await;
     }
+
+    /// Every container carrying [`LABEL_RUN`], running or not: (container id, the label's
+    /// value — a run id, or `reader` —, when it was created, in seconds since the epoch).
+    pub async fn run_containers(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let filters = HashMap::from([("label".to_owned(), vec![LABEL_RUN.to_owned()])]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker().list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let run = c.labels.as_ref()?.get(LABEL_RUN)?.clone();
+                Some((c.id?, run, c.created.unwrap_or(0)))
+            })
+            .collect())
+    }
+
+    /// Removes a container by id or name (gone already is fine).
+    pub async fn remove_container(&self, container: &str) {
+        self.remove_named(container).await;
+    }
 }
 
 /// Reading a run's result folder from the owner's home after the run: a container that

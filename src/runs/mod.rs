@@ -172,6 +172,76 @@ pub async fn timeout_for(settings: &crate::config::Settings, run: &RunRow) -> st
     asked.map_or(max, |secs| max.min(std::time::Duration::from_secs(secs)))
 }
 
+/// Why a run that has not ended will never be ended by its job: the job has ended for
+/// good (done, dead-lettered, canceled) or is gone. `None` while the job may still run.
+pub async fn given_up(
+    db: &crate::storage::Db,
+    run: &RunRow,
+) -> crate::storage::DbResult<Option<String>> {
+    if run.is_final() {
+        return Ok(None);
+    }
+    let Some(job_id) = run.job_id else {
+        return Ok(None);
+    };
+    let job = db.get_job(crate::storage::JobId(job_id)).await?;
+    let ended = job.as_ref().is_none_or(|j| {
+        matches!(
+            j.state.as_str(),
+            "done" | "failed" | "dead" | "canceled" | "superseded"
+        )
+    });
+    if !ended {
+        return Ok(None);
+    }
+    Ok(Some(match job.and_then(|j| j.last_error) {
+        Some(e) => format!("the run was given up: {}", crate::text::truncate(&e, 500)),
+        None => "the run was given up".into(),
+    }))
+}
+
+/// How long a container that reads a home for a download may stay before the cleanup
+/// removes it (a download that streams longer is cut).
+const READER_MAX_AGE_SECS: i64 = 24 * 3600;
+
+/// Removes run containers left behind: those of runs that have ended, and those of runs
+/// whose job has ended for good without ending them (the run then fails with the job's
+/// reason); home readers older than a day. Containers of runs this database does not know
+/// are left alone (another nbforge may share the engine). Returns how many were removed.
+pub async fn remove_stale_containers(ctx: &Context) -> Result<usize, JobError> {
+    let engine = Engine::connect(&ctx.settings).map_err(JobError::Transient)?;
+    let containers = engine.run_containers().await.map_err(JobError::Transient)?;
+    let now_secs = ctx.clock.now_ms() / 1000;
+    let mut removed = 0;
+    for (container, run_id, created) in containers {
+        let stale = if run_id == "reader" {
+            created < now_secs - READER_MAX_AGE_SECS
+        } else {
+            match ctx.db.get_run(&run_id).await? {
+                None => false,
+                Some(row) if row.is_final() => true,
+                Some(row) => match given_up(&ctx.db, &row).await? {
+                    Some(reason) => {
+                        engine.remove_container(&container).await;
+                        ctx.db
+                            .finish_run(&row.id, "failed", Some(&reason), None)
+                            .await?;
+                        tracing::info!(run.id = %row.id, "run {} given up: {reason}", row.id);
+                        removed += 1;
+                        false
+                    }
+                    None => false,
+                },
+            }
+        };
+        if stale {
+            engine.remove_container(&container).await;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The image a run executes in, as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageLookup {

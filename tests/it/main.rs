@@ -19,6 +19,7 @@ mod members;
 mod proxy;
 mod runs;
 mod runs_again;
+mod runs_bad_input;
 mod runs_restart;
 mod scenarios;
 mod security;

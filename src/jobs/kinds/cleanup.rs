@@ -2,7 +2,8 @@
 //! finished jobs and their deliveries, the git mirrors of projects deleted or not fetched
 //! lately, and environment images (this builder's, carrying nbforge's labels) that no
 //! build has used lately — never the image of a build at a commit a branch or tag points at,
-//! nor an image a stored worksheet run executed in (it can be run again exactly).
+//! nor an image a stored worksheet run executed in (it can be run again exactly); and the
+//! containers of worksheet runs left behind (`runs::remove_stale_containers`).
 
 use std::collections::HashSet;
 
@@ -36,6 +37,15 @@ impl Job for Cleanup {
         } else {
             Vec::new()
         };
+        let run_containers = match crate::runs::remove_stale_containers(ctx).await {
+            Ok(n) => n,
+            // Without a Docker engine there are no run containers to remove.
+            Err(JobError::Transient(e)) => {
+                tracing::warn!("cleanup could not look for run containers: {e:#}");
+                0
+            }
+            Err(e) => return Err(e),
+        };
         let now = ctx.clock.now_ms();
         let access = &ctx.settings.access;
         let sessions = ctx
@@ -46,11 +56,12 @@ impl Job for Cleanup {
             )
             .await?;
         tracing::info!(
-            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} ended sessions and logins",
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} run containers, {} ended sessions and logins",
             queue.jobs,
             queue.deliveries,
             mirrors.len(),
             images.len(),
+            run_containers,
             sessions
         );
         Ok(())
