@@ -248,6 +248,22 @@ impl Engine {
         }
     }
 
+    /// The size of a file of the run's (stopped) container, `None` when it is missing.
+    pub async fn file_size(&self, run_id: &str, path: &str) -> anyhow::Result<Option<u64>> {
+        let options = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::new()
+            .path(path)
+            .build();
+        match self
+            .docker()
+            .get_container_archive_info(&container_name(run_id), Some(options))
+            .await
+        {
+            Ok(stat) => Ok(u64::try_from(stat.size).ok()),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A file of the run's (stopped) container, at most `max` bytes; `None` when missing
     /// or larger.
     pub async fn read_file(

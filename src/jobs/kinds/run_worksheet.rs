@@ -26,8 +26,9 @@ pub struct RunWorksheet {
 /// How often a waiting or running run looks at its row (cancel, slots, builds).
 const POLL: Duration = Duration::from_millis(500);
 
-/// The largest executed notebook read back for rendering.
-const MAX_OUTPUT_BYTES: u64 = 256 << 20;
+/// The largest executed notebook read back for rendering: a larger one stays whole in
+/// the home, and its rendering says so (nbforge never holds it in memory).
+const MAX_OUTPUT_BYTES: u64 = 32 << 20;
 
 impl Job for RunWorksheet {
     const KIND: JobKind = JobKind::RunWorksheet;
@@ -120,6 +121,19 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     let notebook = crate::runs::notebook_for(ctx, row).await?;
     let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
     // The environment.
+    if let Some(quota) = ctx.settings.lifecycle.home_quota
+        && let Ok(Some(usage)) = ctx
+            .sessions
+            .home_usage(user_id, crate::sessions::lifecycle::QUOTA_MEASURE_MAX_AGE)
+            .await
+        && usage.bytes >= quota
+    {
+        return Err(JobError::User(format!(
+            "your home folder uses {} of its {} quota: delete some files to run worksheets",
+            crate::sessions::lifecycle::human_bytes(usage.bytes),
+            crate::sessions::lifecycle::human_bytes(quota)
+        )));
+    }
     let (image, digest) = loop {
         if canceled(ctx, id).await? {
             ctx.db
@@ -360,18 +374,31 @@ async fn save_result(
     let provenance = serde_json::to_vec_pretty(&provenance).unwrap_or_default();
     let mut files: Vec<(&str, Vec<u8>)> = vec![("provenance.json", provenance)];
     let mut body = None;
-    let read = engine
-        .read_file(&row.id, &format!("{folder}/output.ipynb"), MAX_OUTPUT_BYTES)
-        .await;
+    let output = format!("{folder}/output.ipynb");
+    let read = match engine.file_size(&row.id, &output).await {
+        Ok(Some(size)) if size > MAX_OUTPUT_BYTES => Ok(Some(Err(size))),
+        _ => engine
+            .read_file(&row.id, &output, MAX_OUTPUT_BYTES)
+            .await
+            .map(|read| read.map(Ok)),
+    };
     let mut problem = None;
     match read {
-        Ok(Some(bytes)) => {
+        Ok(Some(content)) => {
             let values = values_from_json(&row.values_json, &[]);
             let title = row.worksheet.clone();
             let rendered = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
-                let nb = Notebook::from_slice(&bytes)?;
-                let rendered = render(&nb, &RenderOptions::default());
-                let mut body = rendered.body_html;
+                let mut body = match content {
+                    Ok(bytes) => {
+                        let nb = Notebook::from_slice(&bytes)?;
+                        render(&nb, &RenderOptions::default()).body_html
+                    }
+                    Err(size) => format!(
+                        "<p class=\"error\">The executed notebook ({} MiB) is larger than {} MiB and is not shown; output.ipynb is complete in your results folder.</p>",
+                        size >> 20,
+                        MAX_OUTPUT_BYTES >> 20
+                    ),
+                };
                 if body.len() > MAX_RESULT_HTML {
                     body = format!(
                         "<p class=\"error\">The result is larger than {} MiB and is not shown; open output.ipynb from your results.</p>",
