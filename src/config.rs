@@ -339,8 +339,8 @@ pub struct LifecycleArgs {
     /// Sessions an anonymous visitor may have at once [default: 1].
     #[arg(long, env = "NBFORGE_SESSIONS_PER_VISITOR")]
     pub sessions_per_visitor: Option<usize>,
-    /// Most disk a user's home may use before new sessions are refused: bytes, or a number
-    /// with KiB, MiB, GiB (or K, M, G) [default: no quota].
+    /// Most disk a user's home may use before new sessions and worksheet runs are
+    /// refused: bytes, or a number with KiB, MiB, GiB (or K, M, G) [default: no quota].
     #[arg(long, env = "NBFORGE_HOME_QUOTA")]
     pub home_quota: Option<String>,
     /// Seconds a session that ended on its own (e.g. killed for memory) stays listed

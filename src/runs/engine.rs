@@ -479,6 +479,80 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A file of a run's result folder as it is read from the home, in chunks (nbforge
+    /// never holds it whole); `None` when it is not there.
+    pub async fn stream_home_file(
+        &self,
+        row: &RunRow,
+        name: &str,
+    ) -> anyhow::Result<Option<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>>>
+    {
+        let reader = self.home_reader(row).await?;
+        let path = format!("{HOME_DIR}/{}/{name}", row.result_folder);
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&path)
+            .build();
+        let mut tar_stream = self
+            .docker()
+            .download_from_container(&reader, Some(options));
+        let first = match tar_stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.remove_named(&reader).await;
+                return if not_found(&e) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                };
+            }
+            None => bytes::Bytes::new(),
+        };
+        let engine = self.clone();
+        let (tar_tx, mut tar_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::spawn(async move {
+            if tar_tx.send(Ok(first)).await.is_ok() {
+                while let Some(chunk) = tar_stream.next().await {
+                    let chunk = chunk.map_err(std::io::Error::other);
+                    let stop = chunk.is_err();
+                    if tar_tx.send(chunk).await.is_err() || stop {
+                        break;
+                    }
+                }
+            }
+            drop(tar_tx);
+            engine.remove_named(&reader).await;
+        });
+        let input = async_stream_reader(futures_util::stream::poll_fn(move |cx| {
+            tar_rx.poll_recv(cx)
+        }));
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter(tx.clone());
+            let copy = || -> std::io::Result<()> {
+                let mut archive = tar::Archive::new(input);
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    if entry.header().entry_type().is_file() {
+                        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, &mut out);
+                        std::io::copy(&mut entry, &mut buffered)?;
+                        buffered.flush()?;
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = copy() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Some(futures_util::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        })))
+    }
+}
+
 fn async_stream_reader(
     stream: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
 ) -> impl std::io::Read + Send + 'static {

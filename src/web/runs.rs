@@ -579,7 +579,7 @@ pub async fn results(
 
 // ---------------------------------------------------------------------- downloads
 
-/// `GET /runs/{id}/output.ipynb`: the executed notebook from the owner's home.
+/// `GET /runs/{id}/output.ipynb`: the executed notebook from the owner's home, streamed.
 pub async fn download_notebook(
     State(app): State<App>,
     viewer: Viewer,
@@ -587,8 +587,8 @@ pub async fn download_notebook(
 ) -> Result<Response, WebError> {
     let row = visible(&app, &viewer, &id).await?;
     let engine = Engine::connect(&app.settings).map_err(WebError::Internal)?;
-    let bytes = engine
-        .read_home_file(&row, "output.ipynb")
+    let stream = engine
+        .stream_home_file(&row, "output.ipynb")
         .await
         .map_err(WebError::Internal)?
         .ok_or_else(|| WebError::NotFound("This run has no output.ipynb.".into()))?;
@@ -596,7 +596,7 @@ pub async fn download_notebook(
     Ok(attachment(
         "application/x-ipynb+json",
         &name,
-        Body::from(bytes),
+        Body::from_stream(stream),
     ))
 }
 

@@ -262,6 +262,17 @@ on_both_databases!(
         ]);
         assert!(ok, "{size}");
         assert!(size.trim().parse::<u64>().unwrap() > 120 << 20, "{size}");
+        // The download streams the whole file.
+        let download = send(
+            t,
+            Some(&f.owner),
+            "GET",
+            &format!("/runs/{huge}/output.ipynb"),
+            None,
+        )
+        .await;
+        assert_eq!(download.status, StatusCode::OK);
+        assert_eq!(download.body.len().to_string(), size.trim());
         let (ok, html) = home_file(f.owner_id, &f.image, &format!("{folder}/output.html"));
         assert!(ok && html.contains("is not shown"), "{ok}");
 
