@@ -143,7 +143,7 @@ async fn again_newest(
     start(app, cache, viewer, uri, &what, &form).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub struct AgainBody {
     /// `true` (the default): the same image and commit; `false`: the newest version.
     #[serde(default = "yes")]

@@ -55,7 +55,6 @@ on_both_databases!(
                 .unwrap()
                 .expect("the run's job");
             assert!(t.db().start_run(id, 10).await.unwrap());
-            let command = if *id == given_up { "true" } else { "600" };
             let (ok, out) = docker_cli(&[
                 "run",
                 "-d",
@@ -68,8 +67,8 @@ on_both_databases!(
                 "--network",
                 "none",
                 &f.image,
-                if command == "true" { "true" } else { "sleep" },
-                command,
+                "sleep",
+                if *id == given_up { "0" } else { "600" },
             ]);
             assert!(ok, "{out}");
             assert!(!containers_of(id).is_empty());
