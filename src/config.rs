@@ -353,8 +353,8 @@ pub struct LifecycleArgs {
     /// Sessions an anonymous visitor may have at once [default: 1].
     #[arg(long, env = "NBFORGE_SESSIONS_PER_VISITOR")]
     pub sessions_per_visitor: Option<usize>,
-    /// Most disk a user's home may use before new sessions are refused: bytes, or a number
-    /// with KiB, MiB, GiB (or K, M, G) [default: no quota].
+    /// Most disk a user's home may use before new sessions and worksheet runs are
+    /// refused: bytes, or a number with KiB, MiB, GiB (or K, M, G) [default: no quota].
     #[arg(long, env = "NBFORGE_HOME_QUOTA")]
     pub home_quota: Option<String>,
     /// Seconds a session that ended on its own (e.g. killed for memory) stays listed
@@ -370,7 +370,8 @@ pub struct LifecycleArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Worksheet runs")]
 pub struct RunArgs {
-    /// Seconds a worksheet run may execute before it is stopped [default: 3600].
+    /// Seconds a worksheet run may execute before it is stopped; caps a worksheet's own
+    /// `timeout` in launch.toml [default: 3600].
     #[arg(long, env = "NBFORGE_RUN_TIMEOUT_SECS")]
     pub run_timeout_secs: Option<u64>,
     /// Runs one user may have executing at once; more wait in the queue [default: 2].

@@ -233,6 +233,22 @@ impl Engine {
         }
     }
 
+    /// The size of a file of the run's (stopped) container, `None` when it is missing.
+    pub async fn file_size(&self, run_id: &str, path: &str) -> anyhow::Result<Option<u64>> {
+        let options = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::new()
+            .path(path)
+            .build();
+        match self
+            .docker()
+            .get_container_archive_info(&container_name(run_id), Some(options))
+            .await
+        {
+            Ok(stat) => Ok(u64::try_from(stat.size).ok()),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A file of the run's (stopped) container, at most `max` bytes; `None` when missing
     /// or larger.
     pub async fn read_file(
@@ -307,6 +323,29 @@ impl Engine {
     /// Removes the run's container (gone already is fine).
     pub async fn remove(&self, run_id: &str) {
         self.remove_named(&container_name(run_id)).await;
+    }
+
+    /// Every container carrying [`LABEL_RUN`], running or not: (container id, the label's
+    /// value — a run id, or `reader` —, when it was created, in seconds since the epoch).
+    pub async fn run_containers(&self) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let filters = HashMap::from([("label".to_owned(), vec![LABEL_RUN.to_owned()])]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker().list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let run = c.labels.as_ref()?.get(LABEL_RUN)?.clone();
+                Some((c.id?, run, c.created.unwrap_or(0)))
+            })
+            .collect())
+    }
+
+    /// Removes a container by id or name (gone already is fine).
+    pub async fn remove_container(&self, container: &str) {
+        self.remove_named(container).await;
     }
 }
 
@@ -422,6 +461,80 @@ impl Engine {
             let mut rx = rx;
             move |cx| rx.poll_recv(cx)
         }))
+    }
+}
+
+impl Engine {
+    /// A file of a run's result folder as it is read from the home, in chunks (nbforge
+    /// never holds it whole); `None` when it is not there.
+    pub async fn stream_home_file(
+        &self,
+        row: &RunRow,
+        name: &str,
+    ) -> anyhow::Result<Option<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>>>
+    {
+        let reader = self.home_reader(row).await?;
+        let path = format!("{HOME_DIR}/{}/{name}", row.result_folder);
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&path)
+            .build();
+        let mut tar_stream = self
+            .docker()
+            .download_from_container(&reader, Some(options));
+        let first = match tar_stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.remove_named(&reader).await;
+                return if not_found(&e) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                };
+            }
+            None => bytes::Bytes::new(),
+        };
+        let engine = self.clone();
+        let (tar_tx, mut tar_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::spawn(async move {
+            if tar_tx.send(Ok(first)).await.is_ok() {
+                while let Some(chunk) = tar_stream.next().await {
+                    let chunk = chunk.map_err(std::io::Error::other);
+                    let stop = chunk.is_err();
+                    if tar_tx.send(chunk).await.is_err() || stop {
+                        break;
+                    }
+                }
+            }
+            drop(tar_tx);
+            engine.remove_named(&reader).await;
+        });
+        let input = async_stream_reader(futures_util::stream::poll_fn(move |cx| {
+            tar_rx.poll_recv(cx)
+        }));
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter(tx.clone());
+            let copy = || -> std::io::Result<()> {
+                let mut archive = tar::Archive::new(input);
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    if entry.header().entry_type().is_file() {
+                        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, &mut out);
+                        std::io::copy(&mut entry, &mut buffered)?;
+                        buffered.flush()?;
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = copy() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Some(futures_util::stream::poll_fn({
+            let mut rx = rx;
+            move |cx| rx.poll_recv(cx)
+        })))
     }
 }
 

@@ -158,6 +158,92 @@ pub async fn resources_for(
     }
 }
 
+/// A run's time limit: the worksheet's `timeout` in the commit's `launch.toml` (or its
+/// `[runs] timeout`), capped by `NBFORGE_RUN_TIMEOUT_SECS`, which is also the limit when
+/// `launch.toml` sets none (or cannot be read).
+pub async fn timeout_for(settings: &crate::config::Settings, run: &RunRow) -> std::time::Duration {
+    let max = settings.runs.timeout;
+    let worksheet = run.worksheet.clone();
+    let asked = read_at_commit(settings, run, move |tree| {
+        let text = crate::repo::tree::read_text(tree, "launch.toml", 1 << 20).ok()??;
+        crate::spec::launch::parse(&text)
+            .ok()?
+            .run_timeout_secs(&worksheet)
+    })
+    .await;
+    asked.map_or(max, |secs| max.min(std::time::Duration::from_secs(secs)))
+}
+
+/// Why a run that has not ended will never be ended by its job: the job has ended for
+/// good (done, dead-lettered, canceled) or is gone. `None` while the job may still run.
+pub async fn given_up(
+    db: &crate::storage::Db,
+    run: &RunRow,
+) -> crate::storage::DbResult<Option<String>> {
+    if run.is_final() {
+        return Ok(None);
+    }
+    let Some(job_id) = run.job_id else {
+        return Ok(None);
+    };
+    let job = db.get_job(crate::storage::JobId(job_id)).await?;
+    let ended = job.as_ref().is_none_or(|j| {
+        matches!(
+            j.state.as_str(),
+            "done" | "failed" | "dead" | "canceled" | "superseded"
+        )
+    });
+    if !ended {
+        return Ok(None);
+    }
+    Ok(Some(match job.and_then(|j| j.last_error) {
+        Some(e) => format!("the run was given up: {}", crate::text::truncate(&e, 500)),
+        None => "the run was given up".into(),
+    }))
+}
+
+/// How long a container that reads a home for a download may stay before the cleanup
+/// removes it (a download that streams longer is cut).
+const READER_MAX_AGE_SECS: i64 = 24 * 3600;
+
+/// Removes run containers left behind: those of runs that have ended, and those of runs
+/// whose job has ended for good without ending them (the run then fails with the job's
+/// reason); home readers older than a day. Containers of runs this database does not know
+/// are left alone (another nbforge may share the engine). Returns how many were removed.
+pub async fn remove_stale_containers(ctx: &Context) -> Result<usize, JobError> {
+    let engine = Engine::connect(&ctx.settings).map_err(JobError::Transient)?;
+    let containers = engine.run_containers().await.map_err(JobError::Transient)?;
+    let now_secs = ctx.clock.now_ms() / 1000;
+    let mut removed = 0;
+    for (container, run_id, created) in containers {
+        let stale = if run_id == "reader" {
+            created < now_secs - READER_MAX_AGE_SECS
+        } else {
+            match ctx.db.get_run(&run_id).await? {
+                None => false,
+                Some(row) if row.is_final() => true,
+                Some(row) => match given_up(&ctx.db, &row).await? {
+                    Some(reason) => {
+                        engine.remove_container(&container).await;
+                        ctx.db
+                            .finish_run(&row.id, "failed", Some(&reason), None)
+                            .await?;
+                        tracing::info!(run.id = %row.id, "run {} given up: {reason}", row.id);
+                        removed += 1;
+                        false
+                    }
+                    None => false,
+                },
+            }
+        };
+        if stale {
+            engine.remove_container(&container).await;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The image a run executes in, as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageLookup {
@@ -175,6 +261,9 @@ pub async fn image_for(
     engine: &Engine,
     run: &RunRow,
 ) -> Result<ImageLookup, JobError> {
+    if run.again_of.is_some() {
+        return pinned_image(engine, run).await;
+    }
     let build = ctx
         .db
         .latest_build(&run.forge, &run.project, &run.commit_sha)
@@ -246,6 +335,88 @@ pub async fn image_for(
     Ok(ImageLookup::Pending(
         "waiting for the environment to be built".into(),
     ))
+}
+
+/// The image of a run again exactly: the image (by id) of the run it repeats, which the
+/// cleanup keeps while a run refers to it.
+async fn pinned_image(engine: &Engine, run: &RunRow) -> Result<ImageLookup, JobError> {
+    let gone = || {
+        JobError::User(
+            "the environment image of the run repeated is no longer kept; run it again on the newest version".into(),
+        )
+    };
+    let digest = run.image_digest.clone().ok_or_else(gone)?;
+    match engine.image_digest(&digest).await? {
+        Some(found) if found == digest => Ok(ImageLookup::Ready {
+            image: digest.clone(),
+            digest,
+        }),
+        _ => Err(gone()),
+    }
+}
+
+/// The message of a run whose worksheet was withdrawn while it waited.
+pub const WITHDRAWN: &str =
+    "withdrawn: this version of the worksheet is no longer published (its tag was deleted)";
+
+/// The notebook a run executes: the worksheet as published at the run's commit. A run
+/// whose release is no longer published fails as withdrawn; a run whose tag has since
+/// moved to another commit (a run again exactly) reads the notebook at its own commit from
+/// the project's mirror.
+pub async fn notebook_for(ctx: &Context, run: &RunRow) -> Result<Vec<u8>, JobError> {
+    let published = ctx
+        .db
+        .worksheet_notebook(&run.project, &run.tag, &run.worksheet)
+        .await?
+        .ok_or_else(|| JobError::User(WITHDRAWN.into()))?;
+    let release = ctx
+        .db
+        .releases(&run.project)
+        .await?
+        .into_iter()
+        .find(|r| r.tag == run.tag && r.forge.name() == run.forge)
+        .ok_or_else(|| JobError::User(WITHDRAWN.into()))?;
+    if release.commit_sha == run.commit_sha {
+        return Ok(published);
+    }
+    let path = run.worksheet.clone();
+    read_at_commit(&ctx.settings, run, move |tree| {
+        crate::repo::tree::read_limited(tree, &path, 64 << 20).ok()?
+    })
+    .await
+    .ok_or_else(|| {
+        JobError::User(format!(
+            "the worksheet at commit {} can no longer be read",
+            &run.commit_sha[..run.commit_sha.len().min(12)]
+        ))
+    })
+}
+
+/// Whether the run's release (its tag) is still published.
+pub async fn withdrawn(ctx: &Context, run: &RunRow) -> Result<bool, JobError> {
+    Ok(ctx
+        .db
+        .worksheet_notebook(&run.project, &run.tag, &run.worksheet)
+        .await?
+        .is_none())
+}
+
+/// Reads something of the run's commit from the project's git mirror.
+async fn read_at_commit<T: Send + 'static>(
+    settings: &crate::config::Settings,
+    run: &RunRow,
+    read: impl FnOnce(&crate::repo::CommitTree<'_>) -> Option<T> + Send + 'static,
+) -> Option<T> {
+    let key = crate::repo::mirror::Mirrors::key(&run.forge, &run.project);
+    let path = crate::repo::mirror::mirror_path(&settings.data_dir.join("mirrors"), &key).ok()?;
+    let commit = run.commit_sha.clone();
+    tokio::task::spawn_blocking(move || {
+        let repo = git2::Repository::open_bare(path).ok()?;
+        let tree = crate::repo::CommitTree::open(&repo, &commit).ok()?;
+        read(&tree)
+    })
+    .await
+    .ok()?
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 Usage: python runner.py INPUT.ipynb FOLDER TIMEOUT_SECONDS
 
 Runs in the worksheet's environment image with the Jupyter tools' Python; the kernel is
-the notebook's own kernel when the image has it, else the image's default. The working
+the notebook's own kernel when the image has it, else, for a Python notebook (or one that
+names no kernel), the image's `python3`. A notebook in another language whose kernel the
+image lacks fails at once, saying so. The working
 directory is FOLDER, where the executed notebook is written as output.ipynb (through a
 temporary name, so a half-written file never has the final name), with the notebook's
 other files. Progress goes to standard output, one JSON object per line:
@@ -105,9 +107,23 @@ async def execute(source, folder, metadata):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
-    wanted = (metadata.get("kernelspec") or {}).get("name")
+    kernelspec = metadata.get("kernelspec") or {}
+    wanted = kernelspec.get("name")
+    language = str(
+        kernelspec.get("language") or (metadata.get("language_info") or {}).get("name") or "python"
+    ).lower()
     specs = KernelSpecManager().find_kernel_specs()
-    kernel = wanted if wanted in specs else ("python3" if "python3" in specs else (sorted(specs) or [""])[0])
+    if wanted in specs:
+        kernel = wanted
+    elif language == "python" and "python3" in specs:
+        kernel = "python3"
+    elif not wanted and specs:
+        kernel = sorted(specs)[0]
+    else:
+        return False, (
+            f"the notebook's kernel {wanted or language!r} ({language}) is not in this "
+            f"environment image, which has: {', '.join(sorted(specs)) or 'no kernel'}"
+        )
     km = AsyncKernelManager(kernel_name=kernel)
     start_error = None
     try:

@@ -296,6 +296,7 @@ mod tests {
             created_at: 1_000,
             started_at: Some(2_000),
             finished_at: Some(3_000),
+            again_of: None,
         }
     }
 

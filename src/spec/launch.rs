@@ -1,5 +1,6 @@
 //! `launch.toml`, nbforge's own optional project file: what kind of project this is, its
-//! default file, worksheets, resources and extra build inputs. Parsing is strict: unknown keys
+//! default file, worksheets, resources, the time limit of worksheet runs and extra build
+//! inputs. Parsing is strict: unknown keys
 //! and bad values are errors carrying `launch.toml:line:column`.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub struct WorksheetEntry {
     pub path: String,
     pub title: Option<String>,
     pub description: Option<String>,
+    /// The time limit of this worksheet's runs, in seconds (`timeout = "10m"`).
+    pub timeout_secs: Option<u64>,
 }
 
 /// Resource requests for sessions.
@@ -48,6 +51,20 @@ pub struct LaunchConfig {
     pub resources: Resources,
     /// Extra paths or globs the environment depends on (`[build] inputs`).
     pub build_inputs: Vec<String>,
+    /// The time limit of the project's worksheet runs, in seconds (`[runs] timeout`).
+    pub run_timeout_secs: Option<u64>,
+}
+
+impl LaunchConfig {
+    /// The time limit `launch.toml` sets for runs of the worksheet at `path`: its
+    /// `[[worksheet]]` `timeout`, else `[runs] timeout`.
+    pub fn run_timeout_secs(&self, path: &str) -> Option<u64> {
+        self.worksheets
+            .iter()
+            .find(|w| w.path == path)
+            .and_then(|w| w.timeout_secs)
+            .or(self.run_timeout_secs)
+    }
 }
 
 #[derive(Deserialize)]
@@ -61,6 +78,13 @@ struct RawLaunch {
     worksheet: Vec<RawWorksheet>,
     resources: Option<RawResources>,
     build: Option<RawBuild>,
+    runs: Option<RawRuns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuns {
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +93,7 @@ struct RawWorksheet {
     path: Spanned<String>,
     title: Option<String>,
     description: Option<String>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +148,26 @@ pub fn parse_memory(s: &str) -> Option<u64> {
         .ok()?
         .checked_mul(mult)
         .filter(|&n| n > 0)
+}
+
+/// Parses a duration: digits with an optional `s`, `m` or `h` suffix (seconds without
+/// one), e.g. `"90s"`, `"10m"`, `"2h"`; at most 30 days, more than zero. In seconds.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.chars().last()? {
+        's' | 'S' => (&s[..s.len() - 1], 1u64),
+        'm' | 'M' => (&s[..s.len() - 1], 60),
+        'h' | 'H' => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|&n| n > 0 && n <= 30 * 24 * 3600)
 }
 
 /// Checks a repository-relative path (or glob) written by a user: relative, no `..`, no
@@ -184,6 +229,31 @@ pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
             ));
         }
     }
+    let timeout = |errors: &mut Vec<Diagnostic>, sp: &Option<Spanned<String>>, what: &str| {
+        let sp = sp.as_ref()?;
+        let secs = parse_duration_secs(sp.get_ref());
+        if secs.is_none() {
+            errors.push(diag_at(
+                LAUNCH_FILE,
+                text,
+                sp.span().start,
+                format!(
+                    "{what}: {:?} is not a time like \"90s\", \"10m\" or \"2h\" (at most 30 days)",
+                    sp.get_ref()
+                ),
+            ));
+        }
+        secs
+    };
+    let run_timeout_secs = raw
+        .runs
+        .as_ref()
+        .and_then(|r| timeout(&mut errors, &r.timeout, "runs.timeout"));
+    let worksheet_timeouts: Vec<Option<u64>> = raw
+        .worksheet
+        .iter()
+        .map(|w| timeout(&mut errors, &w.timeout, "worksheet timeout"))
+        .collect();
     let mut resources = Resources::default();
     if let Some(r) = &raw.resources {
         if let Some(m) = &r.memory {
@@ -225,10 +295,12 @@ pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
         worksheets: raw
             .worksheet
             .into_iter()
-            .map(|w| WorksheetEntry {
+            .zip(worksheet_timeouts)
+            .map(|(w, timeout_secs)| WorksheetEntry {
                 path: w.path.into_inner(),
                 title: w.title,
                 description: w.description,
+                timeout_secs,
             })
             .collect(),
         resources,
@@ -236,6 +308,7 @@ pub fn parse(text: &str) -> Result<LaunchConfig, Vec<Diagnostic>> {
             .build
             .map(|b| b.inputs.into_iter().map(Spanned::into_inner).collect())
             .unwrap_or_default(),
+        run_timeout_secs,
     })
 }
 
@@ -302,6 +375,34 @@ inputs = ["data/schema.json", "lib/**/*.py"]
         let errs = parse("kind = \"webapp\"\n").unwrap_err();
         assert_eq!(errs[0].line, Some(1));
         assert!(errs[0].message.contains("webapp") || errs[0].message.contains("variant"));
+    }
+
+    #[test]
+    fn run_time_limits() {
+        let cfg = parse(
+            "[runs]\ntimeout = \"20m\"\n\n[[worksheet]]\npath = \"long.ipynb\"\ntimeout = \"2h\"\n\n[[worksheet]]\npath = \"short.ipynb\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.run_timeout_secs("long.ipynb"), Some(7200));
+        assert_eq!(cfg.run_timeout_secs("short.ipynb"), Some(1200));
+        assert_eq!(cfg.run_timeout_secs("other.ipynb"), Some(1200));
+        assert_eq!(parse("").unwrap().run_timeout_secs("a.ipynb"), None);
+        let errs = parse(
+            "[[worksheet]]\npath = \"a.ipynb\"\ntimeout = \"soon\"\n[runs]\ntimeout = \"0s\"\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("launch.toml:3:11:") && t.contains("soon"))
+        );
+        assert!(text.iter().any(|t| t.starts_with("launch.toml:5:11:")));
+        assert_eq!(parse_duration_secs("90"), Some(90));
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("1.5h"), None);
+        assert_eq!(parse_duration_secs("31d"), None);
+        assert_eq!(parse_duration_secs("999999h"), None);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct RunRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The run this one repeats exactly: it executes in `image_digest`, set at creation.
+    pub again_of: Option<String>,
 }
 
 impl RunRow {
@@ -52,7 +54,7 @@ impl RunRow {
 
 const RUN_COLUMNS: &str = "id, owner_user_id, owner_visitor, forge, project, tag, worksheet, commit_sha, \
      image, image_digest, values_json, state, message, error, result_folder, result_html, cells_done, \
-     cells_total, heading, cancel_requested, job_id, created_at, started_at, finished_at";
+     cells_total, heading, cancel_requested, job_id, created_at, started_at, finished_at, again_of";
 
 /// A run about to be stored.
 #[derive(Debug, Clone)]
@@ -82,6 +84,26 @@ pub struct RunFilter<'a> {
 impl Db {
     /// Stores a queued run and its job in one transaction; returns the job's id.
     pub async fn create_run(&self, run: &NewRun<'_>, job: &NewJob) -> DbResult<JobId> {
+        self.insert_run(run, job, None).await
+    }
+
+    /// Stores a queued run that repeats `original` exactly (in its image, at its commit),
+    /// and its job, in one transaction; returns the job's id.
+    pub async fn create_run_again_exactly(
+        &self,
+        run: &NewRun<'_>,
+        job: &NewJob,
+        original: &RunRow,
+    ) -> DbResult<JobId> {
+        self.insert_run(run, job, Some(original)).await
+    }
+
+    async fn insert_run(
+        &self,
+        run: &NewRun<'_>,
+        job: &NewJob,
+        again_of: Option<&RunRow>,
+    ) -> DbResult<JobId> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
         let ids = insert_jobs(&mut tx, &[(None, job, false)], now, self.statement_budget()).await?;
@@ -105,6 +127,17 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(original) = again_of {
+            sqlx::query(
+                "UPDATE runs SET again_of = $1, image = $2, image_digest = $3 WHERE id = $4",
+            )
+            .bind(&original.id)
+            .bind(&original.image)
+            .bind(&original.image_digest)
+            .bind(run.id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(job_id)
     }
@@ -272,6 +305,16 @@ impl Db {
         )
         .await?;
         self.get_run(id).await
+    }
+
+    /// The image ids (digests) that runs still stored executed in, or will: kept by the
+    /// cleanup so that any of them can be run again exactly.
+    pub async fn run_image_digests(&self) -> DbResult<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT image_digest FROM runs WHERE image_digest IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 
     pub async fn delete_run(&self, id: &str) -> DbResult<bool> {

@@ -28,6 +28,7 @@ pub mod pages;
 pub mod proxy;
 pub mod reconcile;
 pub mod runs;
+pub mod runs_again;
 pub mod sessions;
 pub mod sheets;
 pub mod templates;
@@ -133,6 +134,8 @@ pub fn router(app: App) -> Router {
             get(runs::api_get).delete(runs::api_delete),
         )
         .route("/api/runs/{id}/cancel", post(runs::api_cancel))
+        .route("/api/runs/{id}/again", post(runs_again::api_again))
+        .route("/runs/{id}/again", post(runs_again::again_form))
         .route("/runs/progress.js", get(runs::progress_js))
         .route("/runs/{id}", get(runs::page))
         .route("/runs/{id}/events", get(runs::events))

@@ -150,7 +150,7 @@ pub async fn start(
 /// The run `id` if the viewer may see it (its owner, or a platform administrator; anyone
 /// for a visitor's run); otherwise a 404 that says nothing about whether it exists. A run whose job ended
 /// without ending the run (the job was given up) is marked failed here.
-async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebError> {
+pub(super) async fn visible(app: &App, viewer: &Viewer, id: &str) -> Result<RunRow, WebError> {
     let not_found = || WebError::NotFound("No such run.".into());
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_found());
@@ -504,10 +504,13 @@ pub async fn page(
     let mut again: Vec<(String, String)> = again.into_iter().collect();
     again.sort();
     let in_progress = !row.is_final();
+    let newest = super::runs_again::newest_tag(&app, &row).await?;
     let ctx = context! {
         title,
         run => Serde(&run),
         again => Serde(&again),
+        newest_url => newest.as_ref().map(|t| urls::worksheet(&row.project, Some(t), Some(&row.worksheet))),
+        newest_tag => newest,
         in_progress,
         may_cancel,
         expires => run.expires_at.map(super::visitor_runs::utc_minute),
@@ -657,7 +660,7 @@ pub async fn results(
 
 // ---------------------------------------------------------------------- downloads
 
-/// `GET /runs/{id}/output.ipynb`: the executed notebook from the owner's home.
+/// `GET /runs/{id}/output.ipynb`: the executed notebook from the owner's home, streamed.
 pub async fn download_notebook(
     State(app): State<App>,
     viewer: Viewer,
@@ -665,8 +668,8 @@ pub async fn download_notebook(
 ) -> Result<Response, WebError> {
     let row = visible(&app, &viewer, &id).await?;
     let engine = Engine::connect(&app.settings).map_err(WebError::Internal)?;
-    let bytes = engine
-        .read_home_file(&row, "output.ipynb")
+    let stream = engine
+        .stream_home_file(&row, "output.ipynb")
         .await
         .map_err(WebError::Internal)?
         .ok_or_else(|| WebError::NotFound("This run has no output.ipynb.".into()))?;
@@ -674,7 +677,7 @@ pub async fn download_notebook(
     Ok(attachment(
         "application/x-ipynb+json",
         &name,
-        Body::from(bytes),
+        Body::from_stream(stream),
     ))
 }
 

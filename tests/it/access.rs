@@ -900,6 +900,26 @@ on_both_databases!(
                 );
                 checked += 1;
             }
+            // Running a run again: only who may see it. This run never started, so it has no
+            // image to repeat exactly (409); the admin token is no user to own a run (401).
+            for route in [format!("/api{}", run_route("/again")), run_route("/again")] {
+                let want = match s.who {
+                    Who::Read | Who::PlatformAdmin => StatusCode::CONFLICT,
+                    Who::AdminToken => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::NOT_FOUND,
+                };
+                let res = send(&t, s, "POST", &route, "").await;
+                assert_eq!(res.status, want, "{:?} POST {route}: {}", s.who, res.text());
+                let nobodys = route.replace(&run_id, "00000000000000000000000000000000");
+                let res = send(&t, s, "POST", &nobodys, "").await;
+                assert_eq!(
+                    res.status,
+                    StatusCode::NOT_FOUND,
+                    "{:?} POST {nobodys}",
+                    s.who
+                );
+                checked += 2;
+            }
             // The admin API and the user's page.
             for (method, route, needs, ok) in [
                 ("GET", "/api/jobs", Needs::PlatformAdmin, StatusCode::OK),

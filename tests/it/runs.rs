@@ -25,8 +25,8 @@ use nbforge::sessions::docker::{LABEL_OWNER_ID, home_volume};
 use nbforge::storage::BuildPhase;
 
 /// Removes the test users' run containers and home volumes.
-struct Cleanup {
-    users: Vec<i64>,
+pub(crate) struct Cleanup {
+    pub(crate) users: Vec<i64>,
 }
 
 impl Drop for Cleanup {
@@ -42,11 +42,11 @@ impl Drop for Cleanup {
     }
 }
 
-fn code(source: &str) -> Value {
+pub(crate) fn code(source: &str) -> Value {
     json!({"cell_type": "code", "metadata": {}, "execution_count": null, "outputs": [], "source": source})
 }
 
-fn notebook(cells: Vec<Value>) -> Vec<u8> {
+pub(crate) fn notebook(cells: Vec<Value>) -> Vec<u8> {
     let cells: Vec<Value> = cells
         .into_iter()
         .enumerate()
@@ -63,13 +63,13 @@ fn notebook(cells: Vec<Value>) -> Vec<u8> {
     .unwrap()
 }
 
-fn parameters(source: &str) -> Value {
+pub(crate) fn parameters(source: &str) -> Value {
     let mut c = code(source);
     c["metadata"] = json!({"tags": ["parameters"]});
     c
 }
 
-fn markdown(source: &str) -> Value {
+pub(crate) fn markdown(source: &str) -> Value {
     json!({"cell_type": "markdown", "metadata": {}, "source": source})
 }
 
@@ -90,15 +90,21 @@ title = "Fails"
 [[worksheet]]
 path = "sleep.ipynb"
 title = "Sleeps"
+timeout = "1h"
+
+[[worksheet]]
+path = "nap.ipynb"
+title = "Sleeps, with a short time limit"
+timeout = "8s"
 "#;
 
 /// A user with a browser session: (cookie, CSRF token).
-async fn user(t: &TestApp, id: i64) -> (String, String) {
+pub(crate) async fn user(t: &TestApp, id: i64) -> (String, String) {
     let (value, csrf) = t.web_session(id, &format!("user{id}")).await;
     (session(&value), csrf)
 }
 
-async fn send(
+pub(crate) async fn send(
     t: &TestApp,
     who: Option<&(String, String)>,
     method: &str,
@@ -121,12 +127,12 @@ async fn send(
     t.request(req.body(body).unwrap()).await
 }
 
-fn json_of(res: &TestResponse) -> Value {
+pub(crate) fn json_of(res: &TestResponse) -> Value {
     serde_json::from_str(&res.text()).unwrap_or_else(|_| panic!("JSON: {}", res.text()))
 }
 
 /// Reads a file of a home volume with a throwaway container.
-fn home_file(user: i64, image: &str, path: &str) -> (bool, String) {
+pub(crate) fn home_file(user: i64, image: &str, path: &str) -> (bool, String) {
     docker_cli(&[
         "run",
         "--rm",
@@ -140,19 +146,27 @@ fn home_file(user: i64, image: &str, path: &str) -> (bool, String) {
     ])
 }
 
-struct Fixture {
-    t: TestApp,
-    image: String,
-    owner: (String, String),
-    owner_id: i64,
-    other: (String, String),
-    _cleanup: Cleanup,
-    _fake: FakeGitLab,
+pub(crate) struct Fixture {
+    pub(crate) t: TestApp,
+    pub(crate) image: String,
+    pub(crate) owner: (String, String),
+    pub(crate) owner_id: i64,
+    pub(crate) other: (String, String),
+    pub(crate) _cleanup: Cleanup,
+    pub(crate) _fake: FakeGitLab,
 }
 
 /// A published release of three worksheets whose environment is the base image, and two
 /// logged-in users.
 async fn fixture(backend: Backend) -> Option<Fixture> {
+    fixture_with(backend, |_| {}).await
+}
+
+/// [`fixture`] with more settings.
+pub(crate) async fn fixture_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut nbforge::config::Settings) + Send + 'static,
+) -> Option<Fixture> {
     let image = base_image()?;
     let fake = FakeGitLab::start().await;
     let (url, token) = (fake.url(), fake.token());
@@ -162,6 +176,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
         s.runs.timeout = Duration::from_secs(30);
         s.sessions.memory_max_bytes = 1 << 30;
         s.sessions.cpu_max = 1.0;
+        tweak(s);
     })
     .await?;
     let compute = notebook(vec![
@@ -186,6 +201,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
         ("compute.ipynb", &compute),
         ("fail.ipynb", &fail),
         ("sleep.ipynb", &sleep),
+        ("nap.ipynb", &sleep),
     ];
     let sha = publish(&t, &fake, &p, "v1", &files).await;
     let build = t
@@ -218,7 +234,7 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
 }
 
 impl Fixture {
-    async fn start(&self, worksheet: &str, values: Value) -> String {
+    pub(crate) async fn start(&self, worksheet: &str, values: Value) -> String {
         let res = send(
             &self.t,
             Some(&self.owner),
@@ -233,7 +249,7 @@ impl Fixture {
         id
     }
 
-    async fn run(&self, id: &str) -> Value {
+    pub(crate) async fn run(&self, id: &str) -> Value {
         let res = send(
             &self.t,
             Some(&self.owner),
@@ -499,13 +515,23 @@ on_both_databases!(
             "{run}"
         );
 
-        // Past the time limit (30 s here): stopped with the reason.
+        // Past the time limit: stopped, canceled with the reason. The worksheet asks
+        // for an hour in launch.toml, capped by NBFORGE_RUN_TIMEOUT_SECS (30 s here).
         let slow = f.start("sleep.ipynb", json!({})).await;
         t.run_jobs().await;
         let run = f.run(&slow).await;
-        assert_eq!(run["state"], "failed", "{run}");
-        assert!(
-            run["error"].as_str().unwrap().contains("time limit"),
+        assert_eq!(run["state"], "canceled", "{run}");
+        assert_eq!(
+            run["error"], "stopped: the run took longer than its time limit of 30 s",
+            "{run}"
+        );
+        // Its own, shorter limit in launch.toml.
+        let nap = f.start("nap.ipynb", json!({})).await;
+        t.run_jobs().await;
+        let run = f.run(&nap).await;
+        assert_eq!(run["state"], "canceled", "{run}");
+        assert_eq!(
+            run["error"], "stopped: the run took longer than its time limit of 8 s",
             "{run}"
         );
 

@@ -1,9 +1,11 @@
 //! `cleanup` (scheduled): removes what nbforge no longer needs, each after its retention:
 //! finished jobs and their deliveries, the git mirrors of projects deleted or not fetched
 //! lately, and environment images (this builder's, carrying nbforge's labels) that no
-//! build has used lately — never the image of a build at a commit a branch or tag points at;
-//! visitors' runs whose results expired, with their throwaway homes, and throwaway homes
-//! nothing uses any more (`runs::visitors::expire`).
+//! build has used lately — never the image of a build at a commit a branch or tag points at,
+//! nor an image a stored worksheet run executed in (it can be run again exactly); the
+//! containers of worksheet runs left behind (`runs::remove_stale_containers`); visitors'
+//! runs whose results expired, with their throwaway homes, and throwaway homes nothing
+//! uses any more (`runs::visitors::expire`).
 
 use std::collections::HashSet;
 
@@ -37,6 +39,15 @@ impl Job for Cleanup {
         } else {
             Vec::new()
         };
+        let run_containers = match crate::runs::remove_stale_containers(ctx).await {
+            Ok(n) => n,
+            // Without a Docker engine there are no run containers to remove.
+            Err(JobError::Transient(e)) => {
+                tracing::warn!("cleanup could not look for run containers: {e:#}");
+                0
+            }
+            Err(e) => return Err(e),
+        };
         let now = ctx.clock.now_ms();
         let access = &ctx.settings.access;
         let sessions = ctx
@@ -48,11 +59,12 @@ impl Job for Cleanup {
             .await?;
         let visitors = crate::runs::visitors::expire(ctx).await?;
         tracing::info!(
-            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} ended sessions and logins, {} expired visitors' runs, {} unused throwaway homes",
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} run containers, {} ended sessions and logins, {} expired visitors' runs, {} unused throwaway homes",
             queue.jobs,
             queue.deliveries,
             mirrors.len(),
             images.len(),
+            run_containers,
             sessions,
             visitors.runs,
             visitors.homes
@@ -61,11 +73,13 @@ impl Job for Cleanup {
     }
 }
 
-/// Removes this builder's labelled images that no build used within the retention and
-/// that no current branch or tag's build uses. Returns the removed tags.
+/// Removes this builder's labelled images that no build used within the retention, that
+/// no current branch or tag's build uses, and that no stored run refers to (by image id).
+/// Returns the removed tags.
 async fn remove_unused_images(ctx: &Context) -> Result<Vec<String>, JobError> {
     let retention = ctx.settings.jobs.retention.images;
     let in_use: HashSet<String> = ctx.db.images_in_use(retention).await?.into_iter().collect();
+    let of_runs: HashSet<String> = ctx.db.run_image_digests().await?.into_iter().collect();
     let cutoff_secs = (ctx.clock.now_ms() - millis(retention)) / 1000;
     let docker = ctx
         .builder
@@ -90,6 +104,7 @@ async fn remove_unused_images(ctx: &Context) -> Result<Vec<String>, JobError> {
         if ours.is_empty()
             || image.created >= cutoff_secs
             || image.repo_tags.iter().any(|t| in_use.contains(t))
+            || of_runs.contains(&image.id)
         {
             continue;
         }

@@ -26,8 +26,9 @@ pub struct RunWorksheet {
 /// How often a waiting or running run looks at its row (cancel, slots, builds).
 const POLL: Duration = Duration::from_millis(500);
 
-/// The largest executed notebook read back for rendering.
-const MAX_OUTPUT_BYTES: u64 = 256 << 20;
+/// The largest executed notebook read back for rendering: a larger one stays whole in
+/// the home, and its rendering says so (nbforge never holds it in memory).
+const MAX_OUTPUT_BYTES: u64 = 32 << 20;
 
 impl Job for RunWorksheet {
     const KIND: JobKind = JobKind::RunWorksheet;
@@ -114,7 +115,24 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     let Some(home) = crate::runs::visitors::RunHome::of(row) else {
         return Err(JobError::User("the run has no owner".into()));
     };
+    // The notebook, at the run's commit (a withdrawn worksheet fails the run here).
+    let notebook = crate::runs::notebook_for(ctx, row).await?;
+    let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
     // The environment.
+    if let Some(quota) = ctx.settings.lifecycle.home_quota
+        && let crate::runs::visitors::RunHome::User(user_id) = &home
+        && let Ok(Some(usage)) = ctx
+            .sessions
+            .home_usage(*user_id, crate::sessions::lifecycle::QUOTA_MEASURE_MAX_AGE)
+            .await
+        && usage.bytes >= quota
+    {
+        return Err(JobError::User(format!(
+            "your home folder uses {} of its {} quota: delete some files to run worksheets",
+            crate::sessions::lifecycle::human_bytes(usage.bytes),
+            crate::sessions::lifecycle::human_bytes(quota)
+        )));
+    }
     let (image, digest) = loop {
         if canceled(ctx, id).await? {
             ctx.db
@@ -122,18 +140,15 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
                 .await?;
             return Ok(());
         }
+        if crate::runs::withdrawn(ctx, row).await? {
+            return Err(JobError::User(crate::runs::WITHDRAWN.into()));
+        }
         match image_for(ctx, engine, row).await? {
             ImageLookup::Ready { image, digest } => break (image, digest),
             ImageLookup::Pending(message) => ctx.db.set_run_message(id, Some(&message)).await?,
         }
         pause(run).await?;
     };
-    let notebook = ctx
-        .db
-        .worksheet_notebook(&row.project, &row.tag, &row.worksheet)
-        .await?
-        .ok_or_else(|| JobError::User("this worksheet is no longer published".into()))?;
-    let notebook = Notebook::from_slice(&notebook).map_err(|e| JobError::User(e.to_string()))?;
     let params = crate::worksheet::parameters(&notebook);
     let order: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
     let values = values_from_json(&row.values_json, &order);
@@ -149,6 +164,9 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
                 .finish_run(id, "canceled", Some("canceled before it started"), None)
                 .await?;
             return Ok(());
+        }
+        if crate::runs::withdrawn(ctx, row).await? {
+            return Err(JobError::User(crate::runs::WITHDRAWN.into()));
         }
         ctx.db
             .set_run_message(id, Some("waiting for another of your runs to finish"))
@@ -174,7 +192,10 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
         }
         crate::runs::visitors::RunHome::Throwaway { .. } => Vec::new(),
     };
-    let timeout = crate::runs::visitors::timeout(&ctx.settings, row);
+    // The worksheet's own limit (launch.toml), and for a visitor's run at most theirs.
+    let timeout = crate::runs::timeout_for(&ctx.settings, row)
+        .await
+        .min(crate::runs::visitors::timeout(&ctx.settings, row));
     engine.remove(id).await;
     let resources = crate::runs::resources_for(&ctx.settings, row).await;
     let resources = crate::runs::visitors::resources(&ctx.settings, row, resources);
@@ -256,7 +277,7 @@ async fn follow(
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(POLL);
     let limit = format!(
-        "stopped: the run took longer than its time limit of {} seconds",
+        "stopped: the run took longer than its time limit of {} s",
         timeout.as_secs()
     );
     loop {
@@ -289,7 +310,7 @@ async fn follow(
             }
             _ = &mut deadline, if stop.is_none() => {
                 engine.kill(id).await;
-                stop = Some(Outcome::Failed(limit.clone()));
+                stop = Some(Outcome::Canceled(limit.clone()));
             }
             _ = run.cancel.cancelled(), if stop.is_none() => {
                 engine.kill(id).await;
@@ -304,7 +325,7 @@ async fn follow(
     let outcome = match (stop, done) {
         (Some(stop), _) => stop,
         (None, Some(d)) if d["ok"].as_bool() == Some(true) => Outcome::Succeeded,
-        (None, Some(d)) if d["timeout"].as_bool() == Some(true) => Outcome::Failed(limit),
+        (None, Some(d)) if d["timeout"].as_bool() == Some(true) => Outcome::Canceled(limit),
         (None, Some(d)) => Outcome::Failed(d["error"].as_str().map_or_else(
             || "the notebook failed".into(),
             |e| crate::text::truncate(e, 2000).into_owned(),
@@ -380,18 +401,31 @@ async fn save_result(
     let provenance = serde_json::to_vec_pretty(&provenance).unwrap_or_default();
     let mut files: Vec<(&str, Vec<u8>)> = vec![("provenance.json", provenance)];
     let mut body = None;
-    let read = engine
-        .read_file(&row.id, &format!("{folder}/output.ipynb"), MAX_OUTPUT_BYTES)
-        .await;
+    let output = format!("{folder}/output.ipynb");
+    let read = match engine.file_size(&row.id, &output).await {
+        Ok(Some(size)) if size > MAX_OUTPUT_BYTES => Ok(Some(Err(size))),
+        _ => engine
+            .read_file(&row.id, &output, MAX_OUTPUT_BYTES)
+            .await
+            .map(|read| read.map(Ok)),
+    };
     let mut problem = None;
     match read {
-        Ok(Some(bytes)) => {
+        Ok(Some(content)) => {
             let values = values_from_json(&row.values_json, &[]);
             let title = row.worksheet.clone();
             let rendered = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
-                let nb = Notebook::from_slice(&bytes)?;
-                let rendered = render(&nb, &RenderOptions::default());
-                let mut body = rendered.body_html;
+                let mut body = match content {
+                    Ok(bytes) => {
+                        let nb = Notebook::from_slice(&bytes)?;
+                        render(&nb, &RenderOptions::default()).body_html
+                    }
+                    Err(size) => format!(
+                        "<p class=\"error\">The executed notebook ({} MiB) is larger than {} MiB and is not shown; output.ipynb is complete in your results folder.</p>",
+                        size >> 20,
+                        MAX_OUTPUT_BYTES >> 20
+                    ),
+                };
                 if body.len() > MAX_RESULT_HTML {
                     body = format!(
                         "<p class=\"error\">The result is larger than {} MiB and is not shown; open output.ipynb from your results.</p>",
