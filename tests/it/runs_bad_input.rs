@@ -1,7 +1,7 @@
 //! Worksheet runs when things go wrong, on the real Docker engine: a run container left
 //! behind by a job that was given up, a worksheet withdrawn while its run waits, a
 //! notebook whose kernel is not in the image, huge outputs, a notebook that forks or
-//! fills its disk, a home over its quota. Each has a defined outcome, and nothing is
+//! fills its home past its quota, a home over its quota. Each has a defined outcome, and nothing is
 //! left running.
 
 use std::time::Duration;
@@ -115,6 +115,9 @@ path = "huge.ipynb"
 
 [[worksheet]]
 path = "forks.ipynb"
+
+[[worksheet]]
+path = "fills.ipynb"
 "#;
 
 /// Publishes `v2` with worksheets that misbehave, its environment the base image.
@@ -135,6 +138,13 @@ async fn publish_bad(f: &crate::runs::Fixture) {
             "import subprocess\nchildren = [subprocess.Popen(['sleep', '600']) for _ in range(processes)]",
         ),
     ]);
+    // Writes 4 MiB every quarter of a second, up to `megabytes`.
+    let fills = notebook(vec![
+        parameters("megabytes = 400"),
+        code(
+            "import os, time\nchunk = os.urandom(4 << 20)\nwith open('fill.bin', 'wb') as f:\n    for _ in range(megabytes // 4):\n        f.write(chunk)\n        f.flush()\n        time.sleep(0.25)\nprint('filled')",
+        ),
+    ]);
     let p = f._fake.project("lab/runs").unwrap();
     let sha = publish(
         &f.t,
@@ -146,6 +156,7 @@ async fn publish_bad(f: &crate::runs::Fixture) {
             ("kernel.ipynb", &kernel),
             ("huge.ipynb", &huge),
             ("forks.ipynb", &forks),
+            ("fills.ipynb", &fills),
         ],
     )
     .await;
@@ -284,19 +295,72 @@ on_both_databases!(
 on_both_databases!(
     a_home_over_its_quota_runs_nothing,
     |backend: Backend| async move {
-        let Some(f) = fixture_with(backend, |s| s.lifecycle.home_quota = Some(1)).await else {
+        let Some(f) = fixture_with(backend, |s| s.lifecycle.home_quota = Some(1 << 20)).await
+        else {
             return;
         };
         let t = &f.t;
-        // A new home is empty; the run fills it.
-        let first = f.start("compute.ipynb", json!({})).await;
-        t.run_jobs().await;
-        assert_eq!(f.run(&first).await["state"], "succeeded");
+        // A home already holding 2 MiB, over its 1 MiB quota.
+        let (ok, out) = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{}:/home/jovyan", home_volume(f.owner_id)),
+            &f.image,
+            "sh",
+            "-c",
+            "head -c 2097152 /dev/zero > /home/jovyan/big.bin",
+        ]);
+        assert!(ok, "{out}");
         let second = f.start("compute.ipynb", json!({})).await;
         t.run_jobs().await;
         let run = f.run(&second).await;
         assert_eq!(run["state"], "failed", "{run}");
         assert!(run["error"].as_str().unwrap().contains("quota"), "{run}");
         assert!(run["started_at"].is_null(), "nothing started: {run}");
+    }
+);
+
+on_both_databases!(
+    a_run_that_fills_the_home_past_its_quota_is_stopped,
+    |backend: Backend| async move {
+        let Some(f) = fixture_with(backend, |s| s.lifecycle.home_quota = Some(40 << 20)).await
+        else {
+            return;
+        };
+        publish_bad(&f).await;
+        let id = start_v2(&f, "fills.ipynb").await;
+        f.t.run_jobs().await;
+        let run = f.run(&id).await;
+        assert_eq!(run["state"], "failed", "{run}");
+        let error = run["error"].as_str().unwrap();
+        assert!(error.contains("filled your home folder past its"), "{run}");
+        assert!(containers_of(&id).is_empty(), "nothing left running");
+        // Stopped on the way: the file is over the quota, far from the 400 MiB asked.
+        let folder = run["result_folder"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("~/")
+            .to_owned();
+        let (_, listing) = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{}:/home/jovyan", home_volume(f.owner_id)),
+            &f.image,
+            "stat",
+            "-c",
+            "%s",
+            &format!("/home/jovyan/{folder}/fill.bin"),
+        ]);
+        let bytes: u64 = listing.trim().parse().unwrap_or(0);
+        assert!(
+            bytes > 40 << 20 && bytes < 400 << 20,
+            "the run wrote {bytes} bytes before it was stopped"
+        );
     }
 );

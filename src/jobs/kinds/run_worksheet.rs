@@ -26,6 +26,9 @@ pub struct RunWorksheet {
 /// How often a waiting or running run looks at its row (cancel, slots, builds).
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often a running run's home is measured against the owner's quota.
+const HOME_MEASURED_EVERY: Duration = Duration::from_secs(5);
+
 /// The largest executed notebook read back for rendering: a larger one stays whole in
 /// the home, and its rendering says so (nbforge never holds it in memory).
 const MAX_OUTPUT_BYTES: u64 = 32 << 20;
@@ -224,7 +227,7 @@ async fn execute(ctx: &Context, run: &Run, engine: &Engine, row: &RunRow) -> Res
     }
     tracing::info!(run.id = %id, forge.project = %row.project, "run {id} started in {image}");
 
-    let (outcome, packages) = follow(ctx, run, engine, id, timeout).await?;
+    let (outcome, packages) = follow(ctx, run, engine, row, timeout).await?;
     let finished_ms = crate::storage::now_ms();
     let (html, save_error) = save_result(
         engine,
@@ -265,9 +268,13 @@ async fn follow(
     ctx: &Context,
     run: &Run,
     engine: &Engine,
-    id: &str,
+    row: &RunRow,
     timeout: Duration,
 ) -> Result<(Outcome, Value), JobError> {
+    let id = row.id.as_str();
+    // The owner's home quota holds while the run writes, not only when it starts: the
+    // home is measured every `HOME_MEASURED_EVERY` (one short container each time).
+    let quota = ctx.settings.lifecycle.home_quota.zip(row.owner_user_id);
     let output = engine.output(id);
     tokio::pin!(output);
     let mut buffer: Vec<u8> = Vec::new();
@@ -306,6 +313,16 @@ async fn follow(
                 if ctx.db.get_run(id).await?.is_none_or(|r| r.cancel_requested != 0) {
                     engine.kill(id).await;
                     stop = Some(Outcome::Canceled("canceled".into()));
+                } else if let Some((quota, user_id)) = quota
+                    && let Ok(Some(usage)) = ctx.sessions.home_usage(user_id, HOME_MEASURED_EVERY).await
+                    && usage.bytes > quota
+                {
+                    engine.kill(id).await;
+                    stop = Some(Outcome::Failed(format!(
+                        "stopped: the run filled your home folder past its {} quota ({} used); delete some files and run it again",
+                        crate::sessions::lifecycle::human_bytes(quota),
+                        crate::sessions::lifecycle::human_bytes(usage.bytes)
+                    )));
                 }
             }
             _ = &mut deadline, if stop.is_none() => {
