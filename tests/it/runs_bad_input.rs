@@ -1,8 +1,8 @@
 //! Worksheet runs when things go wrong, on the real Docker engine: a run container left
 //! behind by a job that was given up, a worksheet withdrawn while its run waits, a
 //! notebook whose kernel is not in the image, huge outputs, a notebook that forks or
-//! fills its home past its quota, a home over its quota. Each has a defined outcome, and nothing is
-//! left running.
+//! fills its home past its quota, a home over its quota. Each has a defined outcome, and
+//! nothing is left running.
 
 use std::time::Duration;
 
