@@ -67,29 +67,29 @@ const WORKSHEET_COLUMNS: &str =
     "forge, project, tag, path, title, description, error, published_at";
 
 impl Db {
-    /// Replaces the release `tag` of a project with these worksheets, in one transaction.
-    pub async fn publish_release(
+    /// Within a transaction: drops the release's worksheets and writes its row; the new
+    /// publication time. A republished tag's time always moves on, so that what was
+    /// cached of the previous publication (keyed by this time) is never taken for the new
+    /// one.
+    async fn replace_release_row(
         &self,
+        conn: &mut sqlx::AnyConnection,
         release: &ReleaseRow,
-        sheets: &[NewWorksheet],
-    ) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
-        // A republished tag's time always moves on, so that what was cached of the
-        // previous publication (keyed by this time) is never taken for the new one.
+    ) -> DbResult<i64> {
         let previous: Option<(i64,)> = sqlx::query_as(
             "SELECT published_at FROM releases WHERE forge = $1 AND project = $2 AND tag = $3",
         )
         .bind(release.forge.name())
         .bind(&release.project)
         .bind(&release.tag)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         let now = previous.map_or(self.now(), |(at,)| self.now().max(at + 1));
         sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
             .bind(release.forge.name())
             .bind(&release.project)
             .bind(&release.tag)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         sqlx::query(
             "INSERT INTO releases (forge, project, tag, commit_sha, title, area, error, published_at)
@@ -106,8 +106,19 @@ impl Db {
         .bind(release.area.as_deref())
         .bind(release.error.as_deref())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
+        Ok(now)
+    }
+
+    /// Replaces the release `tag` of a project with these worksheets, in one transaction.
+    pub async fn publish_release(
+        &self,
+        release: &ReleaseRow,
+        sheets: &[NewWorksheet],
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.replace_release_row(&mut tx, release).await?;
         for w in sheets {
             sqlx::query(
                 "INSERT INTO worksheets (forge, project, tag, path, title, description, body_html, notebook, error, published_at)
@@ -193,38 +204,7 @@ impl Db {
         staging: &str,
     ) -> DbResult<()> {
         let mut tx = self.pool.begin().await?;
-        let previous: Option<(i64,)> = sqlx::query_as(
-            "SELECT published_at FROM releases WHERE forge = $1 AND project = $2 AND tag = $3",
-        )
-        .bind(release.forge.name())
-        .bind(&release.project)
-        .bind(&release.tag)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let now = previous.map_or(self.now(), |(at,)| self.now().max(at + 1));
-        sqlx::query("DELETE FROM worksheets WHERE forge = $1 AND project = $2 AND tag = $3")
-            .bind(release.forge.name())
-            .bind(&release.project)
-            .bind(&release.tag)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO releases (forge, project, tag, commit_sha, title, area, error, published_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (forge, project, tag) DO UPDATE SET commit_sha = excluded.commit_sha,
-                title = excluded.title, area = excluded.area, error = excluded.error,
-                published_at = excluded.published_at",
-        )
-        .bind(release.forge.name())
-        .bind(&release.project)
-        .bind(&release.tag)
-        .bind(&release.commit_sha)
-        .bind(release.title.as_deref())
-        .bind(release.area.as_deref())
-        .bind(release.error.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let now = self.replace_release_row(&mut tx, release).await?;
         sqlx::query(
             "UPDATE worksheets SET tag = $4, published_at = $5
              WHERE forge = $1 AND project = $2 AND tag = $3",

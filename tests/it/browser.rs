@@ -344,58 +344,55 @@ async fn login_private_worksheet_and_logout_in_chromium() {
 /// A notebook with one empty code cell, for JupyterLab to run a cell in.
 const ONE_CELL: &str = r#"{"cells": [{"cell_type": "code", "execution_count": null, "id": "c1", "metadata": {}, "outputs": [], "source": ""}], "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
-    let Some(driver) = start_driver().await else {
-        return;
-    };
+/// ada, logged in through the fake GitLab in headless Chromium, against a served nbforge
+/// whose environments build, with `files` pushed to `lab/<prefix><random>` and tagged `v1`
+/// (built and published). The server stops, and the project's sessions, homes and images
+/// go, when it is dropped.
+struct LoggedIn {
+    t: crate::support::scenario::Scenario,
+    c: fantoccini::Client,
+    base: String,
+    project: String,
+    name: String,
+    ada_id: i64,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _profile: tempfile::TempDir,
+    _cleanup: crate::launch::Cleanup,
+    _driver: Driver,
+}
+
+impl Drop for LoggedIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn logged_in_with_project(prefix: &str, files: &[(&str, &[u8])]) -> Option<LoggedIn> {
+    let driver = start_driver().await?;
     let (t, listener, base) = with_login_at_a_port().await;
     let t = t.with_environments();
     if !t.docker_ready().await {
-        return;
+        return None;
     }
     let fake = t.gitlab_fake();
     fake.randomize_ids();
     let ada = fake.add_user("ada");
-    // Developers see the launch badge.
-    t.db()
-        .upsert_member(&nbforge::storage::MemberRow {
-            forge: nbforge::events::ForgeKind::GitLab,
-            scope: "project:lab/never".into(),
-            user_id: ada.id,
-            access_level: 30,
-            expires_at: None,
-            source: "hook".into(),
-        })
-        .await
-        .unwrap();
     fake.sign_in(Some(&ada));
-    let name = format!("lab{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let project = format!("lab/{name}");
-    let _cleanup = crate::launch::Cleanup {
+    let cleanup = crate::launch::Cleanup {
         project: project.clone(),
         users: vec![ada.id],
     };
-    // A notebook project (worksheet projects open their published worksheets instead),
-    // opening try.ipynb.
-    let launch = "kind = \"notebook\"\ndefault = \"try.ipynb\"\ntitle = \"Growth\"\n\n[[worksheet]]\npath = \"growth.ipynb\"\n";
-    let mut files: Vec<(&str, &[u8])> = release_files()
-        .into_iter()
-        .filter(|(p, _)| *p != "launch.toml")
-        .collect();
-    files.push(("launch.toml", launch.as_bytes()));
-    files.push(("requirements.txt", b"# the base has all\n"));
-    files.push(("try.ipynb", ONE_CELL.as_bytes()));
-    t.push(&project, &files).await;
+    t.push(&project, files).await;
     t.tag(&project, "v1").await;
     t.run_jobs().await;
     let server =
         tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
-
-    let (c, _profile) = browser(&driver).await;
-    // JupyterLab's desktop layout.
-    c.set_window_size(1280, 900).await.unwrap();
-    // Log in first; ada works at the developer level.
+    let (c, profile) = browser(&driver).await;
     c.goto(&format!("{base}/login?next=/me")).await.unwrap();
     c.wait()
         .at_most(Duration::from_secs(20))
@@ -410,10 +407,55 @@ async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
         .for_element(Locator::Css("header.site nav.who a[href='/me']"))
         .await
         .unwrap();
+    Some(LoggedIn {
+        t,
+        c,
+        base,
+        project,
+        name,
+        ada_id: ada.id,
+        server,
+        _profile: profile,
+        _cleanup: cleanup,
+        _driver: driver,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
+    // A notebook project (worksheet projects open their published worksheets instead),
+    // opening try.ipynb.
+    let launch = "kind = \"notebook\"\ndefault = \"try.ipynb\"\ntitle = \"Growth\"\n\n[[worksheet]]\npath = \"growth.ipynb\"\n";
+    let mut files: Vec<(&str, &[u8])> = release_files()
+        .into_iter()
+        .filter(|(p, _)| *p != "launch.toml")
+        .collect();
+    files.push(("launch.toml", launch.as_bytes()));
+    files.push(("requirements.txt", b"# the base has all\n"));
+    files.push(("try.ipynb", ONE_CELL.as_bytes()));
+    let Some(s) = logged_in_with_project("lab", &files).await else {
+        return;
+    };
+    let (t, c, base, project, name) = (&s.t, &s.c, &s.base, &s.project, &s.name);
+    // ada works at the developer level (a developer somewhere), and developers see the
+    // launch badge.
     t.db()
-        .set_chosen_level(ada.id, Some("developer"))
+        .upsert_member(&nbforge::storage::MemberRow {
+            forge: nbforge::events::ForgeKind::GitLab,
+            scope: "project:lab/never".into(),
+            user_id: s.ada_id,
+            access_level: 30,
+            expires_at: None,
+            source: "hook".into(),
+        })
         .await
         .unwrap();
+    t.db()
+        .set_chosen_level(s.ada_id, Some("developer"))
+        .await
+        .unwrap();
+    // JupyterLab's desktop layout.
+    c.set_window_size(1280, 900).await.unwrap();
 
     // The project page's badge starts the launch; its page follows the progress and opens
     // JupyterLab.
@@ -558,8 +600,7 @@ async fn a_launch_badge_opens_jupyterlab_that_runs_a_cell_in_chromium() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    c.close().await.unwrap();
-    server.abort();
+    c.clone().close().await.unwrap();
 }
 
 /// A worksheet whose second code cell waits, so that its progress can be watched (with the
@@ -578,51 +619,16 @@ const RUN_SHEET: &str = r###"{"cells": [
 /// from the new value; My results lists the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worksheet_run_from_the_form_to_my_results_in_chromium() {
-    let Some(driver) = start_driver().await else {
-        return;
-    };
-    let (t, listener, base) = with_login_at_a_port().await;
-    let t = t.with_environments();
-    if !t.docker_ready().await {
-        return;
-    }
-    let fake = t.gitlab_fake();
-    fake.randomize_ids();
-    let ada = fake.add_user("ada");
-    fake.sign_in(Some(&ada));
-    let name = format!("runs{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let project = format!("lab/{name}");
-    let _cleanup = crate::launch::Cleanup {
-        project: project.clone(),
-        users: vec![ada.id],
-    };
     let launch = "kind = \"worksheet\"\ntitle = \"Doubling\"\n\n[[worksheet]]\npath = \"double.ipynb\"\ntitle = \"Doubling\"\n";
     let files: Vec<(&str, &[u8])> = vec![
         ("launch.toml", launch.as_bytes()),
         ("requirements.txt", b"# the base has all\n"),
         ("double.ipynb", RUN_SHEET.as_bytes()),
     ];
-    t.push(&project, &files).await;
-    t.tag(&project, "v1").await;
-    t.run_jobs().await;
-    let server =
-        tokio::spawn(axum::serve(listener, nbforge::web::router(t.app.app.clone())).into_future());
-
-    let (c, _profile) = browser(&driver).await;
-    c.goto(&format!("{base}/login?next=/me")).await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id("authorize"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("header.site nav.who a[href='/me']"))
-        .await
-        .unwrap();
+    let Some(s) = logged_in_with_project("runs", &files).await else {
+        return;
+    };
+    let (t, c, base, project) = (&s.t, &s.c, &s.base, &s.project);
 
     // The worksheet's form: a new rate, then Run.
     c.goto(&format!("{base}/w/{project}/v1/double.ipynb"))
@@ -731,6 +737,5 @@ async fn a_worksheet_run_from_the_form_to_my_results_in_chromium() {
         .for_element(Locator::Css(".run-state.state-succeeded"))
         .await
         .unwrap();
-    c.close().await.unwrap();
-    server.abort();
+    c.clone().close().await.unwrap();
 }
