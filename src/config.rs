@@ -80,12 +80,11 @@ enum SecretList {
     Many(Vec<Secret>),
 }
 
+/// The secrets of a comma-separated list. Empty pieces are kept (as empty secrets), so
+/// that a variable set but empty, or a stray comma, is refused at start-up rather than
+/// taken for "no secret".
 fn split_secrets(s: &str) -> Vec<Secret> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
-        .collect()
+    s.split(',').map(str::trim).map(Secret::new).collect()
 }
 
 /// The TOML settings file, accepted by every command that reads settings.
