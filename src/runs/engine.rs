@@ -409,21 +409,22 @@ impl Engine {
         read
     }
 
-    /// A run's result folder as a zip archive (entries stored, not compressed), made as
-    /// it is sent: the engine's tar stream is rewritten entry by entry on a blocking thread.
-    pub async fn zip_home_folder(
+    /// `path` of the run's home as the engine's tar archive, read as it comes (never held
+    /// whole) through a reader container that is removed once the archive is read or
+    /// dropped. The engine's error (404 for a missing path) when the first chunk fails.
+    async fn home_archive(
         &self,
         row: &RunRow,
-    ) -> anyhow::Result<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>> {
+        path: &str,
+    ) -> anyhow::Result<impl std::io::Read + Send + 'static> {
         let reader = self.home_reader(row).await?;
-        let path = format!("{HOME_DIR}/{}", row.result_folder);
         let options = DownloadFromContainerOptionsBuilder::new()
-            .path(&path)
+            .path(path)
             .build();
         let mut tar_stream = self
             .docker()
             .download_from_container(&reader, Some(options));
-        // The first chunk tells whether the folder is there.
+        // The first chunk tells whether the path is there.
         let first = match tar_stream.next().await {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
@@ -432,7 +433,6 @@ impl Engine {
             }
             None => bytes::Bytes::new(),
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
         let engine = self.clone();
         let (tar_tx, mut tar_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
         tokio::spawn(async move {
@@ -448,9 +448,21 @@ impl Engine {
             drop(tar_tx);
             engine.remove_named(&reader).await;
         });
-        let input = async_stream_reader(futures_util::stream::poll_fn(move |cx| {
-            tar_rx.poll_recv(cx)
-        }));
+        Ok(async_stream_reader(futures_util::stream::poll_fn(
+            move |cx| tar_rx.poll_recv(cx),
+        )))
+    }
+
+    /// A run's result folder as a zip archive (entries stored, not compressed), made as
+    /// it is sent: the engine's tar stream is rewritten entry by entry on a blocking thread.
+    pub async fn zip_home_folder(
+        &self,
+        row: &RunRow,
+    ) -> anyhow::Result<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>> {
+        let input = self
+            .home_archive(row, &format!("{HOME_DIR}/{}", row.result_folder))
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
         tokio::task::spawn_blocking(move || {
             let out = ChannelWriter(tx.clone());
             if let Err(e) = tar_to_zip(input, out) {
@@ -473,44 +485,17 @@ impl Engine {
         name: &str,
     ) -> anyhow::Result<Option<impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>>>
     {
-        let reader = self.home_reader(row).await?;
         let path = format!("{HOME_DIR}/{}/{name}", row.result_folder);
-        let options = DownloadFromContainerOptionsBuilder::new()
-            .path(&path)
-            .build();
-        let mut tar_stream = self
-            .docker()
-            .download_from_container(&reader, Some(options));
-        let first = match tar_stream.next().await {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                self.remove_named(&reader).await;
-                return if not_found(&e) {
-                    Ok(None)
-                } else {
-                    Err(e.into())
-                };
+        let input = match self.home_archive(row, &path).await {
+            Ok(input) => input,
+            Err(e)
+                if e.downcast_ref::<bollard::errors::Error>()
+                    .is_some_and(not_found) =>
+            {
+                return Ok(None);
             }
-            None => bytes::Bytes::new(),
+            Err(e) => return Err(e),
         };
-        let engine = self.clone();
-        let (tar_tx, mut tar_rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
-        tokio::spawn(async move {
-            if tar_tx.send(Ok(first)).await.is_ok() {
-                while let Some(chunk) = tar_stream.next().await {
-                    let chunk = chunk.map_err(std::io::Error::other);
-                    let stop = chunk.is_err();
-                    if tar_tx.send(chunk).await.is_err() || stop {
-                        break;
-                    }
-                }
-            }
-            drop(tar_tx);
-            engine.remove_named(&reader).await;
-        });
-        let input = async_stream_reader(futures_util::stream::poll_fn(move |cx| {
-            tar_rx.poll_recv(cx)
-        }));
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter(tx.clone());
