@@ -1401,24 +1401,7 @@ on_both_databases!(
         );
 
         // Pushed: the environment fails at once, its status saying why.
-        let url = format!("file://{}", repository.display());
-        let mut body: serde_json::Value =
-            serde_json::from_slice(&plain_tag_payload("lab/big", &url, "v1", &commit)).unwrap();
-        body["object_kind"] = "push".into();
-        body["event_name"] = "push".into();
-        body["ref"] = "refs/heads/main".into();
-        let res = t
-            .gitlab("Push Hook", "big", serde_json::to_vec(&body).unwrap())
-            .await;
-        assert_eq!(res.status, 202, "{}", res.text());
-        t.run_jobs().await;
-        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
-        assert_eq!(failed.len(), 1, "{failed:?}");
-        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
-        let statuses = t.db().local_statuses("lab/big", &commit).await.unwrap();
-        let last = statuses.last().expect("a status");
-        assert_eq!(last.state, "failed", "{statuses:?}");
-        let description = last.description.clone().unwrap_or_default();
+        let description = push_fails_at_once(&t, "big", &repository, &commit).await;
         assert!(
             description.contains("data.bin") && description.contains("limit of 1 MiB"),
             "{description}"
@@ -1507,24 +1490,7 @@ on_both_databases!(
             .unwrap()
             .to_string();
 
-        let url = format!("file://{}", repository.display());
-        let mut body: serde_json::Value =
-            serde_json::from_slice(&plain_tag_payload("lab/names", &url, "v1", &commit)).unwrap();
-        body["object_kind"] = "push".into();
-        body["event_name"] = "push".into();
-        body["ref"] = "refs/heads/main".into();
-        let res = t
-            .gitlab("Push Hook", "names", serde_json::to_vec(&body).unwrap())
-            .await;
-        assert_eq!(res.status, 202, "{}", res.text());
-        t.run_jobs().await;
-        let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
-        assert_eq!(failed.len(), 1, "{failed:?}");
-        assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
-        let statuses = t.db().local_statuses("lab/names", &commit).await.unwrap();
-        let last = statuses.last().expect("a status");
-        assert_eq!(last.state, "failed", "{statuses:?}");
-        let description = last.description.clone().unwrap_or_default();
+        let description = push_fails_at_once(&t, "names", &repository, &commit).await;
         assert!(
             description.contains(r"data/caf\xe9.txt") && description.contains("not UTF-8"),
             "{description}"
@@ -1594,3 +1560,33 @@ on_both_databases!(
         }
     }
 );
+
+/// Pushes `commit` of the plain git `repository` to `main` of `lab/<name>`, runs the jobs,
+/// and checks that the environment failed at once (one failed job, no retries) with a
+/// `failed` status: that status's description.
+async fn push_fails_at_once(
+    t: &TestApp,
+    name: &str,
+    repository: &std::path::Path,
+    commit: &str,
+) -> String {
+    let project = format!("lab/{name}");
+    let url = format!("file://{}", repository.display());
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&plain_tag_payload(&project, &url, "v1", commit)).unwrap();
+    body["object_kind"] = "push".into();
+    body["event_name"] = "push".into();
+    body["ref"] = "refs/heads/main".into();
+    let res = t
+        .gitlab("Push Hook", name, serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    t.run_jobs().await;
+    let failed = t.db().list_jobs(Some("failed"), 10).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].attempts, 1, "no retries: {failed:?}");
+    let statuses = t.db().local_statuses(&project, commit).await.unwrap();
+    let last = statuses.last().expect("a status");
+    assert_eq!(last.state, "failed", "{statuses:?}");
+    last.description.clone().unwrap_or_default()
+}
