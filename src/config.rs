@@ -310,6 +310,24 @@ pub struct BaseImageArgs {
     pub debian_mirror: Option<String>,
 }
 
+/// Conda environments: where channel names point and what a solve may pick.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Conda environments")]
+pub struct CondaArgs {
+    /// Comma-separated channels used when an environment file names none [default: conda-forge,bioconda].
+    #[arg(long, env = "NBFORGE_CONDA_CHANNELS")]
+    pub conda_channels: Option<String>,
+    /// Base URL channel names resolve against: a mirror or proxy of anaconda.org [default: https://conda.anaconda.org].
+    #[arg(long, env = "NBFORGE_CONDA_CHANNEL_ALIAS")]
+    pub conda_channel_alias: Option<String>,
+    /// Channel priority of solves: strict (bioconda's advice), flexible or disabled [default: strict].
+    #[arg(long, env = "NBFORGE_CONDA_CHANNEL_PRIORITY")]
+    pub conda_channel_priority: Option<String>,
+    /// Largest conda package a solve may pick, in MiB [default: 1024].
+    #[arg(long, env = "NBFORGE_CONDA_PACKAGE_MAX_MB")]
+    pub conda_package_max_mb: Option<u64>,
+}
+
 /// Jupyter sessions on the Docker engine: the platform's limits and where they run.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Jupyter sessions")]
@@ -415,6 +433,8 @@ pub struct SettingsArgs {
     #[command(flatten)]
     pub base: BaseImageArgs,
     #[command(flatten)]
+    pub conda: CondaArgs,
+    #[command(flatten)]
     pub sessions: SessionArgs,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
@@ -518,6 +538,10 @@ struct FileSettings {
     build_context_max_mb: Option<u64>,
     build_network: Option<String>,
     allowed_base_images: Option<Vec<String>>,
+    conda_channels: Option<Vec<String>>,
+    conda_channel_alias: Option<String>,
+    conda_channel_priority: Option<String>,
+    conda_package_max_mb: Option<u64>,
     default_python: Option<String>,
     python_bases: Option<String>,
     python_mismatch: Option<String>,
@@ -924,6 +948,15 @@ pub struct EnvironmentSettings {
     pub docker_host: Option<String>,
     /// CRAN mirror for the R packages Debian does not package.
     pub cran_mirror: String,
+    pub conda: CondaSettings,
+}
+
+/// Conda channels and limits.
+#[derive(Debug, Clone)]
+pub struct CondaSettings {
+    pub channels: crate::spec::CondaChannels,
+    /// Largest package a solve may pick, in bytes.
+    pub package_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -943,6 +976,62 @@ impl std::fmt::Debug for Settings {
             .field("github_webhook_secret", &self.forges.github_webhook_secret)
             .field("jobs", &self.jobs)
             .finish_non_exhaustive()
+    }
+}
+
+/// Conda settings from flags, environment and file; problems are collected.
+fn conda_settings(
+    args: &CondaArgs,
+    file: &mut FileSettings,
+    problems: &mut Vec<String>,
+) -> CondaSettings {
+    let defaults = crate::spec::CondaChannels::default();
+    let channels: Vec<String> = match (&args.conda_channels, file.conda_channels.take()) {
+        (Some(s), _) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, Some(v)) => v,
+        (None, None) => defaults.default_channels.clone(),
+    };
+    if channels.is_empty() {
+        problems.push("conda_channels: name at least one channel".into());
+    }
+    let channel_alias = args
+        .conda_channel_alias
+        .clone()
+        .or(file.conda_channel_alias.take())
+        .unwrap_or(defaults.channel_alias);
+    if !matches!(Url::parse(&channel_alias), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+        problems.push(format!(
+            "conda_channel_alias: `{}` is not an http(s) URL",
+            redact_url(&channel_alias)
+        ));
+    }
+    let priority = args
+        .conda_channel_priority
+        .clone()
+        .or(file.conda_channel_priority.take())
+        .unwrap_or(defaults.priority);
+    if !matches!(priority.as_str(), "strict" | "flexible" | "disabled") {
+        problems.push(format!(
+            "conda_channel_priority: `{priority}` is not strict, flexible or disabled"
+        ));
+    }
+    let max_mb = args
+        .conda_package_max_mb
+        .or(file.conda_package_max_mb)
+        .unwrap_or(1024)
+        .max(1);
+    CondaSettings {
+        channels: crate::spec::CondaChannels {
+            default_channels: channels,
+            channel_alias: channel_alias.trim_end_matches('/').to_owned(),
+            priority,
+        },
+        package_max_bytes: max_mb.saturating_mul(1024 * 1024),
     }
 }
 
@@ -999,12 +1088,13 @@ pub struct ConfigError(pub Vec<String>);
 impl Settings {
     /// Merges flags/environment over the TOML file over defaults, then validates the whole.
     pub fn load(args: &SettingsArgs) -> Result<Settings, ConfigError> {
-        let file = match &args.file.config {
+        let mut file = match &args.file.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
         let mut file_access = file_access(&file);
         let mut problems = Vec::new();
+        let conda = conda_settings(&args.conda, &mut file, &mut problems);
         let listen = args
             .server
             .listen
@@ -1424,6 +1514,7 @@ impl Settings {
                     .unwrap_or_else(|| DEFAULT_DEBIAN_MIRROR.into()),
                 docker_host: args.docker.docker_host.clone().or(file.docker_host),
                 cran_mirror,
+                conda,
             },
         })
     }

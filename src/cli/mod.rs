@@ -379,7 +379,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Render(args) => render::run(&args),
         Command::Spec { args, .. } => {
-            crate::spec::cli::run(&args, &crate::app::spec_options(&settings))
+            let (code, conda) =
+                crate::spec::cli::run_reading_conda(&args, &crate::app::spec_options(&settings))?;
+            match conda {
+                Some(env) if args.solve || args.context.is_some() => {
+                    crate::environment::cli::conda(&settings, &args, &env, code).await
+                }
+                _ => Ok(code),
+            }
         }
         Command::Build { args, .. } => crate::environment::cli::run(&settings, &args).await,
     }

@@ -74,11 +74,32 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
         println!("{} {image} is already built (cache)", stamp());
     } else {
         println!("{} building {image}", stamp());
+        // A conda environment's prefix, prepared before the build and removed after it.
+        let mut prepared = None;
+        if let Some(env) = &analysis.conda {
+            let conda = crate::environment::flow::conda_settings(settings);
+            let say = move |line: &str| println!("{} {line}", stamp());
+            match super::conda::prepare(&conda, env, &say).await {
+                Ok(p) => prepared = Some(p),
+                Err(e @ super::conda::CondaError::User(_)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
         let req = BuildRequest {
             tag: image.clone(),
             dockerfile: analysis.dockerfile_path(),
             context,
             source: crate::environment::ContextSource::Dir(args.path.clone()),
+            folders: prepared
+                .iter()
+                .map(|p| (crate::spec::conda::CONTEXT_DIR.to_owned(), p.prefix()))
+                .collect(),
             labels: HashMap::from([
                 (LABEL_REPO.to_owned(), args.path.display().to_string()),
                 (LABEL_KEY.to_owned(), analysis.environment_key.clone()),
@@ -127,4 +148,67 @@ pub async fn run(settings: &Settings, args: &BuildArgs) -> anyhow::Result<ExitCo
     }
     println!("{} ready: {image}", stamp());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `nbforge spec --solve` and `--context DIR` of a conda environment, after the analysis
+/// (exit status `code`): `--solve` prints the packages as an `@EXPLICIT` list, solved
+/// against the configured channels or read from the lock; `--context` also installs them
+/// into the context's `conda/` folder, as the service does before a build.
+pub async fn conda(
+    settings: &Settings,
+    args: &crate::spec::cli::SpecArgs,
+    env: &crate::spec::conda::CondaEnvironment,
+    code: ExitCode,
+) -> anyhow::Result<ExitCode> {
+    let conda = crate::environment::flow::conda_settings(settings);
+    let say = |line: &str| eprintln!("{line}");
+    let failed = |e: super::conda::CondaError| {
+        eprintln!("error: {e}");
+        ExitCode::from(match e {
+            super::conda::CondaError::User(_) => 1,
+            super::conda::CondaError::Infrastructure(_) => 2,
+        })
+    };
+    let records = if let Some(dir) = &args.context {
+        let prepared = match super::conda::prepare(&conda, env, &say).await {
+            Ok(p) => p,
+            Err(e) => return Ok(failed(e)),
+        };
+        let target = dir.join(crate::spec::conda::CONTEXT_DIR);
+        let mut tar = Vec::new();
+        super::docker::write_context_tar(
+            &[],
+            &super::ContextSource::None,
+            &[(".".to_owned(), prepared.prefix())],
+            &mut tar,
+        )?;
+        std::fs::create_dir_all(&target)?;
+        let mut archive = tar::Archive::new(tar.as_slice());
+        archive.set_preserve_permissions(true);
+        archive.unpack(&target)?;
+        eprintln!(
+            "conda environment: {} packages in {}",
+            prepared.packages,
+            target.display()
+        );
+        prepared.lock.clone()
+    } else {
+        let client = super::conda::client(&conda)?;
+        match super::conda::resolve(&conda, &client, env, &say).await {
+            Ok((records, _)) => {
+                if let Some(p) = records
+                    .iter()
+                    .find(|r| r.package_record.name.as_normalized() == "python")
+                {
+                    eprintln!("python: {} (from the channels)", p.package_record.version);
+                }
+                super::conda::explicit_lock(&records)
+            }
+            Err(e) => return Ok(failed(e)),
+        }
+    };
+    if args.solve {
+        print!("{records}");
+    }
+    Ok(code)
 }

@@ -71,6 +71,9 @@ pub struct BuildRequest {
     pub context: Vec<ContextFile>,
     /// Where the context's repository files are read from.
     pub source: ContextSource,
+    /// Folders of the host added to the context after its files, as (path in the context,
+    /// folder): a prepared conda prefix.
+    pub folders: Vec<(String, std::path::PathBuf)>,
     pub labels: HashMap<String, String>,
 }
 
@@ -109,6 +112,7 @@ impl BuildRequest {
             dockerfile,
             context,
             source: ContextSource::None,
+            folders: Vec::new(),
             labels,
         }
     }
@@ -335,7 +339,7 @@ impl Builder {
         let opts = opts.build();
         let timeout = self.settings.timeout;
         let run = async {
-            let body = context_stream(req.context.clone(), req.source.clone());
+            let body = context_stream(req.context.clone(), req.source.clone(), req.folders.clone());
             let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
             let mut last_lines: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
@@ -578,6 +582,7 @@ pub const CONTEXT_PIECE_BYTES: usize = 256 * 1024;
 pub fn context_stream(
     files: Vec<ContextFile>,
     source: ContextSource,
+    folders: Vec<(String, std::path::PathBuf)>,
 ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
@@ -585,7 +590,8 @@ pub fn context_stream(
             tx: tx.clone(),
             buf: Vec::with_capacity(CONTEXT_PIECE_BYTES),
         };
-        let written = write_context_tar(&files, &source, &mut out).and_then(|()| out.flush());
+        let written =
+            write_context_tar(&files, &source, &folders, &mut out).and_then(|()| out.flush());
         if let Err(e) = written {
             let _ = tx.blocking_send(Err(e));
         }
@@ -626,6 +632,7 @@ impl std::io::Write for PieceWriter {
 pub fn write_context_tar(
     files: &[ContextFile],
     source: &ContextSource,
+    folders: &[(String, std::path::PathBuf)],
     out: impl std::io::Write,
 ) -> std::io::Result<()> {
     use crate::repo::{CommitTree, DirTree, FileTree};
@@ -658,6 +665,9 @@ pub fn write_context_tar(
             header.set_cksum();
             builder.append_data(&mut header, path, bytes)?;
         }
+        for (name, dir) in folders {
+            append_folder(&mut builder, name, dir)?;
+        }
         builder.into_inner()?.flush()
     };
     match source {
@@ -670,6 +680,58 @@ pub fn write_context_tar(
             write(Some(&tree))
         }
     }
+}
+
+/// Appends a host folder under `name`: files keep their mode, symlinks stay links, and every
+/// entry gets mtime 0 and owner 0 so that the same content gives the same layer.
+fn append_folder<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stack = vec![(dir.to_path_buf(), name.to_owned())];
+    while let Some((host, inside)) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&host)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_mtime(0);
+        header.set_size(0);
+        builder.append_data(&mut header, format!("{inside}/"), std::io::empty())?;
+        // Subfolders are pushed in reverse so they come out sorted.
+        let mut subfolders = Vec::new();
+        for e in entries {
+            let Some(file_name) = e.file_name().to_str().map(str::to_owned) else {
+                return Err(std::io::Error::other(format!(
+                    "{}: a name that is not UTF-8",
+                    e.path().display()
+                )));
+            };
+            let path = e.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let target = format!("{inside}/{file_name}");
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            if meta.file_type().is_symlink() {
+                let link = std::fs::read_link(&path)?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder.append_link(&mut header, &target, &link)?;
+            } else if meta.is_dir() {
+                subfolders.push((path, target));
+            } else if meta.is_file() {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(meta.permissions().mode() & 0o7777);
+                header.set_size(meta.len());
+                builder.append_data(&mut header, &target, std::fs::File::open(&path)?)?;
+            }
+        }
+        stack.extend(subfolders.into_iter().rev());
+    }
+    Ok(())
 }
 
 /// A project path as a Docker repository path: each component lowercase ASCII letters and

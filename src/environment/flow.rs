@@ -104,6 +104,8 @@ pub struct Preparer {
     pub public_url: Url,
     /// Push built images to the configured registry.
     pub push_images: bool,
+    /// Conda channels and caches.
+    pub conda: crate::environment::conda::CondaSettings,
 }
 
 /// Launch-spec options from the settings.
@@ -118,7 +120,23 @@ pub fn spec_options(settings: &crate::config::Settings) -> crate::spec::Options 
         extra_ca: settings.environments.extra_ca.clone(),
         cran_mirror: settings.environments.cran_mirror.clone(),
         max_context_bytes: settings.environments.build_context_max_bytes,
+        conda: settings.environments.conda.channels.clone(),
         ..crate::spec::Options::default()
+    }
+}
+
+/// Conda settings from the settings: channels, limits, and the caches under the data folder.
+pub fn conda_settings(
+    settings: &crate::config::Settings,
+) -> crate::environment::conda::CondaSettings {
+    let env = &settings.environments;
+    crate::environment::conda::CondaSettings {
+        package_max_bytes: env.conda.package_max_bytes,
+        extra_ca: env.extra_ca.clone(),
+        ..crate::environment::conda::CondaSettings::new(
+            env.conda.channels.clone(),
+            settings.data_dir.join("conda"),
+        )
     }
 }
 
@@ -372,6 +390,36 @@ async fn run(
             env!("CARGO_PKG_VERSION").to_owned(),
         ),
     ]);
+    let line_logs = logs.clone();
+    let sink = move |line: &str| line_logs.line(build_id, line);
+    // A conda environment: solved (or read from its lock) and installed on the host, then
+    // sent as one folder of the build context. The prefix is removed when the build ends.
+    let mut prepared = None;
+    if let Some(env) = &analysis.conda {
+        match crate::environment::conda::prepare(&p.conda, env, &sink).await {
+            Ok(c) => {
+                p.db.set_build_conda_lock(build_id, &c.lock).await?;
+                prepared = Some(c);
+            }
+            Err(crate::environment::conda::CondaError::User(message)) => {
+                logs.line(build_id, &message);
+                reporter
+                    .status(StatusState::Failed, &message, &log_link)
+                    .await?;
+                return Err(PrepareError::User(message));
+            }
+            Err(e) => {
+                return Err(infrastructure(
+                    BuildError::Internal(e.to_string()),
+                    build_id,
+                    &logs,
+                ));
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err(PrepareError::Canceled);
+        }
+    }
     let request = BuildRequest {
         tag: image.clone(),
         dockerfile: dockerfile_path,
@@ -380,10 +428,12 @@ async fn run(
             repository: context_repository,
             commit: req.commit.clone(),
         },
+        folders: prepared
+            .iter()
+            .map(|c| (crate::spec::conda::CONTEXT_DIR.to_owned(), c.prefix()))
+            .collect(),
         labels,
     };
-    let line_logs = logs.clone();
-    let sink = move |line: &str| line_logs.line(build_id, line);
     // The base image of the environment's Python, made here the first time one needs it.
     if let Some(base) = analysis
         .base_image

@@ -68,6 +68,7 @@ impl Context {
             spec: crate::environment::flow::spec_options(&self.settings),
             public_url: self.settings.server.public_url.clone(),
             push_images: env.registry.is_some(),
+            conda: crate::environment::flow::conda_settings(&self.settings),
         }
     }
 }

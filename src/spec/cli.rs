@@ -40,6 +40,11 @@ pub struct SpecArgs {
     /// this folder, for `docker build DIR` elsewhere (e.g. on a GitLab runner).
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
+    /// For a conda environment: solve it (or read its lock) against the configured channels
+    /// and print the packages with their URLs and hashes, as an `@EXPLICIT` list. With
+    /// `--context`, the conda environment is always prepared into the context's `conda/`.
+    #[arg(long)]
+    pub solve: bool,
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -52,6 +57,16 @@ fn is_url(s: &str) -> bool {
 
 /// Runs `nbforge spec` with the base image, default Python and extra CA of `settings`.
 pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
+    Ok(run_reading_conda(args, settings)?.0)
+}
+
+/// Runs `nbforge spec`; also returns the conda environment the repository describes, if any
+/// (its prefix is prepared by the caller for `--solve` and `--context`).
+pub fn run_reading_conda(
+    args: &SpecArgs,
+    settings: &Options,
+) -> anyhow::Result<(ExitCode, Option<super::conda::CondaEnvironment>)> {
+    let mut conda = None;
     let opts = Options {
         base_python: args
             .base_python
@@ -98,17 +113,17 @@ pub fn run(args: &SpecArgs, settings: &Options) -> anyhow::Result<ExitCode> {
                     .to_owned(),
             };
             match CommitTree::open(&repo, &rev) {
-                Ok(src) => report(args, &src, &opts),
+                Ok(src) => report(args, &src, &opts, &mut conda),
                 Err(e) => internal(args, &format!("{rev}: {e}")),
             }
         }
         Some(Err(e)) => internal(args, &e.to_string()),
-        None => report(args, &DirTree::new(&target), &opts),
+        None => report(args, &DirTree::new(&target), &opts, &mut conda),
     };
     if let Some(dir) = tmp_cache {
         let _ = std::fs::remove_dir_all(dir);
     }
-    result
+    Ok((result?, conda))
 }
 
 fn internal(args: &SpecArgs, message: &str) -> anyhow::Result<ExitCode> {
@@ -123,7 +138,12 @@ fn internal(args: &SpecArgs, message: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_INTERNAL))
 }
 
-fn report(args: &SpecArgs, src: &dyn FileTree, opts: &Options) -> anyhow::Result<ExitCode> {
+fn report(
+    args: &SpecArgs,
+    src: &dyn FileTree,
+    opts: &Options,
+    conda: &mut Option<super::conda::CondaEnvironment>,
+) -> anyhow::Result<ExitCode> {
     let analysis = match analyze(src, opts) {
         Ok(a) => a,
         Err(SpecError::Internal(m)) => return internal(args, &m),
@@ -171,6 +191,9 @@ fn report(args: &SpecArgs, src: &dyn FileTree, opts: &Options) -> anyhow::Result
     } else {
         0
     };
+    if code == 0 {
+        conda.clone_from(&analysis.conda);
+    }
     if args.json {
         let mut v = json_of(&analysis);
         if let Some(d) = &dockerfile {
@@ -240,6 +263,7 @@ pub fn json_of(a: &Analysis) -> serde_json::Value {
         "buildable": a.unsupported.is_none(),
         "errors": errors,
         "launch": a.launch,
+        "conda": a.conda,
     })
 }
 
@@ -275,6 +299,22 @@ fn print_human(a: &Analysis) -> std::io::Result<()> {
     }
     if let Some(base) = &a.base_image {
         writeln!(out, "base image: {base}")?;
+    }
+    if let Some(c) = &a.conda {
+        writeln!(out, "conda: {} {}", c.file, c.input.describe())?;
+        if !c.channels.is_empty() {
+            writeln!(out, "conda channels: {}", c.channels.join(", "))?;
+        }
+        if !c.dependencies.is_empty() {
+            let specs: Vec<&str> = c.dependencies.iter().map(|d| d.spec.as_str()).collect();
+            writeln!(out, "conda packages: {}", specs.join(", "))?;
+        }
+        if !c.locked.is_empty() {
+            writeln!(out, "conda packages: {} locked", c.locked.len())?;
+        }
+        if !c.pip.is_empty() {
+            writeln!(out, "pip packages: {}", c.pip.join(", "))?;
+        }
     }
     writeln!(out, "files: {}", a.files.join(", "))?;
     writeln!(out, "environment key: {}", a.environment_key)?;

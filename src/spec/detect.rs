@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::launch::{self, LAUNCH_FILE, check_repo_path, line_col};
-use super::{Analysis, Diagnostic, Kind, Options, Plan, SpecError, UNSUPPORTED_DOCS};
+use super::{Analysis, Diagnostic, Kind, Options, Plan, SpecError, UNSUPPORTED_DOCS, conda};
 use crate::repo::tree::{EntryKind, FileTree, kind_of, normalize, read_text};
 
 static APT_NAME: LazyLock<Regex> =
@@ -24,6 +24,31 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
 static CONDA_PY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^\s*-\s*["']?python\s*=+\s*([0-9][0-9.]*)"#).expect("valid regex")
 });
+/// The Python of a lock: a `python-X.Y.Z-…` package file in its URLs.
+static LOCKED_PY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"/python-([0-9]+\.[0-9]+)\.[0-9]+[^/]*\.(?:conda|tar\.bz2)$").expect("valid regex")
+});
+/// The conda files of a spec folder in the order nbforge looks for them: locks first, then
+/// the environment file (repo2docker reads only `environment.yml`).
+const CONDA_FILES: [&str; 6] = [
+    conda::PIXI_LOCK,
+    conda::CONDA_LOCK,
+    conda::EXPLICIT_LOCK,
+    conda::ENVIRONMENT_YML,
+    conda::ENVIRONMENT_YAML,
+    conda::PIXI_MANIFEST,
+];
+
+/// The conda file that selects the `conda` kind, if the spec folder has one.
+fn conda_input(c: &Ctx<'_>) -> Result<Option<&'static str>, SpecError> {
+    for name in CONDA_FILES {
+        if c.has(name)? {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 /// `python_version` / `python_full_version` in a `Pipfile.lock` or `Pipfile`, as repo2docker
 /// reads them.
 static PIPFILE_PY: LazyLock<Regex> = LazyLock::new(|| {
@@ -216,21 +241,16 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         || (in_root && c.is_file("DESCRIPTION")?)
     {
         Kind::R
-    } else if c.has("environment.yml")? {
+    } else if conda_input(&c)?.is_some() {
         Kind::Conda
     } else if c.has("Pipfile")? || c.has("Pipfile.lock")? {
         Kind::Pipfile
     } else {
         Kind::Python
     };
-    if kind != Kind::Dockerfile && !c.has("environment.yml")? && c.has("environment.yaml")? {
-        c.warnings.push(format!(
-            "{} is not read (repo2docker reads only environment.yml); rename it to use it",
-            c.path("environment.yaml")
-        ));
-    }
 
     let mut python_version = None;
+    let mut conda_env = None;
     let mut runtime_used = None;
     let mut unsupported = None;
     let mut r_version = None;
@@ -357,11 +377,48 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             python_requirements(&mut c, &mut plan)?;
         }
         Kind::Conda => {
-            let p = c.path("environment.yml");
+            let name = conda_input(&c)?.unwrap_or(conda::ENVIRONMENT_YML);
+            let p = c.path(name);
+            c.use_file(&p)?;
             let text = c.text(&p)?.unwrap_or_default();
-            let pinned = text
-                .lines()
-                .find_map(|l| CONDA_PY.captures(l).map(|m| m[1].to_owned()));
+            let env = match name {
+                conda::PIXI_LOCK => {
+                    let manifest = c.use_file(&c.path(conda::PIXI_MANIFEST))?;
+                    conda::parse_pixi_lock(&p, manifest.as_deref(), &text, &mut c.errors)
+                }
+                conda::CONDA_LOCK => conda::parse_conda_lock(&p, &text, &mut c.errors),
+                conda::EXPLICIT_LOCK => conda::parse_explicit(&p, &text, &mut c.errors),
+                conda::PIXI_MANIFEST => {
+                    unsupported = Some(unsupported_message(
+                        &p,
+                        kind,
+                        "a pixi.toml is installed from its pixi.lock; run `pixi lock` and \
+                         commit pixi.lock next to it",
+                    ));
+                    conda::parse_explicit(&p, "@EXPLICIT\n", &mut Vec::new())
+                }
+                _ => conda::parse_environment_file(&p, &text, &mut c.errors),
+            };
+            // The other conda files of the folder are not read: the first one found wins.
+            for other in CONDA_FILES {
+                if other != name && other != conda::PIXI_MANIFEST && c.has(other)? {
+                    c.warnings.push(format!(
+                        "{} is not read: {p} describes the conda environment",
+                        c.path(other)
+                    ));
+                }
+            }
+            let pinned = if env.input == conda::Input::EnvironmentFile {
+                text.lines()
+                    .find_map(|l| CONDA_PY.captures(l).map(|m| m[1].to_owned()))
+            } else {
+                env.locked
+                    .iter()
+                    .find_map(|u| LOCKED_PY.captures(u).map(|m| m[1].to_owned()))
+            };
+            if pinned.is_some() {
+                python_asked_in = Some(p.clone());
+            }
             python_version = Some(match pinned {
                 Some(v) => resolve_python(&v, opts).unwrap_or_else(|e| {
                     c.errors.push(Diagnostic::file(&p, e));
@@ -371,23 +428,18 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             });
             if runtime_text.is_some() {
                 c.warnings.push(format!(
-                    "{runtime_path} is ignored next to environment.yml (as in repo2docker); \
-                     name python in environment.yml"
+                    "{runtime_path} is ignored next to {name} (as in repo2docker); \
+                     name python in {name}"
                 ));
             }
             if c.has("requirements.txt")? {
                 c.warnings.push(format!(
-                    "{} is ignored next to environment.yml (as in repo2docker); list pip \
-                     packages under `- pip:` in environment.yml",
+                    "{} is ignored next to {name} (as in repo2docker); list pip \
+                     packages under `- pip:` in {name}",
                     c.path("requirements.txt")
                 ));
             }
-            unsupported = Some(unsupported_message(
-                &p,
-                kind,
-                "no conda package channel is reachable from the builders; use requirements.txt \
-                 (with apt.txt for system packages) instead",
-            ));
+            conda_env = Some(env);
         }
         Kind::Pipfile => {
             plan.pipfile = c.use_file(&c.path("Pipfile"))?;
@@ -463,6 +515,15 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
             }
             (Some(choice.image_python), Some(choice.base_image))
         }
+        // Conda environments get Python from their channels: the pinned version, or what
+        // the solve picks.
+        (Kind::Conda, _) => (
+            conda_env
+                .as_ref()
+                .filter(|_| python_asked_in.is_some())
+                .and(python_version.clone()),
+            Some(opts.base_image.clone()),
+        ),
         _ => (None, None),
     };
     let image_r = (kind == Kind::R).then(|| opts.base_r.clone());
@@ -513,6 +574,7 @@ pub(super) fn detect(src: &dyn FileTree, opts: &Options) -> Result<Analysis, Spe
         unsupported,
         apt_packages,
         launch: launch_cfg,
+        conda: conda_env,
         plan,
     })
 }
@@ -1059,7 +1121,7 @@ mod tests {
             (vec![("default.nix", "{}")], "Nix"),
             (vec![("binder/Project.toml", "")], "Julia"),
             (vec![("REQUIRE", "")], "Julia"),
-            (vec![("environment.yml", "dependencies: []\n")], "conda"),
+            (vec![("pixi.toml", "[workspace]\n")], "pixi.lock"),
         ] {
             let a = ok(&files);
             let msg = a.unsupported.clone().unwrap_or_default();

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::conda::{CONTEXT_DIR, PIP_FILE, PREFIX};
 use super::r::{APT_SCRIPT, HELPER_DIR, INSTALL_WRAPPER};
 use super::{Analysis, EXTRA_CA_FILE, GENERATOR_VERSION, Kind, Options, SpecError};
 use crate::repo::tree::{EntryKind, FileTree, resolve};
@@ -139,15 +140,19 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
         }
         d.push_str(" \\\n    && apt-get clean && rm -rf /var/lib/apt/lists/*\n");
     }
-    d.push_str(
-        "RUN python3 -m venv --system-site-packages /srv/venv \\\n    \
-         && /srv/venv/bin/python -m ipykernel install --prefix /srv/venv --name python3 --display-name \"Python 3 (ipykernel)\" \\\n    \
-         && chown -R 1000:1000 /srv/venv\n",
-    );
-    d.push_str(
-        "ENV VIRTUAL_ENV=/srv/venv PATH=/srv/venv/bin:$PATH JUPYTER_PATH=/srv/venv/share/jupyter \
-         PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n",
-    );
+    if a.kind == Kind::Conda {
+        conda_prefix(&mut d);
+    } else {
+        d.push_str(
+            "RUN python3 -m venv --system-site-packages /srv/venv \\\n    \
+             && /srv/venv/bin/python -m ipykernel install --prefix /srv/venv --name python3 --display-name \"Python 3 (ipykernel)\" \\\n    \
+             && chown -R 1000:1000 /srv/venv\n",
+        );
+        d.push_str(
+            "ENV VIRTUAL_ENV=/srv/venv PATH=/srv/venv/bin:$PATH JUPYTER_PATH=/srv/venv/share/jupyter \
+             PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n",
+        );
+    }
     if a.kind == Kind::R && !p.r_packages.is_empty() {
         // Names passed R's package-name rule; they cannot carry shell syntax.
         let _ = writeln!(d, "COPY {APT_SCRIPT} {HELPER_DIR}/{APT_SCRIPT}");
@@ -201,6 +206,14 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
              && pip install -r /tmp/nbforge-pipfile.txt && rm /tmp/nbforge-pipfile.txt"
         );
     }
+    // The `pip:` section of a conda environment, with the environment's pip.
+    if a.conda.as_ref().is_some_and(|c| !c.pip.is_empty()) {
+        let _ = writeln!(d, "COPY {PIP_FILE} /tmp/{PIP_FILE}");
+        let _ = writeln!(
+            d,
+            "RUN {PREFIX}/bin/python -m pip install -r /tmp/{PIP_FILE}"
+        );
+    }
     // R packages.
     if let Some(install) = &p.install_r {
         // Runs in the build container as jovyan, like postBuild; only what Debian did not
@@ -245,6 +258,26 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
     }
     d.push_str("CMD [\"python\", \"-m\", \"notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--no-browser\"]\n");
     Ok(d)
+}
+
+/// The conda prefix prepared by the builder (the context's `conda/` folder) as one layer, and
+/// the kernels it can run registered where the Jupyter server looks: Python's with
+/// ipykernel, R's with IRkernel when the environment has R.
+fn conda_prefix(d: &mut String) {
+    let _ = writeln!(d, "COPY --chown=1000:1000 {CONTEXT_DIR}/ {PREFIX}/");
+    let _ = writeln!(
+        d,
+        "ENV CONDA_PREFIX={PREFIX} PATH={PREFIX}/bin:$PATH JUPYTER_PATH={PREFIX}/share/jupyter \
+         PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1"
+    );
+    let _ = writeln!(
+        d,
+        "RUN if [ -x {PREFIX}/bin/python ]; then \\\n    \
+         {PREFIX}/bin/python -m ipykernel install --prefix {PREFIX} --name python3 --display-name \"Python 3 (conda)\"; fi \\\n    \
+         && if [ -x {PREFIX}/bin/R ] && {PREFIX}/bin/R --quiet -e 'quit(status = !requireNamespace(\"IRkernel\", quietly = TRUE))' >/dev/null 2>&1; then \\\n    \
+         {PREFIX}/bin/R --quiet -e 'IRkernel::installspec(prefix = \"{PREFIX}\")'; fi \\\n    \
+         && chown -R 1000:1000 {PREFIX}/share"
+    );
 }
 
 fn entrypoint(start: &str) -> String {
@@ -344,6 +377,11 @@ pub(super) fn context_files(
         }
         if a.plan.install_r.is_some() {
             made(INSTALL_WRAPPER, super::r::install_wrapper().into_bytes());
+        }
+        if let Some(env) = a.conda.as_ref().filter(|c| !c.pip.is_empty()) {
+            let mut text = env.pip.join("\n");
+            text.push('\n');
+            made(PIP_FILE, text.into_bytes());
         }
     } else if !has_own_dockerfile {
         made(&own_dockerfile, dockerfile.into_bytes());

@@ -125,6 +125,12 @@ pub(super) fn compute(
         field(&opts.base_r);
         field(&opts.cran_mirror);
     }
+    // What the solve of an environment file reads besides the file: the channels.
+    if a.kind == Kind::Conda {
+        field(&opts.conda.default_channels.join(","));
+        field(&opts.conda.channel_alias);
+        field(&opts.conda.priority);
+    }
     for path in &inputs {
         let id = match resolve(src, path)? {
             Some((real, EntryKind::File)) => src.blob_id(&real)?,

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod conda;
 mod detect;
 mod dockerfile;
 mod key;
@@ -67,7 +68,34 @@ pub struct Options {
     pub cran_mirror: String,
     /// Largest build context (the sum of its files), in bytes.
     pub max_context_bytes: u64,
+    /// How conda channels are found: part of the key of conda environments.
+    pub conda: CondaChannels,
 }
+
+/// The conda channel settings a solve depends on (so the environment key covers them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CondaChannels {
+    /// Channels used when an environment file names none.
+    pub default_channels: Vec<String>,
+    /// The base URL channel names are resolved against (`https://conda.anaconda.org`, or a
+    /// mirror).
+    pub channel_alias: String,
+    /// `strict`, `flexible` or `disabled` (conda's `channel_priority`).
+    pub priority: String,
+}
+
+impl Default for CondaChannels {
+    fn default() -> Self {
+        CondaChannels {
+            default_channels: vec!["conda-forge".into(), "bioconda".into()],
+            channel_alias: DEFAULT_CONDA_CHANNEL_ALIAS.into(),
+            priority: "strict".into(),
+        }
+    }
+}
+
+/// Where channel names point unless `NBFORGE_CONDA_CHANNEL_ALIAS` says otherwise.
+pub const DEFAULT_CONDA_CHANNEL_ALIAS: &str = "https://conda.anaconda.org";
 
 impl Default for Options {
     fn default() -> Self {
@@ -83,6 +111,7 @@ impl Default for Options {
             base_r: r::DEBIAN_R.into(),
             cran_mirror: DEFAULT_CRAN_MIRROR.into(),
             max_context_bytes: 512 * 1024 * 1024,
+            conda: CondaChannels::default(),
         }
     }
 }
@@ -277,6 +306,9 @@ pub struct Analysis {
     /// Validated package names from `apt.txt`.
     pub apt_packages: Vec<String>,
     pub launch: Option<LaunchConfig>,
+    /// The conda environment, for the `conda` kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conda: Option<conda::CondaEnvironment>,
     #[serde(skip)]
     plan: Plan,
 }

@@ -98,10 +98,12 @@ pub struct BuildRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// For conda environments: the installed packages as an `@EXPLICIT` list with hashes.
+    pub conda_lock: Option<String>,
 }
 
 const BUILD_COLUMNS: &str = "id, forge, project, ref_name, commit_sha, environment_key, image, phase, cached, \
-     message, job_id, created_at, updated_at, finished_at";
+     message, job_id, created_at, updated_at, finished_at, conda_lock";
 
 impl Db {
     pub async fn create_build(
@@ -139,6 +141,17 @@ impl Db {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Stores the lock of a conda environment's solve with its build.
+    pub async fn set_build_conda_lock(&self, id: i64, lock: &str) -> DbResult<()> {
+        sqlx::query("UPDATE builds SET conda_lock = $1, updated_at = $2 WHERE id = $3")
+            .bind(lock)
+            .bind(self.now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -434,6 +434,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             finished_at: None,
+            conda_lock: None,
         }
     }
 

@@ -264,6 +264,9 @@ impl Notebook {
             Err(_) => Value::Null,
         };
         split_multiline(&mut value);
+        // nbformat sorts keys; maps keep insertion order when serde_json's `preserve_order`
+        // is on.
+        value.sort_all_objects();
         let mut out = Vec::with_capacity(4096);
         let formatter = serde_json::ser::PrettyFormatter::with_indent(b" ");
         let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);

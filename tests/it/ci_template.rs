@@ -336,8 +336,8 @@ fn allowed_exit_codes_are_exactly_nbforges_not_buildable_codes() {
     std::fs::write(invalid.join("apt.txt"), "a;b\n").expect("write");
     std::fs::write(invalid.join("requirements.txt"), "numpy\n").expect("write");
     let invalid_sha = commit_all(&invalid);
-    let conda = tmp.path().join("conda");
-    let conda_sha = checkout("conda", &conda);
+    let julia = tmp.path().join("julia");
+    let julia_sha = checkout("julia", &julia);
     let not_repo = tmp.path().join("plain");
     std::fs::create_dir_all(&not_repo).expect("mkdir");
 
@@ -351,10 +351,10 @@ fn allowed_exit_codes_are_exactly_nbforges_not_buildable_codes() {
             .code()
     };
     let invalid_code = code(&invalid, &invalid_sha).expect("exit code");
-    let conda_code = code(&conda, &conda_sha).expect("exit code");
+    let julia_code = code(&julia, &julia_sha).expect("exit code");
     let internal_code = code(&not_repo, "HEAD").expect("exit code");
-    assert_eq!((invalid_code, conda_code, internal_code), (1, 3, 2));
-    assert!(allowed.contains(&invalid_code) && allowed.contains(&conda_code));
+    assert_eq!((invalid_code, julia_code, internal_code), (1, 3, 2));
+    assert!(allowed.contains(&invalid_code) && allowed.contains(&julia_code));
     assert!(!allowed.contains(&internal_code));
     assert!(!allowed.contains(&0));
 }
@@ -454,12 +454,12 @@ fn a_spec_that_cannot_be_built_warns_and_the_build_job_skips() {
     std::fs::write(invalid.join("apt.txt"), "a;b\n").expect("write");
     std::fs::write(invalid.join("requirements.txt"), "numpy\n").expect("write");
     let invalid_sha = commit_all(&invalid);
-    let conda = tmp.path().join("conda");
-    let conda_sha = checkout("conda", &conda);
+    let julia = tmp.path().join("julia");
+    let julia_sha = checkout("julia", &julia);
 
     for (dir, sha, expected) in [
         (&invalid, invalid_sha, "apt.txt:1:1:"),
-        (&conda, conda_sha, "cannot build yet"),
+        (&julia, julia_sha, "cannot build yet"),
     ] {
         let (code, log) = run_job(&t.spec, dir, &spec_env(&sha));
         assert!(

@@ -346,11 +346,48 @@ fn rules() -> Vec<Rule> {
             ],
             env("conda", P310),
         ),
+        Rule {
+            rule: "environment.yaml is read when there is no environment.yml",
+            files: &[("environment.yaml", "dependencies:\n  - python=3.9\n")],
+            nbforge: env("conda", Some("3.9")),
+            repo2docker: Some((env("python", P310), "conda locks and pixi")),
+        },
         same(
-            "environment.yaml is not read",
-            &[("environment.yaml", "dependencies:\n  - python=3.9\n")],
-            env("python", P310),
+            "environment.yml as an @EXPLICIT list",
+            &[(
+                "environment.yml",
+                "@EXPLICIT\nhttps://conda.anaconda.org/conda-forge/linux-64/python-3.9.18-h0755675_1_cpython.conda\n",
+            )],
+            env("conda", Some("3.9")),
         ),
+        Rule {
+            rule: "conda-linux-64.lock alone",
+            files: &[(
+                "conda-linux-64.lock",
+                "@EXPLICIT\nhttps://conda.anaconda.org/conda-forge/linux-64/python-3.12.1-hab00c5b_1_cpython.conda\n",
+            )],
+            nbforge: env("conda", Some("3.12")),
+            repo2docker: Some((env("python", P310), "conda locks and pixi")),
+        },
+        Rule {
+            rule: "conda-linux-64.lock beats environment.yml and requirements.txt",
+            files: &[
+                (
+                    "conda-linux-64.lock",
+                    "@EXPLICIT\nhttps://conda.anaconda.org/conda-forge/linux-64/python-3.11.7-hab00c5b_1_cpython.conda\n",
+                ),
+                ("environment.yml", "dependencies:\n  - python=3.9\n"),
+                ("requirements.txt", "numpy\n"),
+            ],
+            nbforge: env("conda", Some("3.11")),
+            repo2docker: Some((env("conda", Some("3.9")), "conda locks and pixi")),
+        },
+        Rule {
+            rule: "pixi.toml without its pixi.lock",
+            files: &[("pixi.toml", "[workspace]\nchannels = [\"conda-forge\"]\n")],
+            nbforge: env("conda", P310),
+            repo2docker: Some((env("python", P310), "conda locks and pixi")),
+        },
         // Pipfile.
         same(
             "Pipfile without a version: the default",

@@ -13,10 +13,13 @@ use crate::support::fake_gitlab::{FakeGitLab, FakeProject};
 use crate::support::scenario::docker_ready;
 use crate::support::{Backend, TestApp};
 
-const ZERO: &str = "0000000000000000000000000000000000000000";
+pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// A test app wired to `fake`, with environments on.
-async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Settings)) -> TestApp {
+pub(crate) async fn app_for(
+    fake: &FakeGitLab,
+    tweak: impl FnOnce(&mut nbforge::config::Settings),
+) -> TestApp {
     let url = fake.url();
     let token = fake.token();
     TestApp::with_settings(Backend::Sqlite, move |s| {
@@ -30,7 +33,13 @@ async fn app_for(fake: &FakeGitLab, tweak: impl FnOnce(&mut nbforge::config::Set
     .expect("SQLite app")
 }
 
-async fn deliver_push(t: &TestApp, fake: &FakeGitLab, p: &FakeProject, before: &str, after: &str) {
+pub(crate) async fn deliver_push(
+    t: &TestApp,
+    fake: &FakeGitLab,
+    p: &FakeProject,
+    before: &str,
+    after: &str,
+) {
     let hook = fake.push_payload(p, "main", before, after);
     let res = t
         .gitlab(hook.event, &format!("push-{after}"), hook.bytes())
@@ -39,7 +48,7 @@ async fn deliver_push(t: &TestApp, fake: &FakeGitLab, p: &FakeProject, before: &
 }
 
 /// Runs `cmd` in a container of `image`; returns its exit code and output.
-async fn run_in_image(t: &TestApp, image: &str, cmd: &[&str]) -> (i64, String) {
+pub(crate) async fn run_in_image(t: &TestApp, image: &str, cmd: &[&str]) -> (i64, String) {
     let docker = t.app.builder.docker().expect("Docker engine");
     let config = bollard::models::ContainerCreateBody {
         image: Some(image.to_owned()),
@@ -92,7 +101,7 @@ async fn run_in_image(t: &TestApp, image: &str, cmd: &[&str]) -> (i64, String) {
     (code, out)
 }
 
-fn states(fake: &FakeGitLab, sha: &str) -> Vec<String> {
+pub(crate) fn states(fake: &FakeGitLab, sha: &str) -> Vec<String> {
     fake.statuses_for(sha)
         .into_iter()
         .filter(|s| s.name == "nbforge/environment")

@@ -7,6 +7,7 @@ mod anonymous_runs;
 mod browser;
 mod catalog;
 mod ci_template;
+mod conda;
 mod data;
 mod detection;
 mod environments;

@@ -1368,7 +1368,7 @@ on_both_databases!(
             repository: repository.clone(),
             commit: commit.clone(),
         };
-        let pieces: Vec<bytes::Bytes> = context_stream(context, source)
+        let pieces: Vec<bytes::Bytes> = context_stream(context, source, Vec::new())
             .map(|p| p.unwrap())
             .collect()
             .await;

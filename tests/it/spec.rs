@@ -30,6 +30,7 @@ fn args(path: &Path, git_ref: Option<&str>) -> SpecArgs {
         base_python: None,
         max_file_size: 1 << 20,
         context: None,
+        solve: false,
     }
 }
 
