@@ -255,6 +255,8 @@ pub struct ImageArgs {
     /// `warn` and build it with the base image's Python [default: fail].
     #[arg(long, env = "NBFORGE_PYTHON_MISMATCH")]
     pub python_mismatch: Option<crate::spec::PythonMismatch>,
+    #[command(flatten)]
+    pub conda: CondaArgs,
 }
 
 /// How environment images are built, named and stored.
@@ -326,6 +328,9 @@ pub struct CondaArgs {
     /// Largest conda package a solve may pick, in MiB [default: 1024].
     #[arg(long, env = "NBFORGE_CONDA_PACKAGE_MAX_MB")]
     pub conda_package_max_mb: Option<u64>,
+    /// Where channels' package lists and packages are cached, shared by all builds [default: <data dir>/conda].
+    #[arg(long, env = "NBFORGE_CONDA_CACHE_DIR")]
+    pub conda_cache_dir: Option<PathBuf>,
 }
 
 /// Jupyter sessions on the Docker engine: the platform's limits and where they run.
@@ -432,8 +437,6 @@ pub struct SettingsArgs {
     pub environment: EnvironmentArgs,
     #[command(flatten)]
     pub base: BaseImageArgs,
-    #[command(flatten)]
-    pub conda: CondaArgs,
     #[command(flatten)]
     pub sessions: SessionArgs,
     #[command(flatten)]
@@ -542,6 +545,7 @@ struct FileSettings {
     conda_channel_alias: Option<String>,
     conda_channel_priority: Option<String>,
     conda_package_max_mb: Option<u64>,
+    conda_cache_dir: Option<PathBuf>,
     default_python: Option<String>,
     python_bases: Option<String>,
     python_mismatch: Option<String>,
@@ -957,6 +961,8 @@ pub struct CondaSettings {
     pub channels: crate::spec::CondaChannels,
     /// Largest package a solve may pick, in bytes.
     pub package_max_bytes: u64,
+    /// The conda caches, when not `<data dir>/conda`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -1032,6 +1038,7 @@ fn conda_settings(
             priority,
         },
         package_max_bytes: max_mb.saturating_mul(1024 * 1024),
+        cache_dir: args.conda_cache_dir.clone().or(file.conda_cache_dir.take()),
     }
 }
 
@@ -1094,7 +1101,7 @@ impl Settings {
         };
         let mut file_access = file_access(&file);
         let mut problems = Vec::new();
-        let conda = conda_settings(&args.conda, &mut file, &mut problems);
+        let conda = conda_settings(&args.image.conda, &mut file, &mut problems);
         let listen = args
             .server
             .listen

@@ -171,6 +171,11 @@ impl LocalChannel {
             .insert(file_name.to_owned(), record);
     }
 
+    /// The repodata record of a package file written or recorded.
+    pub fn record_of(&self, subdir: &str, file_name: &str) -> Option<&Value> {
+        self.records.get(subdir)?.get(file_name)
+    }
+
     /// Writes `repodata.json` of every subdir.
     pub fn write_index(&self) -> std::io::Result<()> {
         for (sub, packages) in &self.records {
@@ -185,8 +190,8 @@ impl LocalChannel {
     }
 
     /// A `python` 3.11.2 package that is a virtual environment of the image's Debian Python
-    /// (with its system packages, among them ipykernel and pip), and an `ipykernel` package
-    /// needing it.
+    /// (with its system packages, among them ipykernel and pip), and `ipykernel` and `pip`
+    /// packages needing it.
     pub fn add_python_stand_in(&mut self) -> std::io::Result<()> {
         let python = Package {
             name: "python".into(),
@@ -217,6 +222,7 @@ impl LocalChannel {
         };
         self.add(&python)?;
         self.add(&Package::noarch("ipykernel", "6.20.2", &["python"]))?;
+        self.add(&Package::noarch("pip", "23.0.1", &["python"]))?;
         Ok(())
     }
 }

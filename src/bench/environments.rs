@@ -1,7 +1,8 @@
 //! `nbforge bench environments`: push → `success` status, end to end, for
 //! (a) a change to a notebook only (the environment key is kept: no build),
 //! (b) a change to `requirements.txt` with Docker's layer cache warm, and
-//! (c) a cold build (Docker's layer cache ignored).
+//! (c) a cold build (Docker's layer cache ignored); before them, the conda measurements of
+//! [`super::conda`] (a solve next to py-rattler's, and rebuilds after adding one package).
 //!
 //! It runs the real service in this process (router, job workers, spec reading from a
 //! git mirror, the Docker engine) against a plain bare repository through the local
@@ -34,6 +35,21 @@ pub struct EnvironmentsArgs {
     /// Package the example environment installs with pip.
     #[arg(long, default_value = "tomli-w")]
     pub package: String,
+    /// Records of the generated conda channel the solve is measured against.
+    #[arg(long, default_value_t = 20000)]
+    pub conda_records: usize,
+    /// Conda solves to time, for nbforge and for py-rattler.
+    #[arg(long, default_value_t = 5)]
+    pub conda_solves: usize,
+    /// Conda rebuilds to time, each adding one package to `environment.yml`.
+    #[arg(long, default_value_t = 3)]
+    pub conda_rebuilds: usize,
+    /// Skip py-rattler (installed from PyPI into the bench's temporary folder).
+    #[arg(long)]
+    pub no_py_rattler: bool,
+    /// Only the conda measurements.
+    #[arg(long)]
+    pub conda_only: bool,
 }
 
 const SECRET: &str = "bench-secret";
@@ -64,11 +80,11 @@ fn commit(
     Ok(id.to_string())
 }
 
-fn push_body(repo_path: &Path, before: &str, after: &str) -> Vec<u8> {
+fn push_body(repo_path: &Path, before: &str, after: &str, branch: &str) -> Vec<u8> {
     let url = format!("file://{}", repo_path.display());
     serde_json::json!({
         "object_kind": "push", "event_name": "push", "before": before, "after": after,
-        "ref": "refs/heads/main", "checkout_sha": after, "user_username": "bench",
+        "ref": format!("refs/heads/{branch}"), "checkout_sha": after, "user_username": "bench",
         "project_id": null,
         "project": { "id": null, "name": "env", "path_with_namespace": PROJECT,
                      "web_url": url, "git_http_url": url, "default_branch": "main" },
@@ -78,6 +94,61 @@ fn push_body(repo_path: &Path, before: &str, after: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Pushes an `environment.yml` (built once, not timed), then `rebuilds` commits that each add
+/// one package; returns each rebuild's time, outcome, and steps taken from the layer cache.
+async fn conda_rebuilds(
+    app: &App,
+    repo: &git2::Repository,
+    repo_path: &Path,
+    run_id: &str,
+    rebuilds: usize,
+) -> anyhow::Result<Vec<(Duration, bool, usize, usize)>> {
+    let env = |n: usize| {
+        let mut text = format!("# bench {run_id}\ndependencies:\n  - python=3.11\n");
+        for i in 0..=n {
+            text.push_str(&format!("  - nbforge-extra-{i}\n"));
+        }
+        text
+    };
+    let before = repo
+        .find_reference("refs/heads/conda")
+        .ok()
+        .and_then(|r| r.target())
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| ZERO.to_owned());
+    let mut head = commit(repo, "conda", &[("environment.yml", env(0).as_bytes())])?;
+    let (t, ok) = time_push_on(app, repo_path, &before, &head, "conda").await?;
+    anyhow::ensure!(ok, "the first conda build failed");
+    println!(
+        "\nfirst conda build (not counted): {:.1} s",
+        t.as_secs_f64()
+    );
+    let mut out = Vec::new();
+    for n in 1..=rebuilds {
+        let before = head.clone();
+        head = commit(repo, "conda", &[("environment.yml", env(n).as_bytes())])?;
+        let (t, ok) = time_push_on(app, repo_path, &before, &head, "conda").await?;
+        let build = app
+            .db
+            .builds_for_commit("gitlab", PROJECT, &head)
+            .await?
+            .into_iter()
+            .next();
+        let mut log = String::new();
+        if let Some(b) = build {
+            let mut after = None;
+            while let Some((seq, body)) = app.db.build_log_chunk(b.id, after).await? {
+                log.push_str(&body);
+                after = Some(seq);
+            }
+        }
+        let steps = log.lines().filter(|l| l.starts_with("Step ")).count();
+        let cached = log.matches("Using cache").count();
+        out.push((t, ok, cached, steps));
+    }
+    Ok(out)
+}
+
 /// Sends the push and waits for the environment status of `after` to end.
 async fn time_push(
     app: &App,
@@ -85,13 +156,23 @@ async fn time_push(
     before: &str,
     after: &str,
 ) -> anyhow::Result<(Duration, bool)> {
+    time_push_on(app, repo_path, before, after, "main").await
+}
+
+async fn time_push_on(
+    app: &App,
+    repo_path: &Path,
+    before: &str,
+    after: &str,
+    branch: &str,
+) -> anyhow::Result<(Duration, bool)> {
     let started = Instant::now();
     let req = Request::post("/hooks/gitlab")
         .header("content-type", "application/json")
         .header("x-gitlab-event", "Push Hook")
         .header("x-gitlab-token", SECRET)
         .header("x-gitlab-event-uuid", format!("bench-{after}"))
-        .body(Body::from(push_body(repo_path, before, after)))?;
+        .body(Body::from(push_body(repo_path, before, after, branch)))?;
     let res = crate::web::router(app.clone()).oneshot(req).await?;
     anyhow::ensure!(
         res.status().is_success(),
@@ -143,6 +224,26 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
     let tmp = tempfile::Builder::new()
         .prefix("nbforge-bench-env-")
         .tempdir()?;
+    super::conda::solve_section(
+        tmp.path(),
+        args.conda_records,
+        args.conda_solves,
+        !args.no_py_rattler,
+    )
+    .await?;
+    // A local channel for the rebuilds: the Python stand-in, and one package per rebuild.
+    let channel_dir = tmp.path().join("rebuild-channel");
+    let mut channel = super::conda_channel::LocalChannel::new(&channel_dir)?;
+    channel.add_python_stand_in()?;
+    for i in 0..=args.conda_rebuilds {
+        channel.add(&super::conda::extra_package(i))?;
+    }
+    channel.write_index()?;
+    let (channel_addr, _channel_server) = super::conda_channel::serve(
+        channel_dir.clone(),
+        std::sync::Arc::new(super::conda_channel::Behaviour::default()),
+    )
+    .await?;
     let mut settings = Settings::for_database(&format!(
         "sqlite://{}",
         tmp.path().join("bench.db").display()
@@ -155,6 +256,7 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
     settings.environments.image_prefix = "nbforge-bench".into();
     settings.jobs.poll_interval = Duration::from_millis(5);
     settings.jobs.workers = 2;
+    settings.environments.conda.channels.default_channels = vec![format!("http://{channel_addr}")];
     let db = crate::storage::Db::connect(&settings.database_url).await?;
     let forges = build_forges(&settings, &db)?;
     let mut app = App::with_parts(settings.clone(), db, forges)?;
@@ -173,8 +275,26 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
     let repo = git2::Repository::init_bare(&repo_path)?;
     let (shutdown, workers) = start_workers(&app).await;
 
-    // The first environment: built once, not timed.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let conda = conda_rebuilds(&app, &repo, &repo_path, &run_id, args.conda_rebuilds).await?;
+    println!(
+        "\nconda rebuild after adding one package to environment.yml (push -> `success`, package and layer caches warm):"
+    );
+    for (i, (t, ok, cached, steps)) in conda.iter().enumerate() {
+        println!(
+            "  rebuild {}: {:>6.1} s  {}  {cached} of {steps} steps from the layer cache",
+            i + 1,
+            t.as_secs_f64(),
+            if *ok { "success" } else { "FAILED" }
+        );
+    }
+    if args.conda_only {
+        shutdown.cancel();
+        let _ = workers.await;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // The first environment: built once, not timed.
     let requirements = |n: usize| format!("# bench {run_id} {n}\n{}\n", args.package);
     let mut head = commit(
         &repo,

@@ -8,6 +8,7 @@
 //! `--rate` deliveries/s (answer times at that load).
 
 pub mod access;
+pub mod conda;
 pub mod conda_channel;
 pub mod environments;
 pub mod runs;

@@ -275,7 +275,7 @@ fn short_error(e: &reqwest::Error) -> String {
 }
 
 /// The specs of an environment file, with ipykernel added when the file does not name it (the
-/// notebook kernel runs in the environment).
+/// notebook kernel runs in the environment), and pip when it has a `pip:` section.
 pub fn specs(env: &CondaEnvironment) -> Result<Vec<MatchSpec>, CondaError> {
     let mut out = Vec::new();
     for d in &env.dependencies {
@@ -286,6 +286,10 @@ pub fn specs(env: &CondaEnvironment) -> Result<Vec<MatchSpec>, CondaError> {
     }
     if !env.names("ipykernel") {
         out.push(MatchSpec::from_str("ipykernel", ParseStrictness::Lenient).expect("valid spec"));
+    }
+    // The `pip:` section is installed with the environment's own pip.
+    if !env.pip.is_empty() && env.line_of("pip").is_none() {
+        out.push(MatchSpec::from_str("pip", ParseStrictness::Lenient).expect("valid spec"));
     }
     Ok(out)
 }
@@ -614,12 +618,24 @@ fn explicit_hash(entry: &str) -> Option<rattler_conda_types::PackageArchiveHash>
         .flatten()
 }
 
-/// Removes prefixes left behind by a build that did not end (a crash).
-pub fn remove_stale_prefixes(cache_dir: &Path) {
+/// Removes prefixes left behind by builds that did not end (a crash, a killed process):
+/// those not changed for `older_than` (longer than any build may take). Returns how many.
+pub fn remove_stale_prefixes(cache_dir: &Path, older_than: Duration) -> usize {
     let work = cache_dir.join("prefixes");
-    if let Ok(entries) = std::fs::read_dir(&work) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_dir_all(e.path());
+    let Ok(entries) = std::fs::read_dir(&work) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > older_than);
+        if old && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed += 1;
         }
     }
+    removed
 }

@@ -135,7 +135,10 @@ pub fn conda_settings(
         extra_ca: env.extra_ca.clone(),
         ..crate::environment::conda::CondaSettings::new(
             env.conda.channels.clone(),
-            settings.data_dir.join("conda"),
+            env.conda
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| settings.data_dir.join("conda")),
         )
     }
 }

@@ -256,7 +256,12 @@ pub(super) fn generate(a: &Analysis, opts: &Options) -> Result<String, SpecError
     if p.start.is_some() {
         let _ = writeln!(d, "ENTRYPOINT [\"/usr/local/bin/{ENTRYPOINT_FILE}\"]");
     }
-    d.push_str("CMD [\"python\", \"-m\", \"notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--no-browser\"]\n");
+    if a.kind == Kind::Conda {
+        // `python` is the environment's, which has no Jupyter server.
+        d.push_str("CMD [\"jupyter\", \"notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--no-browser\"]\n");
+    } else {
+        d.push_str("CMD [\"python\", \"-m\", \"notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--no-browser\"]\n");
+    }
     Ok(d)
 }
 

@@ -300,6 +300,76 @@ async fn an_explicit_list_is_installed_as_locked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conda_lock_file_is_installed_as_locked() {
+    let ch = channel().await;
+    let cache = tempfile::tempdir().unwrap();
+    let s = ch.settings(cache.path());
+    // What conda-lock writes (its unified format), for two of the channel's packages.
+    let mut packages = String::new();
+    for (subdir, file, name, version, deps) in [
+        (
+            "linux-64",
+            "python-3.11.2-0_nbforge.tar.bz2",
+            "python",
+            "3.11.2",
+            "{}",
+        ),
+        (
+            "noarch",
+            "nbforge-demo-1.0-py_0.tar.bz2",
+            "nbforge-demo",
+            "1.0",
+            "\n    python: '>=3.8'",
+        ),
+    ] {
+        let r = ch.channel.record_of(subdir, file).unwrap();
+        packages.push_str(&format!(
+            "- name: {name}\n  version: {version}\n  manager: conda\n  platform: linux-64\n  dependencies: {deps}\n  url: {url}/{subdir}/{file}\n  hash:\n    md5: {md5}\n    sha256: {sha}\n  category: main\n  optional: false\n",
+            url = ch.url,
+            md5 = r["md5"].as_str().unwrap(),
+            sha = r["sha256"].as_str().unwrap(),
+        ));
+    }
+    let lock = format!(
+        "version: 1\nmetadata:\n  content_hash:\n    linux-64: 4f2a0e6a1f1c5e0b8d7c3b2a190817263544536271809a0b1c2d3e4f5a6b7c8d\n  channels:\n  - url: {}\n    used_env_vars: []\n  platforms:\n  - linux-64\n  sources:\n  - environment.yml\npackage:\n{packages}",
+        ch.url
+    );
+    let mut errors = Vec::new();
+    let env = nbforge::spec::conda::parse_conda_lock("conda-lock.yml", &lock, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}\n{lock}");
+    let prepared = prepare(&s, &env, &quiet).await.expect("installed");
+    assert!(
+        prepared
+            .prefix()
+            .join("lib/python3.11/site-packages/nbforge_demo/__init__.py")
+            .is_file()
+    );
+    assert_eq!(
+        prepared.packages, 2,
+        "as locked: no ipykernel added, no solve"
+    );
+    assert!(prepared.solve_time.is_none());
+
+    // A lock whose hash does not match what the channel serves installs nothing.
+    let tampered = lock.replacen(
+        ch.channel
+            .record_of("noarch", "nbforge-demo-1.0-py_0.tar.bz2")
+            .unwrap()["sha256"]
+            .as_str()
+            .unwrap(),
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        1,
+    );
+    let env = nbforge::spec::conda::parse_conda_lock("conda-lock.yml", &tampered, &mut errors);
+    let fresh = tempfile::tempdir().unwrap();
+    let m = user_error(prepare(&ch.settings(fresh.path()), &env, &quiet).await);
+    assert!(
+        m.starts_with("conda-lock.yml:") && m.contains("nbforge-demo"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pixi_lock_is_installed_as_locked() {
     use rattler_conda_types::{RepoDataRecord, Subdir};
     let ch = channel().await;
@@ -393,8 +463,52 @@ async fn conda_push_builds_an_image_whose_kernel_runs_in_the_environment() {
         "{lock}"
     );
     let log = t.get(&format!("/api/builds/{}/log", build.id)).await.text();
-    assert!(log.contains("solved 3 packages in"), "{log}");
+    assert!(
+        log.contains("solved 4 packages in"),
+        "python, ipykernel and pip added, nbforge-demo: {log}"
+    );
     let image = build.image.clone().unwrap();
+
+    // Another repository with the same environment file and a postBuild: a new key, but the
+    // engine takes the environment's layer from its cache (the same prefix, byte for byte).
+    let q = fake.add_project("lab/conda-again");
+    let sha2 = fake.commit(
+        &q,
+        "main",
+        &[
+            ("binder/environment.yml", env.as_bytes()),
+            ("binder/postBuild", b"#!/bin/sh\necho post > /tmp/post\n"),
+        ],
+        "same environment, with postBuild",
+    );
+    deliver_push(&t, &fake, &q, ZERO, &sha2).await;
+    t.run_jobs().await;
+    assert_eq!(
+        states(&fake, &sha2).last().map(String::as_str),
+        Some("success"),
+        "{:?}",
+        fake.statuses_for(&sha2)
+    );
+    let again = t
+        .db()
+        .builds_for_commit("gitlab", "lab/conda-again", &sha2)
+        .await
+        .unwrap()
+        .remove(0);
+    let log2 = t.get(&format!("/api/builds/{}/log", again.id)).await.text();
+    let lines: Vec<&str> = log2.lines().collect();
+    let copy = lines
+        .iter()
+        .position(|l| l.contains("COPY --chown=1000:1000 conda/ /srv/conda/"))
+        .unwrap_or_else(|| panic!("no conda layer step: {log2}"));
+    assert!(
+        lines[copy + 1..]
+            .iter()
+            .take(2)
+            .any(|l| l.contains("Using cache")),
+        "the conda layer was rebuilt: {log2}"
+    );
+    let image2 = again.image.clone().unwrap();
 
     // As uid 1000: the environment's Python, its conda package and its pip package, and a
     // notebook executed by the Jupyter kernel registered for the environment.
@@ -411,17 +525,19 @@ cat /tmp/out.ipynb
 "#;
     let (code, out) = run_in_image(&t, &image, &["sh", "-c", script]).await;
     let docker = t.app.builder.docker().unwrap();
-    let _ = docker
-        .remove_image(
-            &image,
-            Some(
-                bollard::query_parameters::RemoveImageOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-            None,
-        )
-        .await;
+    for image in [&image, &image2] {
+        let _ = docker
+            .remove_image(
+                image,
+                Some(
+                    bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                        .force(true)
+                        .build(),
+                ),
+                None,
+            )
+            .await;
+    }
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("1000\n"), "{out}");
     assert!(
@@ -432,4 +548,143 @@ cat /tmp/out.ipynb
         out.contains("kernel /srv/conda 42"),
         "the kernel ran in the environment: {out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsolvable_merge_request_says_why_in_its_note() {
+    let ch = channel().await;
+    let url = ch.url.clone();
+    let Some(t) = crate::support::scenario::Scenario::gitlab_with(
+        crate::support::Backend::Sqlite,
+        move |s| {
+            s.environments.conda.channels.default_channels = vec![url];
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let t = t.with_environments();
+    t.push("lab/mr-conda", &[("README.md", b"analysis\n")])
+        .await;
+    t.run_jobs().await;
+    let mr = t
+        .open_mr(
+            "lab/mr-conda",
+            "feature",
+            &[(
+                "environment.yml",
+                b"dependencies:\n  - python=3.11\n  - nbforge-demo >=7\n",
+            )],
+            "Use conda",
+        )
+        .await;
+    t.run_jobs().await;
+    let notes = t.notes(&mr);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("could not be prepared")
+            && notes[0].contains("environment.yml:3: cannot be solved:")
+            && notes[0].contains("nbforge-demo"),
+        "{}",
+        notes[0]
+    );
+    // The commit status says the same, shortened to what a status holds.
+    let build = t
+        .db()
+        .list_builds(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.project == "lab/mr-conda" && b.phase == nbforge::storage::BuildPhase::Failed)
+        .expect("the merge request's failed build");
+    let (state, description) = t.last_status(&build.commit_sha);
+    assert_eq!(state, "failed");
+    assert!(
+        description.contains("environment.yml:3: cannot be solved"),
+        "{description}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nbforge_spec_solves_and_writes_the_context_of_a_conda_environment() {
+    let ch = channel().await;
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("environment.yml"),
+        "dependencies:\n  - python=3.11\n  - nbforge-demo\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    let nbforge = |args: &[&str]| {
+        let ch_url = ch.url.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let data = data.path().to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_nbforge"))
+                    .args(&args)
+                    .env("NBFORGE_CONDA_CHANNELS", ch_url)
+                    .env("NBFORGE_CONDA_CACHE_DIR", data)
+                    .output()
+                    .expect("nbforge runs")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let dir = repo.path().to_str().unwrap();
+    let out = nbforge(&["spec", "--solve", dir]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("kind: conda"), "{stdout}");
+    assert!(
+        stdout.contains("@EXPLICIT\n")
+            && stdout.contains("/noarch/nbforge-demo-1.0-py_0.tar.bz2#sha256=")
+            && stdout.contains("/noarch/ipykernel-6.20.2-0.tar.bz2#sha256="),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("python: 3.11.2 (from the channels)"),
+        "{stderr}"
+    );
+
+    let target = context.path().to_str().unwrap();
+    let out = nbforge(&["spec", "--context", target, dir]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let module = context
+        .path()
+        .join("conda/lib/python3.11/site-packages/nbforge_demo/__init__.py");
+    assert_eq!(std::fs::read_to_string(module).unwrap(), DEMO);
+    assert_eq!(
+        std::fs::read_link(context.path().join("conda/bin/python3.11")).unwrap(),
+        Path::new("/usr/bin/python3.11")
+    );
+    let dockerfile = std::fs::read_to_string(context.path().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY --chown=1000:1000 conda/ /srv/conda/"));
+}
+
+#[test]
+fn prefixes_of_builds_that_never_ended_are_removed_later() {
+    let cache = tempfile::tempdir().unwrap();
+    let work = cache.path().join("prefixes");
+    let old = work.join("env-old");
+    let fresh = work.join("env-fresh");
+    std::fs::create_dir_all(old.join("prefix/bin")).unwrap();
+    std::fs::create_dir_all(fresh.join("prefix")).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let removed =
+        nbforge::environment::conda::remove_stale_prefixes(cache.path(), Duration::from_secs(3600));
+    assert_eq!(removed, 1);
+    assert!(!old.exists() && fresh.exists());
 }

@@ -5,7 +5,8 @@
 //! nor an image a stored worksheet run executed in (it can be run again exactly); the
 //! containers of worksheet runs left behind (`runs::remove_stale_containers`); visitors'
 //! runs whose results expired, with their throwaway homes, and throwaway homes nothing
-//! uses any more (`runs::visitors::expire`).
+//! uses any more (`runs::visitors::expire`); conda prefixes that builds which never ended
+//! left on the host (`environment::conda::remove_stale_prefixes`).
 
 use std::collections::HashSet;
 
@@ -58,8 +59,17 @@ impl Job for Cleanup {
             )
             .await?;
         let visitors = crate::runs::visitors::expire(ctx).await?;
+        // Conda prefixes of builds that never ended (the process died mid-build).
+        let conda_dir = crate::environment::flow::conda_settings(&ctx.settings).cache_dir;
+        let older_than =
+            ctx.settings.environments.build_timeout + std::time::Duration::from_secs(3600);
+        let prefixes = tokio::task::spawn_blocking(move || {
+            crate::environment::conda::remove_stale_prefixes(&conda_dir, older_than)
+        })
+        .await
+        .unwrap_or(0);
         tracing::info!(
-            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} run containers, {} ended sessions and logins, {} expired visitors' runs, {} unused throwaway homes",
+            "cleanup removed {} jobs, {} deliveries, {} mirrors, {} images, {} run containers, {} ended sessions and logins, {} expired visitors' runs, {} unused throwaway homes, {} conda prefixes left by builds that did not end",
             queue.jobs,
             queue.deliveries,
             mirrors.len(),
@@ -67,7 +77,8 @@ impl Job for Cleanup {
             run_containers,
             sessions,
             visitors.runs,
-            visitors.homes
+            visitors.homes,
+            prefixes
         );
         Ok(())
     }

@@ -32,6 +32,15 @@ impl PrepareEnvironment {
     pub fn merge_request_key(forge: ForgeKind, project: &str, iid: i64) -> String {
         format!("env:mr:{}:{project}:{iid}", forge.name())
     }
+
+    /// The target project and iid of the merge request this environment is for, if any.
+    pub fn merge_request(&self) -> Option<(String, i64)> {
+        let rest = self
+            .key
+            .strip_prefix(&format!("env:mr:{}:", self.forge.name()))?;
+        let (project, iid) = rest.rsplit_once(':')?;
+        Some((project.to_owned(), iid.parse().ok()?))
+    }
 }
 
 impl Job for PrepareEnvironment {
@@ -88,6 +97,24 @@ impl Job for PrepareEnvironment {
                 )
                 .await;
                 Err(PrepareError::Infrastructure(e).into())
+            }
+            Err(PrepareError::User(message)) => {
+                // A merge request's note says why too, with the file and line.
+                if let Some((project, iid)) = self.merge_request() {
+                    let noted = super::merge_request::note_failure(
+                        ctx,
+                        self.forge,
+                        &project,
+                        iid,
+                        &self.commit,
+                        &message,
+                    )
+                    .await;
+                    if let Err(e) = noted {
+                        tracing::warn!("noting the failure on {project}!{iid}: {e}");
+                    }
+                }
+                Err(PrepareError::User(message).into())
             }
             Err(e) => Err(e.into()),
         }

@@ -11,6 +11,43 @@ use crate::storage::{JobKind, MergeRequestRow};
 
 /// Marks nbforge's note on a merge request, so it is found again and edited, never repeated.
 pub const NOTE_MARKER: &str = "<!-- nbforge:environment -->";
+/// Starts the part of nbforge's note that says why the environment could not be prepared;
+/// the next note written for new commits drops it.
+pub const FAILURE_MARKER: &str = "<!-- nbforge:environment-failure -->";
+
+/// Adds to nbforge's note on merge request `iid` of `project` why the environment of `commit`
+/// could not be prepared (the message the commit status has, whole). Nothing when there is no
+/// note yet.
+pub async fn note_failure(
+    ctx: &Context,
+    forge: ForgeKind,
+    project: &str,
+    iid: i64,
+    commit: &str,
+    message: &str,
+) -> Result<(), JobError> {
+    let api = ctx.forges.for_kind(&forge);
+    let id = ProjectId::Path(project.to_owned());
+    let notes = api.list_merge_request_notes(&id, iid).await?;
+    let Some(note) = notes.iter().find(|n| n.body.contains(NOTE_MARKER)) else {
+        return Ok(());
+    };
+    let head = note
+        .body
+        .split(FAILURE_MARKER)
+        .next()
+        .unwrap_or(&note.body)
+        .trim_end();
+    // The message is shown as it is, in a fence it cannot close.
+    let shown = message.replace("~~~", "~ ~ ~");
+    let body = format!(
+        "{head}\n\n{FAILURE_MARKER}\n**The environment of `{}` could not be prepared:**\n\n~~~\n{shown}\n~~~\n",
+        flow::short_sha(commit)
+    );
+    api.edit_merge_request_note(&id, iid, note.id, &body)
+        .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncMergeRequest {
