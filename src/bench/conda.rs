@@ -54,7 +54,7 @@ pub const TYPICAL_SPECS: &[&str] = &[
 /// the repodata) and returns how many it wrote.
 pub fn generate_channel(dir: &Path, records: usize) -> std::io::Result<usize> {
     let mut channel = LocalChannel::new(dir)?;
-    let mut rng = Lcg(0x6e62_666f_7267_65);
+    let mut rng = Lcg(0x006e_6266_6f72_6765);
     let mut count = 0;
     let pythons = ["3.9.18", "3.10.13", "3.11.7", "3.12.1"];
     for (i, v) in pythons.iter().enumerate() {
@@ -176,7 +176,7 @@ async def main():
         started = time.perf_counter()
         records = await rattler.solve(
             sources=[rattler.Channel(channel)], specs=specs, platforms=["linux-64", "noarch"],
-            virtual_packages=[rattler.GenericVirtualPackage(rattler.PackageName(n), rattler.Version(v), b)
+            virtual_packages=[rattler.GenericVirtualPackage(rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b))
                               for n, v, b in [("__unix", "0", "0"), ("__linux", "6.1", "0"),
                                               ("__glibc", "2.36", "0"), ("__archspec", "1", "x86_64")]],
             gateway=rattler.Gateway(), channel_priority=rattler.ChannelPriority.Strict)

@@ -128,12 +128,21 @@ async fn conda_rebuilds(
         let before = head.clone();
         head = commit(repo, "conda", &[("environment.yml", env(n).as_bytes())])?;
         let (t, ok) = time_push_on(app, repo_path, &before, &head, "conda").await?;
-        let build = app
-            .db
-            .builds_for_commit("gitlab", PROJECT, &head)
-            .await?
-            .into_iter()
-            .next();
+        // The status is set before the build's log is stored: wait for the build to end.
+        let mut build = None;
+        for _ in 0..500 {
+            build = app
+                .db
+                .builds_for_commit("gitlab", PROJECT, &head)
+                .await?
+                .into_iter()
+                .next()
+                .filter(|b| b.finished_at.is_some());
+            if build.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut log = String::new();
         if let Some(b) = build {
             let mut after = None;
@@ -190,6 +199,20 @@ async fn time_push_on(
             started.elapsed() < Duration::from_secs(1800),
             "no result after 30 minutes"
         );
+        // A job that failed before any status (the repository could not be read) ends it.
+        if let Some(job) = app
+            .db
+            .list_jobs(Some("failed"), 1)
+            .await?
+            .into_iter()
+            .next()
+        {
+            anyhow::bail!(
+                "job {} failed: {}",
+                job.id,
+                job.last_error.unwrap_or_default()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -250,6 +273,8 @@ pub async fn run(base: &Settings, args: &EnvironmentsArgs) -> anyhow::Result<Exi
     ));
     settings.forges.gitlab_webhook_secrets = vec![Secret::new(SECRET)];
     settings.data_dir = tmp.path().join("data");
+    // The bench's repository is `<tmp>/bench/env.git`, project `bench/env`.
+    settings.forges.git_roots = vec![tmp.path().to_owned()];
     settings.environments.base_image = base.environments.base_image.clone();
     settings.environments.extra_ca = base.environments.extra_ca.clone();
     settings.environments.docker_host = base.environments.docker_host.clone();
