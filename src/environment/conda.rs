@@ -492,6 +492,22 @@ pub async fn prepare(
         .iter()
         .find(|r| r.package_record.name.as_normalized() == "python")
         .map(|r| r.package_record.version.to_string());
+    let has = |name: &str| {
+        records
+            .iter()
+            .any(|r| r.package_record.name.as_normalized() == name)
+            || env
+                .pip
+                .iter()
+                .any(|p| crate::spec::conda::spec_name(p).eq_ignore_ascii_case(name))
+    };
+    if python.is_some() && !has("ipykernel") {
+        log(&format!(
+            "warning: {} has no ipykernel: notebooks will run with the base image's Python, not \
+             the environment's; add ipykernel to it",
+            env.file
+        ));
+    }
     let lock = explicit_lock(&records);
     let work = s.cache_dir.join("prefixes");
     std::fs::create_dir_all(&work)

@@ -87,6 +87,19 @@ pub struct CondaEnvironment {
 }
 
 impl CondaEnvironment {
+    fn new(input: Input, file: &str, text: &str) -> Self {
+        CondaEnvironment {
+            input,
+            file: file.to_owned(),
+            manifest: None,
+            channels: Vec::new(),
+            dependencies: Vec::new(),
+            pip: Vec::new(),
+            locked: Vec::new(),
+            text: text.to_owned(),
+        }
+    }
+
     /// The line of the environment file that asks for the package `name`, if any.
     pub fn line_of(&self, name: &str) -> Option<usize> {
         self.dependencies
@@ -180,16 +193,7 @@ pub fn parse_environment_file(
     if is_explicit(text) {
         return parse_explicit(file, text, errors);
     }
-    let mut env = CondaEnvironment {
-        input: Input::EnvironmentFile,
-        file: file.to_owned(),
-        manifest: None,
-        channels: Vec::new(),
-        dependencies: Vec::new(),
-        pip: Vec::new(),
-        locked: Vec::new(),
-        text: text.to_owned(),
-    };
+    let mut env = CondaEnvironment::new(Input::EnvironmentFile, file, text);
     let parsed = if text.trim().is_empty() {
         Ok(EnvironmentYaml::default())
     } else {
@@ -274,16 +278,7 @@ pub fn is_explicit(text: &str) -> bool {
 
 /// Reads an `@EXPLICIT` list.
 pub fn parse_explicit(file: &str, text: &str, errors: &mut Vec<Diagnostic>) -> CondaEnvironment {
-    let mut env = CondaEnvironment {
-        input: Input::Explicit,
-        file: file.to_owned(),
-        manifest: None,
-        channels: Vec::new(),
-        dependencies: Vec::new(),
-        pip: Vec::new(),
-        locked: Vec::new(),
-        text: text.to_owned(),
-    };
+    let mut env = CondaEnvironment::new(Input::Explicit, file, text);
     match ExplicitEnvironmentSpec::from_str(text) {
         Ok(spec) => {
             if let Some(p) = spec.platform
@@ -315,16 +310,7 @@ pub fn parse_explicit(file: &str, text: &str, errors: &mut Vec<Diagnostic>) -> C
 
 /// Reads a `conda-lock.yml`.
 pub fn parse_conda_lock(file: &str, text: &str, errors: &mut Vec<Diagnostic>) -> CondaEnvironment {
-    let mut env = CondaEnvironment {
-        input: Input::CondaLock,
-        file: file.to_owned(),
-        manifest: None,
-        channels: Vec::new(),
-        dependencies: Vec::new(),
-        pip: Vec::new(),
-        locked: Vec::new(),
-        text: text.to_owned(),
-    };
+    let mut env = CondaEnvironment::new(Input::CondaLock, file, text);
     match locked_records(Input::CondaLock, text) {
         Ok(urls) => record_urls(file, text, &urls, &mut env, errors),
         Err(e) => errors.push(Diagnostic::file(file, e)),
@@ -340,14 +326,8 @@ pub fn parse_pixi_lock(
     errors: &mut Vec<Diagnostic>,
 ) -> CondaEnvironment {
     let mut env = CondaEnvironment {
-        input: Input::Pixi,
-        file: file.to_owned(),
         manifest: manifest.map(str::to_owned),
-        channels: Vec::new(),
-        dependencies: Vec::new(),
-        pip: Vec::new(),
-        locked: Vec::new(),
-        text: text.to_owned(),
+        ..CondaEnvironment::new(Input::Pixi, file, text)
     };
     match locked_records(Input::Pixi, text) {
         Ok(urls) => record_urls(file, text, &urls, &mut env, errors),

@@ -277,7 +277,7 @@ fn conda_prefix(d: &mut String) {
     );
     let _ = writeln!(
         d,
-        "RUN if [ -x {PREFIX}/bin/python ]; then \\\n    \
+        "RUN if [ -x {PREFIX}/bin/python ] && {PREFIX}/bin/python -c 'import ipykernel' 2>/dev/null; then \\\n    \
          {PREFIX}/bin/python -m ipykernel install --prefix {PREFIX} --name python3 --display-name \"Python 3 (conda)\"; fi \\\n    \
          && if [ -x {PREFIX}/bin/R ] && {PREFIX}/bin/R --quiet -e 'quit(status = !requireNamespace(\"IRkernel\", quietly = TRUE))' >/dev/null 2>&1; then \\\n    \
          {PREFIX}/bin/R --quiet -e 'IRkernel::installspec(prefix = \"{PREFIX}\")'; fi \\\n    \

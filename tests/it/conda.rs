@@ -13,7 +13,7 @@ use nbforge::environment::conda::{CondaError, CondaSettings, prepare};
 use nbforge::spec::conda::{CondaEnvironment, parse_environment_file};
 use nbforge::spec::{CondaChannels, Diagnostic};
 
-use crate::environments::{ZERO, app_for, deliver_push, run_in_image, states};
+use crate::environments::{app_for, push_and_build, remove_images, run_in_image};
 use crate::support::fake_gitlab::FakeGitLab;
 use crate::support::scenario::docker_ready;
 
@@ -282,7 +282,15 @@ async fn an_explicit_list_is_installed_as_locked() {
     let mut errors = Vec::new();
     let env = nbforge::spec::conda::parse_explicit("conda-linux-64.lock", &text, &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
-    let prepared = prepare(&s, &env, &quiet).await.expect("installed");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let log = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    let prepared = prepare(&s, &env, &log).await.expect("installed");
+    // Nothing is added to a lock; one without ipykernel is said to run on the base's kernel.
+    let log = lines.lock().unwrap().join("\n");
+    assert!(
+        log.contains("warning: conda-linux-64.lock has no ipykernel"),
+        "{log}"
+    );
     let prefix = prepared.prefix();
     assert!(
         prefix
@@ -434,26 +442,8 @@ async fn conda_push_builds_an_image_whose_kernel_runs_in_the_environment() {
         "# run {}\ndependencies:\n  - python=3.11\n  - nbforge-demo\n  - pip:\n    - six==1.16.0\n",
         uuid::Uuid::new_v4()
     );
-    let sha = fake.commit(
-        &p,
-        "main",
-        &[("binder/environment.yml", env.as_bytes())],
-        "conda environment",
-    );
-    deliver_push(&t, &fake, &p, ZERO, &sha).await;
-    t.run_jobs().await;
-    let statuses = fake.statuses_for(&sha);
-    assert_eq!(
-        states(&fake, &sha).last().map(String::as_str),
-        Some("success"),
-        "{statuses:?}"
-    );
-    let build = t
-        .db()
-        .builds_for_commit("gitlab", "lab/conda-demo", &sha)
-        .await
-        .unwrap()
-        .remove(0);
+    let (_, build) =
+        push_and_build(&t, &fake, &p, &[("binder/environment.yml", env.as_bytes())]).await;
     let lock = build
         .conda_lock
         .clone()
@@ -472,29 +462,16 @@ async fn conda_push_builds_an_image_whose_kernel_runs_in_the_environment() {
     // Another repository with the same environment file and a postBuild: a new key, but the
     // engine takes the environment's layer from its cache (the same prefix, byte for byte).
     let q = fake.add_project("lab/conda-again");
-    let sha2 = fake.commit(
+    let (_, again) = push_and_build(
+        &t,
+        &fake,
         &q,
-        "main",
         &[
             ("binder/environment.yml", env.as_bytes()),
             ("binder/postBuild", b"#!/bin/sh\necho post > /tmp/post\n"),
         ],
-        "same environment, with postBuild",
-    );
-    deliver_push(&t, &fake, &q, ZERO, &sha2).await;
-    t.run_jobs().await;
-    assert_eq!(
-        states(&fake, &sha2).last().map(String::as_str),
-        Some("success"),
-        "{:?}",
-        fake.statuses_for(&sha2)
-    );
-    let again = t
-        .db()
-        .builds_for_commit("gitlab", "lab/conda-again", &sha2)
-        .await
-        .unwrap()
-        .remove(0);
+    )
+    .await;
     let log2 = t.get(&format!("/api/builds/{}/log", again.id)).await.text();
     let lines: Vec<&str> = log2.lines().collect();
     let copy = lines
@@ -524,20 +501,7 @@ jupyter execute --output=/tmp/out /tmp/nb.ipynb 2>&1
 cat /tmp/out.ipynb
 "#;
     let (code, out) = run_in_image(&t, &image, &["sh", "-c", script]).await;
-    let docker = t.app.builder.docker().unwrap();
-    for image in [&image, &image2] {
-        let _ = docker
-            .remove_image(
-                image,
-                Some(
-                    bollard::query_parameters::RemoveImageOptionsBuilder::default()
-                        .force(true)
-                        .build(),
-                ),
-                None,
-            )
-            .await;
-    }
+    remove_images(&t, &[&image, &image2]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("1000\n"), "{out}");
     assert!(

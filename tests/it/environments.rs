@@ -109,6 +109,50 @@ pub(crate) fn states(fake: &FakeGitLab, sha: &str) -> Vec<String> {
         .collect()
 }
 
+/// Commits `files` to project `p`, delivers the push and runs the jobs; asserts that the
+/// environment status ended `success`. Returns the commit and its build.
+pub(crate) async fn push_and_build(
+    t: &TestApp,
+    fake: &FakeGitLab,
+    p: &FakeProject,
+    files: &[(&str, &[u8])],
+) -> (String, nbforge::storage::BuildRow) {
+    let sha = fake.commit(p, "main", files, "environment");
+    deliver_push(t, fake, p, ZERO, &sha).await;
+    t.run_jobs().await;
+    assert_eq!(
+        states(fake, &sha).last().map(String::as_str),
+        Some("success"),
+        "{:?}",
+        fake.statuses_for(&sha)
+    );
+    let build = t
+        .db()
+        .builds_for_commit("gitlab", &p.path_with_namespace, &sha)
+        .await
+        .unwrap()
+        .remove(0);
+    (sha, build)
+}
+
+/// Removes images a test built.
+pub(crate) async fn remove_images(t: &TestApp, images: &[&str]) {
+    let docker = t.app.builder.docker().unwrap();
+    for image in images {
+        let _ = docker
+            .remove_image(
+                image,
+                Some(
+                    bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                        .force(true)
+                        .build(),
+                ),
+                None,
+            )
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pip_push_builds_and_a_notebook_only_push_is_ready_at_once() {
     let fake = FakeGitLab::start().await;
@@ -641,35 +685,26 @@ async fn r_push_builds_from_debian_and_runs_an_r_notebook() {
         "# run {}\ninstall.packages(\"jsonlite\")\nBiocManager::install(\"Biobase\")\nlibrary(jsonlite)\n",
         uuid::Uuid::new_v4()
     );
-    let sha = fake.commit(
+    let (sha, build) = push_and_build(
+        &t,
+        &fake,
         &p,
-        "main",
         &[
             ("runtime.txt", b"r-4.1-2022-01-01\n"),
             ("install.R", install.as_bytes()),
         ],
-        "R environment",
-    );
-    deliver_push(&t, &fake, &p, ZERO, &sha).await;
-    t.run_jobs().await;
-    let s = states(&fake, &sha);
+    )
+    .await;
     let statuses = fake.statuses_for(&sha);
-    let last = statuses.last().unwrap();
     assert_eq!(
-        s.last().map(String::as_str),
-        Some("success"),
-        "{statuses:?}"
-    );
-    assert_eq!(
-        last.description.as_deref().unwrap_or_default(),
+        statuses
+            .last()
+            .unwrap()
+            .description
+            .as_deref()
+            .unwrap_or_default(),
         "environment ready (R 4.2 from Debian, not 4.1; CRAN snapshot 2022-01-01 not used)"
     );
-    let build = t
-        .db()
-        .builds_for_commit("gitlab", "lab/r-demo", &sha)
-        .await
-        .unwrap()
-        .remove(0);
     let image = build.image.clone().unwrap();
     let log = t.get(&format!("/api/builds/{}/log", build.id)).await.text();
     assert!(
@@ -691,18 +726,7 @@ async fn r_push_builds_from_debian_and_runs_an_r_notebook() {
         "cat > /tmp/r.ipynb <<'EOF'\n{notebook}\nEOF\njupyter execute --output=/tmp/out /tmp/r.ipynb 2>&1 && cat /tmp/out.ipynb"
     );
     let (code, out) = run_in_image(&t, &image, &["sh", "-c", &script]).await;
-    let docker = t.app.builder.docker().unwrap();
-    let _ = docker
-        .remove_image(
-            &image,
-            Some(
-                bollard::query_parameters::RemoveImageOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-            None,
-        )
-        .await;
+    remove_images(&t, &[&image]).await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(r#"{\"ok\":1}"#) && out.contains("Biobase 2.") && out.contains("uid 1000"),
