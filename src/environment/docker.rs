@@ -345,15 +345,17 @@ impl Builder {
             while let Some(item) = stream.next().await {
                 let info = item.map_err(|e| match e {
                     bollard::errors::Error::DockerStreamError { error } => {
-                        BuildError::Failed(error)
+                        BuildError::Failed(summarize_failure(&error, &last_lines))
                     }
                     other => engine(other),
                 })?;
                 if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                    // The engine colours a step's standard error; logs and statuses are text.
+                    let text = crate::text::strip_ansi(text);
                     for line in text.lines().filter(|l| !l.trim().is_empty()) {
                         log(line);
                         last_lines.push(line.to_owned());
-                        if last_lines.len() > 5 {
+                        if last_lines.len() > 20 {
                             last_lines.remove(0);
                         }
                     }
@@ -559,16 +561,28 @@ fn normalize_repository(image: &str) -> String {
     repo.strip_prefix("library/").unwrap_or(repo).to_owned()
 }
 
-/// A short user-facing reason: the engine's message and the step's last output line.
+/// A short user-facing reason: the engine's message and the step's last output line; or
+/// the last line nbforge's own build helpers wrote (`nbforge: …`), then the engine's message.
 fn summarize_failure(detail: &str, last_lines: &[String]) -> String {
-    let last = last_lines
+    let output = |l: &&String| {
+        !l.starts_with("Step ")
+            && !l.starts_with(" ---> ")
+            && !l.starts_with("Removing intermediate container")
+            && l.as_str() != detail
+            && !l.trim().is_empty()
+    };
+    // nbforge's own line comes first: a commit status keeps 250 characters.
+    if let Some(own) = last_lines
         .iter()
         .rev()
-        .find(|l| !l.starts_with("Step ") && !l.starts_with(" ---> ") && l.as_str() != detail)
-        .map(|l| l.trim().to_owned());
-    match last {
-        Some(l) if !l.is_empty() => format!("{detail}: {l}"),
-        _ => detail.to_owned(),
+        .filter(output)
+        .find(|l| l.trim_start().starts_with("nbforge: "))
+    {
+        return format!("{} ({detail})", own.trim());
+    }
+    match last_lines.iter().rev().find(output) {
+        Some(l) => format!("{detail}: {}", l.trim()),
+        None => detail.to_owned(),
     }
 }
 

@@ -246,9 +246,23 @@ fi
 pub(super) fn install_wrapper() -> String {
     r#"# Runs a repository's install.R so that packages already installed (from Debian) are not
 # installed again: install.packages() and BiocManager::install() only install what is left.
+# Warnings are printed when they happen, not after the script.
+options(warn = 1)
 .nbforge_left <- function(pkgs) {
     pkgs <- as.character(pkgs)
     pkgs[!vapply(pkgs, function(p) nzchar(system.file(package = p)), logical(1))]
+}
+# A package that no source had ends the build, named (R itself only warns). Only package
+# names are checked: files (`pkg_1.0.tar.gz`) and GitHub repositories (`user/repo`) are
+# installed under other names.
+.nbforge_check <- function(rest, from) {
+    rest <- rest[grepl("^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$", rest)]
+    missing <- .nbforge_left(rest)
+    if (length(missing) > 0L) {
+        message("nbforge: R package(s) found in no source (Debian, ", from, "): ",
+                paste(missing, collapse = ", "))
+        quit(save = "no", status = 1)
+    }
 }
 install.packages <- function(pkgs, ...) {
     rest <- .nbforge_left(pkgs)
@@ -256,6 +270,7 @@ install.packages <- function(pkgs, ...) {
     if (length(done) > 0L) message("nbforge: already installed: ", paste(done, collapse = ", "))
     if (length(rest) == 0L) return(invisible(NULL))
     utils::install.packages(rest, ...)
+    .nbforge_check(rest, paste("CRAN", getOption("repos")[["CRAN"]]))
 }
 if (requireNamespace("BiocManager", quietly = TRUE)) local({
     ns <- asNamespace("BiocManager")
@@ -265,7 +280,9 @@ if (requireNamespace("BiocManager", quietly = TRUE)) local({
         done <- setdiff(as.character(pkgs), rest)
         if (length(done) > 0L) message("nbforge: already installed: ", paste(done, collapse = ", "))
         if (length(pkgs) > 0L && length(rest) == 0L) return(invisible(character()))
-        real(rest, ..., update = update, ask = ask)
+        out <- real(rest, ..., update = update, ask = ask)
+        .nbforge_check(rest, "Bioconductor or CRAN")
+        invisible(out)
     }
     unlockBinding("install", ns)
     assign("install", shim, envir = ns)

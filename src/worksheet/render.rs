@@ -274,15 +274,21 @@ fn render_outputs(out: &mut String, outputs: &[Output], options: &RenderOptions)
             }
             "error" => {
                 out.push_str("<div class=\"output error\" role=\"alert\"><p><strong>");
-                escape_into(out, &strip_ansi(o.ename.as_deref().unwrap_or("Error")));
+                escape_into(
+                    out,
+                    &crate::text::strip_ansi(o.ename.as_deref().unwrap_or("Error")),
+                );
                 out.push_str("</strong>: ");
-                escape_into(out, &strip_ansi(o.evalue.as_deref().unwrap_or("")));
+                escape_into(
+                    out,
+                    &crate::text::strip_ansi(o.evalue.as_deref().unwrap_or("")),
+                );
                 out.push_str("</p>");
                 if options.show_traceback
                     && let Some(tb) = &o.traceback
                 {
                     out.push_str("<pre class=\"traceback\">");
-                    escape_into(out, &strip_ansi(&tb.join("\n")));
+                    escape_into(out, &crate::text::strip_ansi(&tb.join("\n")));
                     out.push_str("</pre>");
                 }
                 out.push_str("</div>\n");
@@ -377,7 +383,7 @@ fn render_bundle(out: &mut String, data: &Map<String, Value>, meta: Option<&Map<
         _ => {
             let text = bundle_text(value).unwrap_or_default();
             out.push_str("<pre class=\"output text\">");
-            escape_into(out, &strip_ansi(&text));
+            escape_into(out, &crate::text::strip_ansi(&text));
             out.push_str("</pre>\n");
         }
     }
@@ -604,51 +610,10 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Remove ANSI/VT100 escape sequences (colours, cursor moves, OSC titles and links).
-fn strip_ansi(text: &str) -> Cow<'_, str> {
-    if !text.contains('\x1b') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('[') => {
-                // CSI: parameters and intermediates, then one final byte in @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                // OSC: up to BEL or ST (ESC \).
-                while let Some(c) = chars.next() {
-                    if c == '\x07' {
-                        break;
-                    }
-                    if c == '\x1b' {
-                        if chars.peek() == Some(&'\\') {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// Terminal text as a terminal would leave it: escapes stripped, and a carriage return
 /// (progress bars) overwriting its line.
 fn terminal_text(text: &str) -> Cow<'_, str> {
-    let stripped = strip_ansi(text);
+    let stripped = crate::text::strip_ansi(text);
     if !stripped.contains('\r') {
         return stripped;
     }
@@ -674,7 +639,9 @@ mod tests {
     #[test]
     fn ansi_is_stripped() {
         assert_eq!(
-            strip_ansi("\x1b[0;31mKeyError\x1b[0m: \x1b]8;;http://x\x07link\x1b]8;;\x07"),
+            crate::text::strip_ansi(
+                "\x1b[0;31mKeyError\x1b[0m: \x1b]8;;http://x\x07link\x1b]8;;\x07"
+            ),
             "KeyError: link"
         );
     }

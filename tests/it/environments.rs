@@ -669,6 +669,47 @@ async fn kinds_not_built_say_so_in_the_status() {
     }
 }
 
+/// An R package that neither Debian nor the CRAN mirror has fails the build, and the status
+/// names it (R alone would only warn and build an image without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_r_package_in_no_source_fails_the_build_naming_it() {
+    let fake = FakeGitLab::start().await;
+    // A mirror that cannot answer: nothing is found there.
+    let t = app_for(&fake, |s| {
+        s.environments.cran_mirror = "http://127.0.0.1:9/cran".into();
+    })
+    .await;
+    if !docker_ready(&t).await {
+        return;
+    }
+    let p = fake.add_project("lab/r-missing");
+    let install = format!(
+        "# run {}\ninstall.packages(\"jsonlite\")\ninstall.packages(\"nbforgeNoSuchPackage\")\n",
+        uuid::Uuid::new_v4()
+    );
+    let sha = fake.commit(&p, "main", &[("install.R", install.as_bytes())], "R");
+    deliver_push(&t, &fake, &p, ZERO, &sha).await;
+    t.run_jobs().await;
+    let statuses = fake.statuses_for(&sha);
+    let last = statuses.last().unwrap();
+    assert_eq!(last.state, "failed", "{statuses:?}");
+    let description = last.description.clone().unwrap_or_default();
+    let build = t
+        .db()
+        .builds_for_commit("gitlab", "lab/r-missing", &sha)
+        .await
+        .unwrap()
+        .remove(0);
+    let log = t.get(&format!("/api/builds/{}/log", build.id)).await.text();
+    assert!(
+        description.contains("nbforge: R package(s) found in no source (Debian, CRAN http://127.0.0.1:9/cran): nbforgeNoSuchPackage"),
+        "{description}\n{log}"
+    );
+    // Nothing was tagged for the key.
+    let image = build.image.clone().unwrap();
+    assert!(!t.app.builder.image_exists(&image).await.unwrap());
+}
+
 /// An R repository is built from Debian: `install.R`'s CRAN and Bioconductor packages come
 /// from Debian's `r-cran-*` / `r-bioc-*` packages (no CRAN needed), the IRkernel runs an R
 /// notebook in the image as uid 1000, and the status says the R differs from runtime.txt's.
