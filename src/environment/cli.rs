@@ -170,28 +170,18 @@ pub async fn conda(
         })
     };
     let records = if let Some(dir) = &args.context {
-        let prepared = match super::conda::prepare(&conda, env, &say).await {
-            Ok(p) => p,
+        // Installed straight into the context (linked from the package cache where it can be).
+        let target = dir.join(crate::spec::conda::CONTEXT_DIR);
+        let installed = match super::conda::install_into(&conda, env, &target, &say).await {
+            Ok(i) => i,
             Err(e) => return Ok(failed(e)),
         };
-        let target = dir.join(crate::spec::conda::CONTEXT_DIR);
-        let mut tar = Vec::new();
-        super::docker::write_context_tar(
-            &[],
-            &super::ContextSource::None,
-            &[(".".to_owned(), prepared.prefix())],
-            &mut tar,
-        )?;
-        std::fs::create_dir_all(&target)?;
-        let mut archive = tar::Archive::new(tar.as_slice());
-        archive.set_preserve_permissions(true);
-        archive.unpack(&target)?;
         eprintln!(
             "conda environment: {} packages in {}",
-            prepared.packages,
+            installed.packages,
             target.display()
         );
-        prepared.lock.clone()
+        installed.lock
     } else {
         let client = super::conda::client(&conda)?;
         match super::conda::resolve(&conda, &client, env, &say).await {

@@ -73,13 +73,7 @@ pub enum CondaError {
 /// A prepared prefix, removed when dropped.
 pub struct Prepared {
     dir: tempfile::TempDir,
-    /// The installed packages as an `@EXPLICIT` list with SHA-256 hashes.
-    pub lock: String,
-    pub packages: usize,
-    /// How long the solve took (environment files only).
-    pub solve_time: Option<Duration>,
-    /// The Python the environment has, `X.Y.Z`.
-    pub python: Option<String>,
+    pub installed: Installed,
 }
 
 impl Prepared {
@@ -247,9 +241,7 @@ pub async fn check_channels(
                 "channel {shown} {last} (try {attempt} of {})",
                 s.tries.max(1)
             ));
-            if attempt < s.tries.max(1) {
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-            }
+            pause_before_retry(attempt, s.tries.max(1)).await;
         }
         if !found {
             return Err(CondaError::User(format!(
@@ -263,15 +255,22 @@ pub async fn check_channels(
     Ok(())
 }
 
+/// The messages of an error and of each error it came from, outermost first.
+fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = String> + 'a {
+    std::iter::successors(Some(e), |e| e.source()).map(ToString::to_string)
+}
+
+/// The innermost cause of a request's failure (what went wrong on the wire), credentials
+/// removed.
 fn short_error(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
+    crate::config::redact_url(&causes(e).last().unwrap_or_default())
+}
+
+/// Waits before try `attempt + 1` of `tries`: 0.5 s more each time; not after the last.
+async fn pause_before_retry(attempt: u32, tries: u32) {
+    if attempt < tries {
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
     }
-    crate::config::redact_url(&text)
 }
 
 /// The specs of an environment file, with ipykernel added when the file does not name it (the
@@ -320,9 +319,7 @@ pub async fn repodata(
             Ok(r) => return Ok(r.repodata),
             Err(e) => last = crate::config::redact_url(&e.to_string()),
         }
-        if attempt < s.tries.max(1) {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
+        pause_before_retry(attempt, s.tries.max(1)).await;
     }
     Err(CondaError::User(format!(
         "reading the channels' package lists failed after {} tries: {last}",
@@ -464,13 +461,43 @@ pub async fn resolve(
     }
 }
 
-/// Prepares the prefix of `env`: solved (environment files) or read from its lock, fetched
-/// into the shared package cache, and linked for `/srv/conda`.
+/// What [`install_into`] installed.
+pub struct Installed {
+    /// The installed packages as an `@EXPLICIT` list with SHA-256 hashes.
+    pub lock: String,
+    pub packages: usize,
+    /// How long the solve took (environment files only).
+    pub solve_time: Option<Duration>,
+    /// The Python the environment has, `X.Y.Z`.
+    pub python: Option<String>,
+}
+
+/// Prepares the prefix of `env` in a folder of its own under the cache, removed when the
+/// value is dropped (see [`install_into`]).
 pub async fn prepare(
     s: &CondaSettings,
     env: &CondaEnvironment,
     log: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Prepared, CondaError> {
+    let work = s.cache_dir.join("prefixes");
+    std::fs::create_dir_all(&work)
+        .map_err(|e| CondaError::Infrastructure(format!("creating {}: {e}", work.display())))?;
+    let dir = tempfile::Builder::new()
+        .prefix("env-")
+        .tempdir_in(&work)
+        .map_err(|e| CondaError::Infrastructure(format!("{}: {e}", work.display())))?;
+    let installed = install_into(s, env, &dir.path().join("prefix"), log).await?;
+    Ok(Prepared { dir, installed })
+}
+
+/// Installs `env` into the folder `prefix`: solved (environment files) or read from its lock,
+/// fetched into the shared package cache, and linked for `/srv/conda`.
+pub async fn install_into(
+    s: &CondaSettings,
+    env: &CondaEnvironment,
+    prefix: &Path,
+    log: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Installed, CondaError> {
     let client = client(s)?;
     let (records, solve_time) = resolve(s, &client, env, log).await?;
     for r in &records {
@@ -509,36 +536,27 @@ pub async fn prepare(
         ));
     }
     let lock = explicit_lock(&records);
-    let work = s.cache_dir.join("prefixes");
-    std::fs::create_dir_all(&work)
-        .map_err(|e| CondaError::Infrastructure(format!("creating {}: {e}", work.display())))?;
-    let dir = tempfile::Builder::new()
-        .prefix("env-")
-        .tempdir_in(&work)
-        .map_err(|e| CondaError::Infrastructure(format!("{}: {e}", work.display())))?;
-    let prefix = dir.path().join("prefix");
     let installed = Instant::now();
-    let count = records.len();
+    let packages = records.len();
     Installer::new()
         .with_package_cache(PackageCache::new(s.cache_dir.join("pkgs")))
         .with_download_client(client)
         .with_target_platform(Subdir::Linux64)
         .with_alternative_target_prefix(PREFIX)
         .with_execute_link_scripts(false)
-        .install(&prefix, records)
+        .install(prefix, records)
         .await
         .map_err(|e| install_error(env, &e))?;
     log(&format!(
-        "installed {count} packages for {PREFIX} in {:.2} s",
+        "installed {packages} packages for {PREFIX} in {:.2} s",
         installed.elapsed().as_secs_f64()
     ));
     let lock_path = prefix.join(LOCK_IN_PREFIX);
     std::fs::write(&lock_path, &lock)
         .map_err(|e| CondaError::Infrastructure(format!("writing {}: {e}", lock_path.display())))?;
-    Ok(Prepared {
-        dir,
+    Ok(Installed {
         lock,
-        packages: count,
+        packages,
         solve_time,
         python,
     })
@@ -547,14 +565,7 @@ pub async fn prepare(
 /// An install failure: a package that cannot be fetched is the environment's problem (its URL
 /// or channel); anything else is nbforge's.
 fn install_error(env: &CondaEnvironment, e: &rattler::install::InstallerError) -> CondaError {
-    use std::error::Error as _;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    let text = crate::config::redact_url(&text);
+    let text = crate::config::redact_url(&causes(e).collect::<Vec<_>>().join(": "));
     if matches!(e, rattler::install::InstallerError::FailedToFetch(..)) {
         CondaError::User(format!("{}: {text}", env.file))
     } else {

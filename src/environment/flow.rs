@@ -401,7 +401,8 @@ async fn run(
     if let Some(env) = &analysis.conda {
         match crate::environment::conda::prepare(&p.conda, env, &sink).await {
             Ok(c) => {
-                p.db.set_build_conda_lock(build_id, &c.lock).await?;
+                p.db.set_build_conda_lock(build_id, &c.installed.lock)
+                    .await?;
                 prepared = Some(c);
             }
             Err(crate::environment::conda::CondaError::User(message)) => {

@@ -131,25 +131,17 @@ pub fn spec_name(spec: &str) -> &str {
 /// A channel as a repository may name it: a name (`conda-forge`, `bioconda`, `owner/label`)
 /// or an `http(s)` URL.
 fn check_channel(channel: &str) -> Result<(), String> {
-    if channel.contains("://") {
-        let ok = url::Url::parse(channel)
-            .map(|u| matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(false);
-        return if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "channel `{channel}` is not allowed: only channel names and http(s) URLs"
-            ))
-        };
-    }
-    let name_ok = !channel.is_empty()
-        && !channel.starts_with(['/', '.', '~'])
-        && !channel.contains("..")
-        && channel
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if name_ok {
+    let ok = if channel.contains("://") {
+        url::Url::parse(channel).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    } else {
+        !channel.is_empty()
+            && !channel.starts_with(['/', '.', '~'])
+            && !channel.contains("..")
+            && channel
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    if ok {
         Ok(())
     } else {
         Err(format!(

@@ -112,22 +112,26 @@ async fn an_environment_file_is_solved_and_installed_for_srv_conda() {
     // The noarch package went to the stand-in Python's site-packages, and ipykernel was added.
     let module = prefix.join("lib/python3.11/site-packages/nbforge_demo/__init__.py");
     assert_eq!(std::fs::read_to_string(&module).unwrap(), DEMO);
-    assert_eq!(prepared.packages, 3, "python, ipykernel, nbforge-demo");
-    assert_eq!(prepared.python.as_deref(), Some("3.11.2"));
+    assert_eq!(
+        prepared.installed.packages, 3,
+        "python, ipykernel, nbforge-demo"
+    );
+    assert_eq!(prepared.installed.python.as_deref(), Some("3.11.2"));
     assert!(
         prepared
+            .installed
             .lock
             .starts_with("# platform: linux-64\n@EXPLICIT\n")
-            && prepared.lock.contains(&format!(
+            && prepared.installed.lock.contains(&format!(
                 "{}/noarch/nbforge-demo-1.0-py_0.tar.bz2#sha256=",
                 ch.url
             )),
         "{}",
-        prepared.lock
+        prepared.installed.lock
     );
     let in_prefix =
         std::fs::read_to_string(prefix.join("conda-meta/nbforge-explicit.txt")).unwrap();
-    assert_eq!(in_prefix, prepared.lock);
+    assert_eq!(in_prefix, prepared.installed.lock);
     let log = lines.lock().unwrap().join("\n");
     assert!(
         log.contains("solved 3 packages in") && log.contains("(strict channel priority)"),
@@ -298,8 +302,8 @@ async fn an_explicit_list_is_installed_as_locked() {
             .is_file()
     );
     // Exactly what the list names: no solve, nothing added.
-    assert_eq!(prepared.packages, 2);
-    assert!(prepared.solve_time.is_none());
+    assert_eq!(prepared.installed.packages, 2);
+    assert!(prepared.installed.solve_time.is_none());
     assert!(
         !prefix
             .join("lib/python3.11/site-packages/nbforge_demo")
@@ -353,10 +357,10 @@ async fn a_conda_lock_file_is_installed_as_locked() {
             .is_file()
     );
     assert_eq!(
-        prepared.packages, 2,
+        prepared.installed.packages, 2,
         "as locked: no ipykernel added, no solve"
     );
-    assert!(prepared.solve_time.is_none());
+    assert!(prepared.installed.solve_time.is_none());
 
     // A lock whose hash does not match what the channel serves installs nothing.
     let tampered = lock.replacen(
@@ -419,7 +423,7 @@ async fn a_pixi_lock_is_installed_as_locked() {
             .is_file()
     );
     assert_eq!(
-        prepared.packages, 3,
+        prepared.installed.packages, 3,
         "python, ipykernel and nbforge-extra, as locked"
     );
 }
